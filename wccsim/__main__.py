@@ -1,0 +1,3 @@
+from wccsim.cli import main
+
+raise SystemExit(main())

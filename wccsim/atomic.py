@@ -1,0 +1,44 @@
+"""Atomic file output: write to a temporary file in the destination directory, fsync, then `os.replace`.
+
+A reader never sees a half-written file, and a pre-existing file is left byte-identical if the writer
+fails or is killed before the rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+__all__ = ["atomic_path", "write_bytes", "write_text"]
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `dest`; on success it is renamed onto `dest`, on error removed."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix + ".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes(dest: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `dest` atomically."""
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(dest: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 `text` to `dest` atomically."""
+    write_bytes(dest, text.encode("utf-8"))
