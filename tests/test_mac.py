@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wccsim.datapath.mac import accumulate, exact_chunk, int_matmul, mac_array
+from wccsim.hw import MacSpec, Overflow
+
+
+def _ref(wq, xq):
+    """Plain int64 matmul (numpy integer loops, no BLAS, no float)."""
+    return np.matmul(np.asarray(wq, np.int64), np.asarray(xq, np.int64))
+
+
+@pytest.mark.parametrize("n,cout,cin,k", [(1, 1, 1, 1), (2, 7, 33, 5), (1, 16, 1024, 9), (1, 3, 1025, 4),
+                                          (2, 5, 4096, 3), (1, 96, 96, 640)])
+def test_int8_random_equals_int64(n, cout, cin, k):
+    rng = np.random.default_rng(cin * 31 + k)
+    wq = rng.integers(-128, 128, size=(cout, cin))
+    xq = rng.integers(-128, 128, size=(n, cin, k))
+    np.testing.assert_array_equal(int_matmul(wq, xq), _ref(wq, xq))
+
+
+@pytest.mark.parametrize("wv,xv", [(-128, -128), (127, 127), (-128, 127), (127, -128)])
+def test_int8_corners_k4096(wv, xv):
+    cin = 4096
+    wq = np.full((3, cin), wv)
+    xq = np.full((1, cin, 2), xv)
+    got = int_matmul(wq, xq)
+    assert got.dtype == np.int64
+    assert (got == cin * wv * xv).all()
+
+
+def test_chunk_bound_is_tight_at_minus128():
+    # 1024 * 128 * 128 == 2^24: the largest exact float32 chunk for int8.
+    assert exact_chunk(128, 128, 1 << 24) == 1024
+    assert exact_chunk(127, 127, 1 << 24) == 1040
+    # One chunk of 1024 products of -128 x -128 must be exact: 2^24 is representable, 2^24 + 1 is not.
+    wq = np.full((1, 1025), -128)
+    xq = np.full((1, 1025, 1), -128)
+    wq[0, -1] = 1
+    xq[0, -1, 0] = 1
+    assert int_matmul(wq, xq)[0, 0, 0] == (1 << 24) + 1
+
+
+@pytest.mark.parametrize("bits", [12, 16])
+def test_wide_operands(bits):
+    rng = np.random.default_rng(bits)
+    lo, hi = -(1 << (bits - 1)), 1 << (bits - 1)
+    wq = rng.integers(lo, hi, size=(9, 2048))
+    xq = rng.integers(lo, hi, size=(2, 2048, 7))
+    wq[0, :] = lo
+    xq[0, :, 0] = lo
+    got = int_matmul(wq, xq)
+    np.testing.assert_array_equal(got, _ref(wq, xq))
+    assert got[0, 0, 0] == 2048 * lo * lo
+
+
+def test_very_wide_operands_fall_back_to_int64():
+    wq = np.array([[1 << 30, -(1 << 30)]])
+    xq = np.array([[[1 << 30], [1 << 30]]])
+    assert int_matmul(wq, xq)[0, 0, 0] == 0
+    xq2 = np.array([[[1 << 30], [-(1 << 30)]]])
+    assert int_matmul(wq, xq2)[0, 0, 0] == 1 << 61
+
+
+def test_python_int_reference_small():
+    rng = np.random.default_rng(5)
+    wq = rng.integers(-128, 128, size=(4, 50))
+    xq = rng.integers(-128, 128, size=(1, 50, 3))
+    ref = [[sum(int(wq[o, c]) * int(xq[0, c, j]) for c in range(50)) for j in range(3)] for o in range(4)]
+    assert int_matmul(wq, xq)[0].tolist() == ref
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 8), st.integers(1, 300), st.integers(1, 6), st.integers(2, 16),
+       st.integers(0, 2**32 - 1))
+def test_property_equals_int64(n, cout, cin, k, bits, seed):
+    rng = np.random.default_rng(seed)
+    lo, hi = -(1 << (bits - 1)), 1 << (bits - 1)
+    wq = rng.integers(lo, hi, size=(cout, cin))
+    xq = rng.integers(lo, hi, size=(n, cin, k))
+    np.testing.assert_array_equal(int_matmul(wq, xq), _ref(wq, xq))
+
+
+def test_shape_mismatch_raises():
+    with pytest.raises(ValueError):
+        int_matmul(np.zeros((2, 3), int), np.zeros((1, 4, 2), int))
+
+
+def test_accumulate_saturate_and_wrap():
+    acc = np.array([-(1 << 31) - 1, -(1 << 31), 0, (1 << 31) - 1, 1 << 31, 5 << 31], dtype=np.int64)
+    sat, n_sat = accumulate(acc, 32, Overflow.SATURATE)
+    assert n_sat == 3
+    assert sat.tolist() == [-(1 << 31), -(1 << 31), 0, (1 << 31) - 1, (1 << 31) - 1, (1 << 31) - 1]
+    wrp, n_wrp = accumulate(acc, 32, Overflow.WRAP)
+    assert n_wrp == 3
+    assert wrp.tolist() == np.array(acc).astype(np.int32).astype(np.int64).tolist()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(-(1 << 40), 1 << 40), min_size=1, max_size=20), st.integers(2, 32))
+def test_accumulate_wrap_is_modular(values, bits):
+    acc = np.array(values, dtype=np.int64)
+    wrp, _ = accumulate(acc, bits, Overflow.WRAP)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    assert ((wrp >= lo) & (wrp <= hi)).all()
+    assert (((wrp - acc) % (1 << bits)) == 0).all()
+
+
+def test_mac_array_counts_overflows():
+    wq = np.full((2, 300), 127)
+    xq = np.full((1, 300, 4), 127)
+    acc, n = mac_array(wq, xq, MacSpec(acc_bits=16, overflow=Overflow.SATURATE))
+    assert n == 8 and (acc == (1 << 15) - 1).all()
+    acc, n = mac_array(wq, xq, MacSpec(acc_bits=32))
+    assert n == 0 and (acc == 300 * 127 * 127).all()
