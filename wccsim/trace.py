@@ -1,0 +1,438 @@
+"""Trace format v1: per-layer activations and weights of the 1x1 convolutions of a real network.
+
+A trace is an uncompressed or deflated ``.npz`` (a zip of ``.npy`` members) holding
+
+- ``meta``: a 0-d unicode array with one JSON object::
+
+      {"format": "wccsim-trace", "version": 1, "network": str, "n": int,
+       "source": {"tool": str, "model_file": str, "sha256": str, ...},
+       "input": {...}, "model_conv_macs": int or null, "skipped": [...],
+       "layers": [{"name", "cin", "cout", "h", "w", "stride", "has_bias", "has_y"}, ...]}
+
+- per layer ``<name>.x`` (N, Cin, H, W) input activation, ``<name>.w`` (Cout, Cin) weight, optional
+  ``<name>.b`` (Cout,) bias and ``<name>.y`` (N, Cout, Ho, Wo) the framework's own output, with
+  ``Ho = (H - 1) // stride + 1`` (a 1x1 convolution without padding).
+
+Members are float16, float32 or float64. Reading returns float32 for float16/float32 members and float64 for
+float64 ones. `open_trace` reads only ``meta`` and the ``.npy`` headers (validating every member's name,
+dtype and shape against ``meta`` before allocating anything); array data is read one layer at a time, so
+iterating a trace needs memory for one layer, not for the file. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from wccsim.atomic import atomic_path
+from wccsim.errors import InputError
+
+__all__ = ["FORMAT", "VERSION", "LayerInfo", "LayerData", "Trace", "open_trace", "write_trace"]
+
+FORMAT = "wccsim-trace"
+VERSION = 1
+_SUFFIXES = ("x", "w", "b", "y")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
+_META_MAX_BYTES = 64 << 20
+_STORE_DTYPES = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerInfo:
+    """Shape record of one 1x1 convolution, as listed in ``meta["layers"]`` (sizes are per sample)."""
+
+    name: str
+    cin: int
+    cout: int
+    h: int
+    w: int
+    stride: int
+    has_bias: bool
+    has_y: bool = True
+
+    @property
+    def ho(self) -> int:
+        """Output height in pixels."""
+        return (self.h - 1) // self.stride + 1
+
+    @property
+    def wo(self) -> int:
+        """Output width in pixels."""
+        return (self.w - 1) // self.stride + 1
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per sample: Cout * Cin * Ho * Wo."""
+        return self.cout * self.cin * self.ho * self.wo
+
+    def shapes(self, n: int) -> dict[str, tuple[int, ...]]:
+        """Expected member shapes by suffix for a batch of `n` samples (only members that exist)."""
+        out = {"x": (n, self.cin, self.h, self.w), "w": (self.cout, self.cin)}
+        if self.has_bias:
+            out["b"] = (self.cout,)
+        if self.has_y:
+            out["y"] = (n, self.cout, self.ho, self.wo)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerData:
+    """Arrays of one layer.
+
+    Attributes
+    ----------
+    name : str
+    x : ndarray, (N, Cin, H, W), float32 or float64 -- input activation.
+    w : ndarray, (Cout, Cin), float32 or float64 -- weight of the 1x1 convolution.
+    b : ndarray (Cout,) or None -- bias.
+    y : ndarray (N, Cout, Ho, Wo) or None -- the framework's own output for exactly this `x`.
+    stride : int -- spatial stride (same in H and W).
+    """
+
+    name: str
+    x: np.ndarray
+    w: np.ndarray
+    b: np.ndarray | None
+    y: np.ndarray | None
+    stride: int = 1
+
+    def info(self) -> LayerInfo:
+        """The `LayerInfo` these arrays describe (shapes are not validated here)."""
+        n, cin, h, w = self.x.shape
+        return LayerInfo(self.name, int(cin), int(self.w.shape[0]), int(h), int(w), int(self.stride),
+                         self.b is not None, self.y is not None)
+
+
+class Trace:
+    """A trace file opened for lazy, layer-by-layer reading. Use `open_trace` to make one.
+
+    Attributes
+    ----------
+    path : Path
+    meta : dict -- the parsed JSON ``meta`` member.
+    layers : list of LayerInfo -- in file order.
+    n : int -- samples (images) per layer.
+    """
+
+    def __init__(self, path: Path, meta: dict, layers: list[LayerInfo]):
+        self.path, self.meta, self.layers, self.n = path, meta, layers, int(meta["n"])
+        self._by_name = {li.name: li for li in layers}
+        self._sha256: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[LayerData]:
+        for li in self.layers:
+            yield self.layer(li.name)
+
+    def layer(self, name: str) -> LayerData:
+        """Read and validate the arrays of layer `name` (finite values, shapes as in ``meta``)."""
+        if name not in self._by_name:
+            raise InputError(str(self.path), "layer", f"one of {len(self.layers)} layer names", repr(name))
+        li = self._by_name[name]
+        with _open_zip(self.path) as zf:
+            arrays = {s: _read_member(zf, self.path, f"{name}.{s}", shape)
+                      for s, shape in li.shapes(self.n).items()}
+        return LayerData(name, arrays["x"], arrays["w"], arrays.get("b"), arrays.get("y"), li.stride)
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the file, computed by streaming it once."""
+        if self._sha256 is None:
+            h = hashlib.sha256()
+            with open(self.path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            self._sha256 = h.hexdigest()
+        return self._sha256
+
+
+def open_trace(path: str | os.PathLike) -> Trace:
+    """Open a trace: parse ``meta`` and check every member header, reading no array data.
+
+    Raises
+    ------
+    InputError
+        One line naming the file and member: unreadable/truncated zip, missing or unexpected member,
+        pickled (object) or non-float dtype, shape disagreeing with ``meta``, unknown format or version,
+        or a layer larger than the memory available.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), "", "an existing trace file (.npz)", "no such file")
+    with _open_zip(path) as zf:
+        members = {n[:-4]: n for n in zf.namelist() if n.endswith(".npy")}
+        if "meta" not in members:
+            raise InputError(str(path), "meta", "a JSON meta member", "missing")
+        meta = _parse_meta(path, _read_member(zf, path, "meta", (), meta=True))
+        layers = _layer_infos(path, meta)
+        expected = _expected_members(layers, int(meta["n"]))
+        _check_member_names(path, set(zf.namelist()), expected)
+        for member, shape in expected.items():
+            _check_header(zf, path, member, shape)
+    _check_memory(path, layers, int(meta["n"]))
+    return Trace(path, meta, layers)
+
+
+def write_trace(path: str | os.PathLike, meta: dict, layers: Iterable[LayerData], *,
+                store_dtype: str = "float32", compress: bool = False) -> list[LayerInfo]:
+    """Write a v1 trace atomically (temporary file, then rename), streaming one layer at a time.
+
+    Parameters
+    ----------
+    path : destination ``.npz``.
+    meta : dict
+        Top-level meta fields (``network``, ``source``, ``input``, ...). ``format``, ``version``, ``n`` and
+        ``layers`` are filled in here from the data.
+    layers : iterable of LayerData
+        Consumed once; each layer is validated (shapes, finite values) before it is written.
+    store_dtype : "float16", "float32" or "float64"
+        Storage dtype of ``.x``; ``.w``, ``.b`` and ``.y`` keep float32 (or float64 when given so), so
+        the ``.y`` check against a float64 reference stays meaningful. float16 storage is honest only
+        when ``y`` was computed from the float16-rounded ``x`` (the capture modules do that).
+    compress : bool
+        Deflate members (smaller file, slower reading).
+
+    Returns
+    -------
+    list of LayerInfo, in file order.
+    """
+    if store_dtype not in _STORE_DTYPES:
+        raise InputError("write_trace", "store_dtype", f"one of {sorted(_STORE_DTYPES)}", store_dtype)
+    where = str(path)
+    infos, n = [], None
+    with atomic_path(path, suffix=".npz") as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED,
+                             allowZip64=True) as zf:
+            for ld in layers:
+                li = _validate_layer_data(where, ld)
+                if n is None:
+                    n = ld.x.shape[0]
+                elif ld.x.shape[0] != n:
+                    raise InputError(where, f"{ld.name}.x", f"batch size {n} like the first layer",
+                                     ld.x.shape[0])
+                if li.name in {i.name for i in infos}:
+                    raise InputError(where, "layers", "unique layer names", f"duplicate {li.name!r}")
+                infos.append(li)
+                _write_member(zf, f"{ld.name}.x", _store(ld.x, _STORE_DTYPES[store_dtype]))
+                for s in ("w", "b", "y"):
+                    arr = getattr(ld, s)
+                    if arr is not None:
+                        _write_member(zf, f"{ld.name}.{s}", _store(arr, np.float32))
+            if not infos:
+                raise InputError(where, "layers", "at least one layer", "none")
+            full = dict(meta, format=FORMAT, version=VERSION, n=int(n),
+                        layers=[dataclasses.asdict(i) for i in infos])
+            _write_member(zf, "meta", np.array(json.dumps(full, sort_keys=True)))
+    return infos
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+def _store(arr: np.ndarray, dtype) -> np.ndarray:
+    """`arr` in storage dtype: float64 stays float64, everything else becomes `dtype`."""
+    return arr if arr.dtype == np.float64 and dtype != np.float16 else arr.astype(dtype, copy=False)
+
+
+def _write_member(zf: zipfile.ZipFile, member: str, arr: np.ndarray) -> None:
+    with zf.open(member + ".npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array(f, arr if arr.flags.c_contiguous else arr.copy(order="C"),
+                                 allow_pickle=False)
+
+
+class _open_zip:  # noqa: N801 - used like a function in `with`
+    """Context manager opening a zip, turning any zip or OS failure into a one-line `InputError`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> zipfile.ZipFile:
+        try:
+            self.zf = zipfile.ZipFile(self.path, "r")
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+            raise InputError(str(self.path), "", "a readable .npz (zip) file",
+                             f"{type(e).__name__}: {e} (truncated or not a trace?)") from None
+        return self.zf
+
+    def __exit__(self, *exc) -> None:
+        self.zf.close()
+
+
+
+def _read_header(f, where: str, member: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    try:
+        version = np.lib.format.read_magic(f)
+        reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in reader:
+            raise ValueError(f"unsupported .npy version {version}")
+        return reader[version](f, max_header_size=10000)
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, SyntaxError) as e:
+        raise InputError(where, member, "a valid .npy header", f"{type(e).__name__}: {e}") from None
+
+
+def _check_dtype(where: str, member: str, dtype: np.dtype, meta: bool = False) -> None:
+    if dtype.hasobject:
+        raise InputError(where, member, "a numeric array (pickled objects are never loaded)", f"dtype {dtype}")
+    if meta and dtype.kind != "U":
+        raise InputError(where, member, "a unicode JSON string", f"dtype {dtype}")
+    if not meta and (dtype.kind != "f" or dtype.itemsize not in (2, 4, 8)):
+        raise InputError(where, member, "float16, float32 or float64", f"dtype {dtype}")
+
+
+def _check_header(zf: zipfile.ZipFile, path: Path, member: str, shape: tuple[int, ...],
+                  meta: bool = False) -> None:
+    """Validate one member's header (dtype, order, shape, stored size) without reading its data."""
+    with zf.open(member + ".npy") as f:
+        _header(f, zf.getinfo(member + ".npy").file_size, str(path), member, shape, meta)
+
+
+def _header(f, file_size: int, where: str, member: str, shape: tuple[int, ...], meta: bool) -> np.dtype:
+    got_shape, fortran, dtype = _read_header(f, where, member)
+    _check_dtype(where, member, dtype, meta)
+    if fortran:
+        raise InputError(where, member, "C-ordered array", "Fortran order")
+    if tuple(got_shape) != tuple(shape):
+        raise InputError(where, member, f"shape {tuple(shape)} (from meta)", f"shape {tuple(got_shape)}")
+    nbytes = int(np.prod(got_shape, dtype=np.int64)) * dtype.itemsize
+    if meta and nbytes > _META_MAX_BYTES:
+        raise InputError(where, member, f"at most {_META_MAX_BYTES} bytes", f"{nbytes} bytes")
+    if file_size != f.tell() + nbytes:
+        raise InputError(where, member, f"{f.tell() + nbytes} bytes", f"{file_size} bytes (truncated?)")
+    return dtype
+
+
+def _read_member(zf: zipfile.ZipFile, path: Path, member: str, shape: tuple[int, ...],
+                 meta: bool = False) -> np.ndarray:
+    """Read one member into a fresh array (never unpickling), checking header, size and finiteness."""
+    where = str(path)
+    if member + ".npy" not in zf.namelist():
+        raise InputError(where, member, "a member of the trace", "missing")
+    with zf.open(member + ".npy") as f:
+        dtype = _header(f, zf.getinfo(member + ".npy").file_size, where, member, shape, meta)
+        out = np.empty(shape, dtype=dtype)
+        try:
+            got = f.readinto(out.reshape(-1).view(np.uint8)) if out.nbytes else 0
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+            raise InputError(where, member, "readable data", f"{type(e).__name__}: {e}") from None
+    if got != out.nbytes:
+        raise InputError(where, member, f"{out.nbytes} data bytes", f"{got} (truncated)")
+    if meta:
+        return out
+    out = out.astype(np.float32 if out.dtype.itemsize <= 4 else np.float64, copy=False)
+    if not np.isfinite(out).all():
+        raise InputError(where, member, "finite values", f"{int((~np.isfinite(out)).sum())} NaN/Inf")
+    return out
+
+
+def _parse_meta(path: Path, arr: np.ndarray) -> dict:
+    where = str(path)
+    if arr.shape != ():
+        raise InputError(where, "meta", "a 0-d JSON string", f"shape {arr.shape}")
+    try:
+        meta = json.loads(str(arr[()]))
+    except json.JSONDecodeError as e:
+        raise InputError(where, "meta", "valid JSON", str(e)) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise InputError(where, "meta.format", repr(FORMAT), repr(got))
+    if meta.get("version") != VERSION:
+        raise InputError(where, "meta.version", f"{VERSION} (this wccsim reads format v{VERSION})",
+                         repr(meta.get("version")))
+    if not _is_pos_int(meta.get("n")):
+        raise InputError(where, "meta.n", "a positive integer", repr(meta.get("n")))
+    if not isinstance(meta.get("layers"), list) or not meta["layers"]:
+        raise InputError(where, "meta.layers", "a non-empty list", repr(meta.get("layers"))[:80])
+    return meta
+
+
+def _is_pos_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _layer_infos(path: Path, meta: dict) -> list[LayerInfo]:
+    where, out, seen = str(path), [], set()
+    for i, d in enumerate(meta["layers"]):
+        field = f"meta.layers[{i}]"
+        if not isinstance(d, dict):
+            raise InputError(where, field, "an object", type(d).__name__)
+        name = d.get("name")
+        if not isinstance(name, str) or not _NAME_RE.match(name) or name in seen:
+            raise InputError(where, f"{field}.name", "a unique name of letters, digits, _ and -", repr(name))
+        seen.add(name)
+        for k in ("cin", "cout", "h", "w", "stride"):
+            if not _is_pos_int(d.get(k)):
+                raise InputError(where, f"{field}.{k}", "a positive integer (no zero-size dims)", repr(d.get(k)))
+        for k in ("has_bias", "has_y"):
+            if not isinstance(d.get(k), bool):
+                raise InputError(where, f"{field}.{k}", "true or false", repr(d.get(k)))
+        out.append(LayerInfo(name, d["cin"], d["cout"], d["h"], d["w"], d["stride"], d["has_bias"], d["has_y"]))
+    return out
+
+
+def _expected_members(layers: list[LayerInfo], n: int) -> dict[str, tuple[int, ...]]:
+    return {f"{li.name}.{s}": shape for li in layers for s, shape in li.shapes(n).items()}
+
+
+def _check_member_names(path: Path, names: set[str], expected: dict) -> None:
+    for member in expected:
+        if member + ".npy" not in names:
+            raise InputError(str(path), member, "a member of the trace (listed in meta)", "missing")
+    extra = sorted(names - {m + ".npy" for m in expected} - {"meta.npy"})
+    if extra:
+        raise InputError(str(path), extra[0], "only members listed in meta", "an unexpected member")
+
+
+def _available_memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def _check_memory(path: Path, layers: list[LayerInfo], n: int) -> None:
+    """Refuse before allocating if one layer (as float64, the widest) needs more than the free memory."""
+    avail = _available_memory_bytes()
+    for li in layers:
+        need = 8 * sum(int(np.prod(s, dtype=np.int64)) for s in li.shapes(n).values())
+        if need > avail:
+            raise InputError(str(path), f"meta.layers[{li.name}]", f"a layer that fits in {avail} free bytes",
+                             f"{need} bytes")
+
+
+def _validate_layer_data(where: str, ld: LayerData) -> LayerInfo:
+    """Check a LayerData before writing: names, dims, dtypes, shapes, finiteness."""
+    if not _NAME_RE.match(ld.name):
+        raise InputError(where, "layer name", "letters, digits, _ and -", repr(ld.name))
+    if not _is_pos_int(int(ld.stride)):
+        raise InputError(where, f"{ld.name}.stride", "a positive integer", ld.stride)
+    arrays = {s: getattr(ld, s) for s in _SUFFIXES if getattr(ld, s) is not None}
+    for s, arr in arrays.items():
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f" or arr.dtype.itemsize not in (2, 4, 8):
+            raise InputError(where, f"{ld.name}.{s}", "a float16/32/64 ndarray", getattr(arr, "dtype", type(arr)))
+    if ld.x.ndim != 4 or ld.w.ndim != 2 or min(ld.x.shape) == 0 or min(ld.w.shape) == 0:
+        raise InputError(where, f"{ld.name}.x/.w", "(N,Cin,H,W) and (Cout,Cin) with no zero-size dim",
+                         f"{ld.x.shape} and {ld.w.shape}")
+    li = ld.info()
+    want = li.shapes(ld.x.shape[0])
+    for s, arr in arrays.items():
+        if arr.shape != want[s]:
+            raise InputError(where, f"{ld.name}.{s}", f"shape {want[s]}", f"shape {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise InputError(where, f"{ld.name}.{s}", "finite values", "NaN/Inf")
+    return li
