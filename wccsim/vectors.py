@@ -1,0 +1,341 @@
+"""Test vectors for RTL: every datapath stage of one layer as ``$readmemh`` hex files plus a manifest.
+
+A vectors directory holds, for one layer (or one spatial tile of it) simulated by
+`wccsim.datapath.layer.simulate_layer`:
+
+- one ``<stage>.hex`` file per stage, in the hardware order of ``LayerResult.stages``: one word per line,
+  lower-case hex, ``ceil(width_bits / 4)`` digits, two's complement at the declared width for signed
+  stages, plain binary for unsigned ones. Words follow the stage array in C (row-major) order over the
+  axes named by its ``order``, i.e. the order in which the hardware streams them. Verilog reads a file
+  with ``reg [W-1:0] mem [0:COUNT-1]; $readmemh("<stage>.hex", mem);``.
+- ``manifest.json``: format, version, wccsim version, layer name, tile, rate and the datapath knobs used,
+  and per stage its file, shape, width_bits, signed, element order, scale and word count.
+
+A value that does not fit its declared width is an error (`ValueError` naming the stage), never a silent
+wrap. `read_vectors` returns exactly the integers that were written.
+
+Examples
+--------
+>>> to_hex_words(np.array([-1, 0, 5, -8]), 4, signed=True)
+'f\\n0\\n5\\n8\\n'
+>>> from_hex_words('f\\n0\\n5\\n8\\n', 4, signed=True).tolist()
+[-1, 0, 5, -8]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from wccsim import __version__
+from wccsim.errors import InputError
+
+__all__ = ["FORMAT", "VERSION", "MANIFEST", "write_vectors", "read_vectors", "read_manifest",
+           "to_hex_words", "from_hex_words"]
+
+FORMAT = "wccsim-vectors"
+VERSION = 1
+MANIFEST = "manifest.json"
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _word_range(width_bits: int, signed: bool) -> tuple[int, int]:
+    """Inclusive value range of a ``width_bits`` register, signed or unsigned."""
+    if signed:
+        return -(1 << (width_bits - 1)), (1 << (width_bits - 1)) - 1
+    return 0, (1 << width_bits) - 1
+
+
+def to_hex_words(values: np.ndarray, width_bits: int, signed: bool, name: str = "values") -> str:
+    """Encode integers as ``$readmemh`` words: one per line, ``ceil(width_bits/4)`` lower-case hex digits.
+
+    Parameters
+    ----------
+    values : np.ndarray
+        Any shape, integer dtype; encoded in C order.
+    width_bits : int
+        Declared register width, 1..64.
+    signed : bool
+        Two's complement (True) or unsigned binary (False).
+    name : str
+        Stage name for error messages.
+
+    Returns
+    -------
+    str
+        The file text, one word per line, each line ending in ``\\n``.
+
+    Raises
+    ------
+    ValueError
+        If the dtype is not integer, the width is out of 1..64, or a value does not fit the width.
+    """
+    v = np.asarray(values)
+    if not np.issubdtype(v.dtype, np.integer):
+        raise ValueError(f"vectors: stage {name!r}: expected integer values, got dtype {v.dtype}")
+    if not 1 <= width_bits <= 64:
+        raise ValueError(f"vectors: stage {name!r}: width_bits must be in 1..64, got {width_bits}")
+    v = v.ravel()
+    _check_fits(v, width_bits, signed, name)
+    digits = -(-width_bits // 4)
+    u = v.astype(np.int64).view(np.uint64) if signed else v.astype(np.uint64)
+    u = u & np.uint64((1 << width_bits) - 1)  # two's complement at the declared width
+    shifts = np.arange(4 * (digits - 1), -1, -4, dtype=np.uint64)
+    nibbles = (u[:, None] >> shifts[None, :]) & np.uint64(0xF)
+    chars = np.empty((u.size, digits + 1), dtype=np.uint8)
+    chars[:, :digits] = _HEX_DIGITS[nibbles.astype(np.intp)]
+    chars[:, digits] = ord("\n")
+    return chars.tobytes().decode("ascii")
+
+
+def _check_fits(v: np.ndarray, width_bits: int, signed: bool, name: str) -> None:
+    """Raise ValueError when any value lies outside the declared register range."""
+    if v.size == 0:
+        return
+    lo, hi = _word_range(width_bits, signed)
+    vmin, vmax = int(v.min()), int(v.max())
+    if vmin < lo or vmax > hi:
+        bad = vmin if vmin < lo else vmax
+        kind = "signed" if signed else "unsigned"
+        raise ValueError(f"vectors: stage {name!r}: value {bad} does not fit {width_bits}-bit {kind} "
+                         f"range [{lo}, {hi}]")
+
+
+def from_hex_words(text: str, width_bits: int, signed: bool, name: str = "values") -> np.ndarray:
+    """Decode ``$readmemh`` words (whitespace separated hex) into int64 values.
+
+    Parameters
+    ----------
+    text : str
+        File text; ``//`` comments and ``@address`` directives are not supported.
+    width_bits : int
+        Declared register width, 1..64.
+    signed : bool
+        Interpret words as two's complement at ``width_bits`` (True) or unsigned (False).
+    name : str
+        Stage name for error messages.
+
+    Returns
+    -------
+    np.ndarray
+        1-D int64 (unsigned 64-bit words above 2^63 - 1 cannot be represented and raise).
+
+    Raises
+    ------
+    ValueError
+        On a token that is not hex or a word wider than ``width_bits``.
+    """
+    tokens = text.split()
+    try:
+        words = [int(t, 16) for t in tokens]
+    except ValueError:
+        bad = next(t for t in tokens if not _is_hex(t))
+        raise ValueError(f"vectors: stage {name!r}: expected hex words, got {bad!r}") from None
+    if any(t.startswith(("-", "+", "0x", "0X")) for t in tokens):
+        raise ValueError(f"vectors: stage {name!r}: expected bare hex digits, got a sign or 0x prefix")
+    if words and max(words) >> width_bits:
+        raise ValueError(f"vectors: stage {name!r}: word {max(words):x} is wider than {width_bits} bits")
+    if signed:
+        half, full = 1 << (width_bits - 1), 1 << width_bits
+        words = [w - full if w >= half else w for w in words]
+    elif words and max(words) > np.iinfo(np.int64).max:
+        raise ValueError(f"vectors: stage {name!r}: unsigned word {max(words):x} exceeds int64")
+    return np.array(words, dtype=np.int64)
+
+
+def _is_hex(token: str) -> bool:
+    try:
+        int(token, 16)
+    except ValueError:
+        return False
+    return True
+
+
+def _jsonable(obj):
+    """Dataclasses, enums, numpy scalars and arrays as plain JSON values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(o) for o in obj]
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    return obj
+
+
+def _stage_files(stages: dict) -> list[tuple[str, str, dict]]:
+    """Per stage: (file name, file text, manifest entry), checking every value against its width."""
+    out = []
+    for name, st in stages.items():
+        values = np.asarray(st.values)
+        text = to_hex_words(values, int(st.width_bits), bool(st.signed), name)
+        entry = {"stage": name, "file": f"{name}.hex", "shape": list(values.shape),
+                 "count": int(values.size), "width_bits": int(st.width_bits), "signed": bool(st.signed),
+                 "order": _jsonable(st.order), "scale": _jsonable(st.scale)}
+        out.append((entry["file"], text, entry))
+    return out
+
+
+def write_vectors(result, hw, out_dir: str | os.PathLike, layer_name: str, tile=None,
+                  rate: float | None = None) -> Path:
+    """Write every stage of a simulated layer as ``$readmemh`` hex files plus ``manifest.json``.
+
+    Parameters
+    ----------
+    result : LayerResult
+        From `simulate_layer`; ``result.stages`` maps stage name to a Stage (values int64 ndarray,
+        width_bits, signed, scale, order), in hardware order.
+    hw : HwSpec or DatapathSpec
+        The knobs the layer was simulated with (recorded in the manifest).
+    out_dir : path
+        Directory to create or replace. An existing directory is replaced only if it is empty or holds
+        a vectors manifest; anything else is refused.
+    layer_name : str
+        Recorded in the manifest.
+    tile : dict, optional
+        Spatial tile recorded in the manifest, e.g. ``{"y0": 0, "x0": 0, "h": 16, "w": 16}``.
+    rate : float, optional
+        Keep rate recorded in the manifest.
+
+    Returns
+    -------
+    Path
+        ``out_dir``. All files appear at once: they are written to a temporary directory beside it,
+        which is then renamed into place.
+
+    Raises
+    ------
+    ValueError
+        If a stage holds a value outside its declared width (nothing is written).
+    """
+    out_dir = Path(out_dir)
+    files = _stage_files(result.stages)
+    datapath = getattr(hw, "datapath", hw)
+    manifest = {"format": FORMAT, "version": VERSION, "wccsim_version": __version__,
+                "layer": layer_name, "tile": _jsonable(tile), "rate": rate,
+                "hw_name": getattr(hw, "name", None), "datapath": _jsonable(datapath),
+                "stages": [entry for _, _, entry in files]}
+    _check_replaceable(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        for fname, text, _ in files:
+            _write_synced(tmp / fname, text)
+        _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        _swap_in(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out_dir
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w", encoding="ascii", newline="\n") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Refuse to replace anything but an empty directory or a previous vectors directory."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise InputError(str(out_dir), "", "a directory for test vectors", "an existing file")
+    if any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
+        raise InputError(str(out_dir), "", "an empty or previous vectors directory (with manifest.json)",
+                         "a non-empty directory without one")
+
+
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    """Rename ``tmp`` onto ``out_dir``, moving a previous ``out_dir`` aside first and deleting it after."""
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+        os.rmdir(old)
+        os.replace(out_dir, old)
+    try:
+        os.replace(tmp, out_dir)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def read_manifest(out_dir: str | os.PathLike) -> dict:
+    """Load and check ``manifest.json`` of a vectors directory.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, not JSON, or not a wccsim-vectors manifest of a supported version.
+    """
+    path = Path(out_dir) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(str(path), "", "a vectors manifest", "no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(str(path), "", "JSON", f"{type(e).__name__}: {e}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise InputError(str(path), "format", repr(FORMAT), manifest.get("format")
+                         if isinstance(manifest, dict) else type(manifest).__name__)
+    if manifest.get("version") != VERSION:
+        raise InputError(str(path), "version", str(VERSION), manifest.get("version"))
+    return manifest
+
+
+def read_vectors(out_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read every stage of a vectors directory back as int64 arrays of the recorded shapes.
+
+    Parameters
+    ----------
+    out_dir : path
+        A directory written by `write_vectors` (or by an RTL simulation in the same format).
+
+    Returns
+    -------
+    dict[str, np.ndarray]
+        Stage name -> int64 array, in manifest (hardware) order; exactly the written integers.
+
+    Raises
+    ------
+    InputError
+        On a missing file, a word count that disagrees with the recorded shape, or a malformed word.
+    """
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir)
+    out = {}
+    for i, entry in enumerate(manifest.get("stages", [])):
+        where = f"{out_dir / MANIFEST}: stages[{i}]"
+        try:
+            name, fname, shape = entry["stage"], entry["file"], tuple(int(s) for s in entry["shape"])
+            width, signed = int(entry["width_bits"]), bool(entry["signed"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(where, "", "stage, file, shape, width_bits and signed", repr(e)) from None
+        path = out_dir / fname
+        if Path(fname).name != fname or not path.is_file():
+            raise InputError(str(path), "", "a hex file in the vectors directory", "missing")
+        try:
+            values = from_hex_words(path.read_text(encoding="ascii"), width, signed, name)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise InputError(str(path), "", f"{width}-bit hex words", str(e)) from None
+        if values.size != int(np.prod(shape, dtype=np.int64)):
+            raise InputError(str(path), "", f"{int(np.prod(shape))} words for shape {list(shape)}",
+                             values.size)
+        out[name] = values.reshape(shape)
+    return out
