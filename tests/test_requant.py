@@ -1,0 +1,218 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wccsim.calibrate import QuantParams, requant_params
+from wccsim.datapath.mac import int_matmul
+from wccsim.datapath.requant import (
+    INT32_MAX, INT32_MIN, out_range, quantize_multiplier, requantize, rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+)
+from wccsim.hw import RequantMode
+
+
+# ---- plain Python big-integer transcriptions of gemmlowp fixedpoint.h (scalar reference) ----
+def srdhm_ref(a: int, b: int) -> int:
+    if a == INT32_MIN and b == INT32_MIN:
+        return INT32_MAX
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else (1 - (1 << 30))
+    v = ab + nudge
+    q = abs(v) // (1 << 31)
+    return q if v >= 0 else -q  # C integer division truncates toward zero
+
+
+def rdbpot_ref(x: int, exponent: int) -> int:
+    mask = (1 << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> exponent) + (1 if remainder > threshold else 0)
+
+
+def mbqm_ref(x: int, multiplier: int, right_shift: int) -> int:
+    """TFLite MultiplyByQuantizedMultiplier with the right-shift convention (left shift saturating)."""
+    left = max(-right_shift, 0)
+    x = min(max(x << left, INT32_MIN), INT32_MAX)
+    return rdbpot_ref(srdhm_ref(x, multiplier), max(right_shift, 0))
+
+
+def _int32_mix(rng, n):
+    """Uniform int32, small values, and values near the extremes."""
+    parts = [rng.integers(INT32_MIN, INT32_MAX + 1, n // 2),
+             rng.integers(-1000, 1001, n // 4),
+             rng.choice([INT32_MIN, INT32_MIN + 1, -1, 0, 1, INT32_MAX - 1, INT32_MAX], n - n // 2 - n // 4)]
+    out = np.concatenate(parts)
+    rng.shuffle(out)
+    return out
+
+
+def test_srdhm_bit_exact_100k():
+    rng = np.random.default_rng(1)
+    n = 120_000
+    a, b = _int32_mix(rng, n), _int32_mix(rng, n)
+    got = saturating_rounding_doubling_high_mul(a, b)
+    ref = [srdhm_ref(int(x), int(y)) for x, y in zip(a.tolist(), b.tolist())]
+    assert got.tolist() == ref
+
+
+def test_srdhm_corners():
+    assert int(saturating_rounding_doubling_high_mul(np.int64(INT32_MIN), np.int64(INT32_MIN))) == INT32_MAX
+    assert int(saturating_rounding_doubling_high_mul(np.int64(INT32_MIN), np.int64(INT32_MAX))) == -INT32_MAX
+    assert int(saturating_rounding_doubling_high_mul(np.int64(INT32_MAX), np.int64(INT32_MAX))) == INT32_MAX - 1
+    # ties round up: 1 * 2^30 / 2^31 = 0.5 -> 1 ; -0.5 -> 0 ; 1.5 -> 2 ; -1.5 -> -1
+    got = saturating_rounding_doubling_high_mul(np.array([1, -1, 3, -3]), np.int64(1 << 30))
+    assert got.tolist() == [1, 0, 2, -1]
+
+
+def test_rdbpot_bit_exact_100k():
+    rng = np.random.default_rng(2)
+    n = 110_000
+    x = _int32_mix(rng, n)
+    e = rng.integers(0, 32, n)
+    got = rounding_divide_by_pot(x, e)
+    ref = [rdbpot_ref(int(v), int(s)) for v, s in zip(x.tolist(), e.tolist())]
+    assert got.tolist() == ref
+
+
+def test_rejects_non_int32():
+    with pytest.raises(ValueError):
+        saturating_rounding_doubling_high_mul(np.int64(1 << 31), np.int64(1))
+    with pytest.raises(ValueError):
+        rounding_divide_by_pot(np.int64(1), 32)
+
+
+@pytest.mark.parametrize("real", [1e-9, 2.0 ** -32, 0.0001234, 0.25, 0.5, 0.75, 0.9999999999, 1.0, 3.7, 1e5])
+def test_quantize_multiplier_accuracy(real):
+    m, s = quantize_multiplier(real)
+    m, s = int(m), int(s)
+    assert (1 << 30) <= m <= INT32_MAX
+    approx = m * 2.0 ** (-31 - s)
+    assert abs(approx - real) <= 2.0 ** (-31 - s) / 2 * 1.0000001
+
+
+def test_quantize_multiplier_carry_and_zero():
+    m, s = quantize_multiplier(1 - 2.0 ** -40)  # rounds up to 2^31 -> halved, exponent + 1
+    assert int(m) == 1 << 30 and int(s) == -1
+    m, s = quantize_multiplier(0.0)
+    assert int(m) == 0 and int(s) == 0
+    m, s = quantize_multiplier(2.0 ** -40)  # below 2^-32: TFLite flushes to zero
+    assert int(m) == 0 and int(s) == 0
+
+
+def test_fixed_point_requantize_matches_python():
+    rng = np.random.default_rng(3)
+    n = 20_000
+    acc = _int32_mix(rng, n)
+    for real in (0.00037, 0.0123, 0.5, 1.7):
+        qp = QuantParams(scale=1.0, zero_point=3, bits=8, signed=True)
+        p = requant_params(real, qp)
+        got, _ = requantize(acc, p, RequantMode.FIXED_POINT)
+        m, s = int(p.multiplier), int(p.shift)
+        ref = [min(max(mbqm_ref(int(v), m, s) + 3, -128), 127) for v in acc.tolist()]
+        assert got.tolist() == ref
+
+
+def test_requantize_counts_saturations_and_int32_input():
+    qp = QuantParams(scale=1.0, zero_point=0, bits=8, signed=True)
+    p = requant_params(1.0 / 16, qp)
+    acc = np.array([0, 16 * 200, -16 * 200, 1 << 40, 16 * 5])
+    for mode in RequantMode:
+        q, sat = requantize(acc, p, mode)
+        assert q.tolist() == [0, 127, -128, 127, 5]
+        assert sat == 4  # two output clamps + one int32 input saturation (which then clamps too)
+
+
+def test_pow2_rounding_half_up():
+    qp = QuantParams(scale=1.0, zero_point=0, bits=8, signed=True)
+    p = requant_params(0.26, qp)  # -> 2^-2
+    assert int(p.pow2_shift) == 2
+    q, _ = requantize(np.array([6, -6, 5, -5, 2, -2]), p, RequantMode.POW2)
+    assert q.tolist() == [2, -1, 1, -1, 1, 0]  # (v + 2) >> 2
+    p_up = requant_params(4.1, qp)
+    assert int(p_up.pow2_shift) == -2
+    assert requantize(np.array([3, -40]), p_up, RequantMode.POW2)[0].tolist() == [12, -128]
+
+
+def test_per_channel_broadcast():
+    qp = QuantParams(scale=0.5, zero_point=0, bits=8, signed=True)
+    p = requant_params(np.array([[0.01], [0.02]]), qp)
+    acc = np.array([[[100, 200]], [[100, 200]]]).reshape(1, 2, 2)
+    for mode in (RequantMode.FIXED_POINT, RequantMode.FLOAT32):
+        assert requantize(acc, p, mode)[0].tolist() == [[[2, 4], [4, 8]]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(INT32_MIN, INT32_MAX), st.floats(1e-6, 100.0), st.integers(2, 16), st.booleans(),
+       st.integers(-100, 100))
+def test_property_fixed_point_close_to_real(x, real, bits, signed, zp):
+    lo, hi = out_range(bits, signed)
+    zp = min(max(zp, lo), hi)
+    p = requant_params(real, QuantParams(scale=1.0, zero_point=zp, bits=bits, signed=signed))
+    q, _ = requantize(np.array([x]), p, RequantMode.FIXED_POINT)
+    assert lo <= int(q[0]) <= hi
+    assert int(q[0]) == min(max(mbqm_ref(x, int(p.multiplier), int(p.shift)) + zp, lo), hi)
+    exact = x * real + zp
+    if lo <= exact <= hi:
+        assert abs(int(q[0]) - exact) <= 0.5 + abs(x) * real * 2.0 ** -30 + 1e-9
+
+
+# ---- FLOAT32 mode against onnxruntime QLinearConv (plain int8 1x1 conv) ----
+def _qlinearconv_model(x_dtype, cin, cout, x_scale, x_zp, w_scale, y_scale, y_zp, wq, bias):
+    from onnx import TensorProto, helper, numpy_helper
+
+    xt = TensorProto.INT8 if x_dtype == np.int8 else TensorProto.UINT8
+    inits = [
+        numpy_helper.from_array(np.array(x_scale, np.float32), "x_scale"),
+        numpy_helper.from_array(np.array(x_zp, x_dtype), "x_zp"),
+        numpy_helper.from_array(wq.reshape(cout, cin, 1, 1).astype(np.int8), "w"),
+        numpy_helper.from_array(np.asarray(w_scale, np.float32), "w_scale"),
+        numpy_helper.from_array(np.zeros(np.shape(w_scale), np.int8), "w_zp"),
+        numpy_helper.from_array(np.array(y_scale, np.float32), "y_scale"),
+        numpy_helper.from_array(np.array(y_zp, x_dtype), "y_zp"),
+        numpy_helper.from_array(bias.astype(np.int32), "b"),
+    ]
+    node = helper.make_node("QLinearConv", ["x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp", "b"],
+                            ["y"], kernel_shape=[1, 1])
+    graph = helper.make_graph([node], "qlc", [helper.make_tensor_value_info("x", xt, None)],
+                              [helper.make_tensor_value_info("y", xt, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _run_ort(model_bytes, xq):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": xq})[0]
+
+
+@pytest.mark.parametrize("x_dtype,x_zp,per_channel", [(np.int8, 0, False), (np.uint8, 0, False),
+                                                      (np.int8, 0, True), (np.uint8, 128, True)])
+def test_float32_mode_matches_onnxruntime_qlinearconv(x_dtype, x_zp, per_channel):
+    pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(7)
+    cin = cout = 96
+    h = w = 80
+    info = np.iinfo(x_dtype)
+    xq = rng.integers(info.min, info.max + 1, size=(1, cin, h, w)).astype(x_dtype)
+    wq = rng.integers(-127, 128, size=(cout, cin))
+    wq[0, :] = -128  # the -128 corner
+    bias = rng.integers(-20000, 20000, size=cout)
+    x_scale, y_scale = 0.0173, 0.05
+    y_zp = 0 if x_dtype == np.int8 else 128  # onnxruntime: output type = input type
+    w_scale = rng.uniform(0.002, 0.01, cout) if per_channel else 0.0042
+    model = _qlinearconv_model(x_dtype, cin, cout, x_scale, x_zp, w_scale, y_scale, y_zp, wq, bias)
+    y_ort = _run_ort(model, xq)
+
+    x_int = xq.astype(np.int64).reshape(1, cin, h * w) - x_zp
+    acc = int_matmul(wq, x_int) + bias.reshape(1, cout, 1)
+    w_s = np.asarray(w_scale).reshape(-1, 1) if per_channel else w_scale
+    out_qp = QuantParams(scale=y_scale, zero_point=y_zp, bits=8, signed=x_dtype == np.int8)
+    p = requant_params(x_scale, out_qp, weight_scale=w_s)
+    q, sat = requantize(acc, p, RequantMode.FLOAT32)
+    assert sat > 0  # the scales are chosen so that some outputs clamp
+    np.testing.assert_array_equal(q.reshape(1, cout, h, w), y_ort.astype(np.int64))
