@@ -1,0 +1,132 @@
+"""Tests for wccsim.vectors: $readmemh hex words, manifest, exact round trip, width errors, atomic writes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from wccsim.errors import InputError
+from wccsim.hw import DatapathSpec
+from wccsim.vectors import (MANIFEST, from_hex_words, read_manifest, read_vectors, to_hex_words,
+                            write_vectors)
+
+
+@dataclass(frozen=True)
+class _Stage:
+    values: np.ndarray
+    width_bits: int
+    signed: bool
+    scale: object
+    order: str
+
+
+def _corners(width_bits: int, signed: bool) -> np.ndarray:
+    lo, hi = (-(1 << (width_bits - 1)), (1 << (width_bits - 1)) - 1) if signed else (0, (1 << width_bits) - 1)
+    hi = min(hi, np.iinfo(np.int64).max)
+    return np.array([lo, hi, 0, lo + 1, hi - 1, (lo + hi) // 2], dtype=np.int64)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("width_bits", [1, 2, 3, 4, 5, 8, 9, 15, 16, 17, 31, 32, 33, 48, 63, 64])
+def test_hex_words_round_trip_corners(width_bits, signed):
+    v = _corners(width_bits, signed)
+    text = to_hex_words(v, width_bits, signed)
+    lines = text.splitlines()
+    assert len(lines) == v.size and text.endswith("\n")
+    assert {len(s) for s in lines} == {-(-width_bits // 4)}
+    np.testing.assert_array_equal(from_hex_words(text, width_bits, signed), v)
+
+
+def test_hex_words_twos_complement_digits():
+    assert to_hex_words(np.array([-1, -128, 127, 0]), 8, True) == "ff\n80\n7f\n00\n"
+    assert to_hex_words(np.array([-1, -256, 255]), 9, True) == "1ff\n100\n0ff\n"
+    assert to_hex_words(np.array([0, 1]), 1, False) == "0\n1\n"
+
+
+@pytest.mark.parametrize("value, width_bits, signed", [
+    (128, 8, True), (-129, 8, True), (256, 8, False), (-1, 8, False), (1, 1, True), (2, 1, False),
+])
+def test_value_outside_width_is_an_error(value, width_bits, signed):
+    with pytest.raises(ValueError, match=r"stage 'acc'.*does not fit"):
+        to_hex_words(np.array([0, value]), width_bits, signed, name="acc")
+
+
+def test_non_integer_values_are_an_error():
+    with pytest.raises(ValueError, match="integer"):
+        to_hex_words(np.array([0.5]), 8, True)
+
+
+@pytest.mark.parametrize("text, match", [("1ff\n", "wider"), ("zz\n", "hex"), ("-1\n", "bare")])
+def test_malformed_words_are_errors(text, match):
+    with pytest.raises(ValueError, match=match):
+        from_hex_words(text, 8, True)
+
+
+def _fake_result(rng) -> SimpleNamespace:
+    stages = {
+        "input_q": _Stage(rng.integers(-128, 128, (1, 3, 5, 6)), 8, True, 0.02, "N,C,H,W"),
+        "bitmap": _Stage(rng.integers(0, 2, (1, 64)), 1, False, None, "N,P"),
+        "acc": _Stage(rng.integers(-(1 << 31), 1 << 31, (1, 4, 7)), 32, True, np.array([0.1, 0.2]), "N,O,K"),
+    }
+    return SimpleNamespace(stages=stages)
+
+
+def test_write_read_round_trip_and_manifest(tmp_path):
+    res = _fake_result(np.random.default_rng(0))
+    out = write_vectors(res, DatapathSpec(), tmp_path / "v", "layer0", tile={"y0": 0, "x0": 0, "h": 5, "w": 6},
+                        rate=0.5)
+    back = read_vectors(out)
+    assert list(back) == list(res.stages)
+    for name, st in res.stages.items():
+        assert back[name].dtype == np.int64
+        np.testing.assert_array_equal(back[name], st.values)
+    man = read_manifest(out)
+    assert man["layer"] == "layer0" and man["rate"] == 0.5 and man["datapath"]["haar"]["normalize"] == "per_level"
+    entry = {e["stage"]: e for e in man["stages"]}
+    assert entry["acc"]["width_bits"] == 32 and entry["acc"]["signed"] is True and entry["acc"]["shape"] == [1, 4, 7]
+    assert entry["bitmap"]["signed"] is False and entry["acc"]["scale"] == [0.1, 0.2]
+
+
+def test_width_error_writes_nothing(tmp_path):
+    res = _fake_result(np.random.default_rng(1))
+    res.stages["bad"] = _Stage(np.array([300]), 8, True, 1.0, "N")
+    with pytest.raises(ValueError, match="'bad'"):
+        write_vectors(res, DatapathSpec(), tmp_path / "v", "layer0")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rewrite_replaces_previous_vectors(tmp_path):
+    rng = np.random.default_rng(2)
+    write_vectors(_fake_result(rng), DatapathSpec(), tmp_path / "v", "first")
+    res = _fake_result(rng)
+    del res.stages["bitmap"]
+    write_vectors(res, DatapathSpec(), tmp_path / "v", "second")
+    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["acc.hex", "input_q.hex", MANIFEST]
+    assert read_manifest(tmp_path / "v")["layer"] == "second"
+    assert [p.name for p in tmp_path.iterdir()] == ["v"]
+
+
+def test_refuses_to_replace_foreign_directory(tmp_path):
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="manifest"):
+        write_vectors(_fake_result(np.random.default_rng(3)), DatapathSpec(), tmp_path / "v", "x")
+    assert (tmp_path / "v" / "notes.txt").read_text() == "mine"
+
+
+def test_reader_rejects_bad_directories(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_vectors(tmp_path)
+    out = write_vectors(_fake_result(np.random.default_rng(4)), DatapathSpec(), tmp_path / "v", "x")
+    (out / "acc.hex").write_text("00000000\n")
+    with pytest.raises(InputError, match="words for shape"):
+        read_vectors(out)
+    man = json.loads((out / MANIFEST).read_text())
+    man["version"] = 99
+    (out / MANIFEST).write_text(json.dumps(man))
+    with pytest.raises(InputError, match="version"):
+        read_vectors(out)
