@@ -1,0 +1,436 @@
+"""Shift-add multilevel 2D Haar unit (forward and inverse), bit-accurate, plus a float64 orthonormal twin.
+
+Hardware model (DESIGN.md section 2, steps 2 and 7)
+---------------------------------------------------
+The map is zero padded to ``(hp, wp)``, multiples of ``2^levels``. Each level works on the current low
+band; for every 2x2 block ``[a b; c d]`` the forward butterflies are (Eq. 3 of the paper without 1/2)::
+
+    y1 = a+b+c+d    y2 = a-b+c-d    y3 = a+b-c-d    y4 = a-b-c+d
+
+and the inverse butterflies (the same Hadamard matrix, it is symmetric) are::
+
+    a = y1+y2+y3+y4    b = y1-y2+y3-y4    c = y1+y2-y3-y4    d = y1-y2-y3+y4
+
+Normalization (`HaarSpec.normalize`):
+
+- ``PER_LEVEL``: every output is shifted right by 1 with `HaarSpec.rounding` after each level, so all
+  coefficients are (rounded) orthonormal values and the width grows 1 bit per level.
+- ``DEFERRED``: no shift in the forward transform (exact, +2 bits per level). A level-l coefficient
+  (l = 1 finest) is then ``2^l`` times its orthonormal value; `position_levels` gives ``l`` per position.
+  The inverse takes orthonormal-unit integers, sums exactly, shifts the detail bands of level l left by
+  ``L - l`` to the low band's units, and does one rounding shift right by ``L`` at the end.
+
+Each level's outputs are saturated to the signed range of ``width_bits`` (the register width) and every
+clipped value is counted. The butterfly adders themselves carry 2 guard bits, so only the register
+(after that level's normalization) clips.
+
+Coefficient layout (defines position indices, tie order and bitmap bit order)::
+
+    [LL_L, y2_L, y3_L, y4_L, y2_{L-1}, y3_{L-1}, y4_{L-1}, ..., y2_1, y3_1, y4_1]
+
+each band in raster order; ``P = hp * wp`` positions.
+
+Round-trip guarantees (tested in ``tests/test_haar.py``)
+-------------------------------------------------------
+- ``DEFERRED``: `inverse_deferred_exact` of the `forward_int` coefficients reproduces ``x`` exactly,
+  for any ``H, W`` (odd sizes are padded, then cropped).
+- ``PER_LEVEL``: `inverse_int` of the `forward_int` coefficients differs from ``x`` by at most
+  `per_level_roundtrip_bound` ``(levels)`` = 1 for one level and 2 for more, any rounding mode (no
+  saturation). Derivation: every rounding shift is off by at most 1/2. Let ``E_l`` be the max error of
+  the reconstructed low band of level ``l`` against the forward's integer low band (``E_L = 0``: LL_L is
+  passed through). Inverting level ``l`` sees the forward rounding errors of that level's 4 outputs
+  (butterfly gain 4 x 1/2 x 1/2 = 1), the propagated ``E_l`` (gain 1/2 since only y1 carries it) and its
+  own rounding (1/2): ``E_{l-1} <= 3/2 + E_l / 2``; the errors are integers, so
+  ``E_{l-1} <= floor(3/2 + E_l / 2)``, which gives 1, 2, 2, 2, ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from wccsim.datapath.shifts import round_shift, saturate, signed_range
+from wccsim.errors import InputError
+from wccsim.hw import HaarSpec, Normalize
+
+__all__ = [
+    "HaarForward", "pad_shape", "position_levels", "band_shapes", "pack_layout", "unpack_layout",
+    "forward_int", "inverse_int", "inverse_deferred_exact", "per_level_roundtrip_bound",
+    "forward_float", "inverse_float",
+]
+
+_WHERE = "haar"
+_MAX_WIDTH_BITS = 60  # int64 holds a width_bits register plus the butterfly's 2 guard bits and shifts
+
+
+@dataclass(frozen=True)
+class HaarForward:
+    """Output of the forward Haar unit.
+
+    Attributes
+    ----------
+    coef : np.ndarray
+        (N, C, P) int64 coefficients in layout order (see module docstring).
+    per_level : tuple of np.ndarray
+        Entry ``l-1`` is (N, C, 4, hp >> l, wp >> l) int64: y1..y4 of level ``l`` as the unit produces
+        them (after that level's normalization and saturation).
+    width_bits : int
+        Declared register width the coefficients were saturated to (`HaarSpec.width_bits`).
+    saturations : int
+        Number of values clipped to ``width_bits`` over all levels.
+    """
+    coef: np.ndarray
+    per_level: tuple
+    width_bits: int
+    saturations: int
+
+
+def pad_shape(h: int, w: int, levels: int) -> tuple[int, int]:
+    """Padded map size ``(hp, wp)``: ``h`` and ``w`` rounded up to a multiple of ``2^levels``.
+
+    >>> pad_shape(5, 8, 3)
+    (8, 8)
+    """
+    _check_levels(levels)
+    for name, v in (("h", h), ("w", w)):
+        if int(v) != v or v < 1:
+            raise InputError(_WHERE, name, "a positive integer", v)
+    m = 1 << levels
+    return -(-int(h) // m) * m, -(-int(w) // m) * m
+
+
+def band_shapes(hp: int, wp: int, levels: int) -> list[tuple[int, int, int]]:
+    """Bands in layout order as ``(level, band, size)``; band is 0 for LL_L, 1..3 for y2..y4.
+
+    >>> band_shapes(4, 4, 1)
+    [(1, 0, 4), (1, 1, 4), (1, 2, 4), (1, 3, 4)]
+    """
+    _check_padded(hp, wp, levels)
+    size = (hp >> levels) * (wp >> levels)
+    bands = [(levels, 0, size)]
+    for lev in range(levels, 0, -1):
+        size = (hp >> lev) * (wp >> lev)
+        bands += [(lev, b, size) for b in (1, 2, 3)]
+    return bands
+
+
+def position_levels(hp: int, wp: int, levels: int) -> np.ndarray:
+    """Level of each position in layout order: LL_L positions -> ``levels``, detail bands of level l -> l.
+
+    Returns
+    -------
+    np.ndarray
+        (P,) int64 with ``P = hp * wp``.
+
+    >>> position_levels(4, 4, 1).tolist() == [1] * 16
+    True
+    """
+    return np.concatenate([np.full(size, lev, dtype=np.int64) for lev, _, size in band_shapes(hp, wp, levels)])
+
+
+def pack_layout(per_level: tuple | list) -> np.ndarray:
+    """Flatten per-level band arrays into the layout order.
+
+    Parameters
+    ----------
+    per_level : sequence of np.ndarray
+        Entry ``l-1`` is (N, C, 4, hp >> l, wp >> l), as in `HaarForward.per_level`.
+
+    Returns
+    -------
+    np.ndarray
+        (N, C, P), same dtype.
+    """
+    levels = len(per_level)
+    n, c = per_level[0].shape[:2]
+    top = per_level[levels - 1]
+    parts = [top[:, :, 0].reshape(n, c, -1)]
+    for lev in range(levels, 0, -1):
+        parts.append(per_level[lev - 1][:, :, 1:].reshape(n, c, -1))
+    return np.concatenate(parts, axis=2)
+
+
+def unpack_layout(coef: np.ndarray, hp: int, wp: int, levels: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Split layout-order coefficients into the LL_L band and the detail bands of each level.
+
+    Parameters
+    ----------
+    coef : np.ndarray
+        (N, C, P) in layout order, ``P = hp * wp``.
+
+    Returns
+    -------
+    (np.ndarray, list of np.ndarray)
+        LL_L as (N, C, hp >> L, wp >> L) and a list whose entry ``l-1`` is the (N, C, 3, hp >> l, wp >> l)
+        detail bands y2..y4 of level ``l``. Views where possible, same dtype.
+    """
+    _check_padded(hp, wp, levels)
+    if coef.ndim != 3 or coef.shape[2] != hp * wp:
+        raise InputError(_WHERE, "coef", f"shape (N, C, {hp * wp})", coef.shape)
+    n, c = coef.shape[:2]
+    hl, wl = hp >> levels, wp >> levels
+    low = coef[:, :, : hl * wl].reshape(n, c, hl, wl)
+    details: list = [None] * levels
+    off = hl * wl
+    for lev in range(levels, 0, -1):
+        hl, wl = hp >> lev, wp >> lev
+        details[lev - 1] = coef[:, :, off: off + 3 * hl * wl].reshape(n, c, 3, hl, wl)
+        off += 3 * hl * wl
+    return low, details
+
+
+def forward_int(x: np.ndarray, spec: HaarSpec, in_bits: int) -> HaarForward:
+    """Forward shift-add Haar unit on integer activations.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        (N, C, H, W) integer activations, zero point already subtracted, each fitting ``in_bits`` signed.
+    spec : HaarSpec
+        ``levels``, ``normalize``, ``rounding`` and ``width_bits`` are used.
+    in_bits : int
+        Signed width of ``x`` (2..``width_bits``).
+
+    Returns
+    -------
+    HaarForward
+        Coefficients (N, C, hp * wp) int64 in layout order; per_level bands; saturation count. With
+        ``PER_LEVEL`` the values are rounded orthonormal coefficients; with ``DEFERRED`` a level-l value
+        is ``2^l`` times orthonormal.
+    """
+    _check_spec(spec)
+    x = _check_int_input(x, in_bits, spec.width_bits)
+    _, _, h, w = x.shape
+    hp, wp = pad_shape(h, w, spec.levels)
+    low = _pad(x, hp, wp)
+    per_level, saturations = [], 0
+    for _ in range(spec.levels):
+        y = _butterfly(low)
+        if spec.normalize is Normalize.PER_LEVEL:
+            y = round_shift(y, 1, spec.rounding)
+        y, sat = saturate(y, spec.width_bits)
+        saturations += sat
+        per_level.append(y)
+        low = y[:, :, 0]
+    return HaarForward(pack_layout(per_level), tuple(per_level), spec.width_bits, saturations)
+
+
+def inverse_int(coef: np.ndarray, h: int, w: int, spec: HaarSpec, width_bits: int) -> tuple[np.ndarray, int]:
+    """Inverse shift-add Haar unit on orthonormal-unit integer coefficients.
+
+    Parameters
+    ----------
+    coef : np.ndarray
+        (N, C, P) integer, layout order, orthonormal units (for both normalizations), ``P = hp * wp``
+        with ``(hp, wp) = pad_shape(h, w, spec.levels)``.
+    h, w : int
+        Unpadded output size (the padding is cropped).
+    spec : HaarSpec
+        ``levels``, ``normalize`` and ``rounding`` are used.
+    width_bits : int
+        Signed register width: the input coefficients (as loaded) and each level's outputs saturate here.
+
+    Returns
+    -------
+    (np.ndarray, int)
+        (N, C, h, w) int64 spatial values and the number of saturated values (inputs and all levels,
+        padding included).
+
+    Notes
+    -----
+    ``PER_LEVEL``: each level's butterfly outputs are shifted right by 1 with ``spec.rounding``.
+    ``DEFERRED``: level-l detail bands are shifted left by ``L - l`` before that level's exact sums (the
+    low band is ``2^(L-l)`` times orthonormal there), and the result is shifted right by ``L`` once, with
+    ``spec.rounding``. The registers then need about ``L`` more bits than with ``PER_LEVEL``.
+    """
+    _check_spec(spec)
+    _check_width(width_bits)
+    hp, wp = pad_shape(h, w, spec.levels)
+    coef, sat_in = saturate(np.asarray(coef, dtype=np.int64), width_bits)
+    low, details = unpack_layout(coef, hp, wp, spec.levels)
+    per_level = spec.normalize is Normalize.PER_LEVEL
+    saturations = sat_in
+    for lev in range(spec.levels, 0, -1):
+        det = details[lev - 1] if per_level else details[lev - 1] << np.int64(spec.levels - lev)
+        low = _inverse_butterfly(low, det)
+        if per_level:
+            low = round_shift(low, 1, spec.rounding)
+        low, sat = saturate(low, width_bits)
+        saturations += sat
+    if not per_level:
+        low = round_shift(low, spec.levels, spec.rounding)
+    return low[:, :, :h, :w], saturations
+
+
+def inverse_deferred_exact(coef: np.ndarray, h: int, w: int, levels: int) -> np.ndarray:
+    """Exact inverse of the ``DEFERRED`` forward transform, on its unnormalized coefficients.
+
+    A level-l coefficient of the deferred forward is ``2^l`` times orthonormal. Shifting it left by
+    ``L - l`` puts every position in units of ``2^L`` times orthonormal; the deferred inverse datapath
+    (exact sums, details aligned to the low band) then yields ``4^L x``, which one exact shift right
+    by ``2L`` turns back into ``x``. No saturation (int64 throughout).
+
+    Parameters
+    ----------
+    coef : np.ndarray
+        (N, C, P) int64 from `forward_int` with ``DEFERRED`` normalization and no saturation.
+    h, w : int
+        Unpadded output size.
+    levels : int
+        Number of levels ``L``.
+
+    Returns
+    -------
+    np.ndarray
+        (N, C, h, w) int64.
+
+    Raises
+    ------
+    ValueError
+        If the result is not a multiple of ``4^L`` (the input was not a deferred forward output).
+    """
+    hp, wp = pad_shape(h, w, levels)
+    coef = np.asarray(coef, dtype=np.int64)
+    common = coef << (levels - position_levels(hp, wp, levels))
+    low, details = unpack_layout(common, hp, wp, levels)
+    for lev in range(levels, 0, -1):
+        low = _inverse_butterfly(low, details[lev - 1] << np.int64(levels - lev))
+    if np.any(low & ((1 << (2 * levels)) - 1)):
+        raise ValueError("inverse_deferred_exact: coefficients are not a deferred forward output")
+    return (low >> (2 * levels))[:, :, :h, :w]
+
+
+def per_level_roundtrip_bound(levels: int) -> int:
+    """Max abs error of `inverse_int` after `forward_int`, ``PER_LEVEL``, any rounding, no saturation.
+
+    ``E_L = 0``, ``E_{l-1} = floor(3/2 + E_l / 2)`` (see module docstring): 1 for one level, else 2.
+
+    >>> [per_level_roundtrip_bound(n) for n in (1, 2, 3, 4)]
+    [1, 2, 2, 2]
+    """
+    _check_levels(levels)
+    err2 = 0  # twice the bound, kept integral
+    for _ in range(levels):
+        err2 = 2 * ((3 + err2 // 2) // 2)  # floor(3/2 + E/2) with E = err2 / 2
+    return err2 // 2
+
+
+def forward_float(x: np.ndarray, levels: int) -> np.ndarray:
+    """Orthonormal multilevel 2D Haar transform in float64 (butterflies / 2), zero padded.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        (N, C, H, W) real.
+    levels : int
+
+    Returns
+    -------
+    np.ndarray
+        (N, C, hp * wp) float64 in layout order.
+    """
+    x = _check_nchw(x).astype(np.float64)
+    hp, wp = pad_shape(x.shape[2], x.shape[3], levels)
+    low = _pad(x, hp, wp)
+    per_level = []
+    for _ in range(levels):
+        y = _butterfly(low) * 0.5
+        per_level.append(y)
+        low = y[:, :, 0]
+    return pack_layout(per_level)
+
+
+def inverse_float(coef: np.ndarray, h: int, w: int, levels: int) -> np.ndarray:
+    """Inverse of `forward_float` (float64), cropped to (h, w).
+
+    Parameters
+    ----------
+    coef : np.ndarray
+        (N, C, P) real in layout order, ``P = hp * wp``.
+
+    Returns
+    -------
+    np.ndarray
+        (N, C, h, w) float64.
+    """
+    hp, wp = pad_shape(h, w, levels)
+    low, details = unpack_layout(np.asarray(coef, dtype=np.float64), hp, wp, levels)
+    for lev in range(levels, 0, -1):
+        low = _inverse_butterfly(low, details[lev - 1]) * 0.5
+    return low[:, :, :h, :w]
+
+
+def _butterfly(low: np.ndarray) -> np.ndarray:
+    """(N, C, 2h, 2w) -> (N, C, 4, h, w): y1..y4 of every 2x2 block, unnormalized."""
+    a, b = low[:, :, 0::2, 0::2], low[:, :, 0::2, 1::2]
+    c, d = low[:, :, 1::2, 0::2], low[:, :, 1::2, 1::2]
+    s_top, d_top, s_bot, d_bot = a + b, a - b, c + d, c - d
+    return np.stack([s_top + s_bot, d_top + d_bot, s_top - s_bot, d_top - d_bot], axis=2)
+
+
+def _inverse_butterfly(low: np.ndarray, det: np.ndarray) -> np.ndarray:
+    """LL (N, C, h, w) and details (N, C, 3, h, w) -> (N, C, 2h, 2w) block values a, b, c, d, unnormalized."""
+    y2, y3, y4 = det[:, :, 0], det[:, :, 1], det[:, :, 2]
+    p, q, r, s = low + y3, y2 + y4, low - y3, y2 - y4
+    n, c, h, w = low.shape
+    out = np.empty((n, c, 2 * h, 2 * w), dtype=np.result_type(low, det))
+    out[:, :, 0::2, 0::2] = p + q
+    out[:, :, 0::2, 1::2] = p - q
+    out[:, :, 1::2, 0::2] = r + s
+    out[:, :, 1::2, 1::2] = r - s
+    return out
+
+
+def _pad(x: np.ndarray, hp: int, wp: int) -> np.ndarray:
+    """Zero pad (N, C, H, W) at the bottom and right to (N, C, hp, wp)."""
+    h, w = x.shape[2:]
+    if (h, w) == (hp, wp):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (0, hp - h), (0, wp - w)))
+
+
+def _check_levels(levels: int) -> None:
+    if int(levels) != levels or not 1 <= levels <= 16:
+        raise InputError(_WHERE, "levels", "an integer in 1..16", levels)
+
+
+def _check_padded(hp: int, wp: int, levels: int) -> None:
+    _check_levels(levels)
+    m = 1 << levels
+    if hp < m or wp < m or hp % m or wp % m:
+        raise InputError(_WHERE, "padded shape", f"multiples of {m}", (hp, wp))
+
+
+def _check_width(width_bits: int) -> None:
+    if int(width_bits) != width_bits or not 2 <= width_bits <= _MAX_WIDTH_BITS:
+        raise InputError(_WHERE, "width_bits", f"an integer in 2..{_MAX_WIDTH_BITS}", width_bits)
+
+
+def _check_spec(spec: HaarSpec) -> None:
+    _check_levels(spec.levels)
+    _check_width(spec.width_bits)
+    if not isinstance(spec.normalize, Normalize):
+        raise InputError(_WHERE, "normalize", "a Normalize member", spec.normalize)
+
+
+def _check_nchw(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 4 or 0 in x.shape:
+        raise InputError(_WHERE, "x", "a non-empty (N, C, H, W) array", x.shape)
+    return x
+
+
+def _check_int_input(x: np.ndarray, in_bits: int, width_bits: int) -> np.ndarray:
+    """Validate integer (N, C, H, W) input fitting ``in_bits`` signed; return it as int64."""
+    x = _check_nchw(x)
+    if not np.issubdtype(x.dtype, np.integer):
+        raise InputError(_WHERE, "x", "an integer array", x.dtype)
+    if int(in_bits) != in_bits or not 2 <= in_bits <= width_bits:
+        raise InputError(_WHERE, "in_bits", f"an integer in 2..{width_bits} (width_bits)", in_bits)
+    lo, hi = signed_range(in_bits)
+    x = x.astype(np.int64)
+    if x.min() < lo or x.max() > hi:
+        raise InputError(_WHERE, "x", f"values in [{lo}, {hi}] ({in_bits}-bit signed)",
+                         f"[{x.min()}, {x.max()}]")
+    return x
