@@ -1,0 +1,42 @@
+"""Target records and the printed table."""
+
+from __future__ import annotations
+
+__all__ = ["target", "status_of", "format_table"]
+
+PASS, FAIL, SKIP, MISSING = "PASS", "FAIL", "SKIP", "MISSING"
+
+
+def status_of(measured: float | None, limit: float, higher_is_better: bool = False) -> str:
+    """PASS/FAIL of a measured figure against its limit (MISSING when nothing was measured)."""
+    if measured is None:
+        return MISSING
+    ok = measured >= limit if higher_is_better else measured <= limit
+    return PASS if ok else FAIL
+
+
+def target(tid: str, name: str, measured: float | None, limit: float, unit: str, *,
+           higher_is_better: bool = False, status: str | None = None, note: str = "",
+           details: dict | None = None) -> dict:
+    """One row of the results: ``status`` defaults to `status_of` (pass SKIP/MISSING explicitly)."""
+    return {"id": tid, "name": name, "measured": measured, "limit": limit, "unit": unit,
+            "limit_kind": ">=" if higher_is_better else "<=",
+            "status": status or status_of(measured, limit, higher_is_better), "note": note,
+            "details": details or {}}
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown table: id, target, measured, limit, status, note."""
+    lines = ["| # | target | measured | limit | status | note |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['id']} | {r['name']} | {_fmt(r['measured'])} {r['unit'] if r['measured'] is not None else ''}"
+                     f" | {r['limit_kind']} {_fmt(r['limit'])} {r['unit']} | {r['status']} | {r['note']} |")
+    return "\n".join(lines)
