@@ -37,13 +37,78 @@ import numpy as np
 from wccsim import __version__
 from wccsim.errors import InputError
 
-__all__ = ["FORMAT", "VERSION", "MANIFEST", "write_vectors", "read_vectors", "read_manifest",
-           "to_hex_words", "from_hex_words"]
+__all__ = ["FORMAT", "VERSION", "MANIFEST", "Tile", "parse_tile", "crop_tile", "export_layer",
+           "write_vectors", "read_vectors", "read_manifest", "to_hex_words", "from_hex_words"]
 
 FORMAT = "wccsim-vectors"
 VERSION = 1
 MANIFEST = "manifest.json"
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tile:
+    """A spatial tile of a layer's input: ``h x w`` pixels with top-left corner at row ``y0``, column ``x0``."""
+    h: int
+    w: int
+    y0: int = 0
+    x0: int = 0
+
+
+def parse_tile(text: str) -> Tile:
+    """Parse ``HxW`` or ``HxW@Y,X`` (sizes and offsets in input pixels).
+
+    >>> parse_tile("16x32@8,0")
+    Tile(h=16, w=32, y0=8, x0=0)
+    """
+    size, _, at = text.strip().partition("@")
+    try:
+        h, w = (int(v) for v in size.lower().split("x"))
+        y0, x0 = (int(v) for v in at.split(",")) if at else (0, 0)
+    except ValueError:
+        raise InputError("options", "tile", "HxW or HxW@Y,X with integers, e.g. 16x16", text) from None
+    if h < 1 or w < 1 or y0 < 0 or x0 < 0:
+        raise InputError("options", "tile", "positive sizes and non-negative offsets", text)
+    return Tile(h, w, y0, x0)
+
+
+def crop_tile(x: np.ndarray, tile: Tile | None) -> np.ndarray:
+    """Crop (N, C, H, W) to ``tile`` (None: the whole map); a tile reaching outside the map is an error."""
+    if tile is None:
+        return x
+    h, w = x.shape[2:]
+    if tile.y0 + tile.h > h or tile.x0 + tile.w > w:
+        raise InputError("options", "tile", f"a tile inside the {h}x{w} input map",
+                         f"{tile.h}x{tile.w}@{tile.y0},{tile.x0}")
+    return x[:, :, tile.y0: tile.y0 + tile.h, tile.x0: tile.x0 + tile.w]
+
+
+def export_layer(layer, hw, rate: float, out_dir: str | os.PathLike, tile: Tile | None = None) -> Path:
+    """Simulate one trace layer (or a spatial tile of it) and write its vectors.
+
+    Parameters
+    ----------
+    layer : LayerData
+        From ``open_trace(path).layer(name)``: x (N, Cin, H, W), w (Cout, Cin), b (Cout,) or None, stride.
+    hw : HwSpec
+        Hardware; its ``datapath`` drives `simulate_layer` and is recorded in the manifest.
+    rate : float
+        Fraction of Haar positions kept, (0, 1].
+    out_dir : path
+        Vectors directory (see `write_vectors`).
+    tile : Tile, optional
+        Crop of the input simulated as a layer of its own (its own calibration and top-k).
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+    """
+    from wccsim.datapath.layer import simulate_layer
+
+    x = crop_tile(layer.x, tile)
+    result = simulate_layer(x, layer.w, layer.b, hw.datapath, rate, stride=layer.stride)
+    return write_vectors(result, hw, out_dir, layer.name, tile=tile, rate=rate)
 
 
 def _word_range(width_bits: int, signed: bool) -> tuple[int, int]:
