@@ -1,0 +1,265 @@
+"""Capture a v1 trace of every 1x1 convolution of an ONNX model, run with onnxruntime.
+
+Steps (`capture_onnx`):
+
+1. Find the Conv nodes. A node is captured when its kernel is 1x1, ``group == 1``, padding is zero, the
+   strides are equal, and its weight (and bias) are constants: graph initializers or outputs of
+   ``Constant`` nodes (Paddle2ONNX exports such as PP-OCR keep them in ``Constant`` nodes). Every other
+   Conv/ConvTranspose is skipped and listed in ``meta["skipped"]`` with the reason; so are 1x1 convs whose
+   input map is 1x1 pixel (fully connected layers such as squeeze-excitation: WCC has nothing to compress).
+2. Add the input and output of every Conv/ConvTranspose as graph outputs and run the model once on the
+   batch. Output shapes give the MACs of the whole model (``meta["model_conv_macs"]``, per sample).
+3. Check each captured layer: onnxruntime running that single Conv node on the captured input must
+   reproduce the in-graph output (relative L2 error <= 1e-5), proving the extracted weights are the ones
+   the graph uses.
+4. ``y`` is the framework's output for exactly the stored ``x``: the in-graph output for float32 storage;
+   for float16 storage ``x`` is rounded to float16 first and ``y`` is onnxruntime's single-Conv output on
+   the rounded ``x`` (stored float32).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.resources
+import re
+from pathlib import Path
+
+import numpy as np
+
+from wccsim.capture.images import PRESETS, load_image, preprocess_images
+from wccsim.errors import InputError
+from wccsim.trace import LayerData, LayerInfo, write_trace
+
+__all__ = ["KNOWN_MODELS", "resolve_model", "capture_onnx", "capture_onnx_trace", "sha256_file"]
+
+# Models shipped in the rapidocr-onnxruntime 1.4.4 wheel -> preprocessing preset.
+KNOWN_MODELS = {
+    "ch_PP-OCRv4_det_infer.onnx": "ppocr_det",
+    "ch_ppocr_mobile_v2.0_cls_infer.onnx": "ppocr_cls",
+    "ch_PP-OCRv4_rec_infer.onnx": "ppocr_rec",
+}
+_WEIGHT_CHECK_REL_L2 = 1e-5
+
+
+def resolve_model(spec: str) -> Path:
+    """Path of an ONNX model: a file path, or ``rapidocr:NAME`` for a model inside the rapidocr wheel."""
+    if spec.startswith("rapidocr:"):
+        name = spec.split(":", 1)[1]
+        try:
+            path = Path(str(importlib.resources.files("rapidocr_onnxruntime") / "models" / name))
+        except ModuleNotFoundError:
+            raise InputError(spec, "", "rapidocr-onnxruntime installed (pip install wccsim[capture])",
+                             "not installed") from None
+        if not path.is_file():
+            raise InputError(spec, "", f"one of {sorted(KNOWN_MODELS)}", repr(name))
+        return path
+    if not Path(spec).is_file():
+        raise InputError(spec, "", "an ONNX model file or rapidocr:NAME", "no such file")
+    return Path(spec)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def capture_onnx_trace(model: str, images: list[str], out: str | Path, *, preset: str | None = None,
+                       size: tuple[int, int] | None = None, store_dtype: str = "float32",
+                       compress: bool = False, store_y: bool = True) -> list[LayerInfo]:
+    """Load the model and images, preprocess, capture and write the trace to `out` (atomically).
+
+    Parameters
+    ----------
+    model : ONNX file path or ``rapidocr:NAME``.
+    images : image specs (file paths or ``skimage:NAME``), all resized to one size.
+    out : destination ``.npz``.
+    preset : preprocessing preset name (see `wccsim.capture.images`); default from the model file name.
+    size : (H, W) input size in pixels; default from the preset and the first image.
+    store_dtype : "float32" or "float16" storage of ``x``.
+    compress : deflate the members.
+    store_y : keep each layer's ``y`` (without it the file is about 3x smaller; the per-layer check of
+        step 3 still runs at capture).
+    """
+    path = resolve_model(model)
+    preset = preset or KNOWN_MODELS.get(path.name)
+    if preset not in PRESETS:
+        raise InputError(str(path), "preprocess", f"one of {sorted(PRESETS)} (unknown model: name it)", preset)
+    batch = preprocess_images([load_image(s) for s in images], PRESETS[preset], size)
+    meta, layers = capture_onnx(path, batch, store_dtype=store_dtype)
+    meta["input"] = {"images": list(images), "size_hw_px": list(batch.shape[2:]), "preprocess": preset}
+    if not store_y:
+        layers = [dataclasses.replace(ld, y=None) for ld in layers]
+        meta["y_source"] = None
+    return write_trace(out, meta, layers, store_dtype=store_dtype, compress=compress)
+
+
+def capture_onnx(model_path: str | Path, batch: np.ndarray, *,
+                 store_dtype: str = "float32") -> tuple[dict, list[LayerData]]:
+    """Run the model on `batch` and return (meta without layers, captured layers).
+
+    Parameters
+    ----------
+    model_path : ONNX file.
+    batch : (N, C, H, W) float32, already preprocessed for the model.
+    store_dtype : "float32" or "float16": the precision ``x`` will be stored in (``y`` follows it).
+    """
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(model_path))
+    consts = _constants(model.graph)
+    convs, skipped = _find_convs(model.graph, consts)
+    input_name = next(i.name for i in model.graph.input if i.name not in consts)
+    values = _run_exposed(model, input_name, batch)
+    layers, nodes = [], {}
+    for c in convs:
+        x = values[c["x"]]
+        if x.shape[2] * x.shape[3] == 1:
+            skipped.append({"node": c["node"], "reason": "1x1 pixel input (fully connected layer)"})
+            continue
+        layers.append(_layer(c, x, values[c["y"]], store_dtype))
+        nodes[c["name"]] = c["node"]
+    meta = {
+        "network": Path(model_path).stem,
+        "source": {"tool": f"onnxruntime {ort.__version__}", "model_file": Path(model_path).name,
+                   "sha256": sha256_file(model_path), "nodes": nodes},
+        "model_conv_macs": _model_conv_macs(model.graph, consts, values),
+        "skipped": skipped,
+        "y_source": "onnxruntime in-graph output" if store_dtype != "float16" else
+                    "onnxruntime single Conv node on the float16-rounded x",
+    }
+    return meta, layers
+
+
+def _layer(c: dict, x: np.ndarray, y_graph: np.ndarray, store_dtype: str) -> LayerData:
+    """Check the extracted weights against the graph's output and build the layer's arrays."""
+    y_single = _run_single_conv(c["w"], c["b"], c["stride"], x)
+    err = np.linalg.norm(y_single - y_graph) / max(np.linalg.norm(y_graph), 1e-30)
+    if err > _WEIGHT_CHECK_REL_L2:
+        raise RuntimeError(f"{c['node']}: single-Conv output differs from the graph's ({err:.2e})")
+    if store_dtype == "float16":
+        x = x.astype(np.float16).astype(np.float32)
+        y_graph = _run_single_conv(c["w"], c["b"], c["stride"], x)
+    return LayerData(c["name"], x, c["w"], c["b"], y_graph, c["stride"])
+
+
+def _constants(graph) -> dict[str, np.ndarray]:
+    """Initializers and ``Constant`` node outputs (``value`` tensors) by name."""
+    from onnx import helper, numpy_helper
+
+    out = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value":
+                    out[n.output[0]] = numpy_helper.to_array(helper.get_attribute_value(a))
+    return out
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _find_convs(graph, consts: dict) -> tuple[list[dict], list[dict]]:
+    """Split Conv/ConvTranspose nodes into captured 1x1 layers and skipped nodes with reasons."""
+    convs, skipped, names = [], [], set()
+    for i, node in enumerate(n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")):
+        label = node.name or f"{node.op_type}_{i}"
+        reason = _skip_reason(node, consts)
+        if reason:
+            skipped.append({"node": label, "reason": reason})
+            continue
+        name = re.sub(r"[^A-Za-z0-9_\-]", "_", label)
+        name = name if name not in names else f"{name}_{i}"
+        names.add(name)
+        w = consts[node.input[1]]
+        b = consts[node.input[2]].astype(np.float32) if len(node.input) > 2 and node.input[2] else None
+        convs.append({"name": name, "node": label, "x": node.input[0], "y": node.output[0],
+                      "w": w.reshape(w.shape[0], w.shape[1]).astype(np.float32), "b": b,
+                      "stride": int(_attrs(node).get("strides", [1, 1])[0])})
+    return convs, skipped
+
+
+def _skip_reason(node, consts: dict) -> str | None:
+    """Why WCC (a 1x1, group 1, unpadded conv with constant weights) does not apply, or None."""
+    if node.op_type != "Conv":
+        return node.op_type
+    if node.input[1] not in consts or (len(node.input) > 2 and node.input[2] and node.input[2] not in consts):
+        return "weights computed at run time"
+    a, kernel = _attrs(node), consts[node.input[1]].shape[2:]
+    if tuple(kernel) != (1, 1):
+        return f"kernel {'x'.join(map(str, kernel))}"
+    if a.get("group", 1) != 1:
+        return f"group {a['group']}"
+    if any(a.get("pads", [0])):
+        return f"pads {list(a['pads'])}"
+    strides = list(a.get("strides", [1, 1]))
+    if len(set(strides)) != 1:
+        return f"unequal strides {strides}"
+    return None
+
+
+def _session(model_bytes: bytes):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+
+
+def _run_exposed(model, input_name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """Run with the input and output of every Conv/ConvTranspose added as graph outputs."""
+    from onnx import TensorProto, helper
+
+    present = {o.name for o in model.graph.output}
+    wanted = [t for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")
+              for t in (n.input[0], n.output[0])]
+    for t in dict.fromkeys(wanted):
+        if t not in present and t != input_name:
+            model.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
+            present.add(t)
+    sess = _session(model.SerializeToString())
+    names = [o.name for o in sess.get_outputs()]
+    values = dict(zip(names, sess.run(names, {input_name: batch})))
+    values[input_name] = batch
+    return values
+
+
+def _run_single_conv(w: np.ndarray, b: np.ndarray | None, stride: int, x: np.ndarray) -> np.ndarray:
+    """onnxruntime's output of one 1x1 Conv node: w (Cout, Cin), b (Cout,) or None, x (N, Cin, H, W)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(w[:, :, None, None].astype(np.float32), "W")]
+    if b is not None:
+        inits.append(numpy_helper.from_array(b.astype(np.float32), "B"))
+    node = helper.make_node("Conv", ["X", "W"] + (["B"] if b is not None else []), ["Y"],
+                            kernel_shape=[1, 1], strides=[stride, stride])
+    graph = helper.make_graph([node], "conv1x1", [helper.make_tensor_value_info("X", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return _session(model.SerializeToString()).run(["Y"], {"X": x.astype(np.float32)})[0]
+
+
+def _model_conv_macs(graph, consts: dict, values: dict) -> int | None:
+    """MACs per sample of all Conv and ConvTranspose nodes (None when a weight is not constant).
+
+    Conv: prod(W.shape) * Ho * Wo with W (Cout, Cin/group, kh, kw); ConvTranspose: prod(W.shape) * H * W
+    of its input, W being (Cin, Cout/group, kh, kw).
+    """
+    total = 0
+    for n in graph.node:
+        if n.op_type not in ("Conv", "ConvTranspose"):
+            continue
+        if n.input[1] not in consts:
+            return None
+        spatial = values[n.output[0] if n.op_type == "Conv" else n.input[0]].shape[2:]
+        total += int(np.prod(consts[n.input[1]].shape)) * int(np.prod(spatial))
+    return total
