@@ -73,6 +73,11 @@ class LayerInfo:
         """Multiply-accumulates per sample: Cout * Cin * Ho * Wo."""
         return self.cout * self.cin * self.ho * self.wo
 
+    @property
+    def bytes_int8(self) -> int:
+        """Bytes moved per sample at 8 bits per value: input map + weights + output map (no bias)."""
+        return self.cin * self.h * self.w + self.cout * self.cin + self.cout * self.ho * self.wo
+
     def shapes(self, n: int) -> dict[str, tuple[int, ...]]:
         """Expected member shapes by suffix for a batch of `n` samples (only members that exist)."""
         out = {"x": (n, self.cin, self.h, self.w), "w": (self.cout, self.cin)}

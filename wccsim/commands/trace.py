@@ -1,0 +1,77 @@
+"""``wccsim trace``: capture a trace from an ONNX model (``capture``) and summarize one (``info``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+from wccsim.trace import Trace, open_trace
+
+__all__ = ["register", "info_table"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("trace", help="capture or inspect layer traces (.npz, format v1)",
+                              description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="trace_command", parser_class=type(p))
+    cap = sub.add_parser("capture", help="run an ONNX model on images and record every 1x1 conv")
+    cap.add_argument("--onnx", required=True, metavar="MODEL",
+                     help="ONNX file, or rapidocr:NAME for a model in the rapidocr-onnxruntime wheel")
+    cap.add_argument("--image", required=True, action="append", metavar="IMG",
+                     help="image file or skimage:NAME (repeat for a batch; all resized to one size)")
+    cap.add_argument("--size", metavar="HxW", help="input size in pixels (default: from the preset)")
+    cap.add_argument("--preprocess", help="preprocessing preset (default: from the model file name)")
+    cap.add_argument("--float16", action="store_true", help="store x as float16 (y recomputed on it)")
+    cap.add_argument("--no-y", action="store_true", help="do not store the framework outputs y")
+    cap.add_argument("--compress", action="store_true", help="deflate the members")
+    cap.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    cap.set_defaults(func=_capture)
+    info = sub.add_parser("info", help="per-layer table and network totals of a trace")
+    info.add_argument("trace", metavar="TRACE.npz")
+    info.set_defaults(func=_info)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _capture(args: argparse.Namespace) -> int:
+    from wccsim.capture.images import parse_size
+    from wccsim.capture.onnx import capture_onnx_trace
+
+    layers = capture_onnx_trace(args.onnx, args.image, args.output, preset=args.preprocess,
+                                size=parse_size(args.size) if args.size else None,
+                                store_dtype="float16" if args.float16 else "float32",
+                                compress=args.compress, store_y=not args.no_y)
+    print(f"wrote {args.output}: {len(layers)} layers")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    print(info_table(open_trace(args.trace)))
+    return 0
+
+
+def info_table(trace: Trace) -> str:
+    """Text table: one row per layer (sizes per sample), then network totals and the 1x1 share of MACs."""
+    m = trace.meta
+    head = ("layer", "Cin", "Cout", "H", "W", "stride", "MACs", "bytes_int8")
+    rows = [(li.name, li.cin, li.cout, li.h, li.w, li.stride, li.macs, li.bytes_int8) for li in trace.layers]
+    total_macs = sum(r[6] for r in rows)
+    rows.append(("total", "", "", "", "", "", total_macs, sum(r[7] for r in rows)))
+    widths = [max(len(f"{r[i]:,}" if isinstance(r[i], int) else str(r[i])) for r in [head, *rows])
+              for i in range(len(head))]
+    fmt = lambda r: "  ".join((f"{v:,}" if isinstance(v, int) else str(v)).rjust(w) if i else str(v).ljust(w)
+                              for i, (v, w) in enumerate(zip(r, widths)))
+    src = m.get("source", {})
+    lines = [f"{trace.path}: {m.get('network', '?')} (format v{m['version']}), {len(trace.layers)} layers, "
+             f"N={trace.n}, input {m.get('input', {}).get('size_hw_px', '?')}, "
+             f"source {src.get('model_file', '?')} sha256 {str(src.get('sha256', '?'))[:12]}",
+             fmt(head), *map(fmt, rows[:-1]), fmt(rows[-1])]
+    model_macs = m.get("model_conv_macs")
+    if model_macs:
+        lines.append(f"captured 1x1 convs: {total_macs:,} of {model_macs:,} conv MACs per sample "
+                     f"({100.0 * total_macs / model_macs:.1f}%)")
+    skipped = m.get("skipped", [])
+    if skipped:
+        counts = Counter(s["reason"] for s in skipped)
+        lines.append(f"skipped {len(skipped)} conv nodes: " + ", ".join(f"{r} ({k})" for r, k in sorted(counts.items())))
+    lines.append("sizes per sample; bytes_int8 = input + weights + output at 1 byte per value")
+    return "\n".join(lines)
