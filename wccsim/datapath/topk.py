@@ -1,0 +1,274 @@
+"""Joint top-k selector with bitmap (DESIGN.md section 2, step 3).
+
+One energy per spatial position, computed across channels on the Haar unit's integer output, picks the
+same ``k`` positions for every channel. ``k = max(1, floor(rate * P))`` with the rate taken as the exact
+decimal it is written as (`num_kept`). The output is a P-bit bitmap (bit p = position p of the Haar
+layout) and the kept indices in ascending position order, i.e. the column order of the C x k matrix
+that the MAC array reads.
+
+Modes (`TopkSpec.mode`); every mode keeps exactly ``k`` positions:
+
+- ``EXACT``: the ``k`` largest energies; ties go to the lower position index (deterministic).
+- ``TILED``: streaming. Positions are cut into tiles of ``T = tile_positions`` consecutive layout
+  positions (the last tile may be shorter). Tile ``i`` of ``T_i`` positions keeps a quota
+  ``q_i = floor(k * T_i / P)``; the ``r = k - sum q_i`` remaining slots (``r`` < number of tiles) go one
+  each to the tiles with the largest fractional part ``(k * T_i) mod P``, ties to the lower tile index
+  (largest-remainder rule). The quotas depend only on ``(k, P, T)``, so hardware computes them once per
+  layer; within a tile the ``q_i`` largest energies are kept, ties to the lower position.
+- ``THRESHOLD``: two passes over the energies. Pass 1 builds a histogram with power-of-two bins,
+  ``bin(e) = bit_length(e)`` (bin 0 holds e = 0, bin b holds ``2^(b-1) <= e < 2^b``), and finds the
+  boundary bin ``B``: fewer than ``k`` energies lie in bins above ``B``, at least ``k`` in bins >= ``B``.
+  Pass 2 streams the positions in order, keeps every position whose bin is above ``B`` and the first
+  ``k - count(bins > B)`` positions (in position order) whose bin equals ``B``.
+
+Energies are non-negative; `select` accepts int64 (hardware) or float64 (the float reference) energies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+import math
+
+import numpy as np
+
+from wccsim.datapath.haar import position_levels
+from wccsim.errors import InputError
+from wccsim.hw import Metric, TopkMode, TopkSpec
+
+__all__ = [
+    "Selection", "num_kept", "energy", "deferred_level_shift", "select", "tile_quotas", "overlap",
+]
+
+_WHERE = "topk"
+_INT64_MAX = (1 << 63) - 1
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Kept positions of a batch.
+
+    Attributes
+    ----------
+    bitmap : np.ndarray
+        (N, P) bool, True where the position is kept; exactly ``k`` per row.
+    idx : np.ndarray
+        (N, k) int64 kept positions, ascending per row.
+    k : int
+        Number of kept positions per row.
+    """
+    bitmap: np.ndarray
+    idx: np.ndarray
+    k: int
+
+
+def num_kept(rate: float, positions: int) -> int:
+    """Number of kept positions ``k = max(1, floor(rate * P))``, computed exactly.
+
+    The rate is read as the shortest decimal that prints it (``Fraction(repr(rate))``), so
+    ``num_kept(0.29, 100) == 29`` although ``0.29 * 100 == 28.999999999999996`` in float.
+
+    >>> num_kept(0.29, 100), num_kept(0.001, 10), num_kept(1.0, 7)
+    (29, 1, 7)
+    """
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating, np.integer)):
+        raise InputError(_WHERE, "rate", "a number in (0, 1]", rate)
+    if not math.isfinite(float(rate)) or not 0 < rate <= 1:
+        raise InputError(_WHERE, "rate", "a number in (0, 1]", rate)
+    if isinstance(positions, bool) or int(positions) != positions or positions < 1:
+        raise InputError(_WHERE, "positions", "a positive integer", positions)
+    exact = Fraction(repr(float(rate))) * int(positions)
+    return max(1, math.floor(exact))
+
+
+def energy(coef: np.ndarray, metric: Metric, level_shift: np.ndarray | None = None) -> np.ndarray:
+    """Per-position energy across channels, on integer coefficients.
+
+    Parameters
+    ----------
+    coef : np.ndarray
+        (N, C, P) integer coefficients.
+    metric : Metric
+        ``L2``: sum of squares; ``L1``: sum of absolute values; ``LINF``: max absolute value.
+    level_shift : np.ndarray, optional
+        (P,) int64 left shift applied to each position's energy (see `deferred_level_shift`).
+
+    Returns
+    -------
+    np.ndarray
+        (N, P) int64.
+
+    Raises
+    ------
+    InputError
+        If the worst case of the inputs' magnitude could overflow int64.
+    """
+    coef = np.asarray(coef)
+    if coef.ndim != 3 or not np.issubdtype(coef.dtype, np.integer):
+        raise InputError(_WHERE, "coef", "an (N, C, P) integer array", f"{coef.dtype} {coef.shape}")
+    coef = coef.astype(np.int64)
+    shift = 0 if level_shift is None else int(np.max(level_shift, initial=0))
+    if level_shift is not None and (np.shape(level_shift) != coef.shape[2:] or np.min(level_shift) < 0):
+        raise InputError(_WHERE, "level_shift", f"({coef.shape[2]},) non-negative shifts", np.shape(level_shift))
+    _check_energy_range(coef, metric, shift)
+    mag = np.abs(coef)
+    if metric is Metric.L2:
+        e = np.einsum("ncp,ncp->np", coef, coef)
+    elif metric is Metric.L1:
+        e = mag.sum(axis=1)
+    elif metric is Metric.LINF:
+        e = mag.max(axis=1)
+    else:
+        raise InputError(_WHERE, "metric", "a Metric member", metric)
+    if level_shift is not None:
+        e = e << np.asarray(level_shift, dtype=np.int64)
+    return e
+
+
+def deferred_level_shift(hp: int, wp: int, levels: int, metric: Metric) -> np.ndarray:
+    """Energy weights for ``DEFERRED`` Haar coefficients, as left shifts per position.
+
+    A level-l deferred coefficient is ``2^l`` times orthonormal; multiplying every energy by the same
+    ``4^L`` (``L2``) or ``2^L`` (``L1``, ``LINF``) keeps the orthonormal order, so a level-l position's
+    energy is shifted left by ``2 (L - l)`` (``L2``) or ``L - l`` (``L1``, ``LINF``).
+
+    Returns
+    -------
+    np.ndarray
+        (hp * wp,) int64.
+
+    >>> deferred_level_shift(4, 4, 2, Metric.L2).tolist()[:5]
+    [0, 0, 0, 0, 2]
+    """
+    per_bit = 2 if metric is Metric.L2 else 1
+    return per_bit * (levels - position_levels(hp, wp, levels))
+
+
+def select(energy: np.ndarray, k: int, spec: TopkSpec) -> Selection:
+    """Keep exactly ``k`` positions per row by ``spec.mode`` (see module docstring).
+
+    Parameters
+    ----------
+    energy : np.ndarray
+        (N, P) non-negative, int64 or float64.
+    k : int
+        1..P.
+    spec : TopkSpec
+        ``mode`` and, for ``TILED``, ``tile_positions``.
+
+    Returns
+    -------
+    Selection
+    """
+    e = np.asarray(energy)
+    if e.ndim != 2 or e.shape[1] < 1:
+        raise InputError(_WHERE, "energy", "an (N, P) array", e.shape)
+    n, p = e.shape
+    if isinstance(k, bool) or int(k) != k or not 1 <= k <= p:
+        raise InputError(_WHERE, "k", f"an integer in 1..{p}", k)
+    if e.size and not np.all(e >= 0):
+        raise InputError(_WHERE, "energy", "non-negative values", "negative or NaN")
+    if spec.mode is TopkMode.EXACT:
+        bitmap = _bitmap_exact(e, int(k))
+    elif spec.mode is TopkMode.TILED:
+        bitmap = _bitmap_tiled(e, int(k), spec.tile_positions)
+    elif spec.mode is TopkMode.THRESHOLD:
+        bitmap = _bitmap_threshold(e, int(k))
+    else:
+        raise InputError(_WHERE, "mode", "a TopkMode member", spec.mode)
+    idx = np.nonzero(bitmap)[1].reshape(n, int(k)).astype(np.int64)
+    return Selection(bitmap, idx, int(k))
+
+
+def tile_quotas(k: int, positions: int, tile_positions: int) -> np.ndarray:
+    """Per-tile quotas of the ``TILED`` mode (largest-remainder rule); they sum to ``k``.
+
+    Returns
+    -------
+    np.ndarray
+        (ceil(P / T),) int64.
+
+    >>> tile_quotas(5, 10, 4).tolist()
+    [2, 2, 1]
+    """
+    if isinstance(tile_positions, bool) or int(tile_positions) != tile_positions or tile_positions < 1:
+        raise InputError(_WHERE, "tile_positions", "a positive integer", tile_positions)
+    ntiles = -(-positions // tile_positions)
+    sizes = np.full(ntiles, tile_positions, dtype=np.int64)
+    sizes[-1] = positions - tile_positions * (ntiles - 1)
+    quota, frac = np.divmod(k * sizes, positions)
+    rest = k - int(quota.sum())
+    order = np.argsort(-frac, kind="stable")
+    quota[order[:rest]] += 1
+    return quota
+
+
+def overlap(a: Selection, b: Selection) -> float:
+    """Fraction of ``a``'s kept positions that ``b`` keeps too, over the whole batch (1.0 = same set).
+
+    Both selections must have the same bitmap shape and the same ``k``.
+    """
+    if a.bitmap.shape != b.bitmap.shape or a.k != b.k:
+        raise InputError(_WHERE, "overlap", "selections of equal shape and k",
+                         f"{a.bitmap.shape}/{a.k} vs {b.bitmap.shape}/{b.k}")
+    return float(np.count_nonzero(a.bitmap & b.bitmap)) / float(np.count_nonzero(a.bitmap))
+
+
+def _bitmap_exact(e: np.ndarray, k: int) -> np.ndarray:
+    """(N, P) -> (N, P) bool: the k largest per row, ties to the lower position."""
+    order = np.argsort(-e, axis=1, kind="stable")
+    bitmap = np.zeros(e.shape, dtype=bool)
+    np.put_along_axis(bitmap, order[:, :k], True, axis=1)
+    return bitmap
+
+
+def _bitmap_tiled(e: np.ndarray, k: int, tile_positions: int) -> np.ndarray:
+    """(N, P) -> (N, P) bool: per-tile top-q_i, quotas from `tile_quotas`."""
+    n, p = e.shape
+    quota = tile_quotas(k, p, tile_positions)
+    ntiles = quota.size
+    padded = np.full((n, ntiles * tile_positions), -1, dtype=np.result_type(e, np.int64))
+    padded[:, :p] = e
+    tiles = padded.reshape(n, ntiles, tile_positions)
+    order = np.argsort(-tiles, axis=2, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(tile_positions)[None, None, :], axis=2)
+    keep = rank < quota[None, :, None]
+    return keep.reshape(n, -1)[:, :p]
+
+
+def _bitmap_threshold(e: np.ndarray, k: int) -> np.ndarray:
+    """(N, P) -> (N, P) bool: power-of-two bin threshold, boundary bin filled in position order.
+
+    The boundary bin is the k-th largest bin value of the row, which is what the histogram pass finds.
+    """
+    p = e.shape[1]
+    bins = _bit_length(e)
+    boundary = np.partition(bins, p - k, axis=1)[:, p - k : p - k + 1]
+    keep = bins > boundary
+    need = k - np.count_nonzero(keep, axis=1, keepdims=True)
+    at_boundary = bins == boundary
+    keep |= at_boundary & (np.cumsum(at_boundary, axis=1) <= need)
+    return keep
+
+
+def _bit_length(e: np.ndarray) -> np.ndarray:
+    """Power-of-two bin of non-negative values: 0 -> 0, [2^(b-1), 2^b) -> b (exact for int64).
+
+    Float energies use the binary exponent of ``np.frexp`` (same bins, also below 1; 0 -> smallest).
+    """
+    if np.issubdtype(e.dtype, np.integer):
+        edges = np.array([1 << b for b in range(63)], dtype=np.int64)
+        return np.searchsorted(edges, e, side="right").astype(np.int64)
+    _, exponent = np.frexp(e)
+    return np.where(e > 0, exponent, np.iinfo(np.int32).min).astype(np.int64)
+
+
+def _check_energy_range(coef: np.ndarray, metric: Metric, shift: int) -> None:
+    """Raise if the worst-case energy of ``coef`` shifted by ``shift`` could exceed int64."""
+    peak = max(-int(coef.min()), int(coef.max())) if coef.size else 0
+    channels = coef.shape[1]
+    worst = {Metric.L2: channels * peak * peak, Metric.L1: channels * peak, Metric.LINF: peak}.get(metric, 0)
+    if worst << shift > _INT64_MAX:
+        raise InputError(_WHERE, "energy", "int64 energies (lower haar.width_bits or fewer channels)",
+                         f"worst case {worst} << {shift} bits")
