@@ -1,0 +1,230 @@
+"""Whole-network simulation: float network, WCC network and uniform-quantized network on real images.
+
+`simulate_network` is the library entry point behind ``wccsim network``. Per image it runs
+
+1. the float network, whole, in onnxruntime (the reference every drift is measured against);
+2. the spliced network with every eligible 1x1 convolution in float64 (`Mode.FLOAT`): it must reproduce
+   step 1 (reported as ``reproduction``; proves the splicing), and it records each layer's float input
+   and output; on those inputs each layer is also run alone through the datapath (*isolated* error, as
+   ``wccsim run`` reports it);
+3. the spliced network with the 1x1 layers on the WCC datapath (`Mode.WCC`) and with plain uniform
+   quantization at rate * act_bits bits (`Mode.UNIFORM`), errors propagating from layer to layer
+   (*propagated* error, and the drift of every graph output).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import onnx
+import pandas as pd
+
+from wccsim.errors import InputError
+from wccsim.network.drift import output_drift, tensor_error
+from wccsim.network.hooks import Mode, make_hooks
+from wccsim.network.preprocess import AUTO, image_label, network_input, resolve_preset
+from wccsim.network.splice import Hook, Plan, plan_graph, run_plan
+
+__all__ = ["ImageRun", "NetworkResult", "load_model", "uniform_bits", "simulate_image", "simulate_network"]
+
+_QUANT_MODES = (Mode.WCC, Mode.UNIFORM)
+
+
+@dataclass(frozen=True)
+class ImageRun:
+    """One image: its label, the RGB picture the network saw (H, W, 3) uint8, the graph outputs of the
+    float network (``reference``) and of each spliced mode, per-output drift and per-layer rows."""
+    spec: str
+    label: str
+    picture: np.ndarray
+    reference: dict
+    outputs: dict
+    reproduction: dict
+    drift: dict
+    layers: list
+
+
+@dataclass(frozen=True)
+class NetworkResult:
+    """``summary``: JSON-ready dict (network.json); ``layers``: one row per (image, layer)
+    (network_layers.csv); ``images``: the arrays, for the pictures."""
+    summary: dict
+    layers: pd.DataFrame
+    images: tuple[ImageRun, ...]
+
+
+def load_model(path) -> onnx.ModelProto:
+    """Load an ONNX model with one graph input; bad paths and files are `InputError`s."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("--onnx", str(p), "an existing ONNX model file", "no such file")
+    try:
+        model = onnx.load(str(p))
+    except Exception as e:  # protobuf decode errors of a non-ONNX file
+        raise InputError("--onnx", str(p), "an ONNX model", f"unreadable ({type(e).__name__})") from None
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise InputError("--onnx", str(p), "a network with exactly one image input", f"inputs {inputs}")
+    return model
+
+
+def uniform_bits(rate: float, act_bits: int) -> int:
+    """Bits of the uniform baseline at the same effective bit rate: round(rate * act_bits), at least 2."""
+    return max(2, int(round(rate * act_bits)))
+
+
+def _layer_row(conv, x: np.ndarray) -> dict:
+    return {"layer": conv.name, "cin": int(conv.w.shape[1]), "cout": int(conv.w.shape[0]),
+            "h": int(x.shape[2]), "w": int(x.shape[3]), "stride": int(conv.stride)}
+
+
+def _float_pass(plan: Plan, feeds: Mapping, hooks: Mapping[Mode, Hook]) -> tuple[dict, dict, list]:
+    """Spliced float run: graph outputs, each layer's float (x, y), and isolated errors per quantized mode."""
+    taps, rows = {}, []
+
+    def on_layer(conv, x, y):
+        taps[conv.name] = y
+        row = _layer_row(conv, x)
+        for mode in _QUANT_MODES:
+            err = tensor_error(y, hooks[mode](x, conv.w, conv.b, conv.stride))
+            row.update({f"{mode.value}_isolated_mse": err["mse"], f"{mode.value}_isolated_sqnr_db": err["sqnr_db"]})
+        rows.append(row)
+
+    return run_plan(plan, feeds, hooks[Mode.FLOAT], on_layer), taps, rows
+
+
+def _quant_pass(plan: Plan, feeds: Mapping, hook: Hook, taps: Mapping, mode: Mode) -> tuple[dict, list]:
+    """Spliced run with one quantized mode: graph outputs and, per layer, the propagated error."""
+    rows = []
+
+    def on_layer(conv, x, y):
+        err = tensor_error(taps[conv.name], y)
+        rows.append({f"{mode.value}_propagated_mse": err["mse"], f"{mode.value}_propagated_sqnr_db": err["sqnr_db"]})
+
+    return run_plan(plan, feeds, hook, on_layer), rows
+
+
+def simulate_image(plan: Plan, reference_session, spec: str, label: str, x: np.ndarray, picture: np.ndarray,
+                   hooks: Mapping[Mode, Hook], threshold: float) -> ImageRun:
+    """All runs of one preprocessed image `x` (float32 NCHW); see the module docstring for the steps."""
+    feeds = {plan.inputs[0]: x}
+    names = [o.name for o in reference_session.get_outputs()]
+    reference = dict(zip(names, reference_session.run(names, feeds)))             # 1. float network
+    spliced, taps, rows = _float_pass(plan, feeds, hooks)                         # 2. spliced float
+    outputs = {Mode.FLOAT: spliced}
+    for mode in _QUANT_MODES:                                                     # 3. WCC, uniform
+        outputs[mode], prop = _quant_pass(plan, feeds, hooks[mode], taps, mode)
+        for row, p in zip(rows, prop):
+            row.update(p)
+    reproduction = {n: tensor_error(reference[n], spliced[n]) for n in plan.outputs}
+    drift = {mode: {n: output_drift(reference[n], outputs[mode][n], threshold) for n in plan.outputs}
+             for mode in _QUANT_MODES}
+    return ImageRun(spec, label, picture, reference, outputs, reproduction, drift, rows)
+
+
+def _unique_labels(specs: Sequence[str]) -> list[str]:
+    """File-name labels of the images, suffixed ``_2``, ``_3``... where two would collide."""
+    seen, labels = {}, []
+    for spec in specs:
+        base = image_label(spec)
+        seen[base] = seen.get(base, 0) + 1
+        labels.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
+    return labels
+
+
+def _check_threshold(threshold) -> float:
+    if not isinstance(threshold, (int, float)) or not 0.0 < float(threshold) < 1.0:
+        raise InputError("options", "threshold", "a number in (0, 1)", threshold)
+    return float(threshold)
+
+
+def _finite(v):
+    """JSON-safe number: non-finite floats become None (SQNR of an exact result is +inf)."""
+    return v if not isinstance(v, float) or math.isfinite(v) else None
+
+
+def _summarize(model_path, hw, opts, bits: int, threshold: float, preset, plan: Plan,
+               runs: Sequence[ImageRun]) -> dict:
+    """network.json: configuration, spliced / unhandled layers, per-image and mean drift."""
+    def image_entry(r):
+        return {"image": r.spec, "label": r.label, "input_shape": list(r.picture.shape[:2]),
+                "reproduction": {n: {k: _finite(v) for k, v in e.items()} for n, e in r.reproduction.items()},
+                "drift": {m.value: {n: {k: _finite(v) for k, v in d.items()} for n, d in r.drift[m].items()}
+                          for m in _QUANT_MODES}}
+
+    def mean(mode, name, key):
+        vals = [r.drift[mode][name][key] for r in runs if key in r.drift[mode][name]]
+        return _finite(float(np.mean(vals))) if vals else None
+
+    keys = {n: list(runs[0].drift[Mode.WCC][n]) for n in plan.outputs}
+    return {
+        "model": {"path": str(model_path), "sha256": hashlib.sha256(Path(model_path).read_bytes()).hexdigest(),
+                  "input": plan.inputs[0], "outputs": list(plan.outputs)},
+        "hw": hw.name, "rate": opts.rate, "act_bits": opts.act_bits, "weight_bits": opts.weight_bits,
+        "uniform_bits": bits, "threshold": threshold, "preprocess": preset.name,
+        "spliced_layers": [c.name for c in plan.layers],
+        "unhandled": [{"node": u.name, "reason": u.reason} for u in plan.unhandled],
+        "reproduction_max_rel_l2": _finite(max(e["rel_l2"] for r in runs for e in r.reproduction.values())),
+        "images": [image_entry(r) for r in runs],
+        "mean": {m.value: {n: {k: mean(m, n, k) for k in keys[n]} for n in plan.outputs} for m in _QUANT_MODES},
+    }
+
+
+def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5, act_bits: int | None = None,
+                     threshold: float = 0.3, size: tuple[int, int] | None = None, preprocess: str = AUTO,
+                     hooks: Mapping[Mode, Hook] | None = None, progress: bool | None = None) -> NetworkResult:
+    """Run an ONNX network on images with its 1x1 convolutions on the WCC datapath; measure the drift.
+
+    Parameters
+    ----------
+    model_path : path to an ONNX model with one image input
+    images : sequence of str
+        Image files or ``skimage:NAME``; each is preprocessed on its own (its own size unless `size`).
+    hw : HwSpec or path to a hardware YAML
+    rate : float in (0, 1]
+        Fraction of Haar positions kept in every spliced layer.
+    act_bits : int in 2..16, optional
+        Activation bits (default: the hardware spec's); the uniform baseline gets `uniform_bits`.
+    threshold : float in (0, 1)
+        Binarization threshold of a probability-map output for the IoU (DB's default 0.3).
+    size : (H, W) pixels, optional
+        Network input size (default: the preset's rule, e.g. PP-OCR det short side 736).
+    preprocess : str
+        A `wccsim.capture.images.PRESETS` name, or ``auto`` (from the model's output rank).
+    hooks : mapping Mode -> Hook, optional
+        Replace the per-layer computations (e.g. a float stand-in for the datapath in tests).
+
+    Returns
+    -------
+    NetworkResult
+    """
+    from wccsim.capture.images import load_image
+    from wccsim.run import configure_datapath, make_options, progress_bar, resolve_hw
+
+    import onnxruntime as ort
+
+    if not images:
+        raise InputError("--image", "", "at least one image", "none")
+    hw = resolve_hw(hw)                                                          # 1. hardware, options
+    opts = make_options(hw, rate, act_bits)
+    threshold = _check_threshold(threshold)
+    hw = configure_datapath(hw, opts)
+    bits = uniform_bits(opts.rate, opts.act_bits)
+    model = load_model(model_path)                                               # 2. model, plan, preset
+    plan = plan_graph(model)
+    preset = resolve_preset(model, preprocess)
+    pictures = [(spec, *network_input(load_image(spec), preset, size)) for spec in images]  # 3. inputs
+    hooks = {**make_hooks(hw.datapath, opts.rate, bits), **(hooks or {})}
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    labels = _unique_labels(images)
+    runs = [simulate_image(plan, session, spec, label, x, pic, hooks, threshold)  # 4. all runs per image
+            for label, (spec, x, pic) in zip(labels, progress_bar(pictures, "images", progress))]
+    rows = [dict(image=r.label, layer_index=i, **row) for r in runs for i, row in enumerate(r.layers)]
+    summary = _summarize(model_path, hw, opts, bits, threshold, preset, plan, runs)   # 5. summary
+    return NetworkResult(summary, pd.DataFrame(rows), tuple(runs))
