@@ -20,6 +20,7 @@ __all__ = ["main"]
 # Subcommand modules, in the order shown by --help.
 _COMMANDS = (
     "trace",
+    "network",
 )
 
 
