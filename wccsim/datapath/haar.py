@@ -366,7 +366,12 @@ def _butterfly(low: np.ndarray) -> np.ndarray:
     a, b = low[:, :, 0::2, 0::2], low[:, :, 0::2, 1::2]
     c, d = low[:, :, 1::2, 0::2], low[:, :, 1::2, 1::2]
     s_top, d_top, s_bot, d_bot = a + b, a - b, c + d, c - d
-    return np.stack([s_top + s_bot, d_top + d_bot, s_top - s_bot, d_top - d_bot], axis=2)
+    out = np.empty(s_top.shape[:2] + (4,) + s_top.shape[2:], dtype=s_top.dtype)
+    np.add(s_top, s_bot, out=out[:, :, 0])
+    np.add(d_top, d_bot, out=out[:, :, 1])
+    np.subtract(s_top, s_bot, out=out[:, :, 2])
+    np.subtract(d_top, d_bot, out=out[:, :, 3])
+    return out
 
 
 def _inverse_butterfly(low: np.ndarray, det: np.ndarray) -> np.ndarray:
@@ -429,7 +434,7 @@ def _check_int_input(x: np.ndarray, in_bits: int, width_bits: int) -> np.ndarray
     if int(in_bits) != in_bits or not 2 <= in_bits <= width_bits:
         raise InputError(_WHERE, "in_bits", f"an integer in 2..{width_bits} (width_bits)", in_bits)
     lo, hi = signed_range(in_bits)
-    x = x.astype(np.int64)
+    x = x.astype(np.int64, copy=False)
     if x.min() < lo or x.max() > hi:
         raise InputError(_WHERE, "x", f"values in [{lo}, {hi}] ({in_bits}-bit signed)",
                          f"[{x.min()}, {x.max()}]")
