@@ -42,6 +42,7 @@ VERSION = 1
 _SUFFIXES = ("x", "w", "b", "y")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
 _META_MAX_BYTES = 64 << 20
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _STORE_DTYPES = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
 
 
@@ -249,7 +250,9 @@ def _store(arr: np.ndarray, dtype) -> np.ndarray:
 
 
 def _write_member(zf: zipfile.ZipFile, member: str, arr: np.ndarray) -> None:
-    with zf.open(member + ".npy", "w", force_zip64=True) as f:
+    info = zipfile.ZipInfo(member + ".npy", date_time=_ZIP_DATE)  # fixed date: same data, same bytes
+    info.compress_type = zf.compression
+    with zf.open(info, "w", force_zip64=True) as f:
         np.lib.format.write_array(f, arr if arr.flags.c_contiguous else arr.copy(order="C"),
                                  allow_pickle=False)
 
