@@ -6,6 +6,8 @@ with vvp in a temporary directory; the testbench prints ``SAT <n>`` and ``PASS``
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import shutil
 import subprocess
@@ -15,10 +17,14 @@ import numpy as np
 import pytest
 
 from wccsim.datapath.haar import forward_int, inverse_int
-from wccsim.hw import HaarSpec, Normalize, Rounding
-from wccsim.vectors import to_hex_words
+from wccsim.hw import HaarSpec, Normalize, Rounding, load_hw
+from wccsim.trace import open_trace
+from wccsim.datapath.layer import simulate_layer
+from wccsim.vectors import Tile, crop_tile, haar_testbenches, read_manifest, to_hex_words, write_vectors
 
-RTL = Path(__file__).resolve().parents[1] / "rtl"
+ROOT = Path(__file__).resolve().parents[1]
+RTL = ROOT / "rtl"
+TRACE = Path(os.environ.get("WCCSIM_TEST_TRACE", ROOT / "traces" / "ppocrv4_det.npz"))
 _ROUND_CODE = {Rounding.HALF_UP: 0, Rounding.FLOOR: 1, Rounding.HALF_EVEN: 2}
 
 pytestmark = pytest.mark.skipif(
@@ -27,15 +33,20 @@ pytestmark = pytest.mark.skipif(
 
 
 def _simulate(tmp: Path, tb: str, params: dict, inp: str, expect: str) -> tuple[str, int]:
-    """Compile and run ``rtl/tb/<tb>.v``; return (the PASS/FAIL line, saturation count)."""
-    unit = {"tb_haar_fwd": "haar_fwd2x2.v", "tb_haar_inv": "haar_inv2x2.v"}[tb]
+    """Compile and run ``rtl/tb/<tb>.v`` on hex texts; return (the PASS/FAIL line, saturation count)."""
     (tmp / "in.hex").write_text(inp)
     (tmp / "expect.hex").write_text(expect)
+    return _simulate_files(tmp, tb, params, tmp / "in.hex", tmp / "expect.hex")
+
+
+def _simulate_files(tmp: Path, tb: str, params: dict, inp: Path, expect: Path) -> tuple[str, int]:
+    """Compile and run ``rtl/tb/<tb>.v`` on hex files; return (the PASS/FAIL line, saturation count)."""
+    unit = {"tb_haar_fwd": "haar_fwd2x2.v", "tb_haar_inv": "haar_inv2x2.v"}[tb]
     defs = [f"-P{tb}.{k}={int(v)}" for k, v in params.items()]
     subprocess.run(["iverilog", "-g2005", "-I", str(RTL), "-s", tb, "-o", str(tmp / "sim.vvp"), *defs,
                     str(RTL / unit), str(RTL / "tb" / f"{tb}.v")], check=True, capture_output=True, text=True)
-    run = subprocess.run(["vvp", "-n", str(tmp / "sim.vvp"), f"+in={tmp / 'in.hex'}",
-                          f"+expect={tmp / 'expect.hex'}"], check=True, capture_output=True, text=True)
+    run = subprocess.run(["vvp", "-n", str(tmp / "sim.vvp"), f"+in={inp}", f"+expect={expect}"],
+                         check=True, capture_output=True, text=True)
     verdict = re.search(r"^(PASS|FAIL|ERROR)\b.*$", run.stdout, re.M)
     sat = re.search(r"^SAT (\d+)$", run.stdout, re.M)
     assert verdict and sat, run.stdout
@@ -94,3 +105,36 @@ def test_testbench_reports_mismatches(tmp_path):
     verdict, _ = _simulate(tmp_path, "tb_haar_fwd", fwd_params(spec, x.shape, 8),
                            to_hex_words(x, 8, True), to_hex_words(expect, spec.width_bits, True))
     assert verdict.startswith("FAIL 2 mismatches")
+
+
+@pytest.fixture(scope="module")
+def first_layer():
+    """The first layer of the bundled PP-OCRv4 detection trace."""
+    if not TRACE.is_file():
+        pytest.skip(f"bundled trace {TRACE.relative_to(ROOT)} not present")
+    trace = open_trace(TRACE)
+    return trace.layer(trace.layers[0].name)
+
+
+_LAYER_CASES = [(n, r) for n in Normalize for r in (Rounding.HALF_UP, Rounding.HALF_EVEN, Rounding.FLOOR)]
+
+
+@pytest.mark.parametrize("norm, rnd", _LAYER_CASES, ids=[f"{n.value}-{r.value}" for n, r in _LAYER_CASES])
+def test_rtl_equals_exported_layer_vectors(tmp_path, first_layer, norm, rnd):
+    """A 16x16 tile of a real layer: RTL forward on input_q == haar_coef, RTL inverse on zero_filled ==
+    inverse, word for word, with the datapath's saturation counts."""
+    hw = load_hw(ROOT / "hw_configs" / "edge_npu.yaml")
+    haar = dataclasses.replace(hw.datapath.haar, normalize=norm, rounding=rnd)
+    hw = dataclasses.replace(hw, datapath=dataclasses.replace(hw.datapath, haar=haar))
+    tile = Tile(16, 16, 8, 24)
+    x = crop_tile(first_layer.x, tile)
+    res = simulate_layer(x, first_layer.w, first_layer.b, hw.datapath, 0.5, stride=first_layer.stride)
+    out = write_vectors(res, hw, tmp_path / "vectors", first_layer.name, tile=tile, rate=0.5)
+    manifest = read_manifest(out)
+    assert manifest["datapath"]["haar"]["normalize"] == norm.value
+    expected_sat = {"tb_haar_fwd": res.counters["haar_saturations"],
+                    "tb_haar_inv": res.counters["inverse_saturations"]}
+    for tb, case in haar_testbenches(manifest).items():
+        verdict, sat = _simulate_files(tmp_path, tb, case["params"], out / case["in"], out / case["expect"])
+        assert verdict.startswith("PASS"), (tb, verdict)
+        assert sat == expected_sat[tb]

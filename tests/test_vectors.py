@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from wccsim.cli import main
+from wccsim.datapath.layer import simulate_layer
 from wccsim.errors import InputError
-from wccsim.hw import DatapathSpec
-from wccsim.vectors import (MANIFEST, from_hex_words, read_manifest, read_vectors, to_hex_words,
-                            write_vectors)
+from wccsim.hw import DatapathSpec, HaarSpec, Normalize, Rounding
+from wccsim.trace import LayerData, write_trace
+from wccsim.vectors import (MANIFEST, Tile, crop_tile, from_hex_words, parse_tile, read_manifest,
+                            read_vectors, to_hex_words, write_vectors)
 
 
 @dataclass(frozen=True)
@@ -130,3 +135,71 @@ def test_reader_rejects_bad_directories(tmp_path):
     (out / MANIFEST).write_text(json.dumps(man))
     with pytest.raises(InputError, match="version"):
         read_vectors(out)
+
+
+def _layer(rng, n=1, cin=6, cout=5, h=11, w=9):
+    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+    x[:, :, :4, :4] *= 8.0
+    return x, (rng.standard_normal((cout, cin)) * 0.3).astype(np.float32), rng.standard_normal(cout).astype(np.float32)
+
+
+@pytest.mark.parametrize("normalize", list(Normalize))
+def test_real_layer_round_trips_every_stage(tmp_path, normalize):
+    spec = DatapathSpec(haar=HaarSpec(normalize=normalize, rounding=Rounding.HALF_EVEN))
+    x, w, b = _layer(np.random.default_rng(5))
+    res = simulate_layer(x, w, b, spec, 0.4)
+    out = write_vectors(res, spec, tmp_path / "v", "toy", rate=0.4)
+    back = read_vectors(out)
+    assert list(back) == list(res.stages)  # hardware order kept
+    for name, st in res.stages.items():
+        assert back[name].dtype == np.int64 and back[name].shape == st.values.shape
+        np.testing.assert_array_equal(back[name], st.values, err_msg=name)
+    for entry in read_manifest(out)["stages"]:
+        st = res.stages[entry["stage"]]
+        assert (entry["width_bits"], entry["signed"], entry["order"]) == (st.width_bits, st.signed, st.order)
+        assert entry["zero_point"] == st.zero_point
+        assert (out / entry["file"]).read_text().count("\n") == st.values.size
+
+
+def test_real_layer_value_outside_declared_width_is_an_error(tmp_path):
+    spec = DatapathSpec()
+    x, w, b = _layer(np.random.default_rng(6))
+    res = simulate_layer(x, w, b, spec, 0.5)
+    acc = res.stages["acc"]
+    narrow = max(2, int(np.abs(acc.values).max()).bit_length())  # one bit short of the acc's range
+    stages = dict(res.stages, acc=dataclasses.replace(acc, width_bits=narrow))
+    with pytest.raises(ValueError, match=rf"stage 'acc'.*does not fit {narrow}-bit signed"):
+        write_vectors(SimpleNamespace(stages=stages), spec, tmp_path / "v", "toy")
+    assert not (tmp_path / "v").exists()
+
+
+def test_tile_parsing_and_cropping():
+    assert parse_tile("16x32") == Tile(16, 32, 0, 0)
+    assert parse_tile("4X4@2,3") == Tile(4, 4, 2, 3)
+    for bad in ("16", "ax4", "0x4", "4x4@-1,0", "4x4@1"):
+        with pytest.raises(InputError, match="tile"):
+            parse_tile(bad)
+    x = np.arange(2 * 3 * 6 * 7).reshape(2, 3, 6, 7)
+    np.testing.assert_array_equal(crop_tile(x, Tile(2, 3, 4, 1)), x[:, :, 4:6, 1:4])
+    assert crop_tile(x, None) is x
+    with pytest.raises(InputError, match="inside the 6x7"):
+        crop_tile(x, Tile(4, 4, 3, 0))
+
+
+def test_cli_vectors_writes_a_tile(tmp_path, capsys):
+    rng = np.random.default_rng(8)
+    x, w, b = _layer(rng, h=20, w=24)
+    write_trace(tmp_path / "t.npz", {"network": "toy"}, [LayerData("conv1", x, w, b, None)])
+    hw = Path(__file__).resolve().parents[1] / "hw_configs" / "edge_npu.yaml"
+    rc = main(["vectors", "--hw", str(hw), "--trace", str(tmp_path / "t.npz"), "--layer", "conv1",
+               "--rate", "0.25", "--tile", "8x16@4,8", "--out", str(tmp_path / "v")])
+    assert rc == 0 and "manifest.json" in capsys.readouterr().out
+    man = read_manifest(tmp_path / "v")
+    assert man["tile"] == {"h": 8, "w": 16, "y0": 4, "x0": 8} and man["rate"] == 0.25
+    assert read_vectors(tmp_path / "v")["input_q"].shape == (1, 6, 8, 16)
+    rc = main(["vectors", "--hw", str(hw), "--trace", str(tmp_path / "t.npz"), "--layer", "nope",
+               "--out", str(tmp_path / "v2")])
+    assert rc == 2 and "layer" in capsys.readouterr().err
+    rc = main(["vectors", "--hw", str(hw), "--trace", str(tmp_path / "t.npz"), "--layer", "conv1",
+               "--rate", "1.5", "--out", str(tmp_path / "v2")])
+    assert rc == 2 and "rate" in capsys.readouterr().err

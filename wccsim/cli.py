@@ -21,6 +21,7 @@ __all__ = ["main"]
 _COMMANDS = (
     "trace",
     "network",
+    "vectors",
 )
 
 

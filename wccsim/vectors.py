@@ -9,7 +9,7 @@ A vectors directory holds, for one layer (or one spatial tile of it) simulated b
   axes named by its ``order``, i.e. the order in which the hardware streams them. Verilog reads a file
   with ``reg [W-1:0] mem [0:COUNT-1]; $readmemh("<stage>.hex", mem);``.
 - ``manifest.json``: format, version, wccsim version, layer name, tile, rate and the datapath knobs used,
-  and per stage its file, shape, width_bits, signed, element order, scale and word count.
+  and per stage its file, shape, width_bits, signed, element order, zero point, scale and word count.
 
 A value that does not fit its declared width is an error (`ValueError` naming the stage), never a silent
 wrap. `read_vectors` returns exactly the integers that were written.
@@ -29,7 +29,7 @@ import enum
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +38,13 @@ from wccsim import __version__
 from wccsim.errors import InputError
 
 __all__ = ["FORMAT", "VERSION", "MANIFEST", "Tile", "parse_tile", "crop_tile", "export_layer",
-           "write_vectors", "read_vectors", "read_manifest", "to_hex_words", "from_hex_words"]
+           "write_vectors", "read_vectors", "read_manifest", "haar_testbenches", "to_hex_words",
+           "from_hex_words"]
 
 FORMAT = "wccsim-vectors"
 VERSION = 1
 MANIFEST = "manifest.json"
+_ROUND_CODE = {"half_up": 0, "floor": 1, "half_even": 2}
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
@@ -248,7 +250,8 @@ def _stage_files(stages: dict) -> list[tuple[str, str, dict]]:
         text = to_hex_words(values, int(st.width_bits), bool(st.signed), name)
         entry = {"stage": name, "file": f"{name}.hex", "shape": list(values.shape),
                  "count": int(values.size), "width_bits": int(st.width_bits), "signed": bool(st.signed),
-                 "order": _jsonable(st.order), "scale": _jsonable(st.scale)}
+                 "order": _jsonable(st.order), "zero_point": int(getattr(st, "zero_point", 0)),
+                 "scale": _jsonable(st.scale)}
         out.append((entry["file"], text, entry))
     return out
 
@@ -294,7 +297,8 @@ def write_vectors(result, hw, out_dir: str | os.PathLike, layer_name: str, tile=
                 "stages": [entry for _, _, entry in files]}
     _check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    tmp = out_dir.parent / f".{out_dir.name}.{uuid.uuid4().hex}.tmp"
+    tmp.mkdir()  # honours the umask, unlike tempfile.mkdtemp
     try:
         for fname, text, _ in files:
             _write_synced(tmp / fname, text)
@@ -328,8 +332,7 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
     """Rename ``tmp`` onto ``out_dir``, moving a previous ``out_dir`` aside first and deleting it after."""
     old = None
     if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-        os.rmdir(old)
+        old = out_dir.parent / f".{out_dir.name}.{uuid.uuid4().hex}.old"
         os.replace(out_dir, old)
     try:
         os.replace(tmp, out_dir)
@@ -404,3 +407,43 @@ def read_vectors(out_dir: str | os.PathLike) -> dict[str, np.ndarray]:
                              values.size)
         out[name] = values.reshape(shape)
     return out
+
+
+def haar_testbenches(manifest: dict) -> dict[str, dict]:
+    """Parameters and files for the Haar testbenches ``rtl/tb/tb_haar_fwd.v`` and ``tb_haar_inv.v``.
+
+    Parameters
+    ----------
+    manifest : dict
+        From `read_manifest` of a layer's vectors (needs stages input_q, haar_coef, zero_filled, inverse).
+
+    Returns
+    -------
+    dict
+        ``{"tb_haar_fwd": {"params": {...}, "in": "input_q.hex", "expect": "haar_coef.hex"},
+        "tb_haar_inv": {"params": {...}, "in": "zero_filled.hex", "expect": "inverse.hex"}}``; params are
+        the testbench's Verilog parameters (``-P<tb>.<NAME>=<value>`` for iverilog), files are relative
+        to the vectors directory.
+
+    Raises
+    ------
+    InputError
+        If a needed stage is missing or the input has a non-zero zero point.
+    """
+    st = {e["stage"]: e for e in manifest["stages"]}
+    for name in ("input_q", "haar_coef", "zero_filled", "inverse"):
+        if name not in st:
+            raise InputError(MANIFEST, "stages", f"a stage named {name!r}", "missing")
+    inp, inv, haar = st["input_q"], st["inverse"], manifest["datapath"]["haar"]
+    if inp["zero_point"] != 0:
+        raise InputError(MANIFEST, "input_q.zero_point", "0 (the Haar testbench takes q - zp = q)",
+                         inp["zero_point"])
+    n, c, h, w = inp["shape"]
+    common = {"LEVELS": haar["levels"], "ROUND": _ROUND_CODE[haar["rounding"]]}
+    fwd = dict(NC=n * c, H=h, W=w, IN_W=inp["width_bits"], IN_SIGNED=int(inp["signed"]),
+               OUT_W=st["haar_coef"]["width_bits"], SHIFT=int(haar["normalize"] == "per_level"), **common)
+    n, cout, h, w = inv["shape"]
+    inverse = dict(NC=n * cout, H=h, W=w, IN_W=st["zero_filled"]["width_bits"], REG_W=inv["width_bits"],
+                   OUT_W=inv["width_bits"], DEFERRED=int(haar["normalize"] == "deferred"), **common)
+    return {"tb_haar_fwd": {"params": fwd, "in": inp["file"], "expect": st["haar_coef"]["file"]},
+            "tb_haar_inv": {"params": inverse, "in": st["zero_filled"]["file"], "expect": inv["file"]}}
