@@ -1,0 +1,196 @@
+"""Shape-only workloads: one `LayerShape` per convolution, loaded from a small CSV file.
+
+A workload file is CSV with ``#`` metadata lines before the header::
+
+    # network: deeplabv3plus_mobilenetv2
+    # input: 1024x2048
+    # paper_fp_layers: exclude
+    name,kind,cin,cout,kernel,stride,groups,h,w,dilation,keep_fp
+    features.0,conv,3,32,3,2,1,1024,2048,1,1
+
+``h, w`` are the layer's input spatial size; outputs use "same" padding, ``ceil(h / stride)``. ``kind``
+is ``conv1x1`` (a pointwise convolution, what WCC replaces), ``conv`` (k x k, groups allowed) or
+``dwconv`` (depthwise: groups == cin == cout). ``keep_fp = 1`` marks a layer the paper's model transform
+keeps in full precision (the first conv and the classifier's last 1x1). ``paper_fp_layers`` says how the
+paper's BOPs table counts those layers: ``exclude`` (left out; DeepLabV3+) or ``fp32`` (at 32 x 32 bits;
+Monodepth2). ``--input HxW`` rescales every layer by its downsampling factor relative to the input.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from wccsim.errors import InputError
+
+__all__ = ["LayerKind", "FpLayers", "LayerShape", "Workload", "load_workload", "rescale_workload",
+           "workload_to_csv", "CSV_COLUMNS"]
+
+CSV_COLUMNS = ("name", "kind", "cin", "cout", "kernel", "stride", "groups", "h", "w", "dilation", "keep_fp")
+_MAX_DIM = 1 << 20
+_MAX_LAYERS = 100_000
+
+
+class LayerKind(enum.Enum):
+    CONV1X1 = "conv1x1"
+    CONV = "conv"
+    DWCONV = "dwconv"
+
+
+class FpLayers(enum.Enum):
+    """How the paper's BOPs tables count layers kept in full precision."""
+    EXCLUDE = "exclude"
+    FP32 = "fp32"
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """Shape of one convolution layer (input spatial size h x w; 'same' padding).
+
+    Attributes
+    ----------
+    name : str
+    kind : LayerKind
+    cin, cout : int
+        Input and output channels.
+    kernel, stride, groups, dilation : int
+        Square kernel side, stride, channel groups, dilation (dilation does not change the counts).
+    h, w : int
+        Input height and width in pixels.
+    keep_fp : bool
+        The paper keeps this layer in full precision (first conv, classifier's last 1x1).
+    """
+    name: str
+    kind: LayerKind
+    cin: int
+    cout: int
+    kernel: int
+    stride: int
+    groups: int
+    h: int
+    w: int
+    dilation: int = 1
+    keep_fp: bool = False
+
+    @property
+    def ho(self) -> int:
+        """Output height, ceil(h / stride)."""
+        return -(-self.h // self.stride)
+
+    @property
+    def wo(self) -> int:
+        """Output width, ceil(w / stride)."""
+        return -(-self.w // self.stride)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates: cout * (cin / groups) * kernel^2 * ho * wo."""
+        return self.cout * (self.cin // self.groups) * self.kernel ** 2 * self.ho * self.wo
+
+    @property
+    def is_pointwise(self) -> bool:
+        """A dense 1x1 stride-1 convolution: the layers WCC replaces."""
+        return self.kind is LayerKind.CONV1X1 and self.groups == 1 and self.stride == 1
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A network as a tuple of layer shapes at a given input size."""
+    network: str
+    input_hw: tuple[int, int]
+    fp_layers: FpLayers
+    layers: tuple[LayerShape, ...]
+
+
+def _int(where, row_no, col, text, lo=1, hi=_MAX_DIM) -> int:
+    try:
+        v = int(text)
+    except (TypeError, ValueError):
+        raise InputError(where, f"line {row_no}: {col}", f"an integer in [{lo}, {hi}]", repr(text)) from None
+    if not lo <= v <= hi:
+        raise InputError(where, f"line {row_no}: {col}", f"an integer in [{lo}, {hi}]", v)
+    return v
+
+
+def _layer(where: str, row_no: int, row: dict) -> LayerShape:
+    kinds = [k.value for k in LayerKind]
+    if row["kind"] not in kinds:
+        raise InputError(where, f"line {row_no}: kind", f"one of {', '.join(kinds)}", repr(row["kind"]))
+    vals = {c: _int(where, row_no, c, row[c]) for c in ("cin", "cout", "kernel", "stride", "groups", "h", "w",
+                                                        "dilation")}
+    keep = _int(where, row_no, "keep_fp", row["keep_fp"], 0, 1)
+    shape = LayerShape(name=row["name"], kind=LayerKind(row["kind"]), keep_fp=bool(keep), **vals)
+    if shape.cin % shape.groups or shape.cout % shape.groups:
+        raise InputError(where, f"line {row_no}: groups", "a divisor of cin and cout", shape.groups)
+    if shape.kind is LayerKind.CONV1X1 and shape.kernel != 1:
+        raise InputError(where, f"line {row_no}: kernel", "1 for kind conv1x1", shape.kernel)
+    if shape.kind is LayerKind.DWCONV and not shape.groups == shape.cin == shape.cout:
+        raise InputError(where, f"line {row_no}: groups", "groups == cin == cout for kind dwconv",
+                         f"groups={shape.groups}, cin={shape.cin}, cout={shape.cout}")
+    return shape
+
+
+def _parse_hw(where: str, field: str, text: str) -> tuple[int, int]:
+    parts = str(text).lower().replace(" ", "").split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or not all(1 <= int(p) <= _MAX_DIM for p in parts):
+        raise InputError(where, field, "HxW with positive integers, e.g. 1024x2048", repr(text))
+    return int(parts[0]), int(parts[1])
+
+
+def load_workload(path: str | os.PathLike) -> Workload:
+    """Read a workload CSV (format in the module docstring); one-line `InputError` on any problem."""
+    path = Path(path)
+    where = path.name
+    if not path.is_file():
+        raise InputError(str(path), "", "an existing workload CSV file", "a directory" if path.is_dir()
+                         else "no such file")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    meta, body = {}, []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            key, _, value = line[1:].partition(":")
+            meta[key.strip()] = value.strip()
+        elif line.strip():
+            body.append(line)
+    reader = csv.DictReader(io.StringIO("\n".join(body)))
+    if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+        raise InputError(where, "header", ",".join(CSV_COLUMNS), ",".join(reader.fieldnames or ()) or "nothing")
+    layers = tuple(_layer(where, i + 2, row) for i, row in enumerate(reader) if i < _MAX_LAYERS)
+    if not layers:
+        raise InputError(where, "layers", "at least one layer row", "none")
+    fp = meta.get("paper_fp_layers", "exclude")
+    if fp not in [f.value for f in FpLayers]:
+        raise InputError(where, "paper_fp_layers", "exclude or fp32", repr(fp))
+    input_hw = _parse_hw(where, "input", meta.get("input", f"{layers[0].h}x{layers[0].w}"))
+    return Workload(meta.get("network", path.stem), input_hw, FpLayers(fp), layers)
+
+
+def rescale_workload(wl: Workload, input_hw: tuple[int, int]) -> Workload:
+    """The same network at another input size: each layer keeps its downsampling factor.
+
+    A layer at h x w under an input of H x W has factor f = round(H / h); at the new input H' it gets
+    ceil(H' / f) (strided layers with 'same' padding compose exactly this way).
+    """
+    (h0, w0), (h1, w1) = wl.input_hw, input_hw
+    layers = tuple(replace(s, h=-(-h1 // max(1, round(h0 / s.h))), w=-(-w1 // max(1, round(w0 / s.w))))
+                   for s in wl.layers)
+    return replace(wl, input_hw=(h1, w1), layers=layers)
+
+
+def workload_to_csv(wl: Workload, comments: tuple[str, ...] = ()) -> str:
+    """Serialize `wl` in the CSV format `load_workload` reads."""
+    out = io.StringIO()
+    for c in comments:
+        out.write(f"# {c}\n")
+    out.write(f"# network: {wl.network}\n# input: {wl.input_hw[0]}x{wl.input_hw[1]}\n")
+    out.write(f"# paper_fp_layers: {wl.fp_layers.value}\n")
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for s in wl.layers:
+        w.writerow([s.name, s.kind.value, s.cin, s.cout, s.kernel, s.stride, s.groups, s.h, s.w, s.dilation,
+                    int(s.keep_fp)])
+    return out.getvalue()
