@@ -7,7 +7,6 @@ with vvp in a temporary directory; the testbench prints ``SAT <n>`` and ``PASS``
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from wccsim.vectors import Tile, crop_tile, haar_testbenches, read_manifest, to_
 
 ROOT = Path(__file__).resolve().parents[1]
 RTL = ROOT / "rtl"
-TRACE = Path(os.environ.get("WCCSIM_TEST_TRACE", ROOT / "traces" / "ppocrv4_det.npz"))
+TRACE = ROOT / "traces" / "ppocrv4_det.npz"
 _ROUND_CODE = {Rounding.HALF_UP: 0, Rounding.FLOOR: 1, Rounding.HALF_EVEN: 2}
 
 pytestmark = pytest.mark.skipif(
