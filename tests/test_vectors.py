@@ -65,7 +65,8 @@ def test_non_integer_values_are_an_error():
         to_hex_words(np.array([0.5]), 8, True)
 
 
-@pytest.mark.parametrize("text, match", [("1ff\n", "wider"), ("zz\n", "hex"), ("-1\n", "bare")])
+@pytest.mark.parametrize("text, match", [("1ff\n", "wider"), ("zz\n", "hex"), ("x\n", "hex"), ("-1\n", "bare"),
+                                         ("0x1f\n", "bare"), ("1_0\n", "bare")])
 def test_malformed_words_are_errors(text, match):
     with pytest.raises(ValueError, match=match):
         from_hex_words(text, 8, True)

@@ -28,6 +28,7 @@ import dataclasses
 import enum
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -45,6 +46,7 @@ FORMAT = "wccsim-vectors"
 VERSION = 1
 MANIFEST = "manifest.json"
 _ROUND_CODE = {"half_up": 0, "floor": 1, "half_even": 2}
+_HEX_WORD = re.compile(r"[0-9a-fA-F]+")
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
@@ -200,13 +202,10 @@ def from_hex_words(text: str, width_bits: int, signed: bool, name: str = "values
         On a token that is not hex or a word wider than ``width_bits``.
     """
     tokens = text.split()
-    try:
-        words = [int(t, 16) for t in tokens]
-    except ValueError:
-        bad = next(t for t in tokens if not _is_hex(t))
-        raise ValueError(f"vectors: stage {name!r}: expected hex words, got {bad!r}") from None
-    if any(t.startswith(("-", "+", "0x", "0X")) for t in tokens):
-        raise ValueError(f"vectors: stage {name!r}: expected bare hex digits, got a sign or 0x prefix")
+    bad = next((t for t in tokens if not _HEX_WORD.fullmatch(t)), None)
+    if bad is not None:
+        raise ValueError(f"vectors: stage {name!r}: expected bare hex words, got {bad!r}")
+    words = [int(t, 16) for t in tokens]
     if words and max(words) >> width_bits:
         raise ValueError(f"vectors: stage {name!r}: word {max(words):x} is wider than {width_bits} bits")
     if signed:
@@ -215,14 +214,6 @@ def from_hex_words(text: str, width_bits: int, signed: bool, name: str = "values
     elif words and max(words) > np.iinfo(np.int64).max:
         raise ValueError(f"vectors: stage {name!r}: unsigned word {max(words):x} exceeds int64")
     return np.array(words, dtype=np.int64)
-
-
-def _is_hex(token: str) -> bool:
-    try:
-        int(token, 16)
-    except ValueError:
-        return False
-    return True
 
 
 def _jsonable(obj):
