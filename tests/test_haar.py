@@ -303,6 +303,12 @@ def test_forward_rejects_values_outside_in_bits():
         forward_int(np.array([[[[128]]]]), HaarSpec(), 8)
 
 
+def test_forward_input_wider_than_register_saturates_at_level_one():
+    x = np.array([[[[1000, 1000], [1000, 1000]]]])  # 11-bit input into an 8-bit unit
+    fwd = forward_int(x, HaarSpec(levels=1, width_bits=8), 11)
+    assert fwd.coef.tolist() == [[[127, 0, 0, 0]]] and fwd.saturations == 1
+
+
 def test_forward_rejects_float_input_and_bad_levels():
     with pytest.raises(InputError, match="integer array"):
         forward_int(np.zeros((1, 1, 2, 2)), HaarSpec(), 8)

@@ -190,7 +190,7 @@ def forward_int(x: np.ndarray, spec: HaarSpec, in_bits: int) -> HaarForward:
     spec : HaarSpec
         ``levels``, ``normalize``, ``rounding`` and ``width_bits`` are used.
     in_bits : int
-        Signed width of ``x`` (2..``width_bits``).
+        Signed width of ``x``, 2..60 (it may exceed ``width_bits``: level 1 then saturates).
 
     Returns
     -------
@@ -200,7 +200,7 @@ def forward_int(x: np.ndarray, spec: HaarSpec, in_bits: int) -> HaarForward:
         is ``2^l`` times orthonormal.
     """
     _check_spec(spec)
-    x = _check_int_input(x, in_bits, spec.width_bits)
+    x = _check_int_input(x, in_bits)
     _, _, h, w = x.shape
     hp, wp = pad_shape(h, w, spec.levels)
     low = _pad(x, hp, wp)
@@ -426,13 +426,13 @@ def _check_nchw(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _check_int_input(x: np.ndarray, in_bits: int, width_bits: int) -> np.ndarray:
+def _check_int_input(x: np.ndarray, in_bits: int) -> np.ndarray:
     """Validate integer (N, C, H, W) input fitting ``in_bits`` signed; return it as int64."""
     x = _check_nchw(x)
     if not np.issubdtype(x.dtype, np.integer):
         raise InputError(_WHERE, "x", "an integer array", x.dtype)
-    if int(in_bits) != in_bits or not 2 <= in_bits <= width_bits:
-        raise InputError(_WHERE, "in_bits", f"an integer in 2..{width_bits} (width_bits)", in_bits)
+    if int(in_bits) != in_bits or not 2 <= in_bits <= _MAX_WIDTH_BITS:
+        raise InputError(_WHERE, "in_bits", f"an integer in 2..{_MAX_WIDTH_BITS}", in_bits)
     lo, hi = signed_range(in_bits)
     x = x.astype(np.int64, copy=False)
     if x.min() < lo or x.max() > hi:
