@@ -25,7 +25,7 @@ module haar_round_shift #(
             wire signed [W:0]       vx = {v[W-1], v};
             wire signed [W:0]       q  = vx >>> SHIFT;
             wire        [SHIFT-1:0] r  = v[SHIFT-1:0];
-            wire        [SHIFT-1:0] h  = {1'b1, {(SHIFT-1){1'b0}}};
+            wire        [SHIFT-1:0] h  = 1 << (SHIFT - 1);
             wire up = (ROUND == 0) ? (r >= h) :
                       (ROUND == 2) ? ((r > h) | ((r == h) & q[0])) : 1'b0;
             assign y = q + {{W{1'b0}}, up};

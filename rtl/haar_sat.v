@@ -15,7 +15,7 @@ module haar_sat #(
 );
     generate
         if (IW <= OW) begin : g_fits
-            assign y   = {{(OW-IW){v[IW-1]}}, v};
+            assign y   = v;  // signed: sign-extended
             assign sat = 1'b0;
         end else begin : g_clip
             // v fits iff its top IW-OW+1 bits are all equal to the sign bit.
