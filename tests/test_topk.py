@@ -116,6 +116,12 @@ def test_exact_matches_sorted_order_per_row():
         assert sel.idx[row].tolist() == sorted(ranked)
 
 
+def test_select_accepts_unsigned_energies():
+    e = np.array([[3, 9, 0, 9]], dtype=np.uint32)
+    for mode in MODES:
+        assert select(e, 2, _spec(mode, tile=2)).idx.tolist() == [[1, 3]]
+
+
 def test_select_accepts_float_energies():
     e = np.array([[0.5, 2.0, 1.5, 2.0]])
     assert select(e, 2, _spec(TopkMode.EXACT)).idx.tolist() == [[1, 3]]

@@ -161,6 +161,8 @@ def select(energy: np.ndarray, k: int, spec: TopkSpec) -> Selection:
     Selection
     """
     e = np.asarray(energy)
+    if e.dtype.kind in "ub":  # negating unsigned values would wrap
+        e = e.astype(np.int64)
     if e.ndim != 2 or e.shape[1] < 1:
         raise InputError(_WHERE, "energy", "an (N, P) array", e.shape)
     n, p = e.shape
