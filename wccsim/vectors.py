@@ -263,8 +263,8 @@ def write_vectors(result, hw, out_dir: str | os.PathLike, layer_name: str, tile=
         a vectors manifest; anything else is refused.
     layer_name : str
         Recorded in the manifest.
-    tile : dict, optional
-        Spatial tile recorded in the manifest, e.g. ``{"y0": 0, "x0": 0, "h": 16, "w": 16}``.
+    tile : Tile, optional
+        Spatial tile recorded in the manifest as ``{"h", "w", "y0", "x0"}``.
     rate : float, optional
         Keep rate recorded in the manifest.
 
@@ -293,7 +293,7 @@ def write_vectors(result, hw, out_dir: str | os.PathLike, layer_name: str, tile=
     try:
         for fname, text, _ in files:
             _write_synced(tmp / fname, text)
-        _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1, allow_nan=False) + "\n")
         _swap_in(tmp, out_dir)
     finally:
         if tmp.exists():
