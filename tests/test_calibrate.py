@@ -91,7 +91,7 @@ def test_requant_params_record():
     assert int(p.multiplier) * 2.0 ** (-31 - int(p.shift)) == pytest.approx(0.0004, rel=1e-9)
     assert p.float_scale.dtype == np.float32
     assert p.float_scale == np.float32(np.float32(0.01) * np.float32(0.02)) / np.float32(0.5)
-    assert int(p.pow2_shift) == 11  # 2^-11 = 0.000488 is the nearest power of two (log domain)
+    assert int(p.pow2_shift) == 12  # 2^-12: the largest power of two not above 0.0004
     assert (p.zero_point, p.out_bits, p.signed) == (2, 8, True)
     with pytest.raises(ValueError):
         requant_params(0.0, out)

@@ -30,11 +30,10 @@ def rdbpot_ref(x: int, exponent: int) -> int:
     return (x >> exponent) + (1 if remainder > threshold else 0)
 
 
-def mbqm_ref(x: int, multiplier: int, right_shift: int) -> int:
-    """TFLite MultiplyByQuantizedMultiplier with the right-shift convention (left shift saturating)."""
-    left = max(-right_shift, 0)
+def mbqm_ref(x: int, multiplier: int, left: int, right: int) -> int:
+    """TFLite MultiplyByQuantizedMultiplier with explicit (saturating) left and right shifts."""
     x = min(max(x << left, INT32_MIN), INT32_MAX)
-    return rdbpot_ref(srdhm_ref(x, multiplier), max(right_shift, 0))
+    return rdbpot_ref(srdhm_ref(x, multiplier), right)
 
 
 def _int32_mix(rng, n):
@@ -108,9 +107,28 @@ def test_fixed_point_requantize_matches_python():
         qp = QuantParams(scale=1.0, zero_point=3, bits=8, signed=True)
         p = requant_params(real, qp)
         got, _ = requantize(acc, p, RequantMode.FIXED_POINT)
-        m, s = int(p.multiplier), int(p.shift)
-        ref = [min(max(mbqm_ref(int(v), m, s) + 3, -128), 127) for v in acc.tolist()]
+        m, e = (int(v) for v in quantize_multiplier(real))
+        assert (int(p.multiplier), int(p.left_shift), int(p.shift)) == (m, max(0, -e), max(0, e))  # TFLite
+        ref = [min(max(mbqm_ref(int(v), m, max(0, -e), max(0, e)) + 3, -128), 127) for v in acc.tolist()]
         assert got.tolist() == ref
+
+
+def test_pre_shift_removes_double_rounding():
+    """60 * 0.30417 = 18.25: TFLite's SRDHM then RDBPOT rounds twice (36.5 -> 37 -> 19); a pre-shift into the
+    int32 headroom (in_bits=16) gives the correctly rounded 18."""
+    qp = QuantParams(scale=1.0, zero_point=0, bits=8, signed=True)
+    real = 0.3041666666
+    tfl = requant_params(real, qp)
+    assert int(requantize(np.array([60]), tfl, RequantMode.FIXED_POINT)[0][0]) == 19
+    narrow = requant_params(real, qp, in_bits=16)
+    assert (int(narrow.left_shift), int(narrow.shift)) == (15, 16)
+    assert int(requantize(np.array([60]), narrow, RequantMode.FIXED_POINT)[0][0]) == 18
+    x = np.arange(-(1 << 15), 1 << 15)
+    for r in (0.3041666666, 0.01, 0.7, 1.9, 37.0):
+        p = requant_params(r, QuantParams(scale=1.0, zero_point=0, bits=16, signed=True), in_bits=16)
+        q, _ = requantize(x, p, RequantMode.FIXED_POINT)
+        exact = np.clip(x * r, -(1 << 15), (1 << 15) - 1)
+        assert np.abs(q - exact).max() <= 0.5 + 2.0 ** -14
 
 
 def test_requantize_counts_saturations_and_int32_input():
@@ -125,8 +143,9 @@ def test_requantize_counts_saturations_and_int32_input():
 
 def test_pow2_rounding_half_up():
     qp = QuantParams(scale=1.0, zero_point=0, bits=8, signed=True)
-    p = requant_params(0.26, qp)  # -> 2^-2
+    p = requant_params(0.26, qp)  # rounded down to 2^-2
     assert int(p.pow2_shift) == 2
+    assert int(requant_params(0.24, qp).pow2_shift) == 3  # 2^-3: never above the real multiplier
     q, _ = requantize(np.array([6, -6, 5, -5, 2, -2]), p, RequantMode.POW2)
     assert q.tolist() == [2, -1, 1, -1, 1, 0]  # (v + 2) >> 2
     p_up = requant_params(4.1, qp)
@@ -151,10 +170,11 @@ def test_property_fixed_point_close_to_real(x, real, bits, signed, zp):
     p = requant_params(real, QuantParams(scale=1.0, zero_point=zp, bits=bits, signed=signed))
     q, _ = requantize(np.array([x]), p, RequantMode.FIXED_POINT)
     assert lo <= int(q[0]) <= hi
-    assert int(q[0]) == min(max(mbqm_ref(x, int(p.multiplier), int(p.shift)) + zp, lo), hi)
+    assert int(q[0]) == min(max(mbqm_ref(x, int(p.multiplier), int(p.left_shift), int(p.shift)) + zp, lo), hi)
     exact = x * real + zp
     if lo <= exact <= hi:
-        assert abs(int(q[0]) - exact) <= 0.5 + abs(x) * real * 2.0 ** -30 + 1e-9
+        # SRDHM then RDBPOT round twice: 1/2 + 2^-(shift+1) steps, plus the multiplier's relative error
+        assert abs(int(q[0]) - exact) <= 0.5 + 2.0 ** -(int(p.shift) + 1) + abs(x) * real * 2.0 ** -30 + 1e-9
 
 
 # ---- FLOAT32 mode against onnxruntime QLinearConv (plain int8 1x1 conv) ----

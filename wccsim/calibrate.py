@@ -158,7 +158,7 @@ def quantize(x: np.ndarray, qp: QuantParams, scale: float | np.ndarray | None = 
 
 
 def requant_params(in_scale: float | np.ndarray, out_qp: QuantParams,
-                   weight_scale: float | np.ndarray = 1.0) -> RequantParams:
+                   weight_scale: float | np.ndarray = 1.0, in_bits: int = 32) -> RequantParams:
     """Requantization record from real scales (offline, float).
 
     Parameters
@@ -169,21 +169,31 @@ def requant_params(in_scale: float | np.ndarray, out_qp: QuantParams,
         Output quantizer (scale, zero point, bits, signedness).
     weight_scale : float or float64 ndarray
         Multiplies ``in_scale`` (the weight scale of a MAC result).
+    in_bits : int
+        Signed width of the input values (2..32). Below 32 the fixed-point path pre-shifts the input
+        left by ``p = 31 - in_bits`` (the int32 headroom; reduced so that the right shift stays <= 31)
+        and shifts ``p`` more to the right, which makes the double rounding negligible.
 
     Returns
     -------
     RequantParams
         ``real_scale = in_scale * weight_scale / out_scale`` in float64; ``float_scale`` as
         onnxruntime's QLinearConv forms it, ``f32(f32(in_scale) * f32(weight_scale)) / f32(out_scale)``;
-        fixed-point ``multiplier, shift`` from `quantize_multiplier`; ``pow2_shift = rint(-log2(real))``
-        clipped to -31..62.
+        fixed point: ``(multiplier, e) = quantize_multiplier(real)``, ``left_shift = max(p, -e)``,
+        ``shift = max(0, e + p)``; ``pow2_shift = ceil(-log2(real))`` clipped to -31..62 (the
+        multiplier is rounded *down* to a power of two, so the calibrated clipping range is kept:
+        output steps are up to 2x coarser, never clipped earlier).
     """
+    if not 2 <= in_bits <= 32:
+        raise ValueError(f"requant_params: in_bits must be in 2..32, got {in_bits}")
     real = np.asarray(in_scale, dtype=np.float64) * np.asarray(weight_scale, dtype=np.float64) / out_qp.scale
     if not np.all(np.isfinite(real)) or np.any(real <= 0):
         raise ValueError(f"requant_params: real scale must be finite and > 0, got {real}")
     f32 = (np.asarray(in_scale, dtype=np.float32) * np.asarray(weight_scale, dtype=np.float32)
            / np.float32(out_qp.scale)).astype(np.float32)
-    multiplier, shift = quantize_multiplier(real)
-    pow2 = np.clip(np.rint(-np.log2(real)), -31, 62).astype(np.int64)
-    return RequantParams(multiplier=multiplier, shift=shift, zero_point=int(out_qp.zero_point), real_scale=real,
-                         out_bits=out_qp.bits, signed=out_qp.signed, float_scale=f32, pow2_shift=pow2)
+    multiplier, e = quantize_multiplier(real)
+    pre = np.clip(31 - in_bits, 0, np.maximum(31 - e, 0))
+    pow2 = np.clip(np.ceil(-np.log2(real)), -31, 62).astype(np.int64)
+    return RequantParams(multiplier=multiplier, left_shift=np.maximum(pre, -e), shift=np.maximum(0, e + pre),
+                         zero_point=int(out_qp.zero_point), real_scale=real, out_bits=out_qp.bits,
+                         signed=out_qp.signed, float_scale=f32, pow2_shift=pow2)

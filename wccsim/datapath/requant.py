@@ -13,9 +13,11 @@ over int64 numpy arrays whose values are int32:
 `RequantParams` is the record the unit holds (made offline in float by `wccsim.calibrate.requant_params`);
 `requantize` applies it in one of three modes (`RequantMode`):
 
-* ``FIXED_POINT`` (TFLite ``MultiplyByQuantizedMultiplier``): ``x`` saturated to int32, shifted left when
-  ``shift < 0`` (saturating), ``SRDHM(x, multiplier)``, ``rounding_divide_by_pot(., shift)``,
-  ``+ zero_point``, clamp.
+* ``FIXED_POINT`` (TFLite ``MultiplyByQuantizedMultiplier``): ``x`` saturated to int32, shifted left by
+  ``left_shift`` (saturating), ``SRDHM(x, multiplier)``, ``rounding_divide_by_pot(., shift)``,
+  ``+ zero_point``, clamp. A left pre-shift into the int32 headroom (as TFLite's ADD kernel does with
+  its ``left_shift = 20``) keeps the double rounding of SRDHM + RDBPOT negligible for narrow inputs:
+  the error is at most ``1/2 + 2^-(shift+1)`` output steps.
 * ``FLOAT32`` (onnxruntime MLAS ``MlasRequantizeOutput``, used by its QLinearConv CPU kernel):
   ``float32(x) * float_scale`` in float32, round half to even, ``+ zero_point``, clamp (MLAS clamps
   before rounding; the bounds are integers, so the result is the same).
@@ -52,8 +54,10 @@ class RequantParams:
     ----------
     multiplier : int or int64 ndarray
         Q31 mantissa in [2^30, 2^31) (0 for a zero scale) for ``FIXED_POINT``.
+    left_shift : int or int64 ndarray
+        Left shift (>= 0, saturating) before the multiply for ``FIXED_POINT``.
     shift : int or int64 ndarray
-        Right shift after the multiply for ``FIXED_POINT`` (negative = left shift before it).
+        Right shift (0..31) after the multiply for ``FIXED_POINT``.
     zero_point : int
         Added after scaling.
     real_scale : float or float64 ndarray
@@ -65,12 +69,13 @@ class RequantParams:
     float_scale : float32 or float32 ndarray
         The float32 multiplier of ``FLOAT32`` mode, computed as onnxruntime does.
     pow2_shift : int or int64 ndarray
-        Right shift of ``POW2`` mode, ``round(-log2(real_scale))``.
+        Right shift of ``POW2`` mode (negative: left shift).
 
     Arrays broadcast against the value array as numpy does: pass shape (Cout, 1) for per-output-channel
     parameters on (N, Cout, K) data.
     """
     multiplier: int | np.ndarray
+    left_shift: int | np.ndarray
     shift: int | np.ndarray
     zero_point: int
     real_scale: float | np.ndarray
@@ -191,10 +196,9 @@ def _saturating_left_shift(x: np.ndarray, left: np.ndarray) -> tuple[np.ndarray,
 
 
 def _fixed_point(x: np.ndarray, p: RequantParams) -> tuple[np.ndarray, int]:
-    shift = np.asarray(p.shift, dtype=np.int64)
-    x, sat = _saturating_left_shift(x, np.maximum(-shift, 0))
+    x, sat = _saturating_left_shift(x, np.asarray(p.left_shift, dtype=np.int64))
     y = saturating_rounding_doubling_high_mul(x, np.asarray(p.multiplier, dtype=np.int64))
-    return rounding_divide_by_pot(y, np.maximum(shift, 0)), sat
+    return rounding_divide_by_pot(y, p.shift), sat
 
 
 def _float32(x: np.ndarray, p: RequantParams) -> tuple[np.ndarray, int]:
