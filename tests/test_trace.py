@@ -138,6 +138,12 @@ def test_refuses_int_dtype_nan_and_unexpected_member(good, tmp_path):
     _refused(_rewrite(good, tmp_path / "u.npz", {"z.x.npy": _npy(x)}), "z.x", "unexpected")
 
 
+def test_nonfinite_count_is_chunked():
+    a = np.zeros(1000, np.float32)
+    a[[3, 500, 999]] = [np.nan, np.inf, -np.inf]
+    assert tr._count_nonfinite(a, chunk=7) == 3 and tr._count_nonfinite(a[:3], chunk=7) == 0
+
+
 def test_refuses_unknown_version_and_bad_meta(good, tmp_path):
     _refused(_rewrite(good, tmp_path / "v.npz", {"meta.npy": _meta_bytes(good, version=2)}), "meta.version", "2")
     _refused(_rewrite(good, tmp_path / "f.npz", {"meta.npy": _meta_bytes(good, format="x")}), "meta.format")

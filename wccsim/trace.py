@@ -328,7 +328,7 @@ def _read_member(zf: zipfile.ZipFile, path: Path, member: str, shape: tuple[int,
         dtype = _header(f, zf.getinfo(member + ".npy").file_size, where, member, shape, meta)
         out = np.empty(shape, dtype=dtype)
         try:
-            got = f.readinto(out.reshape(-1).view(np.uint8)) if out.nbytes else 0
+            got = _readinto(f, out.reshape(-1).view(np.uint8))
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
             raise InputError(where, member, "readable data", f"{type(e).__name__}: {e}") from None
     if got != out.nbytes:
@@ -336,9 +336,29 @@ def _read_member(zf: zipfile.ZipFile, path: Path, member: str, shape: tuple[int,
     if meta:
         return out
     out = out.astype(np.float32 if out.dtype.itemsize <= 4 else np.float64, copy=False)
-    if not np.isfinite(out).all():
-        raise InputError(where, member, "finite values", f"{int((~np.isfinite(out)).sum())} NaN/Inf")
+    bad = _count_nonfinite(out)
+    if bad:
+        raise InputError(where, member, "finite values", f"{bad} NaN/Inf")
     return out
+
+
+def _readinto(f, buf: np.ndarray, chunk_bytes: int = 8 << 20) -> int:
+    """Fill the uint8 array `buf` from `f` in chunks (zip streams copy through a temporary of the read
+    size); returns the number of bytes read, short at end of data."""
+    got = 0
+    while got < buf.size:
+        n = f.readinto(buf[got:got + chunk_bytes])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _count_nonfinite(arr: np.ndarray, chunk: int = 1 << 20) -> int:
+    """Number of NaN/Inf values, checked in chunks so no array-sized temporary is made."""
+    flat = arr.reshape(-1)
+    return sum(int(part.size - np.count_nonzero(np.isfinite(part)))
+               for part in (flat[i:i + chunk] for i in range(0, flat.size, chunk)))
 
 
 def _parse_meta(path: Path, arr: np.ndarray) -> dict:
