@@ -44,6 +44,7 @@ __all__ = [
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
+_LOW31 = (1 << 31) - 1
 
 
 @dataclass(frozen=True)
@@ -112,10 +113,14 @@ def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.nd
     a = _check_int32("srdhm a", a)
     b = _check_int32("srdhm b", b)
     ab = a * b  # |ab| <= 2^62: exact in int64
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    v = ab + nudge
-    high = np.where(v >= 0, v >> 31, -((-v) >> 31))  # C division truncates toward zero
-    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, high)
+    v = ab + (1 << 30)
+    v -= (ab >> 63) & _LOW31  # nudge 1 - 2^30 for negative products
+    v += (v >> 63) & _LOW31  # bias negatives so that >> 31 truncates toward zero (C division)
+    v >>= 31
+    overflow = (a == INT32_MIN) & (b == INT32_MIN)
+    if overflow.any():
+        v = np.where(overflow, INT32_MAX, v)
+    return v
 
 
 def rounding_divide_by_pot(x: np.ndarray, exponent: int | np.ndarray) -> np.ndarray:
