@@ -23,6 +23,7 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix + ".tmp", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp)
+    os.chmod(tmp, _default_mode(dest))
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -31,6 +32,16 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _default_mode(dest: Path) -> int:
+    """Mode for the new file: the existing file's, else 0o666 less the umask (mkstemp would give 0o600)."""
+    try:
+        return dest.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def write_bytes(dest: str | os.PathLike, data: bytes) -> None:
