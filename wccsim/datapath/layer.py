@@ -141,6 +141,14 @@ class LayerResult:
 
 # ------------------------------------------------------------------------------------------- helpers
 
+def _stage(values, width_bits: int, signed: bool, scale, order: str, zero_point: int = 0) -> Stage:
+    """Stage with a uniform scale array stored as a plain float."""
+    if scale is not None:
+        a = np.asarray(scale, dtype=np.float64)
+        scale = float(a.flat[0]) if a.size and (a == a.flat[0]).all() else a
+    return Stage(values, int(width_bits), bool(signed), scale, order, int(zero_point))
+
+
 def _check_bits(field: str, bits: int) -> int:
     if isinstance(bits, bool) or int(bits) != bits or not 2 <= bits <= 16:
         raise InputError(_WHERE, field, "an integer in 2..16", bits)
@@ -161,7 +169,7 @@ def _input_stage(x_full, xs, bits: int, spec: DatapathSpec) -> tuple[np.ndarray,
     q = spec.quant
     qp = act_params(x_full, bits, q.act_sign, q.calib, q.percentile)
     xq = quantize(xs, qp)
-    return xq - qp.zero_point, qp, Stage(xq, bits, qp.signed, qp.scale, "N,C,H,W", qp.zero_point)
+    return xq - qp.zero_point, qp, _stage(xq, bits, qp.signed, qp.scale, "N,C,H,W", qp.zero_point)
 
 
 def _output_params(y_ref: np.ndarray, bits: int, spec: DatapathSpec) -> QuantParams:
@@ -174,7 +182,7 @@ def _weight_stage(w2: np.ndarray, bits: int, spec: DatapathSpec) -> tuple[np.nda
     s = np.broadcast_to(np.asarray(weight_params(w2, bits, spec.quant.weight_granularity), np.float64),
                         (w2.shape[0],)).reshape(-1, 1)
     wq = quantize(w2, QuantParams(1.0, 0, bits, True), scale=s)
-    return wq, s, Stage(wq, bits, True, s, "Cout,Cin")
+    return wq, s, _stage(wq, bits, True, s, "Cout,Cin")
 
 
 def _bias_stage(b, s_acc: np.ndarray, cout: int) -> tuple[np.ndarray, int, Stage]:
@@ -186,7 +194,7 @@ def _bias_stage(b, s_acc: np.ndarray, cout: int) -> tuple[np.ndarray, int, Stage
         raw = np.rint(b / s_acc[:, 0])
         sat = int(np.count_nonzero((raw < INT32_MIN) | (raw > INT32_MAX)))
         bq = np.clip(raw, INT32_MIN, INT32_MAX).astype(np.int64)
-    return bq, sat, Stage(bq, _BIAS_BITS, True, s_acc[:, 0], "Cout")
+    return bq, sat, _stage(bq, _BIAS_BITS, True, s_acc[:, 0], "Cout")
 
 
 def _output_stages(acc_spatial: np.ndarray, acc_bits: int, bq: np.ndarray, s_acc: np.ndarray,
@@ -203,8 +211,8 @@ def _output_stages(acc_spatial: np.ndarray, acc_bits: int, bq: np.ndarray, s_acc
     q, sat = requantize(pre, params, mode)
     out_scale = s4 * np.exp2(params.pow2_shift) if mode is RequantMode.POW2 else out_qp.scale
     y = (q - out_qp.zero_point) * out_scale
-    stages = {"pre_requant": Stage(pre, max(acc_bits, _BIAS_BITS) + 1, True, s4, "N,Cout,H,W"),
-              "output_q": Stage(q, out_qp.bits, out_qp.signed, out_scale, "N,Cout,H,W", out_qp.zero_point)}
+    stages = {"pre_requant": _stage(pre, max(acc_bits, _BIAS_BITS) + 1, True, s4, "N,Cout,H,W"),
+              "output_q": _stage(q, out_qp.bits, out_qp.signed, out_scale, "N,Cout,H,W", out_qp.zero_point)}
     return y, sat, stages
 
 
@@ -233,7 +241,7 @@ def _plain(x_full, xs, w2, b, y_ref, spec: DatapathSpec, act_bits: int, weight_b
     y, out_sat, out_stages = _output_stages(acc4, spec.mac.acc_bits, bq, s_acc, out_qp,     # 5. requant
                                             spec.requant.mode)
     stages = {"input_q": in_stage, "weight_q": w_stage,
-              "acc": Stage(acc4, spec.mac.acc_bits, True, s_acc[None, :, :, None], "N,Cout,H,W"),
+              "acc": _stage(acc4, spec.mac.acc_bits, True, s_acc[None, :, :, None], "N,Cout,H,W"),
               "bias_q": b_stage, **out_stages}
     counters = {"acc_overflows": ovf, "bias_saturations": bias_sat, "output_saturations": out_sat}
     return BaselineResult(y, {"total": error_stats(y_ref, y)}, act_bits, weight_bits, stages, counters)
@@ -277,10 +285,10 @@ def _haar_stages(x_int, in_qp: QuantParams, spec: DatapathSpec):
     deferred = hs.normalize is Normalize.DEFERRED
     lev = haar.position_levels(hp, wp, hs.levels)
     pos_scale = in_qp.scale / np.exp2(lev) if deferred else np.full(lev.shape, in_qp.scale)
-    stages = {f"haar_l{i + 1}": Stage(band, hs.width_bits, True,
+    stages = {f"haar_l{i + 1}": _stage(band, hs.width_bits, True,
                                       in_qp.scale / 2.0 ** (i + 1) if deferred else in_qp.scale, "N,C,4,h,w")
               for i, band in enumerate(fwd.per_level)}
-    stages["haar_coef"] = Stage(fwd.coef, hs.width_bits, True, pos_scale, "N,C,P")
+    stages["haar_coef"] = _stage(fwd.coef, hs.width_bits, True, pos_scale, "N,C,P")
     return fwd, pos_scale, (hp, wp), stages
 
 
@@ -290,8 +298,8 @@ def _select_stages(coef, hp: int, wp: int, rate: float, spec: DatapathSpec):
     shift = topk.deferred_level_shift(hp, wp, levels, metric) if spec.haar.normalize is Normalize.DEFERRED else None
     e = topk.energy(coef, metric, shift)
     sel = topk.select(e, topk.num_kept(rate, hp * wp), spec.topk)
-    return sel, {"energy": Stage(e, _energy_bits(coef.shape[1], spec, shift), False, None, "N,P"),
-                 "bitmap": Stage(sel.bitmap.astype(np.int64), 1, False, None, "N,P")}
+    return sel, {"energy": _stage(e, _energy_bits(coef.shape[1], spec, shift), False, None, "N,P"),
+                 "bitmap": _stage(sel.bitmap.astype(np.int64), 1, False, None, "N,P")}
 
 
 def _energy_bits(channels: int, spec: DatapathSpec, shift) -> int:
@@ -312,8 +320,8 @@ def _coef_stages(coef, sel, pos_scale, spec: DatapathSpec):
     cqp = act_params(kept * kept_scale, q.act_bits, ActSign.SIGNED, q.calib, q.percentile)
     params = requant_params(kept_scale, cqp, in_bits=min(spec.haar.width_bits, 32))
     cq, sat = requantize(kept, params, RequantMode.FIXED_POINT)
-    return cq, cqp, sat, {"kept": Stage(kept, spec.haar.width_bits, True, kept_scale, "N,C,k"),
-                          "coef_q": Stage(cq, q.act_bits, True, cqp.scale, "N,C,k")}
+    return cq, cqp, sat, {"kept": _stage(kept, spec.haar.width_bits, True, kept_scale, "N,C,k"),
+                          "coef_q": _stage(cq, q.act_bits, True, cqp.scale, "N,C,k")}
 
 
 def _inverse_stages(acc, sel, h: int, w: int, positions: int, s_acc, spec: DatapathSpec):
@@ -325,8 +333,8 @@ def _inverse_stages(acc, sel, h: int, w: int, positions: int, s_acc, spec: Datap
     width = spec.mac.acc_bits + grow * spec.haar.levels
     spatial, sat = haar.inverse_int(zf, h, w, spec.haar, width)
     s3, s4 = s_acc[None, :, :], s_acc[None, :, :, None]
-    return spatial, width, sat, {"zero_filled": Stage(zf, spec.mac.acc_bits, True, s3, "N,Cout,P"),
-                                 "inverse": Stage(spatial, width, True, s4, "N,Cout,H,W")}
+    return spatial, width, sat, {"zero_filled": _stage(zf, spec.mac.acc_bits, True, s3, "N,Cout,P"),
+                                 "inverse": _stage(spatial, width, True, s4, "N,Cout,H,W")}
 
 
 def simulate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: DatapathSpec, rate: float,
@@ -363,7 +371,7 @@ def simulate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Dat
     out_qp = _output_params(y_ref, spec.quant.act_bits, spec)
     y, out_sat, out_st = _output_stages(spatial, inv_bits, bq, s_acc, out_qp, spec.requant.mode)
     stages = {"input_q": in_stage, **haar_st, **sel_st, **coef_st, "weight_q": w_stage,
-              "acc": Stage(acc, spec.mac.acc_bits, True, s_acc[None, :, :], "N,Cout,k"),
+              "acc": _stage(acc, spec.mac.acc_bits, True, s_acc[None, :, :], "N,Cout,k"),
               **inv_st, "bias_q": b_stage, **out_st}
     counters = {"haar_saturations": fwd.saturations, "coef_saturations": coef_sat, "acc_overflows": ovf,
                 "inverse_saturations": inv_sat, "bias_saturations": bias_sat, "output_saturations": out_sat}
