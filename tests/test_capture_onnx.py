@@ -67,7 +67,7 @@ def test_toy_model_layers_skips_macs_and_y(tmp_path, store):
     assert np.array_equal(layers[0].w, w1[:, :, 0, 0]) and np.array_equal(layers[0].b, b1)
     assert np.array_equal(layers[1].w, w2[:, :, 0, 0]) and layers[1].b is None
     assert layers[0].y.shape == (2, 8, 5, 5)
-    assert {s["node"]: s["reason"] for s in meta["skipped"]} == {"dw": "kernel 3x3", "fc": "1x1 pixel input (fully connected layer)"}
+    assert {s["node"]: s["reason"] for s in meta["skipped"]} == {"dw": "kernel 3x3, group 8", "fc": "1x1 pixel input (fully connected layer)"}
     # MACs per sample: 8*3*5*5 + 8*1*9*5*5 + 5*8*5*5 + 4*5*1*1
     assert meta["model_conv_macs"] == 600 + 1800 + 1000 + 20
     assert meta["source"]["sha256"] == sha256_file(tmp_path / "toy.onnx")

@@ -41,7 +41,7 @@ def test_hooks_capture_1x1_layers(net_and_batch, store):
         ("pw", 2, (2, 8, 9, 10), False), ("shared", 1, (2, 12, 5, 5), True), ("shared_2", 1, (2, 12, 5, 5), True)]
     assert np.array_equal(layers[0].w, net.pw.weight.detach().numpy()[:, :, 0, 0])
     assert {s["node"]: s["reason"] for s in meta["skipped"]} == {
-        "stem": "kernel 3x3", "dw": "kernel 3x3", "fc": "1x1 pixel input (fully connected layer)"}
+        "stem": "kernel 3x3", "dw": "kernel 3x3, group 12", "fc": "1x1 pixel input (fully connected layer)"}
     assert meta["model_conv_macs"] == 8 * 27 * 90 + 12 * 8 * 25 + 12 * 9 * 25 + 2 * 144 * 25 + 5 * 12
     for ld in layers:
         if store == "float16":

@@ -194,10 +194,9 @@ def _skip_reason(node, consts: dict) -> str | None:
     if node.input[1] not in consts or (len(node.input) > 2 and node.input[2] and node.input[2] not in consts):
         return "weights computed at run time"
     a, kernel = _attrs(node), consts[node.input[1]].shape[2:]
-    if tuple(kernel) != (1, 1):
-        return f"kernel {'x'.join(map(str, kernel))}"
-    if a.get("group", 1) != 1:
-        return f"group {a['group']}"
+    group = f", group {a['group']}" if a.get("group", 1) != 1 else ""
+    if tuple(kernel) != (1, 1) or group:
+        return f"kernel {'x'.join(map(str, kernel))}{group}"
     if any(a.get("pads", [0])):
         return f"pads {list(a['pads'])}"
     strides = list(a.get("strides", [1, 1]))

@@ -104,10 +104,9 @@ def _hook(name: str, module, records: list, skipped: list, macs: list):
 
 def _skip_reason(mod, x) -> str | None:
     """Why WCC does not apply to this Conv2d call, or None."""
-    if tuple(mod.kernel_size) != (1, 1):
-        return f"kernel {mod.kernel_size[0]}x{mod.kernel_size[1]}"
-    if mod.groups != 1:
-        return f"group {mod.groups}"
+    group = f", group {mod.groups}" if mod.groups != 1 else ""
+    if tuple(mod.kernel_size) != (1, 1) or group:
+        return f"kernel {mod.kernel_size[0]}x{mod.kernel_size[1]}{group}"
     if mod.padding != "valid" and any(mod.padding):
         return f"pads {list(mod.padding)}"
     if len(set(mod.stride)) != 1:

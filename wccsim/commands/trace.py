@@ -71,7 +71,8 @@ def info_table(trace: Trace) -> str:
                      f"({100.0 * total_macs / model_macs:.1f}%)")
     skipped = m.get("skipped", [])
     if skipped:
-        counts = Counter(s["reason"] for s in skipped)
+        counts = Counter(s["reason"].split(",")[0] + (" grouped" if "group" in s["reason"] else "")
+                         for s in skipped)
         lines.append(f"skipped {len(skipped)} conv nodes: " + ", ".join(f"{r} ({k})" for r, k in sorted(counts.items())))
     lines.append("sizes per sample; bytes_int8 = input + weights + output at 1 byte per value")
     return "\n".join(lines)
