@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipy.ndimage import gaussian_filter
 
 from wccsim.calibrate import levels
 from wccsim.datapath import haar, topk
@@ -23,8 +22,11 @@ STAGE_ORDER = ["input_q", "haar_l1", "haar_l2", "haar_l3", "haar_coef", "energy"
 
 
 def smooth_maps(rng, n, c, h, w, sigma=2.0, relu=False):
-    """Spatially correlated feature maps (Gaussian-filtered noise), unit std."""
-    x = gaussian_filter(rng.normal(size=(n, c, h, w)), sigma=(0, 0, sigma, sigma))
+    """Spatially correlated feature maps (noise low-passed by a Gaussian in the Fourier domain), unit std."""
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    transfer = np.exp(-2 * (np.pi * sigma) ** 2 * (fy ** 2 + fx ** 2))
+    x = np.fft.irfft2(np.fft.rfft2(rng.normal(size=(n, c, h, w))) * transfer, s=(h, w))
     x /= x.std()
     return np.maximum(x, 0.0) if relu else x
 
