@@ -2,8 +2,8 @@
 
     WCC(K, x) = H^T T^T K T H x
 
-Haar is a stride-2 ``conv2d`` with the four orthonormal 2x2 kernels (Eq. 3), applied per channel to the
-low band, ``levels`` times; T keeps the same top-k positions for all channels, chosen by the per-position
+Haar is a stride-2 ``conv2d`` with the four orthonormal 2x2 kernels (Eq. 3), applied per channel
+(``groups=C``, as the paper's public code does) to the low band, ``levels`` times; T keeps the same top-k positions for all channels, chosen by the per-position
 L2 norm across channels (``torch.topk``, then ``gather``); K is the 1x1 convolution written as a matmul;
 T^T scatters the k columns back into zeros; H^T is ``conv_transpose2d`` with the same kernels. Bias is
 added in the spatial domain after the inverse (DESIGN.md section 2, step 8). float32 on CPU.
@@ -31,24 +31,29 @@ def haar_kernels(dtype: torch.dtype = torch.float32) -> torch.Tensor:
 
 
 def _haar_forward(x: torch.Tensor, kernels: torch.Tensor, levels: int) -> tuple[torch.Tensor, list]:
-    """Multilevel Haar of (N, C, H, W): returns the final low band and [details_1, ..., details_L].
+    """Multilevel Haar of (N, C, H, W): returns the final low band (N, C, h, w) and [details_1, ..., details_L].
 
-    Each details_l is (N, C, 3, H/2^l, W/2^l). The transform is per channel: channels go into the batch.
+    Each details_l is (N, C, 3, H/2^l, W/2^l). Per channel, as a grouped conv (``groups=C``), the way
+    the paper's public code writes it.
     """
-    n, c, h, w = x.shape
-    low = x.reshape(n * c, 1, h, w)
-    details = []
+    n, c = x.shape[:2]
+    weight = kernels.repeat(c, 1, 1, 1)                                   # (4C, 1, 2, 2)
+    low, details = x, []
     for _ in range(levels):
-        y = F.conv2d(low, kernels, stride=2)
-        low = y[:, :1]
-        details.append(y[:, 1:])
+        y = F.conv2d(low, weight, stride=2, groups=c)                     # (N, 4C, h, w): per channel y1..y4
+        y = y.reshape(n, c, 4, y.shape[2], y.shape[3])
+        low = y[:, :, 0]
+        details.append(y[:, :, 1:])
     return low, details
 
 
 def _haar_inverse(low: torch.Tensor, details: list, kernels: torch.Tensor) -> torch.Tensor:
-    """Inverse of `_haar_forward` with ``conv_transpose2d`` (coarsest level first); (N*C, 1, H, W)."""
+    """Inverse of `_haar_forward` with grouped ``conv_transpose2d``, coarsest level first; (N, C, H, W)."""
+    n, c = low.shape[:2]
+    weight = kernels.repeat(c, 1, 1, 1)
     for d in reversed(details):
-        low = F.conv_transpose2d(torch.cat([low, d], dim=1), kernels, stride=2)
+        y = torch.cat([low.unsqueeze(2), d], dim=2).reshape(n, 4 * c, d.shape[3], d.shape[4])
+        low = F.conv_transpose2d(y, weight, stride=2, groups=c)
     return low
 
 
@@ -94,10 +99,10 @@ def float_wcc(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, rate: fl
     out = torch.matmul(w, kept)                                                 # (N, Cout, k)
     full = torch.zeros(n, cout, p, dtype=x.dtype).scatter_(2, idx.unsqueeze(1).expand(n, cout, k), out)
     sizes = [(hp >> levels) * (wp >> levels)] + [3 * (hp >> l) * (wp >> l) for l in range(levels, 0, -1)]
-    parts = torch.split(full.reshape(n * cout, p), sizes, dim=1)
-    low_out = parts[0].reshape(n * cout, 1, hp >> levels, wp >> levels)
-    det_out = [parts[levels - l + 1].reshape(n * cout, 3, hp >> l, wp >> l) for l in range(1, levels + 1)]
-    y = _haar_inverse(low_out, det_out, kernels).reshape(n, cout, hp, wp)[:, :, :h, :wd]
+    parts = torch.split(full, sizes, dim=2)
+    low_out = parts[0].reshape(n, cout, hp >> levels, wp >> levels)
+    det_out = [parts[levels - l + 1].reshape(n, cout, 3, hp >> l, wp >> l) for l in range(1, levels + 1)]
+    y = _haar_inverse(low_out, det_out, kernels)[:, :, :h, :wd]
     return y if b is None else y + b.reshape(1, cout, 1, 1)
 
 

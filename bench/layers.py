@@ -50,7 +50,10 @@ def synthetic_layer(cin: int, cout: int, h: int, w: int, stride: int = 1, seed: 
 def _trace_iter(path: Path, limit: int | None) -> tuple[list[str], Callable[[], Iterator[BenchLayer]]]:
     from wccsim.trace import open_trace
     trace = open_trace(path)
-    infos = trace.layers if limit is None else trace.layers[:limit]
+    infos = trace.layers
+    if limit is not None:  # the smallest layers (by input size), in file order
+        small = sorted(infos, key=lambda li: li.cin * li.h * li.w)[:limit]
+        infos = [li for li in infos if li in small]
 
     def it() -> Iterator[BenchLayer]:
         for li in infos:
@@ -62,7 +65,7 @@ def _trace_iter(path: Path, limit: int | None) -> tuple[list[str], Callable[[], 
 
 
 def layer_source(trace_path: Path | None, quick: bool) -> dict:
-    """Pick the layers: the real trace when it exists (all layers, or 3 with ``quick``), else synthetic.
+    """Pick the layers: the real trace when it exists (all layers, or the 3 smallest with ``quick``), else synthetic.
 
     Returns
     -------
@@ -74,7 +77,7 @@ def layer_source(trace_path: Path | None, quick: bool) -> dict:
     if path.exists():
         try:
             names, it = _trace_iter(path, 3 if quick else None)
-            return {"source": f"real trace {path.name}" + (" (first 3 layers, --quick)" if quick else ""),
+            return {"source": f"real trace {path.name}" + (" (3 smallest layers, --quick)" if quick else ""),
                     "path": str(path), "names": names, "iter": it}
         except ImportError:
             reason = "wccsim.trace not importable"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __all__ = ["target", "status_of", "format_table"]
 
-PASS, FAIL, SKIP, MISSING = "PASS", "FAIL", "SKIP", "MISSING"
+PASS, FAIL, SKIP, MISSING, ERROR = "PASS", "FAIL", "SKIP", "MISSING", "ERROR"
 
 
 def status_of(measured: float | None, limit: float, higher_is_better: bool = False) -> str:

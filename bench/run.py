@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,7 +26,7 @@ import floors  # noqa: E402
 import system  # noqa: E402
 import targets  # noqa: E402
 from layers import layer_source  # noqa: E402
-from report import format_table  # noqa: E402
+from report import ERROR, format_table, target  # noqa: E402
 
 from wccsim.atomic import write_text  # noqa: E402
 
@@ -57,23 +58,24 @@ def _wanted(only: str | None, tid: str) -> bool:
 
 def run_targets(args, src: dict, torch, rates: list[float], repeats: int, bandwidth: dict) -> tuple[list, dict]:
     """1. datapath vs torch; 2. MAC vs sgemm; 3. Haar, top-k vs copy; 4. cost; 5-7. system-level."""
+    plan = [("1", "whole_layer", ["1"], lambda: targets.whole_layer(src, rates, LEVELS, repeats, torch)),
+            ("2", "mac", ["2"], lambda: targets.mac_stage(src, rates, LEVELS, repeats)),
+            ("3", "haar_topk", ["3a", "3b"], lambda: targets.haar_topk(src, rates, repeats, bandwidth)),
+            ("4", "cost", ["4"], lambda: targets.cost_model(src, rates, repeats)),
+            ("5", "scaling", ["5a", "5b", "5c"], lambda: system.scaling(src, args.quick, repeats)),
+            ("6", "memory", ["6"], lambda: system.memory(src, args.quick, repeats)),
+            ("7", "cold_warm", ["7"], lambda: system.cold_warm(src, args.quick, repeats))]
     rows, details = [], {}
-    if _wanted(args.only, "1"):
-        row, details["whole_layer"] = targets.whole_layer(src, rates, LEVELS, repeats, torch)
-        rows.append(row)
-    if _wanted(args.only, "2"):
-        row, details["mac"] = targets.mac_stage(src, rates, LEVELS, repeats)
-        rows.append(row)
-    if _wanted(args.only, "3"):
-        out, details["haar_topk"] = targets.haar_topk(src, rates, repeats, bandwidth)
-        rows.extend(out)
-    if _wanted(args.only, "4"):
-        row, details["cost"] = targets.cost_model(src, rates, repeats)
-        rows.append(row)
-    for tid, fn in (("5", system.scaling), ("6", system.memory), ("7", system.cold_warm)):
-        if _wanted(args.only, tid):
-            out, details[fn.__name__] = fn(src, args.quick, repeats)
-            rows.extend(out)
+    for tid, key, ids, fn in plan:
+        if not _wanted(args.only, tid):
+            continue
+        try:
+            out, details[key] = fn()
+        except Exception as e:  # noqa: BLE001 - one broken target must not hide the others
+            out, details[key] = [target(i, key, None, 0.0, "", status=ERROR, note=f"{type(e).__name__}: {e}")
+                                 for i in ids], traceback.format_exc()
+            print(details[key], file=sys.stderr)
+        rows.extend(out if isinstance(out, list) else [out])
     return rows, details
 
 

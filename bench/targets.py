@@ -50,6 +50,9 @@ def whole_layer(src: dict, rates: list[float], levels: int, repeats: int, torch)
         return target("1", name, None, 1.0, "x", status=MISSING, note=rows[0]["sim_how"] if rows else "no layers"), rows
     ratio = sim_total / torch_total
     worst = max(rows, key=lambda r: r["ratio_min"])
+    if ratio > 1.0:  # a miss: profile the integer stages of the worst layer
+        layer = next(l for l in src["iter"]() if l.name == worst["layer"])
+        worst["stage_profile_s"] = stages.stage_profile(layer, worst["rate"])
     return target("1", name, ratio, 1.0, "x",
                   note=f"sum {sim_total * 1e3:.1f} ms vs {torch_total * 1e3:.1f} ms; worst layer {worst['layer']} "
                        f"r={worst['rate']} {worst['ratio_min']:.2f}x; {rows[0]['sim_how']}",
