@@ -155,3 +155,4 @@ def test_image_and_size_errors():
     assert x.shape == (2, 3, 64, 96) and x.dtype == np.float32 and -1.0 <= x.min() and x.max() <= 1.0
     line = preprocess_images([load_image("skimage:text")], PRESETS["ppocr_cls"])
     assert line.shape == (1, 3, 48, 192) and np.all(line[0, :, :, 126:] == 0)  # 48*448/172 -> 126 wide
+    assert preprocess_images([load_image("skimage:page")], PRESETS["ppocr_rec"]).shape == (1, 3, 48, 320)
