@@ -5,7 +5,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wccsim.calibrate import levels
 from wccsim.datapath import haar, topk
 from wccsim.datapath.layer import simulate_layer, simulate_plain, uniform_bits
 from wccsim.datapath.mac import accumulate, int_matmul
@@ -258,8 +257,10 @@ def test_property_invariants(n, cin, cout, h, w, rate, act_bits, weight_bits, le
     for name, s in r.stages.items():
         assert _fits(s), name
     assert r.stages["coef_q"].width_bits == act_bits
-    lo, hi = levels(r.baselines["uniform_nbit"].act_bits, True)
-    assert r.baselines["uniform_nbit"].act_bits == uniform_bits(rate, act_bits) and lo < hi
+    uni = r.baselines["uniform_nbit"]
+    assert uni.act_bits == uniform_bits(rate, act_bits) == uni.stages["input_q"].width_bits
+    for base in r.baselines.values():
+        assert all(_fits(s) for s in base.stages.values())
     if r.k == r.positions:
         ref_power = float(np.mean(ref_conv(x, wt, b) ** 2))
         assert r.errors["compress"].mse <= 1e-24 * max(ref_power, 1e-300)
