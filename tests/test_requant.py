@@ -236,3 +236,29 @@ def test_float32_mode_matches_onnxruntime_qlinearconv(x_dtype, x_zp, per_channel
     q, sat = requantize(acc, p, RequantMode.FLOAT32)
     assert sat > 0  # the scales are chosen so that some outputs clamp
     np.testing.assert_array_equal(q.reshape(1, cout, h, w), y_ort.astype(np.int64))
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_plain_int8_baseline_float32_equals_onnxruntime(per_channel):
+    """End to end: the plain int8 baseline's own integers and scales, run by onnxruntime QLinearConv, give
+    exactly its output_q (realistic layer: 96 -> 96 channels at 80x80, smooth signed input)."""
+    pytest.importorskip("onnxruntime")
+    from wccsim.datapath.layer import simulate_plain
+    from wccsim.hw import DatapathSpec, QuantSpec, RequantSpec, WeightGranularity
+
+    rng = np.random.default_rng(11)
+    cin = cout = 96
+    f = np.exp(-8 * np.pi ** 2 * (np.fft.fftfreq(80)[:, None] ** 2 + np.fft.rfftfreq(80)[None, :] ** 2))
+    x = np.fft.irfft2(np.fft.rfft2(rng.normal(size=(1, cin, 80, 80))) * f, s=(80, 80)) * 20
+    w = rng.normal(size=(cout, cin)) * np.linspace(0.02, 0.2, cout)[:, None]
+    b = rng.normal(size=cout)
+    gran = WeightGranularity.PER_CHANNEL if per_channel else WeightGranularity.PER_TENSOR
+    spec = DatapathSpec(quant=QuantSpec(weight_granularity=gran), requant=RequantSpec(mode=RequantMode.FLOAT32))
+    res = simulate_plain(x, w, b, spec, 8)
+    st_ = res.stages
+    assert st_["input_q"].signed and st_["output_q"].signed
+    w_scale = np.ravel(st_["weight_q"].scale) if per_channel else st_["weight_q"].scale
+    model = _qlinearconv_model(np.int8, cin, cout, st_["input_q"].scale, 0, w_scale, st_["output_q"].scale, 0,
+                               st_["weight_q"].values, st_["bias_q"].values)
+    y_ort = _run_ort(model, st_["input_q"].values.astype(np.int8))
+    np.testing.assert_array_equal(st_["output_q"].values, y_ort.astype(np.int64))

@@ -197,17 +197,19 @@ def _bias_stage(b, s_acc: np.ndarray, cout: int) -> tuple[np.ndarray, int, Stage
     return bq, sat, _stage(bq, _BIAS_BITS, True, s_acc[:, 0], "Cout")
 
 
-def _output_stages(acc_spatial: np.ndarray, acc_bits: int, bq: np.ndarray, s_acc: np.ndarray,
+def _output_stages(acc_spatial: np.ndarray, acc_bits: int, bq: np.ndarray, act_scale: float, s_w: np.ndarray,
                    out_qp: QuantParams, mode: RequantMode) -> tuple[np.ndarray, int, dict]:
-    """Bias add and output requant on (N, Cout, H, W) integers at scale s_acc (Cout, 1).
+    """Bias add and output requant on (N, Cout, H, W) integers at scale ``act_scale * s_w`` (s_w (Cout, 1)).
 
     Returns the dequantized output, the output saturation count and the stages pre_requant, output_q.
-    ``POW2`` realizes the output scale ``s_acc * 2^pow2_shift`` (per channel with per-channel weights),
-    not the calibrated one; the output is dequantized with the scale the shifter realizes.
+    The two scales go to `requant_params` separately, so ``FLOAT32`` forms its multiplier exactly as
+    onnxruntime's QLinearConv does. ``POW2`` realizes the output scale ``s_acc * 2^pow2_shift`` (per
+    channel with per-channel weights), not the calibrated one; the output is dequantized with the scale the
+    shifter realizes.
     """
     pre = acc_spatial + bq[None, :, None, None]
-    s4 = s_acc[None, :, :, None]
-    params = requant_params(s4, out_qp)
+    s4 = act_scale * s_w[None, :, :, None]
+    params = requant_params(act_scale, out_qp, weight_scale=s_w[None, :, :, None])
     q, sat = requantize(pre, params, mode)
     out_scale = s4 * np.exp2(params.pow2_shift) if mode is RequantMode.POW2 else out_qp.scale
     y = (q - out_qp.zero_point) * out_scale
@@ -238,8 +240,8 @@ def _plain(x_full, xs, w2, b, y_ref, spec: DatapathSpec, act_bits: int, weight_b
     s_acc = in_qp.scale * s_w
     bq, bias_sat, b_stage = _bias_stage(b, s_acc, wq.shape[0])                              # 4. bias
     acc4 = acc.reshape(n, -1, h, w)
-    y, out_sat, out_stages = _output_stages(acc4, spec.mac.acc_bits, bq, s_acc, out_qp,     # 5. requant
-                                            spec.requant.mode)
+    y, out_sat, out_stages = _output_stages(acc4, spec.mac.acc_bits, bq, in_qp.scale, s_w,  # 5. requant
+                                            out_qp, spec.requant.mode)
     stages = {"input_q": in_stage, "weight_q": w_stage,
               "acc": _stage(acc4, spec.mac.acc_bits, True, s_acc[None, :, :, None], "N,Cout,H,W"),
               "bias_q": b_stage, **out_stages}
@@ -369,7 +371,7 @@ def simulate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Dat
     spatial, inv_bits, inv_sat, inv_st = _inverse_stages(acc, sel, h, wd, hp * wp, s_acc, spec)  # 6-7.
     bq, bias_sat, b_stage = _bias_stage(b, s_acc, wq.shape[0])                              # 8. bias
     out_qp = _output_params(y_ref, spec.quant.act_bits, spec)
-    y, out_sat, out_st = _output_stages(spatial, inv_bits, bq, s_acc, out_qp, spec.requant.mode)
+    y, out_sat, out_st = _output_stages(spatial, inv_bits, bq, cqp.scale, s_w, out_qp, spec.requant.mode)
     stages = {"input_q": in_stage, **haar_st, **sel_st, **coef_st, "weight_q": w_stage,
               "acc": _stage(acc, spec.mac.acc_bits, True, s_acc[None, :, :], "N,Cout,k"),
               **inv_st, "bias_q": b_stage, **out_st}
