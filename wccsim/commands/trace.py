@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+from wccsim.errors import InputError
 from wccsim.trace import Trace, open_trace
 
 __all__ = ["register", "info_table"]
@@ -12,7 +13,7 @@ __all__ = ["register", "info_table"]
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("trace", help="capture or inspect layer traces (.npz, format v1)",
-                              description=__doc__.splitlines()[0])
+                              description="capture a trace from an ONNX model (capture) or summarize one (info)")
     sub = p.add_subparsers(dest="trace_command", parser_class=type(p))
     cap = sub.add_parser("capture", help="run an ONNX model on images and record every 1x1 conv")
     cap.add_argument("--onnx", required=True, metavar="MODEL",
@@ -33,6 +34,12 @@ def register(subparsers) -> None:
 
 
 def _capture(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    missing = [m for m in ("onnx", "onnxruntime", "skimage") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InputError("wccsim trace capture", "", "the capture extra (pip install 'wccsim[capture]')",
+                         f"missing {', '.join(missing)}")
     from wccsim.capture.images import parse_size
     from wccsim.capture.onnx import capture_onnx_trace
 
