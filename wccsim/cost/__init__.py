@@ -1,0 +1,174 @@
+"""Cost model: BOPs, memory traffic, cycles and energy of a layer from its shape and a hardware spec.
+
+Everything runs from shapes alone (no trace): ``layer_cost(shape, hw, scheme, rate, act_bits, weight_bits)``
+returns a frozen `LayerCost` whose field names carry their units; ``workload_cost`` does a whole network.
+Schemes: ``wcc`` (1x1 layers compressed at `rate`, other layers quantized), ``int8`` (plain quantization at
+act_bits), ``uniform_nbit`` (activations at ``max(1, round(rate * act_bits))`` bits, the paper's equal-bit
+baseline) and ``zvc`` (zero-value compression with a bitmap; needs the measured `nonzero_fraction`, see
+`nonzero_fraction`). Layers marked ``keep_fp`` run as plain quantized layers on the hardware (the paper
+keeps them in float; its BOPs count follows ``fp_layers``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from wccsim.cost.bops import hw_bops, kept_columns, level_sum, padded_hw, paper_bops
+from wccsim.cost.energy import OpCounts, layer_energy
+from wccsim.cost.timing import bound, compute_cycles, haar_cycles, memory_cycles, topk_cycles
+from wccsim.cost.traffic import effective_act_bits, layer_traffic, tensor_bytes
+from wccsim.cost.workload import FpLayers, LayerShape, Scheme, Workload, layer_gemm
+from wccsim.errors import InputError
+from wccsim.hw import HwSpec, Normalize, TopkMode
+
+__all__ = ["LayerCost", "layer_cost", "workload_cost", "total_cost", "nonzero_fraction", "Scheme"]
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Cost of one layer under one (hardware, scheme, rate, bits). Units are in the field names."""
+    name: str
+    scheme: str
+    rate: float
+    act_bits: int
+    weight_bits: int
+    macs: int                  # MACs the array executes (k kept columns for WCC)
+    bops: float                # the paper's count (bops.paper_bops)
+    bops_hw: float             # hardware-realistic count (bops.hw_bops)
+    dram_read_bytes: int
+    dram_write_bytes: int
+    sram_read_bytes: int
+    sram_write_bytes: int
+    bitmap_bytes: int          # bitmap metadata read from DRAM (WCC compress_on_write, ZVC)
+    act_read_bytes: int        # activation payload read from DRAM (re-reads and passes included)
+    weight_read_bytes: int
+    output_write_bytes: int
+    cycles: int
+    compute_cycles: int
+    memory_cycles: int
+    haar_cycles: int
+    topk_cycles: int
+    bound: str                 # 'compute' or 'memory'
+    energy_pj: float
+    energy_mac_pj: float
+    energy_haar_pj: float
+    energy_topk_pj: float
+    energy_sram_pj: float
+    energy_dram_pj: float
+    tiling: str
+
+
+def nonzero_fraction(x, scale: float | None = None) -> float:
+    """Fraction of non-zero activations, the input of the ZVC baseline.
+
+    Parameters
+    ----------
+    x : array_like
+        Activations (any shape), e.g. a trace's ``<layer>.x`` (N, C, H, W) float32.
+    scale : float, optional
+        Quantization step; when given, values with ``|x| < scale / 2`` count as zero (they quantize to 0).
+
+    Returns
+    -------
+    float in [0, 1]
+    """
+    x = np.asarray(x)
+    if x.size == 0:
+        raise InputError("nonzero_fraction", "x", "a non-empty array", "an empty array")
+    nz = np.count_nonzero(x) if scale is None else np.count_nonzero(np.abs(x) >= scale / 2)
+    return float(nz) / x.size
+
+
+def _check(shape, scheme, rate, act_bits, weight_bits, nzf) -> Scheme:
+    try:
+        scheme = Scheme(scheme)
+    except ValueError:
+        raise InputError("layer_cost", "scheme", "one of " + ", ".join(s.value for s in Scheme),
+                         repr(scheme)) from None
+    if not (isinstance(rate, (int, float)) and 0 < rate <= 1):
+        raise InputError("layer_cost", "rate", "a number in (0, 1]", rate)
+    for name, bits in (("act_bits", act_bits), ("weight_bits", weight_bits)):
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
+            raise InputError("layer_cost", name, "an integer in [2, 16]", bits)
+    if scheme is Scheme.ZVC and (nzf is None or not 0 <= nzf <= 1):
+        raise InputError("layer_cost", "nonzero_fraction", "a measured fraction in [0, 1] for scheme zvc", nzf)
+    return scheme
+
+
+def layer_cost(shape: LayerShape, hw: HwSpec, scheme: Scheme | str, rate: float, act_bits: int,
+               weight_bits: int, nonzero_fraction: float | None = None,
+               fp_layers: FpLayers = FpLayers.EXCLUDE) -> LayerCost:
+    """Cost of one layer from its shape alone.
+
+    Parameters
+    ----------
+    shape : LayerShape
+    hw : HwSpec
+    scheme : Scheme or {'wcc', 'int8', 'uniform_nbit', 'zvc'}
+    rate : float
+        WCC kept fraction in (0, 1]; for uniform_nbit the bit-rate ratio; ignored by int8 and zvc.
+    act_bits, weight_bits : int
+        Widths in 2..16.
+    nonzero_fraction : float, optional
+        Measured fraction of non-zero input activations (required for zvc).
+    fp_layers : FpLayers
+        How the paper's BOPs count treats ``keep_fp`` layers.
+
+    Returns
+    -------
+    LayerCost
+    """
+    scheme = _check(shape, scheme, rate, act_bits, weight_bits, nonzero_fraction)
+    dp = hw.datapath
+    wcc = scheme is Scheme.WCC and shape.is_pointwise and not shape.keep_fp
+    a = effective_act_bits(scheme, rate, act_bits)
+    k = kept_columns(shape, rate, dp.haar.levels) if wcc else None
+    gemm = layer_gemm(shape, k)
+    tensors = tensor_bytes(shape, scheme, rate, act_bits, weight_bits, hw, wcc, nonzero_fraction)
+    tr = layer_traffic(tensors, gemm, hw, wcc, weight_bits)
+    hp, wp = padded_hw(shape.h, shape.w, dp.haar.levels)
+    haar_c = haar_cycles(shape, dp.haar) if wcc else 0
+    topk_c = topk_cycles(shape, dp.topk, dp.haar.levels) if wcc else 0
+    comp_c = compute_cycles(gemm, dp.mac)
+    mem_c = memory_cycles(tr.dram_read_bytes + tr.dram_write_bytes, hw.dram)
+    cycles, bnd = bound(comp_c, haar_c, topk_c, mem_c)
+    passes = 2 if dp.topk.mode is TopkMode.THRESHOLD else 1
+    ops = OpCounts(gemm.macs, a, weight_bits,
+                   round(2 * level_sum(dp.haar.levels) * (shape.cin + shape.cout) * hp * wp) if wcc else 0,
+                   shape.cin * hp * wp if wcc else 0, passes * hp * wp if wcc else 0,
+                   shape.cout * shape.ho * shape.wo)
+    en = layer_energy(ops, tr, hw)
+    growth = 2 if dp.haar.normalize is Normalize.DEFERRED else 1
+    return LayerCost(
+        shape.name, scheme.value, float(rate), a, weight_bits, gemm.macs,
+        paper_bops(shape, scheme is Scheme.WCC, rate, a, weight_bits, fp_layers, dp.haar.levels),
+        hw_bops(shape, wcc, rate, a, weight_bits, dp.haar.levels, growth, dp.mac.acc_bits,
+                dp.topk.metric.value == "l2"),
+        tr.dram_read_bytes, tr.dram_write_bytes, tr.sram_read_bytes, tr.sram_write_bytes, tr.bitmap_bytes,
+        tr.act_read_bytes, tr.weight_read_bytes, tr.output_write_bytes, cycles, comp_c, mem_c, haar_c, topk_c,
+        bnd, en.total_pj, en.mac_pj, en.haar_pj, en.topk_pj, en.sram_pj, en.dram_pj, tr.tiling)
+
+
+def workload_cost(wl: Workload, hw: HwSpec, scheme: Scheme | str, rate: float, act_bits: int, weight_bits: int,
+                  nonzero_fraction: float | None = None) -> list[LayerCost]:
+    """`layer_cost` of every layer of `wl`, in order."""
+    return [layer_cost(s, hw, scheme, rate, act_bits, weight_bits, nonzero_fraction, wl.fp_layers)
+            for s in wl.layers]
+
+
+_SUMMED = ("macs", "bops", "bops_hw", "dram_read_bytes", "dram_write_bytes", "sram_read_bytes",
+           "sram_write_bytes", "bitmap_bytes", "act_read_bytes", "weight_read_bytes", "output_write_bytes",
+           "cycles", "compute_cycles", "memory_cycles", "haar_cycles", "topk_cycles", "energy_pj",
+           "energy_mac_pj", "energy_haar_pj", "energy_topk_pj", "energy_sram_pj", "energy_dram_pj")
+
+
+def total_cost(costs: list[LayerCost]) -> dict:
+    """Sum of the additive fields over layers (layers run one after another), plus the count of
+    memory-bound layers."""
+    out = {f: sum(getattr(c, f) for c in costs) for f in _SUMMED}
+    out["memory_bound_layers"] = sum(c.bound == "memory" for c in costs)
+    out["layers"] = len(costs)
+    return out

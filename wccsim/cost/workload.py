@@ -28,7 +28,7 @@ from pathlib import Path
 from wccsim.errors import InputError
 
 __all__ = ["LayerKind", "FpLayers", "LayerShape", "Workload", "load_workload", "rescale_workload",
-           "workload_to_csv", "CSV_COLUMNS"]
+           "workload_to_csv", "CSV_COLUMNS", "Scheme", "Gemm", "layer_gemm"]
 
 CSV_COLUMNS = ("name", "kind", "cin", "cout", "kernel", "stride", "groups", "h", "w", "dilation", "keep_fp")
 _MAX_DIM = 1 << 20
@@ -194,3 +194,36 @@ def workload_to_csv(wl: Workload, comments: tuple[str, ...] = ()) -> str:
         w.writerow([s.name, s.kind.value, s.cin, s.cout, s.kernel, s.stride, s.groups, s.h, s.w, s.dilation,
                     int(s.keep_fp)])
     return out.getvalue()
+
+
+class Scheme(enum.Enum):
+    """How a layer's activations are represented: WCC, plain int, uniform n-bit at rate*act_bits, ZVC."""
+    WCC = "wcc"
+    INT8 = "int8"
+    UNIFORM_NBIT = "uniform_nbit"
+    ZVC = "zvc"
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """The matrix product a layer runs on the MAC array, per group.
+
+    ``m`` streamed columns (output positions, or kept wavelet columns for WCC), ``k`` reduction length
+    ((cin / groups) * kernel^2), ``n`` outputs per position (cout / groups), repeated ``groups`` times.
+    """
+    m: int
+    k: int
+    n: int
+    groups: int
+
+    @property
+    def macs(self) -> int:
+        return self.m * self.k * self.n * self.groups
+
+
+def layer_gemm(shape: LayerShape, wcc_columns: int | None) -> Gemm:
+    """GEMM of `shape`; `wcc_columns` = k kept columns when the layer runs as WCC, else None."""
+    if wcc_columns is not None:
+        return Gemm(wcc_columns, shape.cin, shape.cout, 1)
+    g = shape.groups
+    return Gemm(shape.ho * shape.wo, (shape.cin // g) * shape.kernel ** 2, shape.cout // g, g)

@@ -1,0 +1,72 @@
+"""Cycles of one layer: MAC array by dataflow, Haar and top-k units, DRAM; the bound.
+
+MAC array (``compute_cycles``): the SCALE-Sim (v2 / 3.0.0) mapping. A GEMM with ``m`` streamed columns,
+reduction ``k`` and ``n`` outputs is cut into folds; each fold (R x C array) loads the stationary operand
+(R cycles; none for output-stationary), streams the other through the skewed pipeline and drains:
+
+- weight-stationary: rows hold k, cols hold n, m streams: ``ceil(k/R) * ceil(n/C) * (2R + C + m - 2)``
+- input-stationary: rows hold k, cols hold m, n streams: ``ceil(k/R) * ceil(m/C) * (2R + C + n - 2)``
+- output-stationary: rows hold m, cols hold n, k streams: ``ceil(m/R) * ceil(n/C) * (R + C + k - 2)``
+
+times ``groups`` (a depthwise layer is ``cin`` tiny GEMMs, as SCALE-Sim maps it: pessimistic for NPUs with
+depthwise engines). These are cycle counts; SCALE-Sim 3.0.0's COMPUTE_REPORT "Total Cycles" is the index
+of the last busy cycle counted from 0, exactly one less, on all 90 cases of tests/data/scalesim_golden.json
+(3 arrays x 3 dataflows x 10 GEMMs; docs/validation.md).
+
+Haar unit: forward over ``cin * P * (1 + 1/4 + ...)`` and inverse over ``cout * P * (...)`` elements at
+``haar.elems_per_cycle``. Top-k unit: the energy of ``cin * P`` coefficients at ``topk.elems_per_cycle``,
+plus one pass over the P positions to select (``threshold`` mode: two, histogram then select).
+DRAM: ``ceil(bytes / dram.bandwidth_bytes_per_cycle)``. The units are pipelined with double-buffered SRAMs,
+so the layer takes the maximum of the four; it is ``memory``-bound when DRAM is that maximum.
+"""
+
+from __future__ import annotations
+
+import math
+
+from wccsim.cost.bops import level_sum, padded_hw
+from wccsim.cost.workload import Gemm, LayerShape
+from wccsim.hw import Dataflow, DramSpec, HaarSpec, MacSpec, TopkMode, TopkSpec
+
+__all__ = ["compute_cycles", "haar_cycles", "topk_cycles", "memory_cycles", "bound"]
+
+_STREAM_DIMS = {  # dataflow -> (dimension on rows, on cols, streamed, preload cycles in units of R)
+    Dataflow.WEIGHT_STATIONARY: lambda m, k, n: (k, n, m, 1),
+    Dataflow.OUTPUT_STATIONARY: lambda m, k, n: (m, n, k, 0),
+    Dataflow.INPUT_STATIONARY: lambda m, k, n: (k, m, n, 1),
+}
+
+
+def compute_cycles(gemm: Gemm, mac: MacSpec) -> int:
+    """MAC array cycles of `gemm` on a rows x cols array with `mac.dataflow` (formula in the module doc)."""
+    on_rows, on_cols, streamed, preload = _STREAM_DIMS[mac.dataflow](gemm.m, gemm.k, gemm.n)
+    r, c = mac.rows, mac.cols
+    folds = math.ceil(on_rows / r) * math.ceil(on_cols / c)
+    return gemm.groups * folds * (preload * r + r + c + streamed - 2)
+
+
+def haar_cycles(shape: LayerShape, haar: HaarSpec) -> int:
+    """Forward (cin channels) plus inverse (cout channels) Haar transform cycles of a WCC layer."""
+    hp, wp = padded_hw(shape.h, shape.w, haar.levels)
+    elems = level_sum(haar.levels) * hp * wp
+    return math.ceil(shape.cin * elems / haar.elems_per_cycle) + math.ceil(shape.cout * elems
+                                                                          / haar.elems_per_cycle)
+
+
+def topk_cycles(shape: LayerShape, topk: TopkSpec, levels: int) -> int:
+    """Top-k unit cycles: energy of cin * P coefficients, then 1 (2 for threshold) pass over P positions."""
+    hp, wp = padded_hw(shape.h, shape.w, levels)
+    passes = 2 if topk.mode is TopkMode.THRESHOLD else 1
+    return math.ceil(shape.cin * hp * wp / topk.elems_per_cycle) + passes * math.ceil(hp * wp
+                                                                                     / topk.elems_per_cycle)
+
+
+def memory_cycles(dram_bytes: int, dram: DramSpec) -> int:
+    """DRAM transfer cycles at `dram.bandwidth_bytes_per_cycle`."""
+    return math.ceil(dram_bytes / dram.bandwidth_bytes_per_cycle)
+
+
+def bound(compute: int, haar: int, topk: int, memory: int) -> tuple[int, str]:
+    """(layer cycles, 'compute' or 'memory'): the slowest of the pipelined units."""
+    on_chip = max(compute, haar, topk)
+    return max(on_chip, memory), ("memory" if memory > on_chip else "compute")
