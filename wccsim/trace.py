@@ -176,9 +176,6 @@ def open_trace(path: str | os.PathLike) -> Trace:
     if not path.is_file():
         raise InputError(str(path), "", "an existing trace file (.npz)", "no such file")
     with _open_zip(path) as zf:
-        members = {n[:-4]: n for n in zf.namelist() if n.endswith(".npy")}
-        if "meta" not in members:
-            raise InputError(str(path), "meta", "a JSON meta member", "missing")
         meta = _parse_meta(path, _read_member(zf, path, "meta", (), meta=True))
         layers = _layer_infos(path, meta)
         expected = _expected_members(layers, int(meta["n"]))
@@ -296,11 +293,10 @@ def _check_dtype(where: str, member: str, dtype: np.dtype, meta: bool = False) -
         raise InputError(where, member, "float16, float32 or float64", f"dtype {dtype}")
 
 
-def _check_header(zf: zipfile.ZipFile, path: Path, member: str, shape: tuple[int, ...],
-                  meta: bool = False) -> None:
-    """Validate one member's header (dtype, order, shape, stored size) without reading its data."""
+def _check_header(zf: zipfile.ZipFile, path: Path, member: str, shape: tuple[int, ...]) -> None:
+    """Validate one array member's header (dtype, order, shape, stored size) without reading its data."""
     with zf.open(member + ".npy") as f:
-        _header(f, zf.getinfo(member + ".npy").file_size, str(path), member, shape, meta)
+        _header(f, zf.getinfo(member + ".npy").file_size, str(path), member, shape, False)
 
 
 def _header(f, file_size: int, where: str, member: str, shape: tuple[int, ...], meta: bool) -> np.dtype:
