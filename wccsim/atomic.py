@@ -12,14 +12,32 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "write_bytes", "write_text"]
+from wccsim.errors import InputError
+
+__all__ = ["atomic_path", "ensure_dir", "write_bytes", "write_text"]
+
+
+def ensure_dir(path: str | os.PathLike) -> Path:
+    """Create directory `path` (and parents) if missing; a path blocked by a regular file, or a directory
+    that cannot be created or written, is a one-line `InputError` naming it. Returns the path."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(str(path), "", "an output directory (or a path where one can be created)",
+                         "a regular file in the way") from None
+    except OSError as e:
+        raise InputError(str(path), "", "a writable output directory", e.strerror or type(e).__name__) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(str(path), "", "a writable output directory", "no write permission")
+    return path
 
 
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `dest`; on success it is renamed onto `dest`, on error removed."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(dest.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix + ".tmp", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp)
