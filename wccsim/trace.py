@@ -174,7 +174,8 @@ def open_trace(path: str | os.PathLike) -> Trace:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(str(path), "", "an existing trace file (.npz)", "no such file")
+        raise InputError(str(path), "", "an existing trace file (.npz)",
+                         "a directory" if path.is_dir() else "no such file")
     with _open_zip(path) as zf:
         meta = _parse_meta(path, _read_member(zf, path, "meta", (), meta=True))
         layers = _layer_infos(path, meta)
