@@ -1,0 +1,122 @@
+"""``wccsim cost``: per-layer and total cost of a shape-only workload on a hardware config (no trace)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+
+from wccsim.atomic import write_text
+from wccsim.cost import LayerCost, Scheme, total_cost, workload_cost
+from wccsim.cost.workload import load_workload, rescale_workload
+from wccsim.errors import InputError
+from wccsim.hw import load_hw
+
+__all__ = ["register", "cost_table"]
+
+# (header with unit, LayerCost field or total key, scale, format)
+_COLUMNS = (
+    ("MACs[M]", "macs", 1e-6, "{:.2f}"),
+    ("BOPs[G]", "bops", 1e-9, "{:.3f}"),
+    ("BOPs_hw[G]", "bops_hw", 1e-9, "{:.3f}"),
+    ("DRAM_rd[KB]", "dram_read_bytes", 1 / 1024, "{:.1f}"),
+    ("DRAM_wr[KB]", "dram_write_bytes", 1 / 1024, "{:.1f}"),
+    ("bitmap[B]", "bitmap_bytes", 1, "{:.0f}"),
+    ("SRAM_rd[KB]", "sram_read_bytes", 1 / 1024, "{:.1f}"),
+    ("SRAM_wr[KB]", "sram_write_bytes", 1 / 1024, "{:.1f}"),
+    ("cycles[k]", "cycles", 1e-3, "{:.1f}"),
+    ("mac_cyc[k]", "compute_cycles", 1e-3, "{:.1f}"),
+    ("dram_cyc[k]", "memory_cycles", 1e-3, "{:.1f}"),
+    ("energy[uJ]", "energy_pj", 1e-6, "{:.2f}"),
+)
+
+
+def _rate(text: str) -> float:
+    try:
+        r = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < r <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
+    return r
+
+
+def _bits(text: str) -> int:
+    if not text.isdigit() or not 2 <= int(text) <= 16:
+        raise argparse.ArgumentTypeError(f"expected an integer in [2, 16], got {text!r}")
+    return int(text)
+
+
+def _fraction(text: str) -> float:
+    try:
+        f = float(text)
+    except ValueError:
+        f = -1.0
+    if not 0 <= f <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}")
+    return f
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("cost", help="cost model of a shape-only workload (BOPs, traffic, cycles, energy)",
+                              description="per-layer and total cost of a workload CSV on a hardware YAML, "
+                                          "from shapes alone (no trace)")
+    p.add_argument("--hw", required=True, metavar="HW.yaml", help="hardware config (hw_configs/*.yaml)")
+    p.add_argument("--workload", required=True, metavar="W.csv", help="workload CSV (workloads/*.csv)")
+    p.add_argument("--input", metavar="HxW", help="rescale the workload to this input size")
+    p.add_argument("--rate", required=True, type=_rate, help="WCC kept fraction in (0, 1]")
+    p.add_argument("--scheme", default="wcc", choices=[s.value for s in Scheme])
+    p.add_argument("--act-bits", type=_bits, help="activation bits (default: the hw quant.act_bits)")
+    p.add_argument("--weight-bits", type=_bits, help="weight bits (default: the hw quant.weight_bits)")
+    p.add_argument("--nonzero-fraction", type=_fraction, help="measured non-zero fraction (scheme zvc)")
+    p.add_argument("--csv", metavar="OUT.csv", help="also write every LayerCost field per layer as CSV")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from wccsim.cost.workload import _parse_hw
+
+    hw = load_hw(args.hw)
+    wl = load_workload(args.workload)
+    if args.input:
+        wl = rescale_workload(wl, _parse_hw("wccsim cost", "--input", args.input))
+    if args.scheme == "zvc" and args.nonzero_fraction is None:
+        raise InputError("wccsim cost", "--nonzero-fraction", "a measured fraction for --scheme zvc", "nothing")
+    q = hw.datapath.quant
+    costs = workload_cost(wl, hw, args.scheme, args.rate, args.act_bits or q.act_bits,
+                          args.weight_bits or q.weight_bits, args.nonzero_fraction)
+    print(f"# {wl.network} {wl.input_hw[0]}x{wl.input_hw[1]} on {hw.name}: scheme {args.scheme}, rate "
+          f"{args.rate:g}, W{costs[0].weight_bits}/A{costs[0].act_bits}, {hw.datapath.mac.rows}x"
+          f"{hw.datapath.mac.cols} {hw.datapath.mac.dataflow.value}, {hw.clock_mhz:g} MHz")
+    print(cost_table(costs))
+    if args.csv:
+        write_text(args.csv, _csv(costs))
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def cost_table(costs: list[LayerCost]) -> str:
+    """Fixed-width text table: one row per layer (units in the headers), then the total."""
+    head = ["layer"] + [c[0] for c in _COLUMNS] + ["bound", "tiling"]
+    rows = [[c.name] + [fmt.format(getattr(c, f) * sc) for _, f, sc, fmt in _COLUMNS] + [c.bound, c.tiling]
+            for c in costs]
+    tot = total_cost(costs)
+    rows.append(["TOTAL"] + [fmt.format(tot[f] * sc) for _, f, sc, fmt in _COLUMNS]
+                + [f"{tot['memory_bound_layers']}/{tot['layers']} mem", ""])
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head) - 1)]
+    lines = []
+    for r in [head] + rows:
+        cells = [r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, len(widths))] + [r[-1]]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _csv(costs: list[LayerCost]) -> str:
+    out = io.StringIO()
+    names = [f.name for f in dataclasses.fields(LayerCost)]
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(names)
+    for c in costs:
+        w.writerow([getattr(c, n) for n in names])
+    return out.getvalue()
