@@ -20,9 +20,6 @@ __all__ = ["main"]
 # Subcommand modules, in the order shown by --help.
 _COMMANDS = (
     "trace",
-    "run",
-    "sweep",
-    "report",
     "network",
     "vectors",
     "cost",
