@@ -42,6 +42,7 @@ def test_ref_wcc_rate_one_equals_ref_conv(metric, stride, levels):
     x, w, b = _data(1)
     r = ref_wcc(x, w, b, 1.0, levels=levels, metric=metric, stride=stride)
     assert _rel_err(r.y, ref_conv(x, w, b, stride)) <= 1e-12
+    np.testing.assert_array_equal(r.y, ref_conv(x, w, b, stride))  # nothing dropped: exactly the conv
     assert r.selection.bitmap.all()
 
 
