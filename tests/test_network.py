@@ -1,15 +1,21 @@
 """Tests of wccsim.network: graph splicing, preprocessing, whole-network drift, CLI."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pandas as pd
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from wccsim.errors import InputError
-from wccsim.network.preprocess import Preprocess, image_label, load_image, prepare
+from wccsim.capture.images import PRESETS, load_image
+from wccsim.cli import main
+from wccsim.network.drift import OutputKind, binary_iou, class_agreement, output_kind
+from wccsim.network.hooks import Mode, float_hook
+from wccsim.network.preprocess import image_label, network_input, resolve_preset
+from wccsim.network.simulate import simulate_network
 from wccsim.network.splice import plan_graph, run_plan
 
 rapidocr = pytest.importorskip("rapidocr_onnxruntime")
@@ -93,30 +99,141 @@ def test_hook_errors_propagate_to_later_layers():
     assert _rel(got["y"], ref["y"]) > 1e-2  # the second layer's input changed
 
 
-@pytest.mark.parametrize("path,kind", [(DET, Preprocess.PPOCR_DET), (CLS, Preprocess.PPOCR_CLS)])
-def test_ppocr_spliced_float_reproduces_onnxruntime(path, kind):
-    x, _ = prepare(load_image("skimage:page"), kind, side=128)
-    plan = plan_graph(onnx.load(path))
+@pytest.mark.parametrize("path,preset", [(DET, "ppocr_det"), (CLS, "ppocr_cls")])
+def test_ppocr_spliced_float_reproduces_onnxruntime(path, preset):
+    model = onnx.load(path)
+    assert resolve_preset(model, "auto").name == preset
+    x, picture = network_input(load_image("skimage:page"), PRESETS[preset], (96, 192) if preset == "ppocr_det" else None)
+    assert picture.shape == (x.shape[2], x.shape[3], 3) and picture.dtype == np.uint8
+    plan = plan_graph(model)
     assert len(plan.layers) > 30 and plan.unhandled == ()
     ref = _ort(path, {"x": x})
     got = run_plan(plan, {"x": x}, _f64_conv)
     for name, r in ref.items():
         assert _rel(got[name], r) <= 1e-4
-    if kind is Preprocess.PPOCR_DET:
+    if preset == "ppocr_det":
         assert (ref[plan.outputs[0]] > 0.3).mean() > 0.05  # the page has text: the check is not vacuous
 
 
-def test_preprocess_shapes_and_labels():
-    rgb = load_image("skimage:text")
-    x, shown = prepare(rgb, Preprocess.PPOCR_DET, side=100)
-    assert x.dtype == np.float32 and x.shape[2] % 32 == 0 and x.shape[3] % 32 == 0
-    assert shown.shape[:2] == x.shape[2:]
-    x, shown = prepare(rgb, Preprocess.PPOCR_CLS)
-    assert x.shape == (1, 3, 48, 192) and float(x.min()) >= -1.0 and float(x.max()) <= 1.0
+def test_network_input_undoes_to_the_picture():
+    rgb = load_image("skimage:astronaut")
+    x, picture = network_input(rgb, PRESETS["ppocr_det"], (64, 64))
+    # BGR, (v/255 - 0.5)/0.5: channel 0 of x is the blue channel of the picture
+    np.testing.assert_allclose((x[0, 0] * 0.5 + 0.5) * 255, picture[:, :, 2], atol=0.5)
     assert image_label("skimage:text") == "text" and image_label("/a/b/my photo.png") == "my_photo"
 
 
-@pytest.mark.parametrize("spec", ["skimage:nope", "skimage:_fetch", "/no/such/file.png"])
-def test_bad_image_is_input_error(spec):
-    with pytest.raises(InputError):
-        load_image(spec)
+# ------------------------------------------------------------------------------ drift metrics
+
+def test_binary_iou_and_kinds():
+    a = np.zeros((1, 1, 4, 4))
+    a[0, 0, :2] = 0.9
+    b = a.copy()
+    b[0, 0, 0] = 0.1  # half of the positives lost
+    assert binary_iou(a, b, 0.3) == 0.5
+    assert binary_iou(np.zeros_like(a), np.zeros_like(a), 0.3) == 1.0
+    assert output_kind(a) is OutputKind.PROB_MAP
+    assert output_kind(np.array([[0.2, 0.8]])) is OutputKind.CLASSES
+    assert output_kind(a * 5) is OutputKind.OTHER
+
+
+def test_class_agreement_logits_and_probabilities():
+    p = np.array([[0.7, 0.3], [0.4, 0.6]])
+    same = class_agreement(p, p)
+    assert same == {"top1_agree": 1.0, "kl_nats": 0.0}
+    flipped = class_agreement(p, p[:, ::-1])
+    assert flipped["top1_agree"] == 0.0
+    expected = np.mean([0.7 * np.log(0.7 / 0.3) + 0.3 * np.log(0.3 / 0.7),
+                        0.4 * np.log(0.4 / 0.6) + 0.6 * np.log(0.6 / 0.4)])
+    assert flipped["kl_nats"] == pytest.approx(expected, rel=1e-9)
+    logits = np.log(p) + 3.0  # not distributions: softmax recovers p
+    assert class_agreement(logits, p)["kl_nats"] == pytest.approx(0.0, abs=1e-12)
+
+
+# ------------------------------------------------------------------------- whole network
+
+HW = Path(__file__).resolve().parents[1] / "hw_configs" / "edge_npu.yaml"
+
+
+def _float_everywhere():
+    return {Mode.WCC: float_hook, Mode.UNIFORM: float_hook}
+
+
+def test_float_reference_mode_reproduces_float_network():
+    """Datapath replaced by the float reference at rate 1.0: the spliced network is the float network."""
+    res = simulate_network(DET, ["skimage:page", "skimage:text"], HW, rate=1.0, size=(96, 192),
+                           hooks=_float_everywhere())
+    s = res.summary
+    assert s["reproduction_max_err"] <= 1e-4
+    out = s["model"]["outputs"][0]
+    for mode in ("wcc", "uniform"):
+        for img in s["images"]:
+            d = img["drift"][mode][out]
+            assert d["iou"] == 1.0 and d["max_abs"] <= 1e-4
+    assert len(res.layers) == 2 * len(s["spliced_layers"]) == 84
+    assert list(res.layers["image"].unique()) == ["page", "text"]
+
+
+def test_perturbed_layers_drift_and_mean_over_images():
+    def noisy(x, w, b, stride):  # 1 % relative noise on every spliced layer, deterministic
+        y = float_hook(x, w, b, stride)
+        return y + np.float32(0.01) * np.float32(y.std()) * np.sin(np.arange(y.size, dtype=np.float32)).reshape(y.shape)
+
+    res = simulate_network(CLS, ["skimage:text", "skimage:page"], HW, rate=0.5,
+                           hooks={Mode.WCC: noisy, Mode.UNIFORM: float_hook})
+    s = res.summary
+    out = s["model"]["outputs"][0]
+    per_image = [img["drift"]["wcc"][out]["kl_nats"] for img in s["images"]]
+    assert min(per_image) > 0
+    assert s["mean"]["wcc"][out]["kl_nats"] == pytest.approx(np.mean(per_image))
+    assert s["mean"]["uniform"][out]["kl_nats"] < 1e-9
+    lay = res.layers
+    # isolated error is one layer's noise; propagated error accumulates along the network
+    assert (lay["wcc_isolated_sqnr_db"] > 30).all()
+    assert lay["wcc_propagated_sqnr_db"].min() < lay["wcc_isolated_sqnr_db"].min()
+
+
+def test_cli_detector_end_to_end(tmp_path):
+    out = tmp_path / "det"
+    rc = main(["network", "--onnx", str(DET), "--image", "skimage:page", "--hw", str(HW), "--rate", "0.5",
+               "--size", "96x192", "--calib", "max", "--out", str(out)])
+    assert rc == 0
+    s = json.loads((out / "network.json").read_text())
+    assert s["reproduction_max_err"] <= 1e-4 and s["uniform_bits"] == 4 and s["unhandled"] == []
+    d = s["images"][0]["drift"]
+    name = s["model"]["outputs"][0]
+    assert 0.0 <= d["uniform"][name]["iou"] <= 1.0 and 0.0 <= d["wcc"][name]["iou"] <= 1.0
+    assert d["wcc"][name]["iou"] > d["uniform"][name]["iou"]  # the paper's claim, by a wide margin here
+    lay = pd.read_csv(out / "network_layers.csv")
+    assert len(lay) == len(s["spliced_layers"]) == 42
+    assert (lay["wcc_isolated_sqnr_db"] > 0).all()
+    assert (out / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_classifier_end_to_end(tmp_path):
+    rc = main(["network", "--onnx", str(CLS), "--image", "skimage:text", "--hw", str(HW), "--rate", "1.0",
+               "--act-bits", "8", "--calib", "max", "--out", str(tmp_path)])
+    assert rc == 0
+    s = json.loads((tmp_path / "network.json").read_text())
+    d = s["mean"]["wcc"][s["model"]["outputs"][0]]
+    assert d["top1_agree"] in (0.0, 1.0) and 0.0 <= d["kl_nats"] < 0.1
+    assert s["preprocess"] == "ppocr_cls" and (tmp_path / "text.png").is_file()
+
+
+@pytest.mark.parametrize("extra", [
+    ["--rate", "0"], ["--rate", "x"], ["--rate", "0.5", "--act-bits", "1"],
+    ["--rate", "0.5", "--size", "50x50"], ["--rate", "0.5", "--preprocess", "resnet"],
+    ["--rate", "0.5", "--threshold", "1.5"], ["--rate", "0.5", "--image", "skimage:nope"],
+])
+def test_cli_bad_arguments_exit_2(tmp_path, capsys, extra):
+    rc = main(["network", "--onnx", str(DET), "--image", "skimage:page", "--hw", str(HW),
+               "--out", str(tmp_path), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("wccsim: error:") and err.count("\n") == 1
+    assert not (tmp_path / "network.json").exists()
+
+
+def test_cli_missing_model_exit_2(tmp_path, capsys):
+    rc = main(["network", "--onnx", str(tmp_path / "none.onnx"), "--image", "skimage:page", "--hw", str(HW),
+               "--rate", "0.5"])
+    assert rc == 2 and "no such file" in capsys.readouterr().err

@@ -21,6 +21,7 @@ def register(subparsers) -> None:
     p.add_argument("--hw", required=True, help="hardware YAML (e.g. hw_configs/edge_npu.yaml)")
     p.add_argument("--rate", required=True, type=_number(float), help="fraction of Haar positions kept, (0, 1]")
     p.add_argument("--act-bits", type=_number(int), default=None, help="activation bits 2..16 (default: YAML)")
+    p.add_argument("--calib", default=None, help="calibration: max, percentile or mse (default: YAML)")
     p.add_argument("--threshold", type=_number(float), default=0.3,
                    help="probability-map binarization threshold for the IoU (DB default 0.3)")
     p.add_argument("--size", default=None, metavar="HxW",
@@ -50,8 +51,8 @@ def format_summary(summary: dict) -> str:
     lines = [f"model {Path(summary['model']['path']).name}: {len(summary['spliced_layers'])} 1x1 layers on "
              f"the datapath, {len(summary['unhandled'])} 1x1 convs left in float",
              *(f"  float: {u['node']} ({u['reason']})" for u in summary["unhandled"]),
-             f"splicing check (float hooks vs onnxruntime): max relative L2 error "
-             f"{_fmt(summary['reproduction_max_rel_l2'], '.2e')}",
+             f"splicing check (float hooks vs onnxruntime): max |err| / max(1, max |ref|) = "
+             f"{_fmt(summary['reproduction_max_err'], '.2e')}",
              f"rate {summary['rate']:g}, WCC {summary['act_bits']}-bit vs uniform {summary['uniform_bits']}-bit, "
              f"mean over {len(summary['images'])} image(s):"]
     for name in summary["model"]["outputs"]:
@@ -70,7 +71,8 @@ def main(args: argparse.Namespace) -> int:
     size = parse_size(args.size) if args.size else None
     out = Path(args.out) if args.out else Path("runs") / f"network_{Path(args.onnx).stem}"
     result = simulate_network(args.onnx, args.image, args.hw, rate=args.rate, act_bits=args.act_bits,
-                              threshold=args.threshold, size=size, preprocess=args.preprocess)
+                              threshold=args.threshold, size=size, preprocess=args.preprocess,
+                              calib=args.calib)
     written = write_outputs(result, out)
     print(format_summary(result.summary), end="")
     print(f"wrote {', '.join(str(p) for p in written)}")

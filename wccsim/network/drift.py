@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from wccsim.metrics import error_stats
+
 __all__ = ["OutputKind", "output_kind", "tensor_error", "binary_iou", "class_agreement", "probabilities",
            "output_drift"]
 
@@ -34,17 +36,12 @@ def output_kind(ref: np.ndarray) -> OutputKind:
 
 
 def tensor_error(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
-    """MSE, SQNR (dB, 10 log10(sum ref^2 / sum err^2); inf when exact), max |err| and relative L2
-    error ||got - ref|| / ||ref|| (nan for an all-zero reference)."""
-    r = np.asarray(ref, np.float64)
-    e = np.asarray(got, np.float64) - r
-    err2, sig2 = float(np.sum(e * e)), float(np.sum(r * r))
-    return {
-        "mse": err2 / max(e.size, 1),
-        "sqnr_db": math.inf if err2 == 0 else (10.0 * math.log10(sig2 / err2) if sig2 > 0 else -math.inf),
-        "max_abs": float(np.max(np.abs(e))) if e.size else 0.0,
-        "rel_l2": math.sqrt(err2 / sig2) if sig2 > 0 else math.nan,
-    }
+    """`wccsim.metrics.error_stats` (MSE, SQNR in dB, max |err|) plus the relative L2 error
+    ||got - ref|| / ||ref|| (nan for an all-zero reference)."""
+    s = error_stats(ref, got)
+    ref_energy = float(np.sum(np.square(np.asarray(ref, np.float64))))
+    rel = math.sqrt(s.mse * np.size(ref) / ref_energy) if ref_energy > 0 else math.nan
+    return {"mse": s.mse, "sqnr_db": s.sqnr_db, "max_abs": s.max_abs, "rel_l2": rel}
 
 
 def binary_iou(ref: np.ndarray, got: np.ndarray, threshold: float) -> float:

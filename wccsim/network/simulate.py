@@ -30,7 +30,7 @@ from wccsim.network.hooks import Mode, make_hooks
 from wccsim.network.preprocess import AUTO, image_label, network_input, resolve_preset
 from wccsim.network.splice import Hook, Plan, plan_graph, run_plan
 
-__all__ = ["ImageRun", "NetworkResult", "load_model", "uniform_bits", "simulate_image", "simulate_network"]
+__all__ = ["ImageRun", "NetworkResult", "load_model", "simulate_image", "simulate_network"]
 
 _QUANT_MODES = (Mode.WCC, Mode.UNIFORM)
 
@@ -72,11 +72,6 @@ def load_model(path) -> onnx.ModelProto:
     if len(inputs) != 1:
         raise InputError("--onnx", str(p), "a network with exactly one image input", f"inputs {inputs}")
     return model
-
-
-def uniform_bits(rate: float, act_bits: int) -> int:
-    """Bits of the uniform baseline at the same effective bit rate: round(rate * act_bits), at least 2."""
-    return max(2, int(round(rate * act_bits)))
 
 
 def _layer_row(conv, x: np.ndarray) -> dict:
@@ -122,7 +117,7 @@ def simulate_image(plan: Plan, reference_session, spec: str, label: str, x: np.n
         outputs[mode], prop = _quant_pass(plan, feeds, hooks[mode], taps, mode)
         for row, p in zip(rows, prop):
             row.update(p)
-    reproduction = {n: tensor_error(reference[n], spliced[n]) for n in plan.outputs}
+    reproduction = {n: _reproduction(reference[n], spliced[n]) for n in plan.outputs}
     drift = {mode: {n: output_drift(reference[n], outputs[mode][n], threshold) for n in plan.outputs}
              for mode in _QUANT_MODES}
     return ImageRun(spec, label, picture, reference, outputs, reproduction, drift, rows)
@@ -136,6 +131,14 @@ def _unique_labels(specs: Sequence[str]) -> list[str]:
         seen[base] = seen.get(base, 0) + 1
         labels.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
     return labels
+
+
+def _reproduction(ref: np.ndarray, got: np.ndarray) -> dict:
+    """`tensor_error` plus ``max_scaled`` = max |err| / max(1, max |ref|): relative for outputs above 1,
+    absolute for probabilities (a near-empty probability map makes any relative error meaningless)."""
+    err = tensor_error(ref, got)
+    err["max_scaled"] = err["max_abs"] / max(1.0, float(np.max(np.abs(ref))) if np.size(ref) else 1.0)
+    return err
 
 
 def _check_threshold(threshold) -> float:
@@ -167,10 +170,11 @@ def _summarize(model_path, hw, opts, bits: int, threshold: float, preset, plan: 
         "model": {"path": str(model_path), "sha256": hashlib.sha256(Path(model_path).read_bytes()).hexdigest(),
                   "input": plan.inputs[0], "outputs": list(plan.outputs)},
         "hw": hw.name, "rate": opts.rate, "act_bits": opts.act_bits, "weight_bits": opts.weight_bits,
-        "uniform_bits": bits, "threshold": threshold, "preprocess": preset.name,
+        "uniform_bits": bits, "calib": hw.datapath.quant.calib.value, "threshold": threshold,
+        "preprocess": preset.name,
         "spliced_layers": [c.name for c in plan.layers],
         "unhandled": [{"node": u.name, "reason": u.reason} for u in plan.unhandled],
-        "reproduction_max_rel_l2": _finite(max(e["rel_l2"] for r in runs for e in r.reproduction.values())),
+        "reproduction_max_err": max(e["max_scaled"] for r in runs for e in r.reproduction.values()),
         "images": [image_entry(r) for r in runs],
         "mean": {m.value: {n: {k: mean(m, n, k) for k in keys[n]} for n in plan.outputs} for m in _QUANT_MODES},
     }
@@ -178,6 +182,7 @@ def _summarize(model_path, hw, opts, bits: int, threshold: float, preset, plan: 
 
 def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5, act_bits: int | None = None,
                      threshold: float = 0.3, size: tuple[int, int] | None = None, preprocess: str = AUTO,
+                     calib=None,
                      hooks: Mapping[Mode, Hook] | None = None, progress: bool | None = None) -> NetworkResult:
     """Run an ONNX network on images with its 1x1 convolutions on the WCC datapath; measure the drift.
 
@@ -190,13 +195,16 @@ def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5
     rate : float in (0, 1]
         Fraction of Haar positions kept in every spliced layer.
     act_bits : int in 2..16, optional
-        Activation bits (default: the hardware spec's); the uniform baseline gets `uniform_bits`.
+        Activation bits (default: the hardware spec's); the uniform baseline gets
+        `wccsim.datapath.layer.uniform_bits` (round(rate * act_bits), at least 2).
     threshold : float in (0, 1)
         Binarization threshold of a probability-map output for the IoU (DB's default 0.3).
     size : (H, W) pixels, optional
         Network input size (default: the preset's rule, e.g. PP-OCR det short side 736).
     preprocess : str
         A `wccsim.capture.images.PRESETS` name, or ``auto`` (from the model's output rank).
+    calib : {"max", "percentile", "mse"} or CalibMethod, optional
+        Overrides the YAML's calibration method (as ``wccsim run --calib``).
     hooks : mapping Mode -> Hook, optional
         Replace the per-layer computations (e.g. a float stand-in for the datapath in tests).
 
@@ -205,6 +213,7 @@ def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5
     NetworkResult
     """
     from wccsim.capture.images import load_image
+    from wccsim.datapath.layer import uniform_bits
     from wccsim.run import configure_datapath, make_options, progress_bar, resolve_hw
 
     import onnxruntime as ort
@@ -212,7 +221,7 @@ def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5
     if not images:
         raise InputError("--image", "", "at least one image", "none")
     hw = resolve_hw(hw)                                                          # 1. hardware, options
-    opts = make_options(hw, rate, act_bits)
+    opts = make_options(hw, rate, act_bits, calib=calib)
     threshold = _check_threshold(threshold)
     hw = configure_datapath(hw, opts)
     bits = uniform_bits(opts.rate, opts.act_bits)
