@@ -1,0 +1,75 @@
+"""wccsim cost: table without a trace; exit 2 and one line on bad YAML or arguments."""
+
+from pathlib import Path
+
+import pytest
+
+from wccsim.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+HW = str(ROOT / "hw_configs" / "edge_npu.yaml")
+WL = str(ROOT / "workloads" / "deeplabv3plus_mnv2_cityscapes.csv")
+GOOD = (ROOT / "hw_configs" / "mcu_npu.yaml").read_text()
+
+
+def test_cost_prints_per_layer_and_total(capsys, tmp_path):
+    out_csv = tmp_path / "c.csv"
+    assert main(["cost", "--hw", HW, "--workload", WL, "--rate", "0.25", "--csv", str(out_csv)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert "DRAM_rd[KB]" in lines[1] and "cycles[k]" in lines[1] and "energy[uJ]" in lines[1]
+    assert any(line.startswith("head.aspp.project") for line in lines)
+    assert lines[-2].startswith("TOTAL")
+    rows = out_csv.read_text().splitlines()
+    assert rows[0].startswith("name,scheme,rate") and len(rows) == 1 + 64
+
+
+def test_cost_input_and_bits(capsys):
+    assert main(["cost", "--hw", HW, "--workload", WL, "--rate", "0.5", "--input", "512x1024",
+                 "--scheme", "uniform_nbit", "--weight-bits", "4"]) == 0
+    assert "512x1024" in capsys.readouterr().out
+
+
+BAD_HW = [  # ten+ distinct mistakes, each a one-line error
+    ("mac:\n  rows: 8", "mac:\n  rows: -4"),
+    ("mac:\n  rows: 8", "mac:\n  rowz: 8"),
+    ("  acc_bits: 32", "  acc_bits: 12"),
+    ("act_bits: 8", "act_bits: 17"),
+    ("clock_mhz: 400", "clock_mhz: fast"),
+    ("dataflow: weight_stationary", "dataflow: ws"),
+    ("placement: compress_on_write", "placement: on_write"),
+    ("size_bytes: 65536", "size_bytes: 99999999999999999999"),
+    ("size_bytes: 65536", "size_bytes: [1]"),
+    ("name: mcu_npu", "name: !!python/object/apply:os.system ['true']"),
+    ("elems_per_cycle: 8\ntopk", "elems_per_cycle: 0\ntopk"),
+    ("energy_pj_per_byte: 325.0", "energy_pj_per_byte: .nan"),
+    ("mac:\n  rows: 8", "mac:\n  rows: 8\n  rows2: [unclosed"),
+]
+
+
+@pytest.mark.parametrize("old,new", BAD_HW)
+def test_bad_yaml_exit_2_one_line(tmp_path, capsys, old, new):
+    assert old in GOOD
+    p = tmp_path / "bad.yaml"
+    p.write_text(GOOD.replace(old, new, 1))
+    assert main(["cost", "--hw", str(p), "--workload", WL, "--rate", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("wccsim: error: bad.yaml: ")
+
+
+def test_empty_and_directory_yaml(tmp_path, capsys):
+    (tmp_path / "empty.yaml").write_text("")
+    assert main(["cost", "--hw", str(tmp_path / "empty.yaml"), "--workload", WL, "--rate", "0.5"]) == 2
+    assert main(["cost", "--hw", str(tmp_path), "--workload", WL, "--rate", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "empty file" in err and "a directory" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--rate", "0"], ["--rate", "x"], ["--rate", "0.5", "--act-bits", "1"], ["--rate", "0.5", "--input", "9"],
+    ["--rate", "0.5", "--scheme", "zvc"], ["--rate", "0.5", "--scheme", "nope"],
+    ["--rate", "0.5", "--nonzero-fraction", "3"],
+])
+def test_bad_arguments_exit_2(capsys, argv):
+    assert main(["cost", "--hw", HW, "--workload", WL] + argv) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -1,0 +1,111 @@
+"""layer_cost entry point, workloads (CSV, generation, rescale), nonzero_fraction, input validation."""
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wccsim.cost import LayerCost, layer_cost, nonzero_fraction, total_cost, workload_cost
+from wccsim.cost.workload import LayerKind, LayerShape, load_workload, rescale_workload
+from wccsim.errors import InputError
+from wccsim.hw import load_hw
+
+ROOT = Path(__file__).resolve().parents[1]
+EDGE = load_hw(ROOT / "hw_configs" / "edge_npu.yaml")
+CITY = ROOT / "workloads" / "deeplabv3plus_mnv2_cityscapes.csv"
+
+
+def test_generated_workloads_are_up_to_date():
+    spec = importlib.util.spec_from_file_location("make_workloads", ROOT / "workloads" / "make_workloads.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for filename in mod.WORKLOADS:
+        assert (ROOT / "workloads" / filename).read_text() == mod.render(filename), filename
+
+
+def test_deeplab_workload_structure():
+    wl = load_workload(CITY)
+    assert wl.input_hw == (1024, 2048)
+    names = [s.name for s in wl.layers]
+    assert [s.name for s in wl.layers if s.keep_fp] == ["features.0", "head.classifier.3"]
+    assert "features.18" not in names  # VainF drops the final 320->1280 conv
+    pws = [s for s in wl.layers if s.is_pointwise]
+    assert len(pws) == 35 + 7  # backbone 1x1s + project, aspp b0/b1-3/pool/project, classifier pw, last 1x1
+    aspp = next(s for s in wl.layers if s.name == "head.aspp.b0")
+    assert (aspp.h, aspp.w, aspp.cin) == (64, 128, 320)  # output stride 16
+
+
+def test_rescale_keeps_downsampling_factors():
+    wl = rescale_workload(load_workload(CITY), (513, 513))
+    voc = load_workload(ROOT / "workloads" / "deeplabv3plus_mnv2_voc.csv")
+    assert [(s.h, s.w) for s in wl.layers] == [(s.h, s.w) for s in voc.layers]
+
+
+def test_every_field_and_units():
+    c = layer_cost(load_workload(CITY).layers[3], EDGE, "wcc", 0.5, 8, 8)
+    assert isinstance(c, LayerCost)
+    names = {f.name for f in dataclasses.fields(LayerCost)}
+    assert {"macs", "bops", "bops_hw", "dram_read_bytes", "dram_write_bytes", "sram_read_bytes",
+            "sram_write_bytes", "bitmap_bytes", "act_read_bytes", "weight_read_bytes", "output_write_bytes",
+            "cycles", "compute_cycles", "memory_cycles", "haar_cycles", "topk_cycles", "bound", "energy_pj",
+            "tiling"} <= names
+    assert c.bound in ("compute", "memory")
+    assert c.cycles == max(c.compute_cycles, c.haar_cycles, c.topk_cycles, c.memory_cycles)
+    assert c.haar_cycles > 0 and c.topk_cycles > 0
+
+
+def test_wcc_saves_on_pointwise_only():
+    wl = load_workload(CITY)
+    wcc = workload_cost(wl, EDGE, "wcc", 0.25, 8, 8)
+    base = workload_cost(wl, EDGE, "int8", 0.25, 8, 8)
+    for a, b, s in zip(wcc, base, wl.layers):
+        if s.name == "head.aspp.pool":  # a 1x1 map padded to 8x8: k = 16 columns instead of 1 position
+            assert a.macs == 16 * b.macs
+        elif s.is_pointwise and not s.keep_fp:
+            assert a.macs < b.macs and a.act_read_bytes < b.act_read_bytes
+        else:
+            assert (a.macs, a.dram_read_bytes, a.haar_cycles) == (b.macs, b.dram_read_bytes, 0)
+    tw, tb = total_cost(wcc), total_cost(base)
+    assert tw["energy_pj"] < tb["energy_pj"] and tw["bops"] < tb["bops"]
+
+
+def test_nonzero_fraction():
+    x = np.array([[0.0, 1.0], [-2.0, 0.0]], dtype=np.float32)
+    assert nonzero_fraction(x) == 0.5
+    assert nonzero_fraction(np.array([0.01, 0.2, -0.3, 0.0]), scale=0.1) == 0.5
+    with pytest.raises(InputError):
+        nonzero_fraction(np.zeros(0))
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    ({"scheme": "jpeg"}, "scheme"), ({"rate": 0.0}, "rate"), ({"rate": 1.5}, "rate"),
+    ({"act_bits": 1}, "act_bits"), ({"weight_bits": 17}, "weight_bits"),
+    ({"scheme": "zvc"}, "nonzero_fraction"), ({"scheme": "zvc", "nonzero_fraction": 2.0}, "nonzero_fraction"),
+])
+def test_layer_cost_rejects_bad_arguments(kwargs, field):
+    args = {"scheme": "wcc", "rate": 0.5, "act_bits": 8, "weight_bits": 8} | kwargs
+    shape = LayerShape("pw", LayerKind.CONV1X1, 8, 8, 1, 1, 1, 8, 8)
+    with pytest.raises(InputError, match=field):
+        layer_cost(shape, EDGE, **args)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("name,kind\n", "header"),
+    ("name,kind,cin,cout,kernel,stride,groups,h,w,dilation,keep_fp\n", "at least one layer"),
+    ("name,kind,cin,cout,kernel,stride,groups,h,w,dilation,keep_fp\na,fc,1,1,1,1,1,1,1,1,0\n", "kind"),
+    ("name,kind,cin,cout,kernel,stride,groups,h,w,dilation,keep_fp\na,conv,x,1,1,1,1,1,1,1,0\n", "cin"),
+    ("name,kind,cin,cout,kernel,stride,groups,h,w,dilation,keep_fp\na,conv,4,4,3,1,3,8,8,1,0\n", "groups"),
+    ("name,kind,cin,cout,kernel,stride,groups,h,w,dilation,keep_fp\na,conv1x1,4,4,3,1,1,8,8,1,0\n", "kernel"),
+    ("name,kind,cin,cout,kernel,stride,groups,h,w,dilation,keep_fp\na,dwconv,4,8,3,1,4,8,8,1,0\n", "groups"),
+    ("name,kind,cin,cout,kernel,stride,groups,h,w,dilation,keep_fp\na,conv,4,4,3,1,1,0,8,1,0\n", "h"),
+    ("# input: big\nname,kind,cin,cout,kernel,stride,groups,h,w,dilation,keep_fp\na,conv,4,4,3,1,1,8,8,1,0\n",
+     "input"),
+])
+def test_bad_workload_one_line_error(tmp_path, text, message):
+    p = tmp_path / "w.csv"
+    p.write_text(text)
+    with pytest.raises(InputError, match=message) as e:
+        load_workload(p)
+    assert "\n" not in str(e.value) and str(e.value).startswith("w.csv: ")
