@@ -1,1 +1,13 @@
-"""Whole-network simulation: run an ONNX network with its 1x1 convolutions on the WCC datapath."""
+"""Whole-network simulation: run an ONNX network with its 1x1 convolutions on the WCC datapath.
+
+- `splice`: plan a graph into onnxruntime segments and spliced 1x1 layers; run it with a per-layer hook.
+- `hooks`: the per-layer computations (float reference, WCC datapath, uniform baseline).
+- `drift`: output drift metrics (tensor errors, probability-map IoU, classifier top-1 / KL).
+- `simulate`: `simulate_network`, the library entry point behind ``wccsim network``.
+- `outputs`: network.json, network_layers.csv and the pictures.
+"""
+
+from wccsim.network.simulate import NetworkResult, simulate_network
+from wccsim.network.splice import plan_graph, run_plan
+
+__all__ = ["NetworkResult", "simulate_network", "plan_graph", "run_plan"]

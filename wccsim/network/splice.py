@@ -177,7 +177,7 @@ def _eligibility(node: onnx.NodeProto, consts: Mapping[str, np.ndarray]) -> tupl
                        b=None if b is None else np.asarray(b, np.float32), stride=int(strides[0])), ""
 
 
-def _segments(order: list, consts: Mapping, graph_inputs: set[str]) -> tuple[list, list[Unhandled]]:
+def _segments(order: list, consts: Mapping) -> tuple[list, list[Unhandled]]:
     """Group the ordered nodes into steps: SplicedConv or a list of onnxruntime nodes."""
     steps, unhandled, run = [], [], []
     for n in order:
@@ -257,7 +257,7 @@ def plan_graph(model: onnx.ModelProto) -> Plan:
     inputs = tuple(i.name for i in g.input if i.name not in consts)
     outputs = tuple(o.name for o in g.output)
     order = _toposort(nodes, set(inputs) | set(consts))
-    raw, unhandled = _segments(order, consts, set(inputs))
+    raw, unhandled = _segments(order, consts)
     steps = _finish_segments(raw, consts, outputs)
     return Plan(model=model, steps=tuple(steps), release=_release_lists(steps, outputs), inputs=inputs,
                 outputs=outputs, constants=consts, unhandled=tuple(unhandled))
