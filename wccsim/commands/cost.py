@@ -9,7 +9,7 @@ import io
 
 from wccsim.atomic import write_text
 from wccsim.cost import LayerCost, Scheme, total_cost, workload_cost
-from wccsim.cost.workload import load_workload, rescale_workload
+from wccsim.cost.workload import load_workload, parse_input_size, rescale_workload
 from wccsim.errors import InputError
 from wccsim.hw import load_hw
 
@@ -75,12 +75,10 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from wccsim.cost.workload import _parse_hw
-
     hw = load_hw(args.hw)
     wl = load_workload(args.workload)
     if args.input:
-        wl = rescale_workload(wl, _parse_hw("wccsim cost", "--input", args.input))
+        wl = rescale_workload(wl, parse_input_size("wccsim cost", "--input", args.input))
     if args.scheme == "zvc" and args.nonzero_fraction is None:
         raise InputError("wccsim cost", "--nonzero-fraction", "a measured fraction for --scheme zvc", "nothing")
     q = hw.datapath.quant

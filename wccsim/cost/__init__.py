@@ -11,8 +11,7 @@ keeps them in float; its BOPs count follows ``fp_layers``).
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 

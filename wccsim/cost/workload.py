@@ -28,7 +28,7 @@ from pathlib import Path
 from wccsim.errors import InputError
 
 __all__ = ["LayerKind", "FpLayers", "LayerShape", "Workload", "load_workload", "rescale_workload",
-           "workload_to_csv", "CSV_COLUMNS", "Scheme", "Gemm", "layer_gemm"]
+           "workload_to_csv", "parse_input_size", "CSV_COLUMNS", "Scheme", "Gemm", "layer_gemm"]
 
 CSV_COLUMNS = ("name", "kind", "cin", "cout", "kernel", "stride", "groups", "h", "w", "dilation", "keep_fp")
 _MAX_DIM = 1 << 20
@@ -134,7 +134,8 @@ def _layer(where: str, row_no: int, row: dict) -> LayerShape:
     return shape
 
 
-def _parse_hw(where: str, field: str, text: str) -> tuple[int, int]:
+def parse_input_size(where: str, field: str, text: str) -> tuple[int, int]:
+    """Parse ``HxW`` (e.g. ``1024x2048``) into (H, W); one-line `InputError` naming `where`/`field`."""
     parts = str(text).lower().replace(" ", "").split("x")
     if len(parts) != 2 or not all(p.isdigit() for p in parts) or not all(1 <= int(p) <= _MAX_DIM for p in parts):
         raise InputError(where, field, "HxW with positive integers, e.g. 1024x2048", repr(text))
@@ -165,7 +166,7 @@ def load_workload(path: str | os.PathLike) -> Workload:
     fp = meta.get("paper_fp_layers", "exclude")
     if fp not in [f.value for f in FpLayers]:
         raise InputError(where, "paper_fp_layers", "exclude or fp32", repr(fp))
-    input_hw = _parse_hw(where, "input", meta.get("input", f"{layers[0].h}x{layers[0].w}"))
+    input_hw = parse_input_size(where, "input", meta.get("input", f"{layers[0].h}x{layers[0].w}"))
     return Workload(meta.get("network", path.stem), input_hw, FpLayers(fp), layers)
 
 
