@@ -55,6 +55,7 @@ class LayerCost:
     energy_mac_pj: float
     energy_haar_pj: float
     energy_topk_pj: float
+    energy_requant_pj: float
     energy_sram_pj: float
     energy_dram_pj: float
     tiling: str
@@ -148,7 +149,7 @@ def layer_cost(shape: LayerShape, hw: HwSpec, scheme: Scheme | str, rate: float,
                 dp.topk.metric.value == "l2"),
         tr.dram_read_bytes, tr.dram_write_bytes, tr.sram_read_bytes, tr.sram_write_bytes, tr.bitmap_bytes,
         tr.act_read_bytes, tr.weight_read_bytes, tr.output_write_bytes, cycles, comp_c, mem_c, haar_c, topk_c,
-        bnd, en.total_pj, en.mac_pj, en.haar_pj, en.topk_pj, en.sram_pj, en.dram_pj, tr.tiling)
+        bnd, en.total_pj, en.mac_pj, en.haar_pj, en.topk_pj, en.requant_pj, en.sram_pj, en.dram_pj, tr.tiling)
 
 
 def workload_cost(wl: Workload, hw: HwSpec, scheme: Scheme | str, rate: float, act_bits: int, weight_bits: int,
@@ -161,7 +162,8 @@ def workload_cost(wl: Workload, hw: HwSpec, scheme: Scheme | str, rate: float, a
 _SUMMED = ("macs", "bops", "bops_hw", "dram_read_bytes", "dram_write_bytes", "sram_read_bytes",
            "sram_write_bytes", "bitmap_bytes", "act_read_bytes", "weight_read_bytes", "output_write_bytes",
            "cycles", "compute_cycles", "memory_cycles", "haar_cycles", "topk_cycles", "energy_pj",
-           "energy_mac_pj", "energy_haar_pj", "energy_topk_pj", "energy_sram_pj", "energy_dram_pj")
+           "energy_mac_pj", "energy_haar_pj", "energy_topk_pj", "energy_requant_pj", "energy_sram_pj",
+           "energy_dram_pj")
 
 
 def total_cost(costs: list[LayerCost]) -> dict:
