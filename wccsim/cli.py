@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"wccsim: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # stdout closed early (e.g. piped into `head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("wccsim: interrupted", file=sys.stderr)
         return 130
