@@ -21,6 +21,9 @@ __all__ = ["main"]
 # Subcommand modules, in the order shown by --help.
 _COMMANDS = (
     "trace",
+    "run",
+    "sweep",
+    "report",
     "network",
     "vectors",
     "cost",

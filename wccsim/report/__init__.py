@@ -1,0 +1,152 @@
+"""``wccsim report``: one self-contained HTML page (plus PNGs and a CSV summary) from a run or sweep directory.
+
+Figures: DRAM traffic per layer and vs rate (stacked activations / weights / bitmap / outputs) beside int8;
+SQNR vs effective bits per activation (WCC vs uniform quantization, the paper's Figure 1 on this network);
+BOPs vs SQNR with the Pareto front; cycles per layer by bound and a roofline; tables with the best setting
+under an SQNR budget relative to int8. Pictures and ``network.json`` that ``wccsim network`` left in the
+directory are included.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from wccsim import __version__
+from wccsim.atomic import write_bytes, write_text
+from wccsim.errors import InputError
+from wccsim.report.html import FigureBlock, render_html
+from wccsim.report.plots import (
+    bops_pareto, cycles_per_layer, png_bytes, roofline, sqnr_vs_bits, traffic_per_layer, traffic_vs_rate,
+)
+from wccsim.report.tables import Results, focus_config, hw_roofs, load_results, summary_table
+from wccsim.run import make_callable
+
+__all__ = ["FIGURES", "report", "build_figures", "network_items", "display_table"]
+
+FIGURES = ("traffic_layers", "traffic_rate", "sqnr_bits", "bops_pareto", "cycles_layers", "roofline")
+_SUMMARY_COLS = ("hw", "scheme", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "rate", "act_bits", "weight_bits",
+                 "eff_bits_per_act", "bops",
+                 "dram_read_bytes", "dram_write_bytes", "cycles", "energy_pj", "sqnr_total_db", "sqnr_drop_db",
+                 "dram_saving_pct", "energy_saving_pct", "cycle_saving_pct", "within_budget", "best")
+
+
+def report(directory, out=None, *, max_sqnr_drop_db: float = 1.0) -> Path:
+    """Write ``out`` (default ``DIR/report.html``), ``<stem>_<figure>.png`` and ``<stem>_summary.csv``.
+
+    Parameters
+    ----------
+    directory : a ``wccsim run`` or ``wccsim sweep`` output directory
+    out : path of the HTML file
+    max_sqnr_drop_db : float >= 0
+        Error budget: a setting qualifies when its network SQNR is at most this many dB below int8's.
+
+    Returns
+    -------
+    Path of the HTML file.
+    """
+    if not isinstance(max_sqnr_drop_db, (int, float)) or not math.isfinite(max_sqnr_drop_db) \
+            or max_sqnr_drop_db < 0:
+        raise InputError("options", "max_sqnr_drop_db", "a finite number >= 0 (dB)", max_sqnr_drop_db)
+    res = load_results(directory)                                            # 1. tables from disk
+    out = Path(out) if out is not None else res.path / "report.html"
+    summary = summary_table(res.totals, max_sqnr_drop_db)                   # 2. budget + best settings
+    focus = focus_config(summary)
+    figures = build_figures(res, summary, focus)                            # 3. figures
+    extras = network_items(res.path, out)                                   # 4. wccsim network outputs
+    page = _page(res, summary, focus, figures, extras, max_sqnr_drop_db)    # 5. HTML
+    for block in figures:                                                    # 6. files, HTML last
+        write_bytes(out.with_name(f"{out.stem}_{block.fig_id}.png"), block.png)
+    write_text(out.with_name(f"{out.stem}_summary.csv"), summary[list(_SUMMARY_COLS)].to_csv(index=False))
+    write_text(out, page)
+    return out
+
+
+def build_figures(res: Results, summary: pd.DataFrame, focus: dict) -> list[FigureBlock]:
+    """The report's figures, in `FIGURES` order, for the focus configuration (per-layer views)."""
+    df, tot = res.layers, res.totals
+    sel = (df[list(focus)] == pd.Series(focus)).all(axis=1)
+    wcc, int8 = df[sel & (df.scheme == "wcc")], df[sel & (df.scheme == "int8")]
+    cfg = f"{focus['hw']}, rate {focus['cfg_rate']:g}, {focus['cfg_act_bits']}-bit act, " \
+          f"{focus['cfg_weight_bits']}-bit weights"
+    same = (tot.hw == focus["hw"]) & (tot.cfg_act_bits == focus["cfg_act_bits"]) \
+        & (tot.cfg_weight_bits == focus["cfg_weight_bits"])
+    rates = tot[same & (tot.scheme == "wcc")].sort_values("cfg_rate", ascending=False)
+    int8_tot = tot[same & (tot.scheme == "int8")].iloc[0]
+    peak, bw = hw_roofs(res.meta, focus["hw"]) or (None, None)
+    figs = [
+        ("DRAM traffic per layer", f"WCC ({cfg}) vs int8, stacked by tensor; bitmap = WCC metadata.",
+         traffic_per_layer(wcc, int8, f"DRAM traffic per layer: {cfg}")),
+        ("Network DRAM traffic vs rate", "Sum over the simulated layers, stacked by tensor; int8 at the left.",
+         traffic_vs_rate(rates, int8_tot, f"DRAM traffic vs rate ({focus['hw']})")),
+        ("SQNR vs bits per activation", "Network SQNR of the integer datapath against the float conv, "
+         "WCC at each (rate, act_bits) vs uniform quantization at the same bit rate (paper, Figure 1).",
+         sqnr_vs_bits(tot[tot.hw == focus["hw"]], f"SQNR vs effective bits ({focus['hw']})")),
+        ("BOPs vs SQNR", "Every setting and scheme of every hw; line = Pareto front (fewer BOPs, higher SQNR).",
+         bops_pareto(tot, "BOPs vs SQNR")),
+        ("Cycles per layer", f"{cfg}: WCC vs int8, colored by the bound the cost model reports.",
+         cycles_per_layer(wcc, int8, f"Cycles per layer: {cfg}")),
+        ("Roofline", f"{cfg}: each layer's attained MACs/cycle vs MACs per DRAM byte under the hw roofs.",
+         roofline(wcc, int8, peak, bw, f"Roofline: {cfg}")),
+    ]
+    return [FigureBlock(fid, title, caption, png_bytes(fig)) for fid, (title, caption, fig) in zip(FIGURES, figs)]
+
+
+def network_items(directory: Path, out: Path) -> list:
+    """PNGs and ``network.json`` written by ``wccsim network`` into the results directory, if any."""
+    items = []
+    net = directory / "network.json"
+    if net.is_file():
+        items.append(("json", json.loads(net.read_text())))
+    ours = f"{out.stem}_" if out.parent.resolve() == directory.resolve() else None
+    for png in sorted(directory.glob("*.png")):
+        if ours and png.name.startswith(ours):
+            continue
+        items.append(FigureBlock(f"network-{png.stem}", png.stem, f"{png.name} (from wccsim network)",
+                                 png.read_bytes()))
+    return items
+
+
+def display_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Summary rows in reading units (settings a scheme really uses; GBOPs, MB, Mcycles, uJ, dB, %)."""
+    s = summary
+    return pd.DataFrame({
+        "hw": s.hw, "scheme": s.scheme, "rate": s.rate, "act_bits": s.act_bits, "weight_bits": s.weight_bits,
+        "bits/act": s.eff_bits_per_act.round(3), "GBOPs": (s.bops / 1e9).round(4),
+        "DRAM MB": ((s.dram_read_bytes + s.dram_write_bytes) / 1e6).round(4),
+        "Mcycles": (s.cycles / 1e6).round(4), "energy uJ": (s.energy_pj / 1e6).round(3),
+        "SQNR dB": s.sqnr_total_db.round(2), "drop dB": s.sqnr_drop_db.round(2),
+        "DRAM saved %": s.dram_saving_pct.round(1), "energy saved %": s.energy_saving_pct.round(1),
+        "cycles saved %": s.cycle_saving_pct.round(1),
+    })
+
+
+def _page(res: Results, summary, focus, figures, extras, budget: float) -> str:
+    trace = res.meta.get("trace", {})
+    meta_lines = [
+        f"wccsim {__version__}; results directory {res.path.name} ({res.kind}); trace {trace.get('file')} "
+        f"(network {trace.get('network')}, sha256 {str(trace.get('sha256'))[:16]}...)",
+        f"{res.layers.layer.nunique()} layers; hardware: {', '.join(sorted(res.layers.hw.unique()))}; "
+        f"error budget: network SQNR at most {budget:g} dB below int8. Savings are relative to int8 on the "
+        f"same hardware. Traffic, cycles and energy are sums over the simulated 1x1 layers.",
+    ]
+    unique = summary.drop_duplicates(["hw", "scheme", "rate", "act_bits", "weight_bits"])
+    best = unique[unique.best | (unique.scheme == "int8")]
+    note = ("No setting meets the budget." if not summary.best.any() else
+            "Best = lowest energy among settings within the budget, per hw and scheme (int8 is the reference).")
+    sections = [
+        ("Summary: best setting under the error budget",
+         [("text", note), (display_table(best), best.best.map({True: "best", False: ""}), "summary-best")]),
+        *[(b.title, [b]) for b in figures],
+        ("All settings (network totals)",
+         [(display_table(unique), unique.best.map({True: "best", False: ""}), "summary-all")]),
+    ]
+    if extras:
+        sections.append(("Network-level results (wccsim network)", extras))
+    return render_html(f"WCC hardware report: {trace.get('network') or res.path.name}", meta_lines, sections)
+
+
+make_callable(__name__, "report")

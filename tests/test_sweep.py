@@ -1,0 +1,155 @@
+"""wccsim sweep: grid, resume after SIGKILL, torn journal lines, --jobs determinism, dask, input errors."""
+
+import fcntl
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from test_run import HW, ROOT, snapshot, write_tiny_trace
+from wccsim.cli import main
+from wccsim.errors import InputError
+from wccsim.run import SCHEMES, run
+from wccsim.sweep import JOURNAL, sweep
+
+HW2 = ROOT / "hw_configs" / "mcu_npu.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return write_tiny_trace(tmp_path_factory.mktemp("trace") / "tiny.npz")
+
+
+def _cli(tiny, out, *extra):
+    return [sys.executable, "-m", "wccsim", "sweep", "--hw", str(HW), "--trace", str(tiny), "--out", str(out),
+            *extra]
+
+
+def _journal_keys(path: Path) -> list[str]:
+    data = path.read_bytes() if path.exists() else b""
+    return [json.loads(line)["key"] for line in data[:data.rfind(b"\n") + 1].splitlines()]
+
+
+def test_sweep_rows_equal_single_runs(tiny, tmp_path):
+    df = sweep([HW, HW2], tiny, tmp_path, rates=[1, 0.5], act_bits=[8, 6], weight_bits=[8])
+    assert len(df) == 2 * 2 * 2 * 3 * len(SCHEMES)
+    assert not df.duplicated(["hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "layer", "scheme"]).any()
+    one = df[(df.hw == "edge_npu") & (df.cfg_rate == 0.5) & (df.cfg_act_bits == 6)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(one, run(HW, tiny, rate=0.5, act_bits=6))
+    on_disk = pd.read_csv(tmp_path / "layers.csv")
+    pd.testing.assert_frame_equal(on_disk, df, check_dtype=False)
+    meta = json.loads((tmp_path / "sweep.json").read_text())
+    assert meta["grid"]["rates"] == [1.0, 0.5] and [h["name"] for h in meta["hw"]] == ["edge_npu", "mcu_npu"]
+
+
+def test_rerun_skips_finished_points_and_is_byte_identical(tiny, tmp_path, monkeypatch):
+    args = dict(rates=[0.5, 0.25], act_bits=[8])
+    sweep(HW, tiny, tmp_path, **args)
+    first = snapshot(tmp_path)
+    import wccsim.sweep as sw
+
+    def fail(*a, **k):
+        raise AssertionError("a finished point was recomputed")
+    monkeypatch.setattr(sw, "compute_point", fail)
+    sweep(HW, tiny, tmp_path, **args)
+    assert snapshot(tmp_path) == first
+
+
+def test_torn_last_journal_line_is_dropped_and_recomputed(tiny, tmp_path):
+    args = dict(rates=[0.5], act_bits=[8, 4])
+    ref = sweep(HW, tiny, tmp_path / "ref", **args)
+    out = tmp_path / "torn"
+    sweep(HW, tiny, out, **args)
+    journal = out / JOURNAL
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(lines[:2]) + lines[2][: len(lines[2]) // 2])  # crash mid-write
+    (out / "layers.csv").unlink()
+    df = sweep(HW, tiny, out, **args)
+    pd.testing.assert_frame_equal(df, ref)
+    assert sorted(_journal_keys(journal)) == sorted(set(_journal_keys(journal))) and len(_journal_keys(journal)) == 6
+    assert snapshot(out) == snapshot(tmp_path / "ref")
+
+
+def test_jobs_1_and_2_give_identical_files(tiny, tmp_path):
+    grid = ["--rates", "1,0.5,0.25", "--act-bits", "8,4", "--weight-bits", "8"]
+    for jobs in ("1", "2"):
+        r = subprocess.run(_cli(tiny, tmp_path / f"j{jobs}", *grid, "--jobs", jobs), capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    a, b = snapshot(tmp_path / "j1"), snapshot(tmp_path / "j2")
+    assert set(a) == {".lock", "layers.csv", "totals.csv", "sweep.json", JOURNAL} and a == b
+
+
+def test_sigkill_at_random_moments_resumes_without_loss_or_duplicates(tiny, tmp_path):
+    grid = ["--rates", "1,0.5,0.25", "--act-bits", "8,4", "--weight-bits", "8,4"]
+    n_points = 3 * 2 * 2 * 3
+    t0 = time.monotonic()
+    subprocess.run(_cli(tiny, tmp_path / "ref", *grid), check=True, capture_output=True)
+    duration = time.monotonic() - t0
+    out = tmp_path / "killed"
+    rng = random.Random(1234)
+    kills, partial_states = 0, 0
+    while kills < 20 or partial_states < 3:
+        proc = subprocess.Popen(_cli(tiny, out, *grid), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.0, duration))
+        if proc.poll() is not None:  # finished before the kill: start over so later kills hit a live sweep
+            subprocess.run(["rm", "-rf", str(out)], check=True)
+            continue
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        keys = _journal_keys(out / JOURNAL)
+        assert len(keys) == len(set(keys)) <= n_points  # never a duplicated point
+        partial_states += 0 < len(keys) < n_points
+        assert kills < 200, "the sweep keeps finishing before the kill"
+    subprocess.run(_cli(tiny, out, *grid), check=True, capture_output=True)
+    ref, got = snapshot(tmp_path / "ref"), snapshot(out)
+    assert got["layers.csv"] == ref["layers.csv"] and got["totals.csv"] == ref["totals.csv"]
+    assert got[JOURNAL] == ref[JOURNAL] and len(_journal_keys(out / JOURNAL)) == n_points
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_dask_local_cluster_gives_the_same_table(tiny, tmp_path):
+    distributed = pytest.importorskip("distributed", reason="dask extra not installed")
+    args = dict(rates=[0.5, 0.25], act_bits=[8])
+    ref = sweep(HW, tiny, tmp_path / "local", **args)
+    with distributed.LocalCluster(n_workers=1, processes=False, threads_per_worker=2,
+                                  dashboard_address=None) as cluster:
+        df = sweep(HW, tiny, tmp_path / "dask", scheduler=cluster.scheduler_address, **args)
+    pd.testing.assert_frame_equal(df, ref)
+    assert snapshot(tmp_path / "dask") == snapshot(tmp_path / "local")
+
+
+BAD = {
+    "rate 0": ["--rates", "1,0"],
+    "rate > 1": ["--rates", "2"],
+    "rate text": ["--rates", "1,x"],
+    "act bits 1": ["--act-bits", "8,1"],
+    "weight bits 17": ["--weight-bits", "17"],
+    "jobs 0": ["--jobs", "0"],
+    "unknown glob": ["--layers", "fc*"],
+    "missing trace": ["--trace", "missing.npz"],
+    "missing hw": ["--hw", "missing.yaml"],
+}
+
+
+@pytest.mark.parametrize("extra", list(BAD.values()), ids=list(BAD))
+def test_bad_arguments_exit_2_and_write_nothing(tiny, tmp_path, capsys, extra):
+    out = tmp_path / "out"
+    assert main(["sweep", "--hw", str(HW), "--trace", str(tiny), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wccsim: error: ") and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_locked_directory_is_refused(tiny, tmp_path):
+    with open(tmp_path / ".lock", "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(InputError, match="locked"):
+            sweep(HW, tiny, tmp_path, rates=[0.5])

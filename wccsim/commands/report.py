@@ -1,0 +1,25 @@
+"""``wccsim report``: a self-contained HTML report (plus PNGs and a CSV summary) from a run or sweep dir."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("report", help="HTML report from a run or sweep directory",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("dir", help="output directory of wccsim run or wccsim sweep")
+    p.add_argument("-o", "--out", default=None, help="HTML file to write (default DIR/report.html)")
+    p.add_argument("--max-sqnr-drop-db", type=float, default=1.0,
+                   help="error budget: network SQNR at most this many dB below int8 (default 1)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from wccsim.report import report
+
+    path = report(args.dir, args.out, max_sqnr_drop_db=args.max_sqnr_drop_db)
+    print(f"wrote {path} (+ PNGs and {path.stem}_summary.csv beside it)")
+    return 0

@@ -1,0 +1,145 @@
+"""``wccsim run``: simulate every layer of a trace (datapath + cost model) and write the results table."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+
+from wccsim import __version__
+from wccsim.errors import InputError
+
+__all__ = ["register", "default_out_dir", "run_metadata", "format_table"]
+
+_FORMATS = ("table", "csv", "json")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("run", help="simulate a trace through the WCC datapath and cost model",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--hw", required=True, help="hardware YAML (e.g. hw_configs/edge_npu.yaml)")
+    p.add_argument("--trace", required=True, help="trace .npz (e.g. traces/ppocrv4_det.npz)")
+    p.add_argument("--rate", type=_number(float), default=0.5, help="fraction of Haar positions kept, (0, 1]")
+    p.add_argument("--act-bits", type=_number(int), default=None, help="activation bits 2..16 (default: YAML)")
+    p.add_argument("--weight-bits", type=_number(int), default=None, help="weight bits 2..16 (default: YAML)")
+    p.add_argument("--layers", default=None, metavar="GLOB", help="only layers whose name matches GLOB")
+    p.add_argument("--calib", default=None, help="calibration: max, percentile or mse (default: YAML)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output directory (default: runs/<trace-stem>_<hw-stem>)")
+    p.add_argument("--format", default="table", help="stdout format: table, csv or json")
+    p.set_defaults(func=main)
+
+
+def _number(kind):
+    """argparse type that turns a bad number into a one-line InputError."""
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise InputError("options", "", f"a{'n integer' if kind is int else ' number'}", text) from None
+    return parse
+
+
+def default_out_dir(hw_path: str, trace_path: str) -> Path:
+    """``runs/<trace-stem>_<hw-stem>`` relative to the working directory."""
+    return Path("runs") / f"{Path(trace_path).stem}_{Path(hw_path).stem}"
+
+
+def main(args: argparse.Namespace) -> int:
+    import wccsim.run as lib
+    from wccsim.atomic import write_text
+    from wccsim.hw import spec_hash, spec_to_dict
+
+    if args.format not in _FORMATS:
+        raise InputError("options", "format", f"one of {list(_FORMATS)}", args.format)
+    out = Path(args.out) if args.out else default_out_dir(args.hw, args.trace)
+    hw = lib.resolve_hw(args.hw)                                              # 1. inputs
+    trace = lib.resolve_trace(args.trace)
+    df = lib.run(hw, trace, rate=args.rate, act_bits=args.act_bits, weight_bits=args.weight_bits,
+                 layers=args.layers, calib=args.calib)                       # 2. simulate
+    tot = lib.totals(df)
+    opts = {"rate": args.rate, "act_bits": args.act_bits, "weight_bits": args.weight_bits,
+            "layers": args.layers, "calib": args.calib}
+    meta = run_metadata(spec_to_dict(hw), spec_hash(hw), trace, opts, tot)
+    files = {"layers.csv": df.to_csv(index=False), "totals.csv": tot.to_csv(index=False),   # 3. outputs
+             "run.json": json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n"}
+    for name, text in files.items():
+        write_text(out / name, text)
+    _write_parquet(df, out / "layers.parquet")
+    sys.stdout.write(_render(args.format, df, tot, meta))                    # 4. print
+    if args.format == "table":
+        print(f"\nwrote {out}/layers.csv, totals.csv, run.json")
+    return 0
+
+
+def run_metadata(hw_dict: dict, hw_hash: str, trace, options: dict, tot) -> dict:
+    """run.json content: version, command line, options, hw spec + hash, trace sha256, totals."""
+    return {
+        "wccsim_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join(["wccsim", *sys.argv[1:]]),
+        "options": options,
+        "hw": hw_dict, "hw_hash": hw_hash,
+        "trace": {"file": Path(trace.path).name, "sha256": trace.sha256, "network": trace.meta.get("network")},
+        "totals": _json_records(tot),
+    }
+
+
+def _json_records(df) -> list[dict]:
+    """Records with non-finite floats as null (JSON has no inf/NaN)."""
+    recs = df.to_dict(orient="records")
+    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else _plain(v)) for k, v in r.items()}
+            for r in recs]
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+def _write_parquet(df, path: Path) -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return
+    from wccsim.atomic import atomic_path
+
+    with atomic_path(path, suffix=".parquet") as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def _render(fmt: str, df, tot, meta: dict) -> str:
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    if fmt == "json":
+        return json.dumps({"layers": _json_records(df), "totals": meta["totals"]}, indent=2,
+                          allow_nan=False) + "\n"
+    return format_table(df, tot)
+
+
+def format_table(df, tot) -> str:
+    """Per-layer WCC vs int8 side by side, then network totals for every scheme."""
+    import pandas as pd
+
+    wcc = df[df.scheme == "wcc"].set_index("layer")
+    int8 = df[df.scheme == "int8"].set_index("layer")
+    layers = pd.DataFrame({
+        "layer": wcc.index, "cin": wcc.cin, "cout": wcc.cout, "hxw": [f"{h}x{w}" for h, w in zip(wcc.h, wcc.w)],
+        "k": wcc.k, "sqnr_db": wcc.sqnr_total_db.round(2), "int8_sqnr_db": int8.sqnr_total_db.round(2),
+        "dram_kB": ((wcc.dram_read_bytes + wcc.dram_write_bytes) / 1e3).round(1),
+        "int8_dram_kB": ((int8.dram_read_bytes + int8.dram_write_bytes) / 1e3).round(1),
+        "cycles": wcc.cycles, "int8_cycles": int8.cycles, "bound": wcc.bound,
+        "energy_uJ": (wcc.energy_pj / 1e6).round(3), "overflows": wcc.acc_overflows + wcc.haar_saturations,
+    })
+    net = pd.DataFrame({
+        "scheme": tot.scheme, "rate": tot.cfg_rate.where(tot.scheme == "wcc", 1.0),
+        "bits_per_act": tot.eff_bits_per_act.round(3), "GBOPs": (tot.bops / 1e9).round(3),
+        "dram_MB": ((tot.dram_read_bytes + tot.dram_write_bytes) / 1e6).round(3),
+        "Mcycles": (tot.cycles / 1e6).round(3), "energy_uJ": (tot.energy_pj / 1e6).round(2),
+        "sqnr_db": tot.sqnr_total_db.round(2), "overflows": tot.acc_overflows + tot.haar_saturations,
+    })
+    return (f"per layer (WCC beside the int8 baseline):\n{layers.to_string(index=False)}\n\n"
+            f"network totals ({int(tot.layers.iloc[0])} layers):\n{net.to_string(index=False)}\n")

@@ -1,0 +1,177 @@
+"""Report figures (matplotlib, no pyplot state): each function takes result tables and returns a Figure.
+
+Units: bytes for traffic (plotted in kB / MB), cycles, MACs, BOPs, dB.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+__all__ = ["TRAFFIC_PARTS", "traffic_per_layer", "traffic_vs_rate", "sqnr_vs_bits", "bops_pareto",
+           "cycles_per_layer", "roofline", "png_bytes"]
+
+# DRAM traffic components (column, legend label), stacked in this order.
+TRAFFIC_PARTS = (("act_read_bytes", "activations"), ("weight_read_bytes", "weights"),
+                 ("bitmap_bytes", "bitmap"), ("output_write_bytes", "outputs"))
+_COLORS = {"activations": "#4C72B0", "weights": "#DD8452", "bitmap": "#55A868", "outputs": "#8172B3"}
+_SCHEME_STYLE = {"wcc": ("#C44E52", "o"), "uniform_nbit": ("#4C72B0", "s"), "int8": ("black", "*"),
+                 "zvc": ("#8C8C8C", "^")}
+_BOUND_COLORS = {"compute": "#4C72B0", "memory": "#C44E52"}
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """PNG of a figure (no software/date metadata, so equal figures give equal bytes)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _stacked_barh(ax, y, parts: pd.DataFrame, height: float, scale: float, hatch=None, labels=True):
+    left = np.zeros(len(parts))
+    for col, label in TRAFFIC_PARTS:
+        vals = parts[col].to_numpy(dtype=float) / scale
+        ax.barh(y, vals, height, left=left, color=_COLORS[label], hatch=hatch, edgecolor="white",
+                linewidth=0.3, label=label if labels else None)
+        left += vals
+
+
+def traffic_per_layer(wcc: pd.DataFrame, int8: pd.DataFrame, title: str) -> Figure:
+    """Horizontal stacked bars per layer: WCC (solid) above int8 (hatched), DRAM kB."""
+    n = len(wcc)
+    fig = Figure(figsize=(9, 1.2 + 0.32 * n), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(n)
+    _stacked_barh(ax, y - 0.2, wcc, 0.38, 1e3)
+    _stacked_barh(ax, y + 0.2, int8, 0.38, 1e3, hatch="//", labels=False)
+    ax.set_yticks(y, [f"{name}" for name in wcc.layer], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("DRAM traffic per layer [kB]  (upper bar WCC, lower hatched bar int8)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def traffic_vs_rate(tot: pd.DataFrame, int8: pd.Series, title: str) -> Figure:
+    """Network DRAM traffic (MB, stacked) for int8 and each WCC rate (rows of `tot`, one per rate)."""
+    bars = pd.concat([int8.to_frame().T, tot], ignore_index=True)
+    labels = ["int8"] + [f"WCC r={r:g}\n{b:g} bit/act" for r, b in zip(tot.cfg_rate, tot.eff_bits_per_act)]
+    fig = Figure(figsize=(max(5.0, 1.2 * len(bars) + 2), 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    bottom = np.zeros(len(bars))
+    for col, label in TRAFFIC_PARTS:
+        vals = bars[col].to_numpy(dtype=float) / 1e6
+        ax.bar(np.arange(len(bars)), vals, 0.6, bottom=bottom, color=_COLORS[label], label=label)
+        bottom += vals
+    for x, v in enumerate(bottom):
+        ax.annotate(f"{v:.2f}", (x, v), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(np.arange(len(bars)), labels, fontsize=8)
+    ax.set_ylabel("network DRAM traffic [MB]")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def sqnr_vs_bits(tot: pd.DataFrame, title: str) -> Figure:
+    """Network SQNR vs effective bits per activation: WCC (a line per act_bits) vs uniform quantization."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    wcc = tot[tot.scheme == "wcc"]
+    for bits, g in wcc.groupby("cfg_act_bits"):
+        g = g.sort_values("eff_bits_per_act")
+        ax.plot(g.eff_bits_per_act, g.sqnr_total_db, "o-", color=_SCHEME_STYLE["wcc"][0],
+                alpha=0.4 + 0.6 * bits / wcc.cfg_act_bits.max(), label=f"WCC, {bits}-bit coefficients")
+    uni = tot[tot.scheme == "uniform_nbit"].drop_duplicates(["eff_bits_per_act"]).sort_values("eff_bits_per_act")
+    ax.plot(uni.eff_bits_per_act, uni.sqnr_total_db, "s--", color=_SCHEME_STYLE["uniform_nbit"][0],
+            label="uniform quantization")
+    int8 = tot[tot.scheme == "int8"].drop_duplicates("sqnr_total_db")
+    ax.plot(int8.eff_bits_per_act, int8.sqnr_total_db, "*", ms=12, color="black", label="int8")
+    ax.set_xlabel("effective bits per activation (rate x act_bits; bitmap excluded)")
+    ax.set_ylabel("network SQNR vs float conv [dB]")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def bops_pareto(tot: pd.DataFrame, title: str) -> Figure:
+    """Network BOPs (log) vs network SQNR for every setting and scheme; the Pareto front is drawn."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    pts = tot.drop_duplicates(["scheme", "bops", "sqnr_total_db"])
+    for scheme, g in pts.groupby("scheme", sort=True):
+        color, marker = _SCHEME_STYLE.get(scheme, ("gray", "x"))
+        ax.scatter(g.bops / 1e9, g.sqnr_total_db, c=color, marker=marker, s=40, label=scheme, zorder=3)
+    front = pareto_front(pts.bops.to_numpy(float), pts.sqnr_total_db.to_numpy(float))
+    f = pts.iloc[front].sort_values("bops")
+    ax.step(f.bops / 1e9, f.sqnr_total_db, where="post", color="black", lw=1, alpha=0.6, label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("network BOPs [G]  (MACs x weight_bits x act_bits + Haar adds)")
+    ax.set_ylabel("network SQNR [dB]")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def pareto_front(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Indices of points not dominated (lower-or-equal cost and higher-or-equal quality, one strictly)."""
+    keep = []
+    for i in range(len(cost)):
+        dominated = np.any((cost <= cost[i]) & (quality >= quality[i]) & ((cost < cost[i]) | (quality > quality[i])))
+        if not dominated:
+            keep.append(i)
+    return np.asarray(keep, dtype=int)
+
+
+def cycles_per_layer(wcc: pd.DataFrame, int8: pd.DataFrame, title: str) -> Figure:
+    """Cycles per layer (log), WCC and int8 side by side, colored by compute/memory bound."""
+    n = len(wcc)
+    fig = Figure(figsize=(9, 1.2 + 0.32 * n), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(n)
+    for dy, df, hatch in ((-0.2, wcc, None), (0.2, int8, "//")):
+        colors = [_BOUND_COLORS.get(b, "gray") for b in df.bound]
+        ax.barh(y + dy, df.cycles.to_numpy(float), 0.38, color=colors, hatch=hatch, edgecolor="white",
+                linewidth=0.3)
+    for bound, color in _BOUND_COLORS.items():
+        ax.barh([0], [0], color=color, label=f"{bound}-bound")
+    ax.set_xscale("log")
+    ax.set_yticks(y, list(wcc.layer), fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("cycles per layer  (upper bar WCC, lower hatched bar int8)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3, which="both")
+    return fig
+
+
+def roofline(wcc: pd.DataFrame, int8: pd.DataFrame, peak_macs: float | None, bw_bytes: float | None,
+             title: str) -> Figure:
+    """Roofline: attained MACs/cycle vs operational intensity (MACs per DRAM byte), one point per layer."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    for df, scheme in ((int8, "int8"), (wcc, "wcc")):
+        oi = df.macs / (df.dram_read_bytes + df.dram_write_bytes).clip(lower=1)
+        perf = df.macs / df.cycles.clip(lower=1)
+        color, marker = _SCHEME_STYLE[scheme]
+        ax.scatter(oi, perf, c=color, marker=marker, s=30, alpha=0.8, label=f"{scheme} layers", zorder=3)
+    if peak_macs and bw_bytes:
+        lo = min(ax.get_xlim()[0], 0.5 * peak_macs / bw_bytes)
+        hi = max(ax.get_xlim()[1], 4 * peak_macs / bw_bytes)
+        xs = np.geomspace(max(lo, 1e-3), hi, 200)
+        ax.plot(xs, np.minimum(peak_macs, bw_bytes * xs), color="black", lw=1.5,
+                label=f"roof: {peak_macs:g} MAC/cycle, {bw_bytes:g} B/cycle DRAM")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("operational intensity [MACs per DRAM byte]")
+    ax.set_ylabel("attained MACs per cycle")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return fig

@@ -1,0 +1,332 @@
+"""Sweep hardware configs x rates x bit widths over a trace; resumable, parallel, deterministic.
+
+A sweep is the cartesian product hw x rate x act_bits x weight_bits; its work unit is one *point*
+(hw, rate, act_bits, weight_bits, layer), so ``--jobs 2`` keeps two processes busy even for one config.
+Each finished point is appended to ``DIR/journal.jsonl`` as one JSON line, flushed and fsync'd, before the
+next is recorded. A rerun (after completion, a crash or SIGKILL at any moment) reads the journal, drops a
+torn last line, and computes only the missing points; nothing is lost or duplicated. At the end the journal
+is rewritten in sorted order and the tables are written atomically:
+
+- ``DIR/layers.csv``: one row per (hw, rate, act_bits, weight_bits, layer, scheme), columns as ``wccsim run``;
+- ``DIR/totals.csv``: network totals per (config, scheme);
+- ``DIR/sweep.json``: version, trace sha256, hardware specs and hashes, the grid (no timestamps, no --jobs).
+
+The same command with any ``--jobs`` gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import itertools
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import pandas as pd
+
+from wccsim import __version__
+from wccsim.atomic import write_text
+from wccsim.errors import InputError
+from wccsim.run import (
+    configure_datapath, layer_rows, make_callable, make_options, progress_bar, resolve_hw, resolve_trace,
+    rows_to_frame, select_layers, totals,
+)
+
+__all__ = ["Point", "JOURNAL", "plan_points", "read_journal", "Journal", "compute_point", "sweep"]
+
+JOURNAL = "journal.jsonl"
+_OUTPUTS = ("layers.csv", "totals.csv", "sweep.json", JOURNAL)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One work unit: a layer of the trace under one hardware config and one (rate, bits) setting."""
+    hw_index: int
+    rate: float
+    act_bits: int
+    weight_bits: int
+    layer_index: int
+    layer: str
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every worker needs besides the point (picklable; sent to processes and dask workers)."""
+    hws: tuple
+    hw_hashes: tuple
+    trace_path: str
+    trace_sha256: str
+    calib: object
+
+
+# --------------------------------------------------------------------------------------------- stages
+
+def plan_points(n_hw: int, rates, act_bits, weight_bits, layers: Sequence[tuple[int, str]]) -> list[Point]:
+    """The grid as a sorted list of points (each once; duplicated grid values are dropped)."""
+    grid = itertools.product(range(n_hw), sorted(set(rates), reverse=True), sorted(set(act_bits), reverse=True),
+                             sorted(set(weight_bits), reverse=True), layers)
+    return [Point(h, float(r), int(a), int(w), i, name) for h, r, a, w, (i, name) in grid]
+
+
+def point_key(ctx: _Context, p: Point) -> str:
+    """Journal key: identifies a point across runs (trace, calibration, hw spec hash, setting, layer)."""
+    hw = ctx.hws[p.hw_index]
+    calib = None if ctx.calib is None else ctx.calib.value
+    return json.dumps([ctx.trace_sha256, calib, ctx.hw_hashes[p.hw_index], hw.name, p.rate, p.act_bits,
+                       p.weight_bits, p.layer])
+
+
+def read_journal(path: Path) -> dict[str, list[dict]]:
+    """Finished points from a journal: {key: rows}. A torn (unterminated or unparsable) last line is cut off
+    the file, so later appends start on a fresh line; the first record of a key wins."""
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    done: dict[str, list[dict]] = {}
+    for line in data[:end].splitlines():
+        try:
+            rec = json.loads(line)
+            done.setdefault(rec["key"], rec["rows"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line damaged by a crash of a foreign writer; its point is recomputed
+    if end < len(data):
+        with open(path, "rb+") as f:
+            f.truncate(end)
+            os.fsync(f.fileno())
+    return done
+
+
+class Journal:
+    """Append-only JSON-lines journal; `append` returns after the line is on disk (flush + fsync)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        new = not path.exists()
+        self._f = open(path, "ab")
+        if new:
+            _fsync_dir(path.parent)
+
+    def append(self, key: str, rows: list[dict]) -> None:
+        line = json.dumps({"key": key, "rows": rows}, sort_keys=True) + "\n"
+        self._f.write(line.encode("utf-8"))
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def compute_point(ctx: _Context, p: Point) -> tuple[str, list[dict]]:
+    """Simulate one point (runs in a worker process or on a dask worker); returns (key, rows)."""
+    hw = ctx.hws[p.hw_index]
+    opts = make_options(hw, p.rate, p.act_bits, p.weight_bits, None, ctx.calib)
+    trace = _cached_trace(ctx.trace_path)
+    info = trace.layers[p.layer_index]
+    return point_key(ctx, p), layer_rows(trace, p.layer_index, info, configure_datapath(hw, opts), opts)
+
+
+def execute(ctx: _Context, points: list[Point], jobs: int, scheduler: str | None) -> Iterator[tuple[str, list]]:
+    """Yield (key, rows) for each point as it finishes: in process, on a process pool, or on dask."""
+    if scheduler:
+        yield from _execute_dask(ctx, points, scheduler)
+    elif jobs <= 1 or len(points) <= 1:
+        for p in points:
+            yield compute_point(ctx, p)
+    else:
+        yield from _execute_pool(ctx, points, jobs)
+
+
+def write_outputs(out: Path, df: pd.DataFrame, meta: dict, done: dict[str, list], journal: Path) -> None:
+    """Compact the journal (sorted) and write the tables and sweep.json, each atomically."""
+    write_text(journal, "".join(json.dumps({"key": k, "rows": done[k]}, sort_keys=True) + "\n"
+                                for k in sorted(done)))
+    write_text(out / "layers.csv", df.to_csv(index=False))
+    write_text(out / "totals.csv", totals(df).to_csv(index=False))
+    write_text(out / "sweep.json", json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+# ------------------------------------------------------------------------------------------ top level
+
+def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
+          act_bits: Iterable[int] = (8,), weight_bits: Iterable[int] = (8,), layers: str | None = None,
+          calib=None, jobs: int = 1, scheduler: str | None = None, progress: bool | None = None) -> pd.DataFrame:
+    """Run the cartesian product of hardware configs, rates and bit widths over a trace, resumably.
+
+    Parameters
+    ----------
+    hws : HwSpec, path, or a sequence of them
+    trace : Trace or path to a ``.npz`` trace (workers open it by path: on a cluster it must be readable
+        at the same path on every worker)
+    out : directory for journal.jsonl, layers.csv, totals.csv, sweep.json (created if missing)
+    rates, act_bits, weight_bits : grid values (rates in (0, 1], bits in 2..16)
+    layers : glob over layer names; calib : calibration override (see `wccsim.run.run`)
+    jobs : worker processes on this machine (1 = in process)
+    scheduler : dask.distributed scheduler address; when given, points run on that cluster
+    progress : progress bar over points; default only when stderr is a TTY
+
+    Returns
+    -------
+    pandas.DataFrame -- the rows of layers.csv (every point of the grid).
+    """
+    ctx, points, meta = prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs)  # 1. validate
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):                                                    # 2. one writer per directory
+        _remove_stale_temporaries(out)
+        journal_path = out / JOURNAL
+        done = read_journal(journal_path)                                    # 3. finished points
+        pending = [p for p in points if point_key(ctx, p) not in done]
+        journal = Journal(journal_path)
+        try:                                                                 # 4. compute the rest
+            bar = progress_bar(execute(ctx, pending, jobs, scheduler), "points", progress, len(points))
+            bar.update(len(points) - len(pending))
+            for key, rows in bar:
+                journal.append(key, rows)                                    # 5. one fsync'd line each
+                done[key] = rows
+        finally:
+            journal.close()
+        df = rows_to_frame(r for p in points for r in done[point_key(ctx, p)])  # 6. sorted table
+        write_outputs(out, df, meta, done, journal_path)                    # 7. atomic outputs
+    return df
+
+
+def prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs):
+    """Validate everything before any file is touched; returns (context, points, sweep.json dict)."""
+    from wccsim.hw import spec_hash, spec_to_dict
+
+    specs = tuple(resolve_hw(h) for h in _as_list(hws))
+    names = [h.name for h in specs]
+    if not specs or len(set(names)) != len(names):
+        raise InputError("options", "hw", "one or more hardware specs with distinct names", names)
+    rates, act_bits, weight_bits = (_as_list(v) for v in (rates, act_bits, weight_bits))
+    for name, values in (("rates", rates), ("act_bits", act_bits), ("weight_bits", weight_bits)):
+        if not values:
+            raise InputError("options", name, "at least one value", "none")
+    opts = [make_options(h, r, a, w, layers, calib)
+            for h, r, a, w in itertools.product(specs, rates, act_bits, weight_bits)]
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InputError("options", "jobs", "a positive integer", jobs)
+    trace = resolve_trace(trace)
+    chosen = select_layers(trace, layers)
+    index = {info.name: i for i, info in enumerate(trace.layers)}
+    hashes = tuple(spec_hash(h) for h in specs)
+    ctx = _Context(specs, hashes, str(Path(trace.path).resolve()), trace.sha256, opts[0].calib)
+    points = plan_points(len(specs), rates, act_bits, weight_bits, [(index[i.name], i.name) for i in chosen])
+    meta = {
+        "wccsim_version": __version__,
+        "trace": {"file": Path(trace.path).name, "sha256": trace.sha256,
+                  "network": trace.meta.get("network")},
+        "hw": [{"name": h.name, "hash": k, "spec": spec_to_dict(h)} for h, k in zip(specs, hashes)],
+        "grid": {"rates": sorted({p.rate for p in points}, reverse=True),
+                 "act_bits": sorted({p.act_bits for p in points}, reverse=True),
+                 "weight_bits": sorted({p.weight_bits for p in points}, reverse=True),
+                 "layers": [name for _, name in sorted({(p.layer_index, p.layer) for p in points})],
+                 "calib": None if ctx.calib is None else ctx.calib.value},
+        "points": len(points),
+    }
+    return ctx, points, meta
+
+
+# -------------------------------------------------------------------------------------------- helpers
+
+_TRACES: dict = {}
+
+
+def _cached_trace(path: str):
+    """One open `Trace` per path per process (opening validates every member header)."""
+    if path not in _TRACES:
+        _TRACES[path] = resolve_trace(path)
+    return _TRACES[path]
+
+
+def _as_list(v) -> list:
+    if isinstance(v, (str, os.PathLike)) or not isinstance(v, Iterable):
+        return [v]
+    return list(v)
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Start worker processes with one BLAS/numba thread each (jobs processes, not jobs x cores threads)."""
+    saved = {v: os.environ.get(v) for v in _THREAD_VARS}
+    os.environ.update({v: "1" for v in _THREAD_VARS})
+    try:
+        yield
+    finally:
+        for v, old in saved.items():
+            if old is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = old
+
+
+def _execute_pool(ctx: _Context, points: list[Point], jobs: int) -> Iterator[tuple[str, list]]:
+    import multiprocessing
+
+    with _single_threaded_children():
+        pool = ProcessPoolExecutor(max_workers=min(jobs, len(points)),
+                                   mp_context=multiprocessing.get_context("spawn"))
+    with pool:
+        futures = [pool.submit(compute_point, ctx, p) for p in points]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+
+def _execute_dask(ctx: _Context, points: list[Point], address: str) -> Iterator[tuple[str, list]]:
+    try:
+        from distributed import Client, as_completed as dask_completed
+    except ImportError:
+        raise InputError("options", "scheduler", "the dask extra installed (pip install 'wccsim[dask]')",
+                         "distributed not importable") from None
+    try:
+        client = Client(address, timeout=30)
+    except OSError as e:
+        raise InputError("options", "scheduler", "a reachable dask.distributed scheduler address",
+                         f"{address} ({e})") from None
+    with client:
+        futures = [client.submit(compute_point, ctx, p, pure=False) for p in points]
+        for fut in dask_completed(futures):
+            yield fut.result()
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on DIR/.lock (released by the kernel even on SIGKILL)."""
+    with open(out / ".lock", "a") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(str(out), "", "a sweep directory no other sweep is writing", "locked") from None
+        yield
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporaries of our atomic writes left by a killed run (`wccsim.atomic` names them .<name>.*.tmp)."""
+    for name in _OUTPUTS:
+        for tmp in out.glob(f".{name}.*.tmp"):
+            tmp.unlink()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+make_callable(__name__, "sweep")
