@@ -141,7 +141,8 @@ def test_refuses_int_dtype_nan_and_unexpected_member(good, tmp_path):
 def test_nonfinite_count_is_chunked():
     a = np.zeros(1000, np.float32)
     a[[3, 500, 999]] = [np.nan, np.inf, -np.inf]
-    assert tr._count_nonfinite(a, chunk=7) == 3 and tr._count_nonfinite(a[:3], chunk=7) == 0
+    a[700] = 2e9  # above the magnitude limit (would overflow float32 sums of squares in calibration)
+    assert tr._count_bad_values(a, chunk=7) == 4 and tr._count_bad_values(a[:3], chunk=7) == 0
 
 
 def test_refuses_unknown_version_and_bad_meta(good, tmp_path):

@@ -43,6 +43,8 @@ _SUFFIXES = ("x", "w", "b", "y")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
 _META_MAX_BYTES = 64 << 20
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_MAX_ABS = 1e9  # larger magnitudes are a capture bug (real activations stay below ~1e5) and would overflow
+                # the float32 calibration arithmetic (sums of squares)
 _STORE_DTYPES = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
 
 
@@ -333,9 +335,10 @@ def _read_member(zf: zipfile.ZipFile, path: Path, member: str, shape: tuple[int,
     if meta:
         return out
     out = out.astype(np.float32 if out.dtype.itemsize <= 4 else np.float64, copy=False)
-    bad = _count_nonfinite(out)
+    bad = _count_bad_values(out)
     if bad:
-        raise InputError(where, member, "finite values", f"{bad} NaN/Inf")
+        raise InputError(where, member, f"finite values of magnitude at most {_MAX_ABS:g}",
+                         f"{bad} NaN/Inf or larger values")
     return out
 
 
@@ -351,10 +354,12 @@ def _readinto(f, buf: np.ndarray, chunk_bytes: int = 8 << 20) -> int:
     return got
 
 
-def _count_nonfinite(arr: np.ndarray, chunk: int = 1 << 20) -> int:
-    """Number of NaN/Inf values, checked in chunks so no array-sized temporary is made."""
+def _count_bad_values(arr: np.ndarray, chunk: int = 1 << 20) -> int:
+    """Number of NaN/Inf values or values of magnitude above `_MAX_ABS`, checked in chunks so no
+    array-sized temporary is made."""
     flat = arr.reshape(-1)
-    return sum(int(part.size - np.count_nonzero(np.isfinite(part)))
+    limit = np.asarray(min(_MAX_ABS, float(np.finfo(arr.dtype).max)), dtype=arr.dtype)  # no overflowing cast
+    return sum(int(part.size - np.count_nonzero(np.abs(part) <= limit))
                for part in (flat[i:i + chunk] for i in range(0, flat.size, chunk)))
 
 
@@ -458,6 +463,8 @@ def _validate_layer_data(where: str, ld: LayerData) -> LayerInfo:
     for s, arr in arrays.items():
         if arr.shape != want[s]:
             raise InputError(where, f"{ld.name}.{s}", f"shape {want[s]}", f"shape {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise InputError(where, f"{ld.name}.{s}", "finite values", "NaN/Inf")
+        bad = _count_bad_values(arr)
+        if bad:
+            raise InputError(where, f"{ld.name}.{s}", f"finite values of magnitude at most {_MAX_ABS:g}",
+                             f"{bad} NaN/Inf or larger values")
     return li
