@@ -32,6 +32,8 @@ def test_int8_everything_fits_by_hand():
     # weight once; one reduction fold, so no partial sums; outputs drained once
     assert c.sram_write_bytes == act + wts + out
     assert c.sram_read_bytes == act + wts + out
+    assert (c.ifmap_sram_write_bytes, c.weight_sram_write_bytes, c.ofmap_sram_write_bytes) == (act, wts, out)
+    assert (c.ifmap_sram_read_bytes, c.weight_sram_read_bytes, c.ofmap_sram_read_bytes) == (act, wts, out)
     assert c.macs == 16 * 8 * 256
     assert c.tiling == "act and weights resident"
 
@@ -68,6 +70,14 @@ def test_wcc_compressed_read():
     assert c.act_read_bytes == 64 * k
     assert c.bitmap_bytes == 64 * 64 // 8
     assert c.macs == 64 * 32 * k
+    # ifmap SRAM holds columns + bitmap; the array reads the columns (and the bitmap) once per column fold
+    assert c.ifmap_sram_write_bytes == 64 * k + 512
+    assert c.ifmap_sram_read_bytes == 2 * (64 * k + 512)  # 32 outputs on 16 columns: 2 folds
+    # k-fold accumulators (64 / 16 = 4 folds) kept at int32 for the inverse Haar, then the full int8 output
+    acc = k * 32 * 4 * 4
+    assert c.ofmap_sram_write_bytes == acc + 32 * 64 * 64
+    assert c.ofmap_sram_read_bytes == acc + 32 * 64 * 64
+    assert c.sram_read_bytes == c.ifmap_sram_read_bytes + c.weight_sram_read_bytes + c.ofmap_sram_read_bytes
 
 
 def test_tiling_rereads_are_counted_and_named():

@@ -21,7 +21,7 @@ from wccsim.cost.timing import bound, compute_cycles, haar_cycles, memory_cycles
 from wccsim.cost.traffic import effective_act_bits, layer_traffic, tensor_bytes
 from wccsim.cost.workload import FpLayers, LayerShape, Scheme, Workload, layer_gemm
 from wccsim.errors import InputError
-from wccsim.hw import HwSpec, Normalize, TopkMode
+from wccsim.hw import HwSpec, Metric, Normalize, TopkMode
 
 __all__ = ["LayerCost", "layer_cost", "workload_cost", "total_cost", "nonzero_fraction", "Scheme"]
 
@@ -41,6 +41,12 @@ class LayerCost:
     dram_write_bytes: int
     sram_read_bytes: int
     sram_write_bytes: int
+    ifmap_sram_read_bytes: int
+    ifmap_sram_write_bytes: int
+    weight_sram_read_bytes: int
+    weight_sram_write_bytes: int
+    ofmap_sram_read_bytes: int
+    ofmap_sram_write_bytes: int
     bitmap_bytes: int          # bitmap metadata read from DRAM (WCC compress_on_write, ZVC)
     act_read_bytes: int        # activation payload read from DRAM (re-reads and passes included)
     weight_read_bytes: int
@@ -125,31 +131,44 @@ def layer_cost(shape: LayerShape, hw: HwSpec, scheme: Scheme | str, rate: float,
     dp = hw.datapath
     wcc = scheme is Scheme.WCC and shape.is_pointwise and not shape.keep_fp
     a = effective_act_bits(scheme, rate, act_bits)
-    k = kept_columns(shape, rate, dp.haar.levels) if wcc else None
-    gemm = layer_gemm(shape, k)
-    tensors = tensor_bytes(shape, scheme, rate, act_bits, weight_bits, hw, wcc, nonzero_fraction)
-    tr = layer_traffic(tensors, gemm, hw, wcc, weight_bits)
-    hp, wp = padded_hw(shape.h, shape.w, dp.haar.levels)
+    gemm = layer_gemm(shape, kept_columns(shape, rate, dp.haar.levels) if wcc else None)
+    tr = layer_traffic(tensor_bytes(shape, scheme, rate, act_bits, weight_bits, hw, wcc, nonzero_fraction),
+                       gemm, hw, wcc, weight_bits)
     haar_c = haar_cycles(shape, dp.haar) if wcc else 0
     topk_c = topk_cycles(shape, dp.topk, dp.haar.levels) if wcc else 0
     comp_c = compute_cycles(gemm, dp.mac)
     mem_c = memory_cycles(tr.dram_read_bytes + tr.dram_write_bytes, hw.dram)
     cycles, bnd = bound(comp_c, haar_c, topk_c, mem_c)
-    passes = 2 if dp.topk.mode is TopkMode.THRESHOLD else 1
-    ops = OpCounts(gemm.macs, a, weight_bits,
-                   round(2 * level_sum(dp.haar.levels) * (shape.cin + shape.cout) * hp * wp) if wcc else 0,
-                   shape.cin * hp * wp if wcc else 0, passes * hp * wp if wcc else 0,
-                   shape.cout * shape.ho * shape.wo)
-    en = layer_energy(ops, tr, hw)
+    en = layer_energy(_op_counts(shape, hw, wcc, gemm.macs, a, weight_bits), tr, hw)
     growth = 2 if dp.haar.normalize is Normalize.DEFERRED else 1
     return LayerCost(
-        shape.name, scheme.value, float(rate), a, weight_bits, gemm.macs,
-        paper_bops(shape, scheme is Scheme.WCC, rate, a, weight_bits, fp_layers, dp.haar.levels),
-        hw_bops(shape, wcc, rate, a, weight_bits, dp.haar.levels, growth, dp.mac.acc_bits,
-                dp.topk.metric.value == "l2"),
-        tr.dram_read_bytes, tr.dram_write_bytes, tr.sram_read_bytes, tr.sram_write_bytes, tr.bitmap_bytes,
-        tr.act_read_bytes, tr.weight_read_bytes, tr.output_write_bytes, cycles, comp_c, mem_c, haar_c, topk_c,
-        bnd, en.total_pj, en.mac_pj, en.haar_pj, en.topk_pj, en.requant_pj, en.sram_pj, en.dram_pj, tr.tiling)
+        name=shape.name, scheme=scheme.value, rate=float(rate), act_bits=a, weight_bits=weight_bits,
+        macs=gemm.macs,
+        bops=paper_bops(shape, scheme is Scheme.WCC, rate, a, weight_bits, fp_layers, dp.haar.levels),
+        bops_hw=hw_bops(shape, wcc, rate, a, weight_bits, dp.haar.levels, growth, dp.mac.acc_bits,
+                        dp.topk.metric is Metric.L2),
+        dram_read_bytes=tr.dram_read_bytes, dram_write_bytes=tr.dram_write_bytes,
+        sram_read_bytes=tr.sram_read_bytes, sram_write_bytes=tr.sram_write_bytes,
+        ifmap_sram_read_bytes=tr.ifmap_sram_read_bytes, ifmap_sram_write_bytes=tr.ifmap_sram_write_bytes,
+        weight_sram_read_bytes=tr.weight_sram_read_bytes, weight_sram_write_bytes=tr.weight_sram_write_bytes,
+        ofmap_sram_read_bytes=tr.ofmap_sram_read_bytes, ofmap_sram_write_bytes=tr.ofmap_sram_write_bytes,
+        bitmap_bytes=tr.bitmap_bytes, act_read_bytes=tr.act_read_bytes, weight_read_bytes=tr.weight_read_bytes,
+        output_write_bytes=tr.output_write_bytes, cycles=cycles, compute_cycles=comp_c, memory_cycles=mem_c,
+        haar_cycles=haar_c, topk_cycles=topk_c, bound=bnd, energy_pj=en.total_pj, energy_mac_pj=en.mac_pj,
+        energy_haar_pj=en.haar_pj, energy_topk_pj=en.topk_pj, energy_requant_pj=en.requant_pj,
+        energy_sram_pj=en.sram_pj, energy_dram_pj=en.dram_pj, tiling=tr.tiling)
+
+
+def _op_counts(shape: LayerShape, hw: HwSpec, wcc: bool, macs: int, act_bits: int, weight_bits: int) -> OpCounts:
+    """Datapath operations: MACs, Haar butterfly adds (2 per element per level, forward on cin and inverse
+    on cout channels), top-k metric ops (one per input coefficient) and compares (one per position per
+    selection pass), one requantization per output."""
+    levels = hw.datapath.haar.levels
+    hp, wp = padded_hw(shape.h, shape.w, levels)
+    passes = 2 if hw.datapath.topk.mode is TopkMode.THRESHOLD else 1
+    adds = round(2 * level_sum(levels) * (shape.cin + shape.cout) * hp * wp) if wcc else 0
+    return OpCounts(macs, act_bits, weight_bits, adds, shape.cin * hp * wp if wcc else 0,
+                    passes * hp * wp if wcc else 0, shape.cout * shape.ho * shape.wo)
 
 
 def workload_cost(wl: Workload, hw: HwSpec, scheme: Scheme | str, rate: float, act_bits: int, weight_bits: int,
@@ -160,7 +179,8 @@ def workload_cost(wl: Workload, hw: HwSpec, scheme: Scheme | str, rate: float, a
 
 
 _SUMMED = ("macs", "bops", "bops_hw", "dram_read_bytes", "dram_write_bytes", "sram_read_bytes",
-           "sram_write_bytes", "bitmap_bytes", "act_read_bytes", "weight_read_bytes", "output_write_bytes",
+           "sram_write_bytes", "ifmap_sram_read_bytes", "ifmap_sram_write_bytes", "weight_sram_read_bytes",
+           "weight_sram_write_bytes", "ofmap_sram_read_bytes", "ofmap_sram_write_bytes", "bitmap_bytes", "act_read_bytes", "weight_read_bytes", "output_write_bytes",
            "cycles", "compute_cycles", "memory_cycles", "haar_cycles", "topk_cycles", "energy_pj",
            "energy_mac_pj", "energy_haar_pj", "energy_topk_pj", "energy_requant_pj", "energy_sram_pj",
            "energy_dram_pj")
