@@ -49,7 +49,7 @@ _COST_INTS = ("macs", "dram_read_bytes", "dram_write_bytes", "sram_read_bytes", 
               "act_read_bytes", "weight_read_bytes", "bitmap_bytes", "output_write_bytes", "cycles",
               "compute_cycles", "memory_cycles", "haar_cycles", "topk_cycles")
 _COST_FLOATS = ("bops", "bops_hw", "energy_pj", "energy_mac_pj", "energy_haar_pj", "energy_topk_pj",
-                "energy_sram_pj", "energy_dram_pj")
+                "energy_requant_pj", "energy_sram_pj", "energy_dram_pj")
 # Output columns, in order (units in docs/usage.md). cfg_* identify the requested configuration; rate,
 # act_bits, weight_bits are what the row's scheme actually uses (int8: 1.0, 8, 8).
 COLUMNS = (
@@ -58,8 +58,8 @@ COLUMNS = (
     "eff_bits_per_act", "macs", "bops", "bops_hw", "dram_read_bytes", "dram_write_bytes", "sram_read_bytes",
     "sram_write_bytes", "act_read_bytes", "weight_read_bytes", "bitmap_bytes", "output_write_bytes",
     "cycles", "compute_cycles", "memory_cycles", "haar_cycles", "topk_cycles", "bound", "tiling",
-    "energy_pj", "energy_mac_pj", "energy_haar_pj", "energy_topk_pj", "energy_sram_pj", "energy_dram_pj",
-    "mse_compress", "mse_quant", "mse_total", "sqnr_compress_db",
+    "energy_pj", "energy_mac_pj", "energy_haar_pj", "energy_topk_pj", "energy_requant_pj", "energy_sram_pj",
+    "energy_dram_pj", "mse_compress", "mse_quant", "mse_total", "sqnr_compress_db",
     "sqnr_quant_db", "sqnr_total_db", "max_abs_err", "ref_power", "out_elems", *_COUNTERS,
 )
 CONFIG_KEYS = ("hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits")
