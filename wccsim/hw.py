@@ -155,7 +155,8 @@ class MacSpec:
     rows: int = _knob(16, "MAC array rows", "PE", 1, 4096)
     cols: int = _knob(16, "MAC array columns", "PE", 1, 4096)
     dataflow: Dataflow = _knob(Dataflow.WEIGHT_STATIONARY, "which operand stays in the PEs")
-    acc_bits: int = _knob(32, "accumulator width (>= act_bits + weight_bits)", "bit", 4, 64)
+    acc_bits: int = _knob(32, "accumulator width (>= act_bits + weight_bits; at most 63: the simulator "
+                          "holds exact sums in int64)", "bit", 4, 63)
     overflow: Overflow = _knob(Overflow.SATURATE, "accumulator overflow behaviour")
 
 
