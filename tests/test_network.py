@@ -99,6 +99,30 @@ def test_hook_errors_propagate_to_later_layers():
     assert _rel(got["y"], ref["y"]) > 1e-2  # the second layer's input changed
 
 
+def test_subgraph_outer_scope_reads_are_dependencies():
+    """An If node whose branches read a spliced layer's output (outer scope) must run after that layer."""
+    w = np.random.default_rng(4).standard_normal((3, 2, 1, 1)).astype(np.float32)
+    then_g = helper.make_graph([helper.make_node("Relu", ["c"], ["t"])], "then", [], [onnx.ValueInfoProto(name="t")])
+    else_g = helper.make_graph([helper.make_node("Neg", ["c"], ["e"])], "else", [], [onnx.ValueInfoProto(name="e")])
+    nodes = [
+        helper.make_node("If", ["cond"], ["y"], then_branch=then_g, else_branch=else_g),
+        helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+        helper.make_node("Greater", ["s", "zero"], ["cond"]),
+        helper.make_node("Conv", ["x", "w"], ["c"], name="c", kernel_shape=[1, 1]),
+    ]
+    graph = helper.make_graph(nodes, "ifs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3])],
+                              [onnx.ValueInfoProto(name="y")],
+                              initializer=[numpy_helper.from_array(w, "w"),
+                                           numpy_helper.from_array(np.float32(0), "zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    plan = plan_graph(model)
+    assert [c.name for c in plan.layers] == ["c"]
+    for sign in (1.0, -1.0):
+        x = sign * np.abs(np.random.default_rng(5).standard_normal((1, 2, 3, 3))).astype(np.float32)
+        got = run_plan(plan, {"x": x}, _f64_conv)["y"]
+        np.testing.assert_allclose(got, _ort(model, {"x": x})["y"], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("path,preset", [(DET, "ppocr_det"), (CLS, "ppocr_cls")])
 def test_ppocr_spliced_float_reproduces_onnxruntime(path, preset):
     model = onnx.load(path)
