@@ -162,8 +162,8 @@ def _summarize(model_path, hw, opts, bits: int, threshold: float, preset, plan: 
                           for m in _QUANT_MODES}}
 
     def mean(mode, name, key):
-        vals = [r.drift[mode][name][key] for r in runs if key in r.drift[mode][name]]
-        return _finite(float(np.mean(vals))) if vals else None
+        vals = [r.drift[mode][name][key] for r in runs if math.isfinite(r.drift[mode][name].get(key, math.nan))]
+        return float(np.mean(vals)) if vals else None
 
     keys = {n: list(runs[0].drift[Mode.WCC][n]) for n in plan.outputs}
     return {
