@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import wccsim
 from wccsim.cli import main
 from wccsim.errors import InputError
 from wccsim.run import COLUMNS, SCHEMES, TOTAL_COLUMNS, run, totals

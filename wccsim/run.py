@@ -27,7 +27,7 @@ import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -36,13 +36,14 @@ from wccsim.errors import InputError
 
 __all__ = [
     "SCHEMES", "COLUMNS", "TOTAL_COLUMNS", "RunOptions", "make_options", "resolve_hw", "resolve_trace",
-    "select_layers", "configure_datapath", "layer_rows", "rows_to_frame", "totals", "run",
+    "select_layers", "configure_datapath", "layer_rows", "rows_to_frame", "totals", "run", "progress_bar",
+    "make_callable", "COUNTERS", "CONFIG_KEYS",
 ]
 
 SCHEMES = ("wcc", "int8", "uniform_nbit", "zvc")
 
 # Datapath saturation / overflow counters (events per layer), reported per row and summed in totals.
-_COUNTERS = ("acc_overflows", "haar_saturations", "coef_saturations", "inverse_saturations",
+COUNTERS = ("acc_overflows", "haar_saturations", "coef_saturations", "inverse_saturations",
              "bias_saturations", "output_saturations")
 # Cost-model fields copied into each row (`wccsim.cost.LayerCost`; units in the names, ops, cycles).
 _COST_INTS = ("macs", "dram_read_bytes", "dram_write_bytes", "sram_read_bytes", "sram_write_bytes",
@@ -60,13 +61,13 @@ COLUMNS = (
     "cycles", "compute_cycles", "memory_cycles", "haar_cycles", "topk_cycles", "bound", "tiling",
     "energy_pj", "energy_mac_pj", "energy_haar_pj", "energy_topk_pj", "energy_requant_pj", "energy_sram_pj",
     "energy_dram_pj", "mse_compress", "mse_quant", "mse_total", "sqnr_compress_db",
-    "sqnr_quant_db", "sqnr_total_db", "max_abs_err", "ref_power", "out_elems", *_COUNTERS,
+    "sqnr_quant_db", "sqnr_total_db", "max_abs_err", "ref_power", "out_elems", *COUNTERS,
 )
 CONFIG_KEYS = ("hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits")
-_SUM_COLUMNS = (*_COST_INTS, *_COST_FLOATS, *_COUNTERS)
+_SUM_COLUMNS = (*_COST_INTS, *_COST_FLOATS, *COUNTERS)
 TOTAL_COLUMNS = (
     *CONFIG_KEYS, "scheme", "rate", "act_bits", "weight_bits", "layers", "eff_bits_per_act", *_COST_INTS,
-    "memory_bound_layers", *_COST_FLOATS, "mse_total", "sqnr_total_db", "max_abs_err", *_COUNTERS,
+    "memory_bound_layers", *_COST_FLOATS, "mse_total", "sqnr_total_db", "max_abs_err", *COUNTERS,
 )
 
 
@@ -297,7 +298,7 @@ def _scheme_row(base: dict, info, scheme: str, result, kept_rate: float, cost_ra
     row["eff_bits_per_act"] = _eff_bits(scheme, kept_rate, act_bits, nz)
     row.update(_cost_fields(cost))
     row.update(_error_fields(result.errors, np.asarray(result.y).size))
-    row.update({c: int(result.counters.get(c, 0)) for c in _COUNTERS})
+    row.update({c: int(result.counters.get(c, 0)) for c in COUNTERS})
     return row
 
 

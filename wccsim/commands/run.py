@@ -101,9 +101,10 @@ def _plain(v):
 
 
 def _write_parquet(df, path: Path) -> None:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
+    """``layers.parquet`` beside the CSV when pyarrow is installed (the CSV is always written)."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyarrow") is None:
         return
     from wccsim.atomic import atomic_path
 
@@ -121,8 +122,13 @@ def _render(fmt: str, df, tot, meta: dict) -> str:
 
 
 def format_table(df, tot) -> str:
-    """Per-layer WCC vs int8 side by side, then network totals for every scheme."""
+    """Per-layer WCC vs int8 side by side, then network totals for every scheme.
+
+    ``saturations`` sums the datapath's overflow and saturation counters (``acc_overflows``, ...).
+    """
     import pandas as pd
+
+    from wccsim.run import COUNTERS
 
     wcc = df[df.scheme == "wcc"].set_index("layer")
     int8 = df[df.scheme == "int8"].set_index("layer")
@@ -132,14 +138,14 @@ def format_table(df, tot) -> str:
         "dram_kB": ((wcc.dram_read_bytes + wcc.dram_write_bytes) / 1e3).round(1),
         "int8_dram_kB": ((int8.dram_read_bytes + int8.dram_write_bytes) / 1e3).round(1),
         "cycles": wcc.cycles, "int8_cycles": int8.cycles, "bound": wcc.bound,
-        "energy_uJ": (wcc.energy_pj / 1e6).round(3), "overflows": wcc.acc_overflows + wcc.haar_saturations,
+        "energy_uJ": (wcc.energy_pj / 1e6).round(3), "saturations": wcc[list(COUNTERS)].sum(axis=1),
     })
     net = pd.DataFrame({
         "scheme": tot.scheme, "rate": tot.cfg_rate.where(tot.scheme == "wcc", 1.0),
         "bits_per_act": tot.eff_bits_per_act.round(3), "GBOPs": (tot.bops / 1e9).round(3),
         "dram_MB": ((tot.dram_read_bytes + tot.dram_write_bytes) / 1e6).round(3),
         "Mcycles": (tot.cycles / 1e6).round(3), "energy_uJ": (tot.energy_pj / 1e6).round(2),
-        "sqnr_db": tot.sqnr_total_db.round(2), "overflows": tot.acc_overflows + tot.haar_saturations,
+        "sqnr_db": tot.sqnr_total_db.round(2), "saturations": tot[list(COUNTERS)].sum(axis=1),
     })
     return (f"per layer (WCC beside the int8 baseline):\n{layers.to_string(index=False)}\n\n"
             f"network totals ({int(tot.layers.iloc[0])} layers):\n{net.to_string(index=False)}\n")

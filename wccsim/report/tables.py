@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +86,3 @@ def hw_roofs(meta: dict, hw_name: str) -> tuple[float, float] | None:
             except (KeyError, TypeError):
                 return None
     return None
-
-
-def finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
