@@ -43,6 +43,8 @@ def test_sweep_rows_equal_single_runs(tiny, tmp_path):
     assert not df.duplicated(["hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "layer", "scheme"]).any()
     one = df[(df.hw == "edge_npu") & (df.cfg_rate == 0.5) & (df.cfg_act_bits == 6)].reset_index(drop=True)
     pd.testing.assert_frame_equal(one, run(HW, tiny, rate=0.5, act_bits=6))
+    int8 = df[df.scheme == "int8"].drop(columns=["cfg_rate", "cfg_act_bits", "cfg_weight_bits"])
+    assert len(int8.drop_duplicates()) == 2 * 3  # one int8 reference per (hw, layer), whatever the config
     on_disk = pd.read_csv(tmp_path / "layers.csv")
     pd.testing.assert_frame_equal(on_disk, df, check_dtype=False)
     meta = json.loads((tmp_path / "sweep.json").read_text())

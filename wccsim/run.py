@@ -4,7 +4,8 @@
 same rows. Schemes, all in one table and computed from the same calibrated trace:
 
 - ``wcc``: the WCC datapath at the requested rate, act_bits, weight_bits (`simulate_layer`).
-- ``int8``: the plain int8 baseline (no Haar; quantize, MAC, requantize), 8-bit activations and weights.
+- ``int8``: the plain int8 baseline (no Haar; quantize, MAC, requantize): 8-bit activations, weights and
+  output register whatever the configuration, so it is the same reference in every row of a sweep.
 - ``uniform_nbit``: plain uniform quantization at the same effective bit rate (rate * act_bits bits per
   activation), as in the paper's Figure 1.
 - ``zvc``: zero-value compression of the act_bits tensor (lossless on top of plain act_bits quantization;
@@ -178,20 +179,20 @@ def layer_rows(trace, index: int, info, hw, opts: RunOptions) -> list[dict]:
 
     data = trace.layer(info.name)
     wcc = simulate_layer(data.x, data.w, data.b, hw.datapath, opts.rate, stride=data.stride)
-    int8, uniform = wcc.baselines["int8"], wcc.baselines["uniform_nbit"]
-    if (int8.act_bits, int8.weight_bits) == (opts.act_bits, opts.weight_bits):
-        plain = int8
-    else:
-        plain = simulate_plain(data.x, data.w, data.b, hw.datapath, opts.act_bits, stride=data.stride)
-    nz = _nonzero_fraction(plain)
+    hw8 = configure_datapath(hw, dataclasses.replace(opts, act_bits=8, weight_bits=8))
+    int8 = wcc.baselines["int8"] if opts.act_bits == 8 else \
+        simulate_plain(data.x, data.w, data.b, hw8.datapath, 8, stride=data.stride)
+    plain = int8 if (opts.act_bits, opts.weight_bits) == (8, 8) else \
+        simulate_plain(data.x, data.w, data.b, hw.datapath, opts.act_bits, stride=data.stride)
+    uniform = wcc.baselines["uniform_nbit"]
     base = _base_row(hw, index, info, opts)
-    # (scheme, result, positions kept, cost-model rate, cost-model act_bits, weight_bits, nonzero fraction);
-    # uniform_nbit's cost rate makes the cost model store exactly the bits the datapath simulated.
-    schemes = (("wcc", wcc, opts.rate, opts.rate, opts.act_bits, opts.weight_bits, None),
-               ("int8", int8, 1.0, 1.0, int8.act_bits, int8.weight_bits, None),
-               ("uniform_nbit", uniform, 1.0, uniform.act_bits / opts.act_bits, opts.act_bits,
+    # (hw, scheme, result, positions kept, cost-model rate, cost-model act_bits, weight_bits, nonzero
+    # fraction); uniform_nbit's cost rate makes the cost model store exactly the bits the datapath simulated.
+    schemes = ((hw, "wcc", wcc, opts.rate, opts.rate, opts.act_bits, opts.weight_bits, None),
+               (hw8, "int8", int8, 1.0, 1.0, 8, 8, None),
+               (hw, "uniform_nbit", uniform, 1.0, uniform.act_bits / opts.act_bits, opts.act_bits,
                 uniform.weight_bits, None),
-               ("zvc", plain, 1.0, 1.0, opts.act_bits, opts.weight_bits, nz))
+               (hw, "zvc", plain, 1.0, 1.0, opts.act_bits, opts.weight_bits, _nonzero_fraction(plain)))
     return [_scheme_row(base, info, *spec) for spec in schemes]
 
 
@@ -272,7 +273,6 @@ def _base_row(hw, index: int, info, opts: RunOptions) -> dict:
         "hw": hw.name, "layer_index": int(index), "layer": info.name, "cfg_rate": opts.rate,
         "cfg_act_bits": opts.act_bits, "cfg_weight_bits": opts.weight_bits, "cin": int(info.cin),
         "cout": int(info.cout), "h": int(info.h), "w": int(info.w), "stride": int(info.stride),
-        "_hw": hw,
     }
 
 
@@ -282,13 +282,12 @@ def _nonzero_fraction(plain) -> float:
     return float(np.count_nonzero(st.values != st.zero_point)) / st.values.size
 
 
-def _scheme_row(base: dict, info, scheme: str, result, kept_rate: float, cost_rate: float, cost_act_bits: int,
-                weight_bits: int, nz: float | None) -> dict:
+def _scheme_row(base: dict, info, hw, scheme: str, result, kept_rate: float, cost_rate: float,
+                cost_act_bits: int, weight_bits: int, nz: float | None) -> dict:
     """One table row: identity, effective bits, cost-model counts, errors and overflow counters."""
     from wccsim.cost import layer_cost
 
     row = dict(base)
-    hw = row.pop("_hw")
     cost = layer_cost(_shape(info), hw, scheme, cost_rate, cost_act_bits, int(weight_bits), nonzero_fraction=nz)
     act_bits = int(cost.act_bits)
     row.update(scheme=scheme, rate=float(kept_rate), act_bits=act_bits, weight_bits=int(weight_bits))

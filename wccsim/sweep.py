@@ -73,11 +73,12 @@ def plan_points(n_hw: int, rates, act_bits, weight_bits, layers: Sequence[tuple[
 
 
 def point_key(ctx: _Context, p: Point) -> str:
-    """Journal key: identifies a point across runs (trace, calibration, hw spec hash, setting, layer)."""
+    """Journal key: identifies a point across runs (wccsim version, trace, calibration, hw spec hash, setting,
+    layer), so a changed trace, YAML or release recomputes instead of reusing stale rows."""
     hw = ctx.hws[p.hw_index]
     calib = None if ctx.calib is None else ctx.calib.value
-    return json.dumps([ctx.trace_sha256, calib, ctx.hw_hashes[p.hw_index], hw.name, p.rate, p.act_bits,
-                       p.weight_bits, p.layer])
+    return json.dumps([__version__, ctx.trace_sha256, calib, ctx.hw_hashes[p.hw_index], hw.name, p.rate,
+                       p.act_bits, p.weight_bits, p.layer])
 
 
 def read_journal(path: Path) -> dict[str, list[dict]]:
@@ -271,11 +272,10 @@ def _single_threaded_children() -> Iterator[None]:
 def _execute_pool(ctx: _Context, points: list[Point], jobs: int) -> Iterator[tuple[str, list]]:
     import multiprocessing
 
-    with _single_threaded_children():
-        pool = ProcessPoolExecutor(max_workers=min(jobs, len(points)),
-                                   mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(points)), mp_context=multiprocessing.get_context("spawn"))
     with pool:
-        futures = [pool.submit(compute_point, ctx, p) for p in points]
+        with _single_threaded_children():  # workers are spawned at the first submit
+            futures = [pool.submit(compute_point, ctx, p) for p in points]
         try:
             for fut in as_completed(futures):
                 yield fut.result()

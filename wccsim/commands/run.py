@@ -58,13 +58,14 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("options", "format", f"one of {list(_FORMATS)}", args.format)
     out = Path(args.out) if args.out else default_out_dir(args.hw, args.trace)
     hw = lib.resolve_hw(args.hw)                                              # 1. inputs
+    opts = lib.make_options(hw, args.rate, args.act_bits, args.weight_bits, args.layers, args.calib)
     trace = lib.resolve_trace(args.trace)
-    df = lib.run(hw, trace, rate=args.rate, act_bits=args.act_bits, weight_bits=args.weight_bits,
-                 layers=args.layers, calib=args.calib)                       # 2. simulate
+    df = lib.run(hw, trace, rate=opts.rate, act_bits=opts.act_bits, weight_bits=opts.weight_bits,
+                 layers=opts.layers, calib=opts.calib)                       # 2. simulate
     tot = lib.totals(df)
-    opts = {"rate": args.rate, "act_bits": args.act_bits, "weight_bits": args.weight_bits,
-            "layers": args.layers, "calib": args.calib}
-    meta = run_metadata(spec_to_dict(hw), spec_hash(hw), trace, opts, tot)
+    options = {"rate": opts.rate, "act_bits": opts.act_bits, "weight_bits": opts.weight_bits,
+               "layers": opts.layers, "calib": (opts.calib or hw.datapath.quant.calib).value}
+    meta = run_metadata(spec_to_dict(hw), spec_hash(hw), trace, options, tot)
     files = {"layers.csv": df.to_csv(index=False), "totals.csv": tot.to_csv(index=False),   # 3. outputs
              "run.json": json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n"}
     for name, text in files.items():

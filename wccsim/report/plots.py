@@ -78,17 +78,16 @@ def traffic_vs_rate(tot: pd.DataFrame, int8: pd.Series, title: str) -> Figure:
 
 
 def sqnr_vs_bits(tot: pd.DataFrame, title: str) -> Figure:
-    """Network SQNR vs effective bits per activation: WCC (a line per act_bits) vs uniform quantization."""
+    """Network SQNR vs effective bits per activation: WCC vs uniform quantization, a line per configured
+    act_bits (which is also the output register width of both), int8 as a star."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    wcc = tot[tot.scheme == "wcc"]
-    for bits, g in wcc.groupby("cfg_act_bits"):
-        g = g.sort_values("eff_bits_per_act")
-        ax.plot(g.eff_bits_per_act, g.sqnr_total_db, "o-", color=_SCHEME_STYLE["wcc"][0],
-                alpha=0.4 + 0.6 * bits / wcc.cfg_act_bits.max(), label=f"WCC, {bits}-bit coefficients")
-    uni = tot[tot.scheme == "uniform_nbit"].drop_duplicates(["eff_bits_per_act"]).sort_values("eff_bits_per_act")
-    ax.plot(uni.eff_bits_per_act, uni.sqnr_total_db, "s--", color=_SCHEME_STYLE["uniform_nbit"][0],
-            label="uniform quantization")
+    top = tot.cfg_act_bits.max()
+    for scheme, style, what in (("wcc", "o-", "WCC"), ("uniform_nbit", "s--", "uniform")):
+        for bits, g in tot[tot.scheme == scheme].groupby("cfg_act_bits"):
+            g = g.drop_duplicates("eff_bits_per_act").sort_values("eff_bits_per_act")
+            ax.plot(g.eff_bits_per_act, g.sqnr_total_db, style, color=_SCHEME_STYLE[scheme][0],
+                    alpha=0.35 + 0.65 * bits / top, label=f"{what}, act_bits={bits}")
     int8 = tot[tot.scheme == "int8"].drop_duplicates("sqnr_total_db")
     ax.plot(int8.eff_bits_per_act, int8.sqnr_total_db, "*", ms=12, color="black", label="int8")
     ax.set_xlabel("effective bits per activation (rate x act_bits; bitmap excluded)")
