@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["target", "status_of", "format_table"]
+__all__ = ["target", "status_of", "format_table", "format_profiles"]
 
 PASS, FAIL, SKIP, MISSING, ERROR = "PASS", "FAIL", "SKIP", "MISSING", "ERROR"
 
@@ -39,4 +39,18 @@ def format_table(rows: list[dict]) -> str:
     for r in rows:
         lines.append(f"| {r['id']} | {r['name']} | {_fmt(r['measured'])} {r['unit'] if r['measured'] is not None else ''}"
                      f" | {r['limit_kind']} {_fmt(r['limit'])} {r['unit']} | {r['status']} | {r['note']} |")
+    return "\n".join(lines)
+
+
+def format_profiles(details: dict) -> str:
+    """Lines "profile of <target> worst layer ...: part ms, ..." for every profiled miss in ``details``."""
+    lines = []
+    for key, rows in details.items():
+        for r in rows if isinstance(rows, list) else []:
+            prof = r.get("stage_profile_s") or r.get("profile_s") if isinstance(r, dict) else None
+            if prof:
+                total = sum(prof.values())
+                parts = ", ".join(f"{k} {v * 1e3:.2f} ms ({100 * v / total:.0f}%)" for k, v in prof.items())
+                lines.append(f"profile [{key}{' ' + r['unit'] if 'unit' in r else ''}] worst layer {r['layer']} "
+                             f"rate {r['rate']}: {parts}")
     return "\n".join(lines)

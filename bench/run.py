@@ -26,7 +26,7 @@ import floors  # noqa: E402
 import system  # noqa: E402
 import targets  # noqa: E402
 from layers import layer_source  # noqa: E402
-from report import ERROR, format_table, target  # noqa: E402
+from report import ERROR, format_profiles, format_table, target  # noqa: E402
 
 from wccsim.atomic import write_text  # noqa: E402
 
@@ -96,13 +96,16 @@ def main(argv: list[str] | None = None) -> int:
         print("torch is NOT installed: the PyTorch float WCC comparison (target 1) is skipped")
     rows, details = run_targets(args, src, torch, rates, repeats, bandwidth)
     table = format_table(rows)
+    profiles = format_profiles(details)
     print(table)
+    if profiles:
+        print("\nProfiles of misses (best of 3, integer stages of the worst layer):\n" + profiles)
     result = {"command": " ".join(["python", "bench/run.py"] + (argv if argv is not None else sys.argv[1:])),
               "quick": args.quick, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "wall_s": time.perf_counter() - t_start, "environment": envinfo.collect(torch),
               "threads": threads, "layers": {"source": src["source"], "path": src["path"], "names": src["names"]},
               "rates": rates, "levels": LEVELS, "repeats": repeats, "memory_bandwidth": bandwidth,
-              "targets": rows, "table_markdown": table, "details": details}
+              "targets": rows, "table_markdown": table, "profiles": profiles, "details": details}
     write_text(args.out, json.dumps(result, indent=1, default=str) + "\n")
     print(f"wrote {args.out} ({time.perf_counter() - t_start:.1f} s)")
     return 0

@@ -13,7 +13,7 @@ import numpy as np
 
 from wccsim.hw import DatapathSpec
 
-__all__ = ["SPEC", "quantize_int8", "mac_call", "unit_call", "datapath_call", "stage_profile", "simulate_layer_call", "cost_call"]
+__all__ = ["SPEC", "quantize_int8", "mac_call", "unit_call", "datapath_call", "stage_profile", "unit_profile", "simulate_layer_call", "cost_call"]
 
 SPEC = DatapathSpec()
 
@@ -50,6 +50,41 @@ def mac_call(cout: int, cin: int, n: int, k: int, seed: int = 0):
     xq = rng.integers(-128, 128, (n, cin, k)).astype(np.int8)
     spec = SPEC.mac
     return (lambda: mac_array(wq, xq, spec)), "mac.mac_array(int8, int8)"
+
+
+def _best_of(fn, repeats: int) -> float:
+    import time
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def unit_profile(unit: str, layer, rate: float, repeats: int = 3) -> dict:
+    """Best-of seconds of the parts of a unit on a layer: MAC (int_matmul, accumulate), Haar (forward,
+    inverse) or top-k (energy, select)."""
+    from wccsim.datapath import haar, mac, topk
+    xq = _subsample(quantize_int8(layer.x), layer.stride)
+    h, w = xq.shape[2:]
+    coef = haar.forward_int(xq, SPEC.haar, SPEC.quant.act_bits).coef
+    k = topk.num_kept(rate, coef.shape[2])
+    if unit == "mac":
+        rng = np.random.default_rng(0)
+        wq = rng.integers(-128, 128, (layer.w.shape[0], xq.shape[1])).astype(np.int8)
+        cq = rng.integers(-128, 128, (xq.shape[0], xq.shape[1], k)).astype(np.int8)
+        acc = mac.int_matmul(wq, cq)
+        parts = {"int_matmul": lambda: mac.int_matmul(wq, cq),
+                 "accumulate": lambda: mac.accumulate(acc, SPEC.mac.acc_bits, SPEC.mac.overflow)}
+    elif unit == "haar":
+        parts = {"forward_int": lambda: haar.forward_int(xq, SPEC.haar, SPEC.quant.act_bits),
+                 "inverse_int": lambda: haar.inverse_int(coef, h, w, SPEC.haar, SPEC.haar.width_bits)}
+    else:
+        e = topk.energy(coef, SPEC.topk.metric)
+        parts = {"energy": lambda: topk.energy(coef, SPEC.topk.metric),
+                 "select": lambda: topk.select(e, k, SPEC.topk)}
+    return {name: _best_of(fn, repeats) for name, fn in parts.items()}
 
 
 def _haar_call(layer, rate: float) -> dict:

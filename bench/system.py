@@ -35,6 +35,11 @@ _IMPORT_ALL = ("import pkgutil, importlib, wccsim; "
                "if '.commands.' not in m.name and not m.name.endswith('__main__')]")
 
 
+_SIMULATE_ONE = (_IMPORT_ALL + "; from wccsim.trace import open_trace; from wccsim.hw import DatapathSpec; "
+                 "from wccsim.datapath.layer import simulate_layer; ld = open_trace({trace!r}).layer({layer!r}); "
+                 "simulate_layer(ld.x, ld.w, ld.b, DatapathSpec(), 0.5, ld.stride)")
+
+
 def peak_rss_run(cmd: list[str], env: dict | None = None) -> dict:
     """Run ``cmd``; returns ``rc``, ``wall_s``, ``maxrss_bytes`` (its peak RSS) and the tail of stderr."""
     out = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True,
@@ -61,10 +66,10 @@ def _scaling_series(sizes: list[tuple], repeats: int) -> list[dict]:
 
 def scaling(src: dict, quick: bool, repeats: int) -> tuple[list, dict]:
     """Target 5: exponent of time vs H*W and vs Cin*Cout (4+ sizes each, <= 1.1); sweep --jobs 2 vs 1."""
-    hw_sizes = [24, 48, 96, 192] if quick else [32, 64, 128, 256, 384]
-    ch_sizes = [8, 16, 32, 64] if quick else [16, 32, 64, 128, 256]
+    hw_sizes = [16, 24, 32, 48] if quick else [32, 64, 128, 256, 384]
+    ch_sizes = [4, 8, 16, 32] if quick else [16, 32, 64, 128, 256]
     spatial = _scaling_series([(32, 32, s, s) for s in hw_sizes], repeats)
-    channels = _scaling_series([(c, c, 64, 64) for c in ch_sizes], repeats)
+    channels = _scaling_series([(c, c, 32 if quick else 64, 32 if quick else 64) for c in ch_sizes], repeats)
     details = {"spatial": spatial, "channels": channels}
     out = []
     for tid, label, rows, size in (("5a", "scaling exponent vs H x W", spatial, lambda r: r["h"] * r["w"]),
@@ -98,10 +103,12 @@ def _sweep_jobs(src: dict, quick: bool) -> tuple[dict, dict]:
                 return target("5c", name, None, 1.8, "x", status=MISSING, higher_is_better=True,
                               note=f"sweep failed: {r['stderr'].strip().splitlines()[-1:]}"), r
             walls.setdefault(jobs, []).append(r["wall_s"])
+            walls.setdefault(f"loadavg_after_jobs{jobs}", []).append(os.getloadavg()[0])
             shutil.rmtree(out, ignore_errors=True)
     speedup = min(walls[1]) / min(walls[2])
     return target("5c", name, speedup, 1.8, "x", higher_is_better=True,
-                  note=f"jobs1 {min(walls[1]):.1f} s, jobs2 {min(walls[2]):.1f} s (best of 2, rates 0.5,0.25)"), walls
+                  note=f"jobs1 {min(walls[1]):.1f} s, jobs2 {min(walls[2]):.1f} s (best of 2, rates 0.5,0.25; "
+                       f"1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"), walls
 
 
 def _largest_layer_bytes(trace_path: str) -> tuple[str, int]:
@@ -139,11 +146,13 @@ def memory(src: dict, quick: bool, repeats: int) -> tuple[list, dict]:
         return [target("6", name, None, 1.0, "x", status=MISSING, note=f"wccsim run failed: {run['stderr'][-300:]}")], run
     layer, nbytes = _largest_layer_bytes(src["path"])
     limit_bytes = 3 * nbytes + base["maxrss_bytes"]
+    one = peak_rss_run([sys.executable, "-c", _SIMULATE_ONE.format(trace=src["path"], layer=layer)])
     d = {"run": run, "baseline_import_all": base, "largest_layer": layer, "largest_layer_bytes": nbytes,
-         "limit_bytes": limit_bytes}
+         "limit_bytes": limit_bytes, "simulate_layer_largest_alone": one}
     return [target("6", name, run["maxrss_bytes"] / limit_bytes, 1.0, "x",
                    note=f"peak {run['maxrss_bytes'] / 2**20:.0f} MiB vs 3 x {nbytes / 2**20:.1f} MiB ({layer}) + "
-                        f"baseline {base['maxrss_bytes'] / 2**20:.0f} MiB (python importing all of wccsim)",
+                        f"baseline {base['maxrss_bytes'] / 2**20:.0f} MiB (python importing all of wccsim); "
+                        f"simulate_layer({layer}) alone peaks at {one['maxrss_bytes'] / 2**20:.0f} MiB",
                    details=d)], d
 
 

@@ -79,6 +79,9 @@ def mac_stage(src: dict, rates: list[float], levels: int, repeats: int) -> tuple
             mac_total += t["mac"]["min_s"]
             blas_total += t["sgemm"]["min_s"]
     worst = max(rows, key=lambda r: r["ratio_min"])
+    if mac_total > 1.5 * blas_total:  # a miss: profile the worst layer
+        layer = next(l for l in src["iter"]() if l.name == worst["layer"])
+        worst["profile_s"] = stages.unit_profile("mac", layer, worst["rate"])
     return target("2", name, mac_total / blas_total, 1.5, "x",
                   note=f"sum {mac_total * 1e3:.2f} ms vs {blas_total * 1e3:.2f} ms; worst {worst['layer']} "
                        f"r={worst['rate']} {worst['ratio_min']:.2f}x; {how}",
@@ -112,6 +115,9 @@ def haar_topk(src: dict, rates: list[float], repeats: int, bandwidth: dict) -> t
             continue
         mine = [r for r in rows if r["unit"] == unit]
         worst = max(mine, key=lambda r: r["ratio_min"])
+        if unit_s > 2.0 * copy_s:  # a miss: profile the worst layer
+            layer = next(l for l in src["iter"]() if l.name == worst["layer"])
+            worst["profile_s"] = stages.unit_profile(unit, layer, worst["rate"])
         out.append(target(tid, f"{label} / numpy copy of same bytes (total)", unit_s / copy_s, 2.0, "x",
                           note=f"sum {unit_s * 1e3:.2f} ms vs {copy_s * 1e3:.2f} ms; worst {worst['layer']} "
                                f"r={worst['rate']} {worst['ratio_min']:.2f}x; {bw}; {notes[unit]}",
