@@ -117,6 +117,40 @@ def test_sigkill_at_random_moments_resumes_without_loss_or_duplicates(tiny, tmp_
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+def _children(pid: int) -> list[int]:
+    """Live child processes of `pid` (Linux /proc)."""
+    kids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            kids.append(int(status.parent.name))
+    return kids
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_sigkill_of_a_parallel_sweep_leaves_no_worker_behind(tiny, tmp_path):
+    grid = ["--rates", ",".join(str(r / 20) for r in range(1, 21)), "--act-bits", "8,6,4", "--jobs", "2"]
+    proc = subprocess.Popen(_cli(tiny, tmp_path / "out", *grid), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not _journal_keys(tmp_path / "out" / JOURNAL) and time.monotonic() < deadline:
+        time.sleep(0.05)  # wait until the workers are computing
+    kids = _children(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert kids, "the sweep never started its workers"
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{k}").exists() for k in kids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [k for k in kids if Path(f"/proc/{k}").exists()]
+    for k in alive:  # clean up before failing
+        os.kill(k, signal.SIGKILL)
+    assert not alive, "pool workers outlived the killed sweep"
+
+
 def test_dask_local_cluster_gives_the_same_table(tiny, tmp_path):
     distributed = pytest.importorskip("distributed", reason="dask extra not installed")
     args = dict(rates=[0.5, 0.25], act_bits=[8])

@@ -21,6 +21,8 @@ import fcntl
 import itertools
 import json
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,7 +274,8 @@ def _single_threaded_children() -> Iterator[None]:
 def _execute_pool(ctx: _Context, points: list[Point], jobs: int) -> Iterator[tuple[str, list]]:
     import multiprocessing
 
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(points)), mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(points)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))
     with pool:
         with _single_threaded_children():  # workers are spawned at the first submit
             futures = [pool.submit(compute_point, ctx, p) for p in points]
@@ -282,6 +285,16 @@ def _execute_pool(ctx: _Context, points: list[Point], jobs: int) -> Iterator[tup
         finally:
             for fut in futures:
                 fut.cancel()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: exit when the sweep process is gone (SIGKILL leaves pool workers orphaned)."""
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="wccsim-parent-watch", daemon=True).start()
 
 
 def _execute_dask(ctx: _Context, points: list[Point], address: str) -> Iterator[tuple[str, list]]:

@@ -134,9 +134,14 @@ def _page(res: Results, summary, focus, figures, extras, budget: float) -> str:
         f"same hardware. Traffic, cycles and energy are sums over the simulated 1x1 layers.",
     ]
     unique = summary.drop_duplicates(["hw", "scheme", "rate", "act_bits", "weight_bits"])
+    unique = unique.sort_values(["hw", "scheme", "eff_bits_per_act", "rate"], ascending=[True, True, False, False],
+                                kind="mergesort")
     best = unique[unique.best | (unique.scheme == "int8")]
-    note = ("No setting meets the budget." if not summary.best.any() else
-            "Best = lowest energy among settings within the budget, per hw and scheme (int8 is the reference).")
+    note = "Best = lowest energy among settings within the budget, per hw and scheme (int8 is the reference)."
+    missing = [f"{hw}/{scheme}" for (hw, scheme), g in unique[unique.scheme != "int8"].groupby(["hw", "scheme"])
+               if not g.best.any()]
+    if missing:
+        note += f" No setting within the budget for: {', '.join(missing)} (see All settings)."
     sections = [
         ("Summary: best setting under the error budget",
          [("text", note), (display_table(best), best.best.map({True: "best", False: ""}), "summary-best")]),
