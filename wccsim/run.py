@@ -123,10 +123,7 @@ def resolve_hw(hw):
 
     if isinstance(hw, HwSpec):
         return hw
-    path = Path(hw)
-    if not path.is_file():
-        raise InputError(str(path), "", "an existing hardware YAML file", "no such file")
-    return load_hw(path)
+    return load_hw(Path(hw))  # refuses a missing file, a directory, ... with a one-line InputError
 
 
 def resolve_trace(trace):
@@ -135,10 +132,7 @@ def resolve_trace(trace):
 
     if not isinstance(trace, (str, Path)):
         return trace
-    path = Path(trace)
-    if not path.is_file():
-        raise InputError(str(path), "", "an existing trace file (.npz)", "no such file")
-    return open_trace(path)
+    return open_trace(Path(trace))  # refuses a missing file, a directory, ... with a one-line InputError
 
 
 def select_layers(trace, pattern: str | None) -> list:
