@@ -31,7 +31,7 @@ from typing import Iterable, Iterator, Sequence
 import pandas as pd
 
 from wccsim import __version__
-from wccsim.atomic import write_text
+from wccsim.atomic import ensure_dir, write_text
 from wccsim.errors import InputError
 from wccsim.run import (
     configure_datapath, layer_rows, make_callable, make_options, progress_bar, resolve_hw, resolve_trace,
@@ -176,9 +176,10 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
     -------
     pandas.DataFrame -- the rows of layers.csv (every point of the grid).
     """
+    if scheduler and jobs != 1:
+        raise InputError("options", "jobs", "1 (the default) with --scheduler: points run on the cluster", jobs)
     ctx, points, meta = prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs)  # 1. validate
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(out)
     with _exclusive(out):                                                    # 2. one writer per directory
         _remove_stale_temporaries(out)
         journal_path = out / JOURNAL
