@@ -20,7 +20,7 @@ with tempfile.TemporaryDirectory() as _d:
 PREVIOUS = b"hw,layer,scheme\nprevious,results,kept\n"
 
 # Bugs found in wccsim/run.py and wccsim/sweep.py, not yet committed by their owner: fixed there next.
-PENDING = {"hw/is_a_directory", "cli/sweep_out_parent_is_a_file", "cli/sweep_jobs_and_scheduler"}
+PENDING = set()
 
 
 @pytest.fixture(scope="module")

@@ -226,7 +226,7 @@ def _trace_cases(d: Path, good: Path, hw: Path) -> list[Case]:
     path = d / "trace_is_a_directory.npz"
     path.mkdir()
     cases.append(Case("trace/is_a_directory", ("run", "--hw", str(hw), "--trace", str(path), "--out", OUT),
-                      (path.name,)))
+                      (path.name, "a directory")))
     info = d / "info_truncated.npz"
     info.write_bytes(data[: len(data) // 3])
     cases.append(Case("trace/info_truncated", ("trace", "info", str(info)), (info.name, "truncated")))
@@ -282,7 +282,7 @@ def _hw_cases(d: Path, trace: Path) -> list[Case]:
     (d / "billion_laughs.yaml").write_text(laughs)
     add("billion_laughs", d / "billion_laughs.yaml", ("unknown key",))
     (d / "hw_dir.yaml").mkdir()
-    add("is_a_directory", d / "hw_dir.yaml", ("directory",))
+    add("is_a_directory", d / "hw_dir.yaml", ("a directory",))
     return cases
 
 
