@@ -80,12 +80,14 @@ def test_run_dir_report_and_network_outputs_are_included(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["run", "--hw", str(HW), "--trace", str(trace), "--out", str(run_dir)]) == 0
     # What `wccsim network` leaves in an out dir: network.json and pictures.
-    (run_dir / "network.json").write_text(json.dumps({"network": "tiny", "mean_drift": {"wcc": 0.1}}))
+    (run_dir / "network.json").write_text(json.dumps(
+        {"rate": 0.5, "mean": {"wcc": {"out": {"sqnr_db": 4.07, "iou": 0.92}},
+                               "uniform": {"out": {"sqnr_db": 1.15, "iou": 0.7}}}}))
     (run_dir / "det_map.png").write_bytes(_tiny_png())
     assert main(["report", str(run_dir)]) == 0
     page = parse(run_dir / "report.html")
     assert set(page.figures) == {f"fig-{f}" for f in FIGURES} | {"fig-network-det_map"}
-    assert "mean_drift" in (run_dir / "report.html").read_text()
+    assert "network-drift" in page.tables and "4.07" in (run_dir / "report.html").read_text()
     # A second report in the same directory does not pick up its own PNGs as network pictures.
     assert main(["report", str(run_dir)]) == 0
     assert "fig-network-report_roofline" not in parse(run_dir / "report.html").figures

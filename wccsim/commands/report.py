@@ -9,7 +9,7 @@ __all__ = ["register"]
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("report", help="HTML report from a run or sweep directory",
-                              description=__doc__.splitlines()[0])
+                              description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("dir", help="output directory of wccsim run or wccsim sweep")
     p.add_argument("-o", "--out", default=None, help="HTML file to write (default DIR/report.html)")
     p.add_argument("--max-sqnr-drop-db", type=float, default=1.0,

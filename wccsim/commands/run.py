@@ -20,7 +20,7 @@ _FORMATS = ("table", "csv", "json")
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="simulate a trace through the WCC datapath and cost model",
-                              description=__doc__.splitlines()[0])
+                              description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("--hw", required=True, help="hardware YAML (e.g. hw_configs/edge_npu.yaml)")
     p.add_argument("--trace", required=True, help="trace .npz (e.g. traces/ppocrv4_det.npz)")
     p.add_argument("--rate", type=_number(float), default=0.5, help="fraction of Haar positions kept, (0, 1]")

@@ -11,7 +11,7 @@ __all__ = ["register", "parse_list"]
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("sweep", help="sweep rates and bit widths (resumable; --jobs, --scheduler)",
-                              description=__doc__.splitlines()[0])
+                              description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("--hw", required=True, action="append", help="hardware YAML (repeat for several)")
     p.add_argument("--trace", required=True, help="trace .npz")
     p.add_argument("--rates", default="1,0.5,0.25,0.125", help="comma-separated rates in (0, 1]")

@@ -96,11 +96,18 @@ def build_figures(res: Results, summary: pd.DataFrame, focus: dict) -> list[Figu
 
 
 def network_items(directory: Path, out: Path) -> list:
-    """PNGs and ``network.json`` written by ``wccsim network`` into the results directory, if any."""
+    """What ``wccsim network`` wrote into the results directory, if anything: a summary table of
+    ``network.json`` (mean output drift per scheme), the file itself (collapsed) and its PNG pictures."""
     items = []
     net = directory / "network.json"
     if net.is_file():
-        items.append(("json", json.loads(net.read_text())))
+        doc = json.loads(net.read_text())
+        settings = {k: v for k, v in doc.items() if isinstance(v, (str, int, float)) and k != "reproduction_max_err"}
+        items.append(("text", "wccsim network: " + ", ".join(f"{k} {v}" for k, v in settings.items())))
+        drift = _drift_table(doc.get("mean"))
+        if drift is not None:
+            items.append((drift, None, "network-drift"))
+        items.append(("json", doc, "network.json"))
     ours = f"{out.stem}_" if out.parent.resolve() == directory.resolve() else None
     for png in sorted(directory.glob("*.png")):
         if ours and png.name.startswith(ours):
@@ -108,6 +115,16 @@ def network_items(directory: Path, out: Path) -> list:
         items.append(FigureBlock(f"network-{png.stem}", png.stem, f"{png.name} (from wccsim network)",
                                  png.read_bytes()))
     return items
+
+
+def _drift_table(mean) -> pd.DataFrame | None:
+    """{scheme: {output: {metric: value}}} -> one row per (scheme, output); None if not that shape."""
+    try:
+        rows = [{"scheme": scheme, "output": output, **metrics}
+                for scheme, outputs in mean.items() for output, metrics in outputs.items()]
+    except AttributeError:
+        return None
+    return pd.DataFrame(rows) if rows else None
 
 
 def display_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -150,7 +167,7 @@ def _page(res: Results, summary, focus, figures, extras, budget: float) -> str:
          [(display_table(unique), unique.best.map({True: "best", False: ""}), "summary-all")]),
     ]
     if extras:
-        sections.append(("Network-level results (wccsim network)", extras))
+        sections.append(("Network-level results (wccsim network: whole network on images, output drift)", extras))
     return render_html(f"WCC hardware report: {trace.get('network') or res.path.name}", meta_lines, sections)
 
 

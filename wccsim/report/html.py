@@ -60,7 +60,8 @@ def _fmt(v) -> str:
 
 def render_html(title: str, meta_lines: list[str], sections: list[tuple[str, list]]) -> str:
     """Assemble the page. Each section is (heading, items); an item is a FigureBlock, a (DataFrame,
-    row classes or None, table id) triple, a ``("text", str)`` paragraph or a ``("json", obj)`` block."""
+    row classes or None, table id) triple, a ``("text", str)`` paragraph or a ``("json", obj, title)``
+    block (collapsed, HTML ``<details>``)."""
     body = [f"<h1>{html.escape(title)}</h1>",
             "".join(f'<p class="meta">{html.escape(line)}</p>' for line in meta_lines)]
     for heading, items in sections:
@@ -78,6 +79,7 @@ def _item(item) -> str:
     if isinstance(item[0], str) and item[0] == "text":
         return f"<p>{html.escape(item[1])}</p>"
     if isinstance(item[0], str) and item[0] == "json":
-        return f"<pre>{html.escape(json.dumps(item[1], indent=2, sort_keys=True))}</pre>"
+        return (f"<details><summary>{html.escape(item[2])}</summary>"
+                f"<pre>{html.escape(json.dumps(item[1], indent=2, sort_keys=True))}</pre></details>")
     df, classes, table_id = item
     return _table(df, classes, table_id)

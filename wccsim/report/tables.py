@@ -67,11 +67,15 @@ def summary_table(tot: pd.DataFrame, max_sqnr_drop_db: float) -> pd.DataFrame:
 
 
 def focus_config(summary: pd.DataFrame) -> dict:
-    """The configuration the per-layer figures show: the first hw's best WCC setting, else its first one."""
-    wcc = summary[summary.scheme == "wcc"]
-    hw = wcc.hw.iloc[0]
-    best = wcc[(wcc.hw == hw) & wcc.best]
-    row = (best if len(best) else wcc[wcc.hw == hw]).iloc[0]
+    """The configuration the per-layer figures show, for the first hw: its best WCC setting within the
+    budget; else the highest-SQNR WCC setting with rate <= 0.5 (at least 2x compression); else the
+    highest-SQNR WCC setting. A run directory has a single configuration."""
+    wcc = summary[(summary.scheme == "wcc") & (summary.hw == summary.hw.iloc[0])]
+    best = wcc[wcc.best]
+    if best.empty:
+        half = wcc[wcc.cfg_rate <= 0.5]
+        best = (half if len(half) else wcc).sort_values("sqnr_total_db", ascending=False, kind="mergesort")
+    row = best.iloc[0]
     return {k: row[k] for k in CONFIG_KEYS}
 
 
