@@ -234,14 +234,19 @@ def test_cli_detector_end_to_end(tmp_path):
     assert (out / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_cli_classifier_end_to_end(tmp_path):
-    rc = main(["network", "--onnx", str(CLS), "--image", "skimage:text", "--hw", str(HW), "--rate", "1.0",
-               "--act-bits", "8", "--calib", "max", "--out", str(tmp_path)])
+def test_cli_classifier_end_to_end_from_an_image_file(tmp_path):
+    import matplotlib.image
+
+    photo = tmp_path / "line.png"
+    matplotlib.image.imsave(photo, load_image("skimage:text")[:60])
+    out = tmp_path / "out"
+    rc = main(["network", "--onnx", str(CLS), "--image", str(photo), "--hw", str(HW), "--rate", "1.0",
+               "--act-bits", "8", "--calib", "max", "--out", str(out)])
     assert rc == 0
-    s = json.loads((tmp_path / "network.json").read_text())
+    s = json.loads((out / "network.json").read_text())
     d = s["mean"]["wcc"][s["model"]["outputs"][0]]
     assert d["top1_agree"] in (0.0, 1.0) and 0.0 <= d["kl_nats"] < 0.1
-    assert s["preprocess"] == "ppocr_cls" and (tmp_path / "text.png").is_file()
+    assert s["preprocess"] == "ppocr_cls" and (out / "line.png").is_file()
 
 
 @pytest.mark.parametrize("extra", [
