@@ -105,23 +105,26 @@ def read_journal(path: Path) -> dict[str, list[dict]]:
 
 
 class Journal:
-    """Append-only JSON-lines journal; `append` returns after the line is on disk (flush + fsync)."""
+    """Append-only JSON-lines journal; `append` returns after the line is on disk (flush + fsync).
+    The file is opened (created) at the first append, so a sweep that computes nothing writes nothing."""
 
     def __init__(self, path: Path):
-        self.path = path
-        new = not path.exists()
-        self._f = open(path, "ab")
-        if new:
-            _fsync_dir(path.parent)
+        self.path, self._f = path, None
 
     def append(self, key: str, rows: list[dict]) -> None:
+        if self._f is None:
+            new = not self.path.exists()
+            self._f = open(self.path, "ab")
+            if new:
+                _fsync_dir(self.path.parent)
         line = json.dumps({"key": key, "rows": rows}, sort_keys=True) + "\n"
         self._f.write(line.encode("utf-8"))
         self._f.flush()
         os.fsync(self._f.fileno())
 
     def close(self) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
 
 
 def compute_point(ctx: _Context, p: Point) -> tuple[str, list[dict]]:
