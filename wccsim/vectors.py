@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from wccsim import __version__
+from wccsim.atomic import ensure_dir
 from wccsim.errors import InputError
 
 __all__ = ["FORMAT", "VERSION", "MANIFEST", "Tile", "parse_tile", "crop_tile", "export_layer",
@@ -287,7 +288,7 @@ def write_vectors(result, hw, out_dir: str | os.PathLike, layer_name: str, tile=
                 "hw_name": getattr(hw, "name", None), "datapath": _jsonable(datapath),
                 "stages": [entry for _, _, entry in files]}
     _check_replaceable(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir.parent)
     tmp = out_dir.parent / f".{out_dir.name}.{uuid.uuid4().hex}.tmp"
     tmp.mkdir()  # honours the umask, unlike tempfile.mkdtemp
     try:

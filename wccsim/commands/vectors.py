@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 
-from wccsim.errors import InputError
 
 __all__ = ["register", "main"]
 
@@ -28,8 +27,8 @@ def _rate(text: str) -> float:
         rate = float(text)
     except ValueError:
         rate = math.nan
-    if not 0.0 < rate <= 1.0:
-        raise InputError("options", "rate", "a number in (0, 1]", text)
+    if not 0.0 < rate <= 1.0:  # ArgumentTypeError keeps this message (argparse rewords a ValueError)
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
     return rate
 
 
