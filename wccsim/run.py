@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 
 from wccsim.errors import InputError
+from wccsim.hw import CalibMethod, HwSpec, load_hw
+from wccsim.trace import open_trace
 
 __all__ = [
     "SCHEMES", "COLUMNS", "TOTAL_COLUMNS", "RunOptions", "make_options", "resolve_hw", "resolve_trace",
@@ -79,7 +81,7 @@ class RunOptions:
     act_bits: int = 8
     weight_bits: int = 8
     layers: str | None = None
-    calib: object = None
+    calib: CalibMethod | None = None
 
 
 # --------------------------------------------------------------------------------------------- stages
@@ -89,8 +91,6 @@ def make_options(hw, rate=0.5, act_bits=None, weight_bits=None, layers=None, cal
 
     Raises `InputError` (one line) for a rate outside (0, 1], bits outside 2..16 or an unknown calibration.
     """
-    from wccsim.hw import CalibMethod
-
     quant = hw.datapath.quant
     act_bits = quant.act_bits if act_bits is None else act_bits
     weight_bits = quant.weight_bits if weight_bits is None else weight_bits
@@ -119,8 +119,6 @@ def _check_bits(name: str, bits) -> None:
 
 def resolve_hw(hw):
     """A `HwSpec` as given, or loaded from a YAML path (missing file -> `InputError`)."""
-    from wccsim.hw import HwSpec, load_hw
-
     if isinstance(hw, HwSpec):
         return hw
     return load_hw(Path(hw))  # refuses a missing file, a directory, ... with a one-line InputError
@@ -128,8 +126,6 @@ def resolve_hw(hw):
 
 def resolve_trace(trace):
     """A `Trace` as given, or opened from an ``.npz`` path (missing file -> `InputError`)."""
-    from wccsim.trace import open_trace
-
     if not isinstance(trace, (str, Path)):
         return trace
     return open_trace(Path(trace))  # refuses a missing file, a directory, ... with a one-line InputError

@@ -102,7 +102,8 @@ def network_items(directory: Path, out: Path) -> list:
     net = directory / "network.json"
     if net.is_file():
         doc = json.loads(net.read_text())
-        settings = {k: v for k, v in doc.items() if isinstance(v, (str, int, float)) and k != "reproduction_max_err"}
+        settings = {k: v for k, v in doc.items()
+                    if isinstance(v, (str, int, float)) and k != "reproduction_max_err"}
         items.append(("text", "wccsim network: " + ", ".join(f"{k} {v}" for k, v in settings.items())))
         drift = _drift_table(doc.get("mean"))
         if drift is not None:

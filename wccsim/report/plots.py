@@ -122,7 +122,8 @@ def pareto_front(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
     """Indices of points not dominated (lower-or-equal cost and higher-or-equal quality, one strictly)."""
     keep = []
     for i in range(len(cost)):
-        dominated = np.any((cost <= cost[i]) & (quality >= quality[i]) & ((cost < cost[i]) | (quality > quality[i])))
+        no_worse = (cost <= cost[i]) & (quality >= quality[i])
+        dominated = np.any(no_worse & ((cost < cost[i]) | (quality > quality[i])))
         if not dominated:
             keep.append(i)
     return np.asarray(keep, dtype=int)

@@ -59,7 +59,8 @@ def summary_table(tot: pd.DataFrame, max_sqnr_drop_db: float) -> pd.DataFrame:
         t[name] = 100.0 * (1.0 - t[col] / base)
     t["within_budget"] = t.sqnr_drop_db <= max_sqnr_drop_db + 1e-12
     t["best"] = False
-    cands = t[t.within_budget & (t.scheme != "int8")].assign(_dram=lambda d: d.dram_read_bytes + d.dram_write_bytes)
+    cands = t[t.within_budget & (t.scheme != "int8")]
+    cands = cands.assign(_dram=cands.dram_read_bytes + cands.dram_write_bytes)
     cands = cands.sort_values(["energy_pj", "_dram", "sqnr_total_db"], ascending=[True, True, False],
                               kind="mergesort")
     t.loc[cands.groupby(["hw", "scheme"], sort=False).head(1).index, "best"] = True
