@@ -105,6 +105,7 @@ class CalibMethod(enum.Enum):
 # ---------------------------------------------------------------------------------------------
 _MAX_INT = 2**48  # refuse absurd integers (a 256 TiB buffer is a typo, not a design)
 _MAX_FLOAT = 1e12
+_MAX_REGISTER_BITS = 60  # widest register the int64 datapath simulates (wccsim.datapath.haar._MAX_WIDTH_BITS)
 
 
 def _knob(default, doc: str, unit: str = "", lo=None, hi=None, required: bool = False):
@@ -134,7 +135,8 @@ class HaarSpec:
     levels: int = _knob(3, "Haar decomposition levels (the paper uses 3)", "", 1, 8)
     normalize: Normalize = _knob(Normalize.PER_LEVEL, "per-level >>1 (orthonormal) or one deferred shift")
     rounding: Rounding = _knob(Rounding.HALF_UP, "rounding of the normalization shifts")
-    width_bits: int = _knob(16, "coefficient register width inside the Haar unit", "bit", 2, 64)
+    width_bits: int = _knob(16, "coefficient register width inside the Haar unit (at most 60: int64 "
+                            "holds it plus the butterfly's guard bits)", "bit", 2, _MAX_REGISTER_BITS)
     elems_per_cycle: int = _knob(16, "Haar unit throughput (input elements per cycle)", "element/cycle",
                                  1, 65536)
 
@@ -309,7 +311,13 @@ def _cross_checks(where: str, hw: HwSpec) -> None:
     if mac.acc_bits < q.act_bits + q.weight_bits:
         raise InputError(where, "mac.acc_bits", f"at least act_bits + weight_bits = "
                          f"{q.act_bits + q.weight_bits}", mac.acc_bits)
-    if hw.datapath.haar.width_bits < q.act_bits:
+    haar = hw.datapath.haar
+    growth = haar.levels * (1 if haar.normalize is Normalize.PER_LEVEL else 2)
+    if mac.acc_bits + growth > _MAX_REGISTER_BITS:  # the inverse Haar widens the accumulator by `growth` bits
+        raise InputError(where, "mac.acc_bits", f"at most {_MAX_REGISTER_BITS - growth} with haar.levels = "
+                         f"{haar.levels} ({haar.normalize.value}: the inverse Haar adds {growth} bits to a "
+                         f"{_MAX_REGISTER_BITS}-bit register limit)", mac.acc_bits)
+    if haar.width_bits < q.act_bits:
         raise InputError(where, "haar.width_bits", f"at least quant.act_bits = {q.act_bits}",
                          hw.datapath.haar.width_bits)
     for key in _SRAM_KEYS:
