@@ -119,11 +119,7 @@ def test_near_valid_yaml_gives_a_spec_or_one_input_error(spec):
         _assert_one_line(e, "fuzz.yaml")
         return
     assert isinstance(hw, HwSpec) and hw_from_dict(spec_to_dict(hw)) == hw  # a valid spec round-trips
-    try:
-        df = run(hw, GOOD_TRACE, rate=0.5, layers="conv1")                     # ... and simulates
-    except InputError as e:
-        _assert_one_line(e, "")
-        return
+    df = run(hw, GOOD_TRACE, rate=0.5, layers="conv1")  # ... and simulates: the loader refuses what cannot
     assert len(df) and df.cycles.ge(0).all()
 
 
