@@ -381,7 +381,25 @@ def _parse_meta(path: Path, arr: np.ndarray) -> dict:
         raise InputError(where, "meta.n", "a positive integer", repr(meta.get("n")))
     if not isinstance(meta.get("layers"), list) or not meta["layers"]:
         raise InputError(where, "meta.layers", "a non-empty list", repr(meta.get("layers"))[:80])
+    _check_optional_meta(where, meta)
     return meta
+
+
+_OPTIONAL_META = {"network": (str, "a string"), "source": (dict, "an object"), "input": (dict, "an object"),
+                  "skipped": (list, "a list")}
+
+
+def _check_optional_meta(where: str, meta: dict) -> None:
+    """Types of the descriptive fields that `trace info` and run.json read (each may be absent)."""
+    for key, (typ, what) in _OPTIONAL_META.items():
+        if key in meta and not isinstance(meta[key], typ):
+            raise InputError(where, f"meta.{key}", what, repr(meta[key])[:80])
+    macs = meta.get("model_conv_macs")
+    if macs is not None and not (isinstance(macs, int) and not isinstance(macs, bool) and macs >= 0):
+        raise InputError(where, "meta.model_conv_macs", "null or a non-negative integer", repr(macs)[:80])
+    for i, item in enumerate(meta.get("skipped", [])):
+        if not isinstance(item, dict) or not isinstance(item.get("reason"), str):
+            raise InputError(where, f"meta.skipped[{i}]", "an object with a string reason", repr(item)[:80])
 
 
 def _is_pos_int(v) -> bool:
