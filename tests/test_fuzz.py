@@ -3,6 +3,7 @@
 
 import io
 import json
+import os
 import sys
 import tempfile
 import zipfile
@@ -16,13 +17,15 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent / "bad_inputs"))
 
 from make_corpus import GOOD_HW_TEXT, write_good_trace  # noqa: E402
+from wccsim.commands.trace import info_table  # noqa: E402
 from wccsim.errors import InputError  # noqa: E402
 from wccsim.hw import HwSpec, hw_from_dict, load_hw, schema_rows, spec_to_dict  # noqa: E402
 from wccsim.run import run  # noqa: E402
 from wccsim.trace import open_trace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FUZZ = settings(max_examples=int(__import__("os").environ.get("FUZZ_N", 60)), deadline=None, derandomize=not __import__("os").environ.get("FUZZ_N"),
+# FUZZ_N=2000 runs a longer, randomized search; by default 60 derandomized examples per property.
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_N", 60)), deadline=None, derandomize="FUZZ_N" not in os.environ,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 _TMP = tempfile.TemporaryDirectory()
 TMP = Path(_TMP.name)
@@ -183,18 +186,47 @@ def _npy(arr) -> bytes:
     return buf.getvalue()
 
 
-@FUZZ
-@given(mutation=mutated_members(), extra=st.booleans())
-def test_mutated_trace_member_gives_a_table_or_one_input_error(mutation, extra):
-    name, value = mutation
+def _run_members(members: dict) -> None:
+    """Write `members` as a trace and run it: a table of every layer, or a one-line InputError."""
     path = TMP / "fuzz.npz"
-    members = dict(_GOOD_MEMBERS, **{f"{name}.npy": value if isinstance(value, bytes) else _npy(value)})
     with zipfile.ZipFile(path, "w") as zf:
         for member, data in members.items():
             zf.writestr(member, data)
     try:
-        df = run(ROOT / "hw_configs" / "edge_npu.yaml", path, rate=0.5)
+        text = info_table(open_trace(path))                                # wccsim trace info
+        df = run(ROOT / "hw_configs" / "edge_npu.yaml", path, rate=0.5)    # wccsim run
     except InputError as e:
         _assert_one_line(e, str(path))
         return
-    assert len(df) == 8 and df.macs.gt(0).all()
+    assert "conv0" in text and len(df) == 4 * len(open_trace(path).layers) and df.macs.gt(0).all()
+
+
+@FUZZ
+@given(mutation=mutated_members())
+def test_mutated_trace_member_gives_a_table_or_one_input_error(mutation):
+    name, value = mutation
+    _run_members(dict(_GOOD_MEMBERS, **{f"{name}.npy": value if isinstance(value, bytes) else _npy(value)}))
+
+
+_META = json.loads(str(np.load(io.BytesIO(_GOOD_MEMBERS["meta.npy"]), allow_pickle=False)[()]))
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_trace_meta_gives_a_table_or_one_input_error(data):
+    meta = json.loads(json.dumps(_META))
+    for _ in range(data.draw(st.integers(1, 2))):
+        layers = meta.get("layers") if isinstance(meta.get("layers"), list) else []
+        paths = _paths(meta) + [("layers", i, k) for i, layer in enumerate(layers)
+                                if isinstance(layer, dict) for k in layer]
+        if not paths:
+            break
+        path = data.draw(st.sampled_from(paths))
+        parent = meta
+        for k in path[:-1]:
+            parent = parent[k]
+        if data.draw(st.booleans()):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = data.draw(st.one_of(_ODD_VALUES, st.integers(0, 20), st.just(2**40)))
+    _run_members(dict(_GOOD_MEMBERS, **{"meta.npy": _npy(np.array(json.dumps(meta)))}))
