@@ -221,12 +221,16 @@ def _trace_cases(d: Path, good: Path, hw: Path) -> list[Case]:
     add("batch_size_zero", lambda p: _variant(good, p, _set_meta(lambda mt: mt.update(n=0))), "meta.n", "got 0")
     add("layers_not_a_list", lambda p: _variant(good, p, _set_meta(lambda mt: mt.update(layers={"a": 1}))),
         "meta.layers")
+    add("source_not_an_object", lambda p: _variant(good, p, _set_meta(lambda mt: mt.update(source=None))),
+        "meta.source", "an object", "None")
     add("stride_not_an_int", lambda p: _variant(good, p, _set_meta(_layer0("stride", "2"))),
         "meta.layers[0].stride", "'2'")
     path = d / "trace_is_a_directory.npz"
     path.mkdir()
     cases.append(Case("trace/is_a_directory", ("run", "--hw", str(hw), "--trace", str(path), "--out", OUT),
                       (path.name, "a directory")))
+    info = d / "source_not_an_object.npz"
+    cases.append(Case("trace/info_source_not_an_object", ("trace", "info", str(info)), (info.name, "meta.source")))
     info = d / "info_truncated.npz"
     info.write_bytes(data[: len(data) // 3])
     cases.append(Case("trace/info_truncated", ("trace", "info", str(info)), (info.name, "truncated")))
@@ -245,6 +249,8 @@ _HW_EDITS = {  # name: (replace this text of GOOD_HW_TEXT, by this; strings the 
     "act_bits_1": ("  act_bits: 8", "  act_bits: 1", ("quant.act_bits", "[2, 16]", "got 1")),
     "weight_bits_17": ("  weight_bits: 8", "  weight_bits: 17", ("quant.weight_bits", "[2, 16]", "got 17")),
     "acc_narrower_than_product": ("  acc_bits: 32", "  acc_bits: 12", ("mac.acc_bits", "16", "got 12")),
+    "acc_plus_haar_growth_over_60": ("  acc_bits: 32", "  acc_bits: 58", ("mac.acc_bits", "at most 57", "got 58")),
+    "haar_width_61": ("  width_bits: 16", "  width_bits: 61", ("haar.width_bits", "got 61")),
     "python_tag": ("name: corpus_npu", "name: !!python/object/apply:os.system ['true']", ("tag", "line 1")),
     "huge_integer": ("ifmap: {size_bytes: 65536}", "ifmap: {size_bytes: 1000000000000000000000000000000}",
                      ("sram.ifmap.size_bytes", "1e+30")),
@@ -293,6 +299,11 @@ def _cli_cases(d: Path, trace: Path, hw: Path) -> list[Case]:
     run = ("run", "--hw", h, "--trace", t, "--out", OUT)
     blocker = d / "a_regular_file"
     blocker.write_text("not a directory\n")
+    workload = d / "bad_workload.csv"
+    workload.write_text("layer,x\nconv,1\n")
+    good_workload = d / "workload.csv"
+    good_workload.write_text("name,kind,cin,cout,kernel,stride,groups,h,w,dilation,keep_fp\n"
+                             "conv0,conv1x1,16,32,1,1,1,8,8,1,0\n")
     cases = [Case(f"cli/rate_{name}", (*run, "--rate", value), ("rate", *expect)) for name, value, expect in [
         ("zero", "0", ("(0, 1]", "got 0")), ("above_one", "1.5", ("(0, 1]", "1.5")),
         ("negative", "-0.25", ("(0, 1]", "-0.25")), ("nan", "nan", ("(0, 1]", "nan")),
@@ -318,6 +329,18 @@ def _cli_cases(d: Path, trace: Path, hw: Path) -> list[Case]:
              ("jobs", "scheduler")),
         Case("cli/sweep_jobs_zero", ("sweep", "--hw", h, "--trace", t, "--out", OUT, "--jobs", "0"),
              ("jobs", "positive")),
+        Case("cli/vectors_rate_2", ("vectors", "--hw", h, "--trace", t, "--layer", "conv0", "--rate", "2",
+                                    "--out", OUT), ("--rate", "(0, 1]", "got 2")),
+        Case("cli/vectors_unknown_layer", ("vectors", "--hw", h, "--trace", t, "--layer", "fc", "--out", OUT),
+             (trace.name, "layer", "'fc'")),
+        Case("cli/vectors_out_parent_is_a_file", ("vectors", "--hw", h, "--trace", t, "--layer", "conv0",
+                                                  "--out", str(blocker / "sub")), (str(blocker), "directory")),
+        Case("cli/cost_workload_bad_header", ("cost", "--hw", h, "--workload", str(workload), "--rate", "0.5"),
+             (workload.name, "header", "layer,x")),
+        Case("cli/cost_csv_parent_is_a_file", ("cost", "--hw", h, "--workload", str(good_workload), "--rate", "0.5",
+                                               "--csv", str(blocker / "costs.csv")), (str(blocker), "directory")),
+        Case("cli/report_missing_dir", ("report", str(d / "no_such_run")), ("no_such_run", "no such directory")),
+        Case("cli/report_dir_without_results", ("report", OUT), ("layers.csv",)),
         Case("cli/sweep_out_parent_is_a_file", ("sweep", "--hw", h, "--trace", t, "--rates", "0.5",
                                                 "--out", str(blocker / "sub")), (str(blocker), "directory")),
     ]
