@@ -230,3 +230,33 @@ def test_mutated_trace_meta_gives_a_table_or_one_input_error(data):
         else:
             parent[path[-1]] = data.draw(st.one_of(_ODD_VALUES, st.integers(0, 20), st.just(2**40)))
     _run_members(dict(_GOOD_MEMBERS, **{"meta.npy": _npy(np.array(json.dumps(meta)))}))
+
+
+# -------------------------------------------------------------------------------------------- CLI options
+
+_GOOD_HW = TMP / "good.yaml"
+_GOOD_HW.write_text(GOOD_HW_TEXT)
+_OPTION_TEXT = st.one_of(
+    st.sampled_from(["0", "1", "0.5", "1e-9", "-1", "nan", "inf", "1e400", "2", "16", "17", "8", "0x10", "", " ",
+                     "conv*", "conv1", "[", "*", "max", "mse", "percentile", "csv", "json", "table", "--rate"]),
+    st.text(max_size=6))
+
+
+@FUZZ
+@given(opts=st.lists(st.tuples(st.sampled_from(["--rate", "--act-bits", "--weight-bits", "--layers", "--calib",
+                                                "--format", "--bogus"]), _OPTION_TEXT), max_size=3),
+       drop=st.sampled_from([None, "--hw", "--trace"]))
+def test_run_options_give_exit_0_or_one_line_exit_2(opts, drop):
+    import contextlib
+
+    from wccsim.cli import main
+
+    base = {"--hw": str(_GOOD_HW), "--trace": str(GOOD_TRACE), "--out": str(TMP / "cli_out")}
+    argv = ["run"] + [a for k, v in base.items() if k != drop for a in (k, v)]
+    argv += [a for k, v in opts for a in (k, v) if not (k == "--rate" and v == "--rate")]
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        rc = main(argv)
+    assert rc in (0, 2), err.getvalue()
+    if rc == 2:
+        assert err.getvalue().startswith("wccsim: error: ") and err.getvalue().count("\n") == 1, err.getvalue()
