@@ -93,3 +93,47 @@ def test_no_parallel_numba_kernels():
     hits = [str(p.relative_to(ROOT)) for p in (ROOT / "wccsim").rglob("*.py")
             if re.search(r"parallel\s*=\s*True|\bprange\b", p.read_text())]
     assert hits == [], f"numba parallel kernels in {hits}: make sure test_determinism exercises them"
+
+
+def test_sigkill_of_run_leaves_each_output_old_or_complete(tmp_path):
+    """`wccsim run` killed at random moments: every output file is byte-identical to the previous one or
+    to the complete new one (never partial); a rerun completes them all."""
+    import random
+    import signal
+    import time
+
+    trace = write_good_trace(tmp_path / "good.npz")
+    cmd = [sys.executable, "-m", "wccsim", "run", "--hw", str(HW), "--trace", str(trace), "--rate", "0.5",
+           "--format", "csv", "--out"]
+    t0 = time.monotonic()
+    subprocess.run([*cmd, str(tmp_path / "ref")], check=True, capture_output=True, timeout=300)
+    duration = time.monotonic() - t0
+    ref = {p.name: p.read_bytes() for p in (tmp_path / "ref").iterdir()}
+    out = tmp_path / "out"
+    out.mkdir()
+    old = {name: b"previous " + name.encode() + b"\n" for name in ref}
+    for name, data in old.items():
+        (out / name).write_bytes(data)
+    rng = random.Random(7)
+    for _ in range(8):
+        proc = subprocess.Popen([*cmd, str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 1.0) * duration)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for name in ref:
+            got = (out / name).read_bytes()
+            assert got == old[name] or _same_output(name, got, ref[name]), name
+    subprocess.run([*cmd, str(out)], check=True, capture_output=True, timeout=300)
+    final = {p.name: p.read_bytes() for p in out.iterdir() if not p.name.endswith(".tmp")}
+    assert final.keys() == ref.keys() and all(_same_output(k, final[k], ref[k]) for k in ref)
+
+
+def _same_output(name: str, got: bytes, ref: bytes) -> bool:
+    """Equal bytes; for run.json equal JSON apart from the creation time and the command line (--out)."""
+    if name != "run.json":
+        return got == ref
+    try:
+        a, b = json.loads(got), json.loads(ref)
+    except ValueError:
+        return False
+    return all(d.pop(k, None) is not None for d in (a, b) for k in ("created", "command")) and a == b
