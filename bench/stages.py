@@ -144,9 +144,9 @@ def _offline(layer, rate: float) -> dict:
     res = simulate_layer(layer.x, layer.w, layer.b, SPEC, rate, layer.stride)
     st = res.stages
     in_qp, cqp, out_qp = _params_from(st["input_q"]), _params_from(st["coef_q"]), _params_from(st["output_q"])
-    s_acc = cqp.scale * np.asarray(st["weight_q"].scale, np.float64).reshape(-1, 1)
+    s_w = np.asarray(st["weight_q"].scale, np.float64).reshape(-1, 1)
     return {"in_qp": in_qp, "cqp": cqp, "wq": st["weight_q"].values, "bq": st["bias_q"].values,
-            "out_params": requant_params(s_acc[:, :, None], out_qp), "out_qp": out_qp,
+            "out_params": requant_params(cqp.scale, out_qp, weight_scale=s_w[None, :, :, None]), "out_qp": out_qp,
             "inverse_bits": st["inverse"].width_bits, "expected": st["output_q"].values}
 
 
@@ -166,6 +166,7 @@ def _integer_steps(layer, rate: float, off: dict) -> list:
     k = topk.num_kept(rate, hp * wp)
     in_bits = SPEC.quant.act_bits + (0 if in_qp.signed else 1)
     wq, bq4 = off["wq"], off["bq"][None, :, None, None]
+    coef_in_bits = min(hs.width_bits, 32)
 
     def zero_fill(s):
         zf = np.zeros((n, s["acc"].shape[1], hp * wp), dtype=np.int64)
@@ -177,7 +178,8 @@ def _integer_steps(layer, rate: float, off: dict) -> list:
         ("2 haar fwd", "coef", lambda s: haar.forward_int(s["x_int"], hs, in_bits).coef),
         ("3 top-k", "sel", lambda s: topk.select(topk.energy(s["coef"], ts.metric), k, ts)),
         ("4 gather", "kept", lambda s: np.take_along_axis(s["coef"], s["sel"].idx[:, None, :], axis=2)),
-        ("4 coef requant", "cq", lambda s: requantize(s["kept"], requant_params(np.full((n, 1, k), in_qp.scale), cqp),
+        ("4 coef requant", "cq", lambda s: requantize(s["kept"], requant_params(np.full((n, 1, k), in_qp.scale), cqp,
+                                                                                in_bits=coef_in_bits),
                                                       RequantMode.FIXED_POINT)[0]),
         ("5 MAC", "acc", lambda s: mac_array(wq, s["cq"], SPEC.mac)[0]),
         ("6 zero-fill", "zf", zero_fill),

@@ -48,6 +48,7 @@ def whole_layer(src: dict, rates: list[float], levels: int, repeats: int, torch)
             rows.append(row)
     if not rows or "sim_s" not in rows[0]:
         return target("1", name, None, 1.0, "x", status=MISSING, note=rows[0]["sim_how"] if rows else "no layers"), rows
+    mismatched = sorted({r["layer"] for r in rows if "MISMATCH" in r["sim_how"]})
     ratio = sim_total / torch_total
     worst = max(rows, key=lambda r: r["ratio_min"])
     if ratio > 1.0:  # a miss: profile the integer stages of the worst layer
@@ -55,7 +56,8 @@ def whole_layer(src: dict, rates: list[float], levels: int, repeats: int, torch)
         worst["stage_profile_s"] = stages.stage_profile(layer, worst["rate"])
     return target("1", name, ratio, 1.0, "x",
                   note=f"sum {sim_total * 1e3:.1f} ms vs {torch_total * 1e3:.1f} ms; worst layer {worst['layer']} "
-                       f"r={worst['rate']} {worst['ratio_min']:.2f}x; {rows[0]['sim_how']}",
+                       f"r={worst['rate']} {worst['ratio_min']:.2f}x; {rows[0]['sim_how']}"
+                       + (f"; OUTPUT MISMATCH vs simulate_layer on {mismatched}" if mismatched else ""),
                   details={"sim_total_s": sim_total, "torch_total_s": torch_total}), rows
 
 
