@@ -11,7 +11,10 @@ is rewritten in sorted order and the tables are written atomically:
 - ``DIR/totals.csv``: network totals per (config, scheme);
 - ``DIR/sweep.json``: version, trace sha256, hardware specs and hashes, the grid (no timestamps, no --jobs).
 
-The same command with any ``--jobs`` gives byte-identical files.
+With a network (``onnx`` and ``images``), the grid also has one *network point* per (hw, rate, act_bits,
+weight_bits, scheme) for the WCC and uniform schemes plus a float and an int8 reference point per hw
+(`wccsim.network.grid`); they go through the same journal and their rows to ``DIR/network.csv``. Without a
+network nothing changes. The same command with any ``--jobs`` gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -38,10 +41,10 @@ from wccsim.run import (
     rows_to_frame, select_layers, totals,
 )
 
-__all__ = ["Point", "JOURNAL", "plan_points", "read_journal", "Journal", "compute_point", "sweep"]
+__all__ = ["Point", "NetworkPoint", "JOURNAL", "plan_points", "plan_network_points", "read_journal", "Journal", "compute_point", "sweep"]
 
 JOURNAL = "journal.jsonl"
-_OUTPUTS = ("layers.csv", "totals.csv", "sweep.json", JOURNAL)
+_OUTPUTS = ("layers.csv", "totals.csv", "sweep.json", "network.csv", JOURNAL)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,17 @@ class Point:
 
 
 @dataclass(frozen=True)
+class NetworkPoint:
+    """One network-level work unit: the whole network on every image under one hw, setting and scheme
+    (`wccsim.network.grid.NETWORK_SCHEMES`; float and int8 run once per hw, at rate 1.0, 8, 8)."""
+    hw_index: int
+    rate: float
+    act_bits: int
+    weight_bits: int
+    scheme: str
+
+
+@dataclass(frozen=True)
 class _Context:
     """What every worker needs besides the point (picklable; sent to processes and dask workers)."""
     hws: tuple
@@ -63,6 +77,7 @@ class _Context:
     trace_path: str
     trace_sha256: str
     calib: object
+    network: object = None  # wccsim.network.grid.NetworkSetup or None
 
 
 # --------------------------------------------------------------------------------------------- stages
@@ -74,11 +89,27 @@ def plan_points(n_hw: int, rates, act_bits, weight_bits, layers: Sequence[tuple[
     return [Point(h, float(r), int(a), int(w), i, name) for h, r, a, w, (i, name) in grid]
 
 
-def point_key(ctx: _Context, p: Point) -> str:
+def plan_network_points(n_hw: int, rates, act_bits, weight_bits) -> list[NetworkPoint]:
+    """Network points in row order: per hw the float and int8 references, then each setting's wcc and
+    uniform_nbit (duplicated grid values dropped)."""
+    points = []
+    for h in range(n_hw):
+        points += [NetworkPoint(h, 1.0, 8, 8, s) for s in ("float", "int8")]
+        for r, a, w in itertools.product(sorted(set(rates), reverse=True), sorted(set(act_bits), reverse=True),
+                                         sorted(set(weight_bits), reverse=True)):
+            points += [NetworkPoint(h, float(r), int(a), int(w), s) for s in ("wcc", "uniform_nbit")]
+    return points
+
+
+def point_key(ctx: _Context, p: Point | NetworkPoint) -> str:
     """Journal key: identifies a point across runs (wccsim version, trace, calibration, hw spec hash, setting,
-    layer), so a changed trace, YAML or release recomputes instead of reusing stale rows."""
+    layer; for a network point the model, images, size, preset, threshold and scheme instead of the trace and
+    layer), so a changed input, YAML or release recomputes instead of reusing stale rows."""
     hw = ctx.hws[p.hw_index]
     calib = None if ctx.calib is None else ctx.calib.value
+    if isinstance(p, NetworkPoint):
+        return json.dumps(["network", __version__, *ctx.network.key(), calib, ctx.hw_hashes[p.hw_index], hw.name,
+                           p.scheme, p.rate, p.act_bits, p.weight_bits])
     return json.dumps([__version__, ctx.trace_sha256, calib, ctx.hw_hashes[p.hw_index], hw.name, p.rate,
                        p.act_bits, p.weight_bits, p.layer])
 
@@ -127,10 +158,14 @@ class Journal:
             self._f.close()
 
 
-def compute_point(ctx: _Context, p: Point) -> tuple[str, list[dict]]:
+def compute_point(ctx: _Context, p: Point | NetworkPoint) -> tuple[str, list[dict]]:
     """Simulate one point (runs in a worker process or on a dask worker); returns (key, rows)."""
     hw = ctx.hws[p.hw_index]
     opts = make_options(hw, p.rate, p.act_bits, p.weight_bits, None, ctx.calib)
+    if isinstance(p, NetworkPoint):
+        from wccsim.network.grid import network_rows
+
+        return point_key(ctx, p), network_rows(ctx.network, configure_datapath(hw, opts), opts, p.scheme)
     trace = _cached_trace(ctx.trace_path)
     info = trace.layers[p.layer_index]
     return point_key(ctx, p), layer_rows(trace, p.layer_index, info, configure_datapath(hw, opts), opts)
@@ -147,10 +182,13 @@ def execute(ctx: _Context, points: list[Point], jobs: int, scheduler: str | None
         yield from _execute_pool(ctx, points, jobs)
 
 
-def write_outputs(out: Path, df: pd.DataFrame, meta: dict, done: dict[str, list], journal: Path) -> None:
+def write_outputs(out: Path, df: pd.DataFrame, meta: dict, done: dict[str, list], journal: Path,
+                  network: pd.DataFrame | None = None) -> None:
     """Compact the journal (sorted) and write the tables and sweep.json, each atomically."""
     write_text(journal, "".join(json.dumps({"key": k, "rows": done[k]}, sort_keys=True) + "\n"
                                 for k in sorted(done)))
+    if network is not None:
+        write_text(out / "network.csv", network.to_csv(index=False))
     write_text(out / "layers.csv", df.to_csv(index=False))
     write_text(out / "totals.csv", totals(df).to_csv(index=False))
     write_text(out / "sweep.json", json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
@@ -160,7 +198,9 @@ def write_outputs(out: Path, df: pd.DataFrame, meta: dict, done: dict[str, list]
 
 def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
           act_bits: Iterable[int] = (8,), weight_bits: Iterable[int] = (8,), layers: str | None = None,
-          calib=None, jobs: int = 1, scheduler: str | None = None, progress: bool | None = None) -> pd.DataFrame:
+          calib=None, jobs: int = 1, scheduler: str | None = None, progress: bool | None = None,
+          onnx=None, images: Sequence[str] = (), size: tuple[int, int] | None = None, preprocess: str | None = None,
+          threshold: float | None = None) -> pd.DataFrame:
     """Run the cartesian product of hardware configs, rates and bit widths over a trace, resumably.
 
     Parameters
@@ -174,6 +214,9 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
     jobs : worker processes on this machine (1 = in process)
     scheduler : dask.distributed scheduler address; when given, points run on that cluster
     progress : progress bar over points; default only when stderr is a TTY
+    onnx, images, size, preprocess, threshold : optional network-level points, as ``wccsim network``
+        (model path, image files or ``skimage:NAME``, (H, W) pixels, preset, IoU threshold; defaults
+        preset ``auto``, threshold 0.3); rows go to ``network.csv`` (`wccsim.network.grid`)
 
     Returns
     -------
@@ -181,29 +224,36 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
     """
     if scheduler and jobs != 1:
         raise InputError("options", "jobs", "1 (the default) with --scheduler: points run on the cluster", jobs)
-    ctx, points, meta = prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs)  # 1. validate
+    network = _network_options(onnx, images, size, preprocess, threshold)
+    ctx, points, meta = prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, network)  # 1.
     out = ensure_dir(out)
     with _exclusive(out):                                                    # 2. one writer per directory
         _remove_stale_temporaries(out)
         journal_path = out / JOURNAL
         done = read_journal(journal_path)                                    # 3. finished points
-        pending = [p for p in points if point_key(ctx, p) not in done]
+        grid = meta["grid"]
+        net_points = plan_network_points(len(ctx.hws), grid["rates"], grid["act_bits"], grid["weight_bits"]) \
+            if ctx.network else []
+        every = net_points + points                                          # long network points first
+        pending = [p for p in every if point_key(ctx, p) not in done]
         journal = Journal(journal_path)
         try:                                                                 # 4. compute the rest
-            bar = progress_bar(execute(ctx, pending, jobs, scheduler), "points", progress, len(points))
-            bar.update(len(points) - len(pending))
+            bar = progress_bar(execute(ctx, pending, jobs, scheduler), "points", progress, len(every))
+            bar.update(len(every) - len(pending))
             for key, rows in bar:
                 journal.append(key, rows)                                    # 5. one fsync'd line each
                 done[key] = rows
         finally:
             journal.close()
         df = rows_to_frame(r for p in points for r in done[point_key(ctx, p)])  # 6. sorted table
-        write_outputs(out, df, meta, done, journal_path)                    # 7. atomic outputs
+        net = _network_frame(r for p in net_points for r in done[point_key(ctx, p)]) if ctx.network else None
+        write_outputs(out, df, meta, done, journal_path, net)               # 7. atomic outputs
     return df
 
 
-def prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs):
-    """Validate everything before any file is touched; returns (context, points, sweep.json dict)."""
+def prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, network=None):
+    """Validate everything before any file is touched; returns (context, points, sweep.json dict).
+    `network`: None or the keyword arguments of `wccsim.network.grid.prepare_network`."""
     from wccsim.hw import spec_hash, spec_to_dict
 
     specs = tuple(resolve_hw(h) for h in _as_list(hws))
@@ -222,7 +272,11 @@ def prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs):
     chosen = select_layers(trace, layers)
     index = {info.name: i for i, info in enumerate(trace.layers)}
     hashes = tuple(spec_hash(h) for h in specs)
-    ctx = _Context(specs, hashes, str(Path(trace.path).resolve()), trace.sha256, opts[0].calib)
+    if network is not None:
+        from wccsim.network.grid import prepare_network
+
+        network = prepare_network(**network)
+    ctx = _Context(specs, hashes, str(Path(trace.path).resolve()), trace.sha256, opts[0].calib, network)
     points = plan_points(len(specs), rates, act_bits, weight_bits, [(index[i.name], i.name) for i in chosen])
     meta = {
         "wccsim_version": __version__,
@@ -236,6 +290,8 @@ def prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs):
                  "calib": None if ctx.calib is None else ctx.calib.value},
         "points": len(points),
     }
+    if network is not None:
+        meta["network"] = network.meta()
     return ctx, points, meta
 
 
@@ -249,6 +305,26 @@ def _cached_trace(path: str):
     if path not in _TRACES:
         _TRACES[path] = resolve_trace(path)
     return _TRACES[path]
+
+
+def _network_options(onnx, images, size, preprocess, threshold) -> dict | None:
+    """The network options as `prepare_network` keywords, or None; network options without a model (or a
+    model without images) are one-line `InputError`s."""
+    images = _as_list(images) if images is not None else []
+    if onnx is None:
+        given = [n for n, v in (("image", images), ("size", size), ("preprocess", preprocess),
+                                ("threshold", threshold)) if v not in (None, [])]
+        if given:
+            raise InputError("options", given[0], "--onnx MODEL with the network options", "no --onnx")
+        return None
+    return {"onnx": onnx, "images": images, "size": size, "preprocess": "auto" if preprocess is None else preprocess,
+            "threshold": 0.3 if threshold is None else threshold}
+
+
+def _network_frame(rows) -> pd.DataFrame:
+    from wccsim.network.grid import NETWORK_COLUMNS
+
+    return pd.DataFrame(list(rows), columns=list(NETWORK_COLUMNS))
 
 
 def _as_list(v) -> list:

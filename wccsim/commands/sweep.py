@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from wccsim.errors import InputError
 
@@ -23,6 +24,13 @@ def register(subparsers) -> None:
     p.add_argument("--jobs", default="1", help="worker processes on this machine (default 1)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="dask.distributed scheduler address (runs points on that cluster)")
+    net = p.add_argument_group("network-level points (as wccsim network; rows to DIR/network.csv)")
+    net.add_argument("--onnx", default=None, metavar="MODEL", help="ONNX model with one image input")
+    net.add_argument("--image", action="append", default=None, metavar="IMG",
+                     help="image file or skimage:NAME (repeatable; needs --onnx)")
+    net.add_argument("--size", default=None, metavar="HxW", help="network input size in pixels")
+    net.add_argument("--preprocess", default=None, help="auto (default), ppocr_det, ppocr_cls or ppocr_rec")
+    net.add_argument("--threshold", default=None, help="probability-map threshold for the IoU (default 0.3)")
     p.set_defaults(func=main)
 
 
@@ -37,17 +45,30 @@ def parse_list(field: str, text: str, kind) -> list:
 
 
 def main(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from wccsim.capture.images import parse_size
     from wccsim.run import totals
     from wccsim.sweep import sweep
 
     jobs = parse_list("jobs", args.jobs, int)[0]
+    threshold = None if args.threshold is None else parse_list("threshold", args.threshold, float)[0]
     df = sweep(args.hw, args.trace, args.out, rates=parse_list("rates", args.rates, float),
                act_bits=parse_list("act_bits", args.act_bits, int),
                weight_bits=parse_list("weight_bits", args.weight_bits, int), layers=args.layers,
-               calib=args.calib, jobs=jobs, scheduler=args.scheduler)
+               calib=args.calib, jobs=jobs, scheduler=args.scheduler, onnx=args.onnx, images=args.image,
+               size=parse_size(args.size) if args.size else None, preprocess=args.preprocess,
+               threshold=threshold)
     tot = totals(df)
     cols = ["hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "scheme", "eff_bits_per_act", "bops",
             "dram_read_bytes", "cycles", "energy_pj", "sqnr_total_db"]
     print(tot[cols].to_string(index=False))
-    print(f"\nwrote {args.out}/layers.csv, totals.csv, sweep.json ({len(df)} rows)")
+    if args.onnx is None:
+        print(f"\nwrote {args.out}/layers.csv, totals.csv, sweep.json ({len(df)} rows)")
+        return 0
+    net = pd.read_csv(Path(args.out) / "network.csv")
+    print("\n" + net[["hw", "cfg_rate", "cfg_act_bits", "scheme", "eff_bits_per_act", "output", "bops",
+                      "sqnr_db", "iou", "top1_agree"]].to_string(index=False))
+    print(f"\nwrote {args.out}/layers.csv, totals.csv, network.csv, sweep.json ({len(df)} rows, "
+          f"{len(net)} network rows)")
     return 0

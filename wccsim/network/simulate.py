@@ -30,7 +30,8 @@ from wccsim.network.hooks import Mode, make_hooks
 from wccsim.network.preprocess import AUTO, image_label, network_input, resolve_preset
 from wccsim.network.splice import Hook, Plan, plan_graph, run_plan
 
-__all__ = ["ImageRun", "NetworkResult", "load_model", "simulate_image", "simulate_network"]
+__all__ = ["ImageRun", "NetworkResult", "check_threshold", "load_model", "simulate_image",
+           "simulate_network"]
 
 _QUANT_MODES = (Mode.WCC, Mode.UNIFORM)
 
@@ -141,7 +142,8 @@ def _reproduction(ref: np.ndarray, got: np.ndarray) -> dict:
     return err
 
 
-def _check_threshold(threshold) -> float:
+def check_threshold(threshold) -> float:
+    """The IoU binarization threshold as a float in (0, 1); anything else is an `InputError`."""
     if not isinstance(threshold, (int, float)) or not 0.0 < float(threshold) < 1.0:
         raise InputError("options", "threshold", "a number in (0, 1)", threshold)
     return float(threshold)
@@ -222,7 +224,7 @@ def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5
         raise InputError("--image", "", "at least one image", "none")
     hw = resolve_hw(hw)                                                          # 1. hardware, options
     opts = make_options(hw, rate, act_bits, calib=calib)
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     hw = configure_datapath(hw, opts)
     bits = uniform_bits(opts.rate, opts.act_bits)
     model = load_model(model_path)                                               # 2. model, plan, preset

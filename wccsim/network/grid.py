@@ -1,0 +1,223 @@
+"""Network-level sweep points: output drift and BOPs of a whole network per (hw, rate, bits, scheme).
+
+``wccsim sweep --onnx MODEL --image IMG ...`` adds, beside its per-layer points, one *network point* per
+(hw, rate, act_bits, weight_bits, scheme) with scheme ``wcc`` or ``uniform_nbit``, plus two reference points
+per hw: ``float`` (the spliced network with float64 1x1 layers) and ``int8`` (plain 8-bit activations and
+weights). A point runs the spliced network (`wccsim.network.splice.run_plan`) on every image with the
+scheme's hook (`wccsim.network.hooks`), measures each graph output against the float network
+(`wccsim.network.drift.output_drift`, as ``wccsim network`` does) and counts the BOPs of the spliced 1x1
+layers with the cost model (`wccsim.cost.layer_cost`). The float network's outputs (onnxruntime, whole
+graph) are computed once per process and reused by every point.
+
+BOPs cover the spliced 1x1 layers only (the layers the simulation quantizes; every other layer runs in float
+in onnxruntime and is left out of the count, for every scheme alike): ``bops`` is the paper's count
+(MACs x weight_bits x act_bits, plus the Haar term for WCC), ``float`` counts 32 x 32 per MAC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from wccsim.errors import InputError
+
+__all__ = ["NETWORK_SCHEMES", "NETWORK_COLUMNS", "NetworkSetup", "prepare_network", "network_rows",
+           "quality_metric"]
+
+# Row order within a configuration; float and int8 are one point per hw (cfg 1.0 / 8 / 8).
+NETWORK_SCHEMES = ("float", "int8", "wcc", "uniform_nbit")
+_METRICS = ("mse", "sqnr_db", "max_abs", "rel_l2", "iou", "top1_agree", "kl_nats")
+NETWORK_COLUMNS = (
+    "hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "scheme", "rate", "act_bits", "weight_bits",
+    "eff_bits_per_act", "output", "kind", "images", "layers", "macs", "bops", "bops_hw", *_METRICS,
+)
+_FLOAT_BITS = 32
+
+
+@dataclass(frozen=True)
+class NetworkSetup:
+    """Validated network options of a sweep (picklable: workers rebuild the model from the path).
+
+    ``image_ids`` identify the images in journal keys (the spec, plus the SHA-256 of a file's bytes)."""
+    model_path: str
+    model_sha256: str
+    images: tuple[str, ...]
+    image_ids: tuple[str, ...]
+    size: tuple[int, int] | None
+    preprocess: str
+    threshold: float
+
+    def key(self) -> list:
+        """The JSON-ready identity of the network part of a journal key."""
+        return [self.model_sha256, list(self.image_ids), None if self.size is None else list(self.size),
+                self.preprocess, self.threshold]
+
+    def meta(self) -> dict:
+        """sweep.json's ``network`` entry."""
+        return {"model": Path(self.model_path).name, "sha256": self.model_sha256, "images": list(self.images),
+                "size": None if self.size is None else list(self.size), "preprocess": self.preprocess,
+                "threshold": self.threshold}
+
+
+def prepare_network(onnx, images: Sequence[str], size=None, preprocess: str = "auto",
+                    threshold: float = 0.3) -> NetworkSetup:
+    """Validate the network options (model, images, size, preset, threshold) before anything is written.
+
+    Every image is loaded and preprocessed once here, so a bad image or size is refused up front.
+    """
+    from wccsim.capture.images import load_image
+    from wccsim.network.preprocess import network_input, resolve_preset
+    from wccsim.network.simulate import check_threshold, load_model
+
+    images = tuple(str(i) for i in images)
+    if not images:
+        raise InputError("options", "image", "at least one --image with --onnx", "none")
+    if size is not None and (len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size)):
+        raise InputError("options", "size", "(H, W) positive integers", size)
+    threshold = check_threshold(threshold)
+    model = load_model(onnx)
+    preset = resolve_preset(model, preprocess)
+    for spec in images:
+        network_input(load_image(spec), preset, size)
+    ids = tuple(spec if spec.startswith("skimage:") else f"{Path(spec).name}@{_sha256(spec)}" for spec in images)
+    return NetworkSetup(str(Path(onnx).resolve()), _sha256(onnx), images, ids,
+                        None if size is None else (int(size[0]), int(size[1])), preset.name, threshold)
+
+
+def network_rows(setup: NetworkSetup, hw, opts, scheme: str) -> list[dict]:
+    """Simulate one network point: every image through the spliced network with `scheme`'s hook.
+
+    Parameters
+    ----------
+    setup : NetworkSetup
+    hw : HwSpec
+        Already configured with the point's bit widths (`wccsim.run.configure_datapath`).
+    opts : RunOptions
+        The point's rate, act_bits, weight_bits (float and int8 points: 1.0, 8, 8).
+    scheme : one of `NETWORK_SCHEMES`
+
+    Returns
+    -------
+    list of dict, one per graph output, with `NETWORK_COLUMNS`: metrics are means over the images of the
+    finite per-image values (nan when none is finite), BOPs and MACs means over the images (the sum over
+    the spliced layers of one image).
+    """
+    from wccsim.network.drift import output_kind, output_drift
+    from wccsim.network.splice import run_plan
+
+    net = _cached_network(setup)
+    hook, cost, used = _scheme(hw, opts, scheme)
+    drifts, counts = [], []
+    for x, ref in zip(net.inputs, net.references):
+        shapes = []
+        outs = run_plan(net.plan, {net.plan.inputs[0]: x}, hook,
+                        lambda conv, xi, yi: shapes.append(_shape(conv, xi)))
+        drifts.append({n: output_drift(ref[n], outs[n], setup.threshold) for n in net.plan.outputs})
+        counts.append(np.sum([cost(s) for s in shapes], axis=0) if shapes else np.zeros(3))
+    macs, bops, bops_hw = np.mean(counts, axis=0)
+    rows = []
+    for name in net.plan.outputs:
+        row = {"hw": hw.name, "cfg_rate": opts.rate, "cfg_act_bits": opts.act_bits,
+               "cfg_weight_bits": opts.weight_bits, "scheme": scheme, **used, "output": name,
+               "kind": output_kind(net.references[0][name]).value, "images": len(net.inputs),
+               "layers": len(net.plan.layers), "macs": float(macs), "bops": float(bops), "bops_hw": float(bops_hw)}
+        row.update({m: _finite_mean([d[name].get(m, math.nan) for d in drifts]) for m in _METRICS})
+        rows.append(row)
+    return rows
+
+
+def quality_metric(kind: str) -> tuple[str, str]:
+    """(column, axis label) of the output-quality measure the report plots for an output kind."""
+    return {"prob_map": ("iou", "IoU of the binarized map vs float"),
+            "classes": ("top1_agree", "top-1 agreement with float")}.get(kind, ("sqnr_db", "output SQNR vs float [dB]"))
+
+
+# -------------------------------------------------------------------------------------------- helpers
+
+def _scheme(hw, opts, scheme: str):
+    """(hook, cost(shape) -> (macs, bops, bops_hw), the row's rate / act_bits / weight_bits / eff bits)."""
+    from wccsim.cost import layer_cost
+    from wccsim.datapath.layer import uniform_bits
+    from wccsim.network.hooks import float_hook, uniform_hook, wcc_hook
+    from wccsim.run import configure_datapath
+
+    def counts(s, h, name, rate, a, w):
+        c = layer_cost(s, h, name, rate, a, w)
+        return c.macs, c.bops, c.bops_hw
+
+    r, a, w = opts.rate, opts.act_bits, opts.weight_bits
+    if scheme == "wcc":
+        return (wcc_hook(hw.datapath, r), lambda s: counts(s, hw, "wcc", r, a, w),
+                _used(r, a, w, r * a))
+    if scheme == "uniform_nbit":
+        n = uniform_bits(r, a)
+        return (uniform_hook(hw.datapath, n), lambda s: counts(s, hw, "uniform_nbit", n / a, a, w),
+                _used(1.0, n, w, n))
+    hw8 = configure_datapath(hw, dataclasses.replace(opts, act_bits=8, weight_bits=8))
+    if scheme == "int8":
+        return uniform_hook(hw8.datapath, 8), lambda s: counts(s, hw8, "int8", 1.0, 8, 8), _used(1.0, 8, 8, 8)
+    if scheme == "float":
+        def fp(s):
+            macs = layer_cost(s, hw8, "int8", 1.0, 8, 8).macs
+            return macs, macs * _FLOAT_BITS * _FLOAT_BITS, macs * _FLOAT_BITS * _FLOAT_BITS
+        return float_hook, fp, _used(1.0, _FLOAT_BITS, _FLOAT_BITS, _FLOAT_BITS)
+    raise InputError("options", "scheme", f"one of {list(NETWORK_SCHEMES)}", scheme)
+
+
+def _used(rate: float, act_bits: int, weight_bits: int, eff: float) -> dict:
+    return {"rate": float(rate), "act_bits": int(act_bits), "weight_bits": int(weight_bits),
+            "eff_bits_per_act": float(eff)}
+
+
+def _shape(conv, x: np.ndarray):
+    """The cost model's shape of a spliced 1x1 layer from its input (N, Cin, H, W)."""
+    from wccsim.cost.workload import LayerKind, LayerShape
+
+    return LayerShape(name=conv.name, kind=LayerKind.CONV1X1, cin=int(conv.w.shape[1]), cout=int(conv.w.shape[0]),
+                      kernel=1, stride=int(conv.stride), groups=1, h=int(x.shape[2]), w=int(x.shape[3]))
+
+
+def _finite_mean(values) -> float:
+    vals = [float(v) for v in values if math.isfinite(v)]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Network:
+    plan: object
+    inputs: tuple
+    references: tuple
+
+
+_NETWORKS: dict = {}
+
+
+def _cached_network(setup: NetworkSetup) -> _Network:
+    """Plan, preprocessed inputs and float-network outputs, built once per process per setup."""
+    if setup not in _NETWORKS:
+        import onnxruntime as ort
+
+        from wccsim.capture.images import load_image
+        from wccsim.capture.images import PRESETS
+        from wccsim.network.preprocess import network_input
+        from wccsim.network.simulate import load_model
+        from wccsim.network.splice import plan_graph
+
+        model = load_model(setup.model_path)
+        plan = plan_graph(model)
+        inputs = tuple(network_input(load_image(s), PRESETS[setup.preprocess], setup.size)[0] for s in setup.images)
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        refs = tuple(dict(zip(names, session.run(names, {plan.inputs[0]: x}))) for x in inputs)
+        _NETWORKS[setup] = _Network(plan, inputs, refs)
+    return _NETWORKS[setup]
