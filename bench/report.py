@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["target", "status_of", "format_table", "format_profiles"]
+__all__ = ["target", "status_of", "format_table", "format_profiles", "format_layers"]
 
 PASS, FAIL, SKIP, MISSING, ERROR = "PASS", "FAIL", "SKIP", "MISSING", "ERROR"
 
@@ -53,4 +53,18 @@ def format_profiles(details: dict) -> str:
                 parts = ", ".join(f"{k} {v * 1e3:.2f} ms ({100 * v / total:.0f}%)" for k, v in prof.items())
                 lines.append(f"profile [{key}{' ' + r['unit'] if 'unit' in r else ''}] worst layer {r['layer']} "
                              f"rate {r['rate']}: {parts}")
+    return "\n".join(lines)
+
+
+def format_layers(rows: list[dict]) -> str:
+    """Per-layer table of target 1: datapath and torch best times (ms) and their ratio, by layer and rate."""
+    rows = [r for r in rows if "sim_s" in r]
+    if not rows:
+        return ""
+    lines = ["| layer | N x Cin x H x W -> Cout | rate | datapath ms | torch float WCC ms | ratio |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        shape = "x".join(str(v) for v in r["shape"])
+        lines.append(f"| {r['layer']} | {shape} -> {r['cout']} | {r['rate']} | {r['sim_s']['min_s'] * 1e3:.2f} | "
+                     f"{r['torch_s']['min_s'] * 1e3:.2f} | {r['ratio_min']:.2f} |")
     return "\n".join(lines)

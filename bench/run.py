@@ -26,7 +26,7 @@ import floors  # noqa: E402
 import system  # noqa: E402
 import targets  # noqa: E402
 from layers import layer_source  # noqa: E402
-from report import ERROR, format_profiles, format_table, target  # noqa: E402
+from report import ERROR, format_layers, format_profiles, format_table, target  # noqa: E402
 
 from wccsim.atomic import write_text  # noqa: E402
 
@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(rows)
     profiles = format_profiles(details)
     print(table)
+    layers_table = format_layers(details.get("whole_layer", []) if isinstance(details.get("whole_layer"), list) else [])
+    if layers_table:
+        print("\nTarget 1 per layer (best of the repeats):\n" + layers_table)
     if profiles:
         print("\nProfiles of misses (best of 3, integer stages of the worst layer):\n" + profiles)
     result = {"command": " ".join(["python", "bench/run.py"] + (argv if argv is not None else sys.argv[1:])),
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
               "wall_s": time.perf_counter() - t_start, "environment": envinfo.collect(torch),
               "threads": threads, "layers": {"source": src["source"], "path": src["path"], "names": src["names"]},
               "rates": rates, "levels": LEVELS, "repeats": repeats, "memory_bandwidth": bandwidth,
-              "targets": rows, "table_markdown": table, "profiles": profiles, "details": details}
+              "targets": rows, "table_markdown": table, "layers_markdown": layers_table, "profiles": profiles, "details": details}
     write_text(args.out, json.dumps(result, indent=1, default=str) + "\n")
     print(f"wrote {args.out} ({time.perf_counter() - t_start:.1f} s)")
     return 0
