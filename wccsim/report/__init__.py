@@ -3,8 +3,9 @@
 Figures: DRAM traffic per layer and vs rate (stacked activations / weights / bitmap / outputs) beside int8;
 SQNR vs effective bits per activation (WCC vs uniform quantization, the paper's Figure 1 on this network);
 BOPs vs SQNR with the Pareto front; cycles per layer by bound and a roofline; tables with the best setting
-under an SQNR budget relative to int8. Pictures and ``network.json`` that ``wccsim network`` left in the
-directory are included.
+under an SQNR budget relative to int8. A sweep with network-level points (``network.csv``) adds output
+quality vs BOPs for WCC and uniform quantization (the paper's Figure 4 on this network) with its table.
+Pictures and ``network.json`` that ``wccsim network`` left in the directory are included.
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ from wccsim.atomic import write_bytes, write_text
 from wccsim.errors import InputError
 from wccsim.report.html import FigureBlock, render_html
 from wccsim.report.plots import (
-    bops_pareto, cycles_per_layer, png_bytes, roofline, sqnr_vs_bits, traffic_per_layer, traffic_vs_rate,
+    bops_pareto, cycles_per_layer, png_bytes, quality_vs_bops, roofline, sqnr_vs_bits, traffic_per_layer,
+    traffic_vs_rate,
 )
-from wccsim.report.tables import Results, focus_config, hw_roofs, load_results, summary_table
+from wccsim.report.tables import Results, focus_config, hw_roofs, load_network, load_results, summary_table
 from wccsim.run import make_callable
 
-__all__ = ["FIGURES", "report", "build_figures", "network_items", "display_table"]
+__all__ = ["FIGURES", "NETWORK_FIGURE", "report", "build_figures", "network_quality", "network_items",
+           "display_table", "network_table"]
 
 FIGURES = ("traffic_layers", "traffic_rate", "sqnr_bits", "bops_pareto", "cycles_layers", "roofline")
+NETWORK_FIGURE = "network_quality"  # only when the directory has network.csv
 _SUMMARY_COLS = ("hw", "scheme", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "rate", "act_bits", "weight_bits",
                  "eff_bits_per_act", "bops",
                  "dram_read_bytes", "dram_write_bytes", "cycles", "energy_pj", "sqnr_total_db", "sqnr_drop_db",
@@ -56,9 +60,12 @@ def report(directory, out=None, *, max_sqnr_drop_db: float = 1.0) -> Path:
     summary = summary_table(res.totals, max_sqnr_drop_db)                   # 2. budget + best settings
     focus = focus_config(summary)
     figures = build_figures(res, summary, focus)                            # 3. figures
-    extras = network_items(res.path, out)                                   # 4. wccsim network outputs
-    page = _page(res, summary, focus, figures, extras, max_sqnr_drop_db)    # 5. HTML
-    for block in figures:                                                    # 6. files, HTML last
+    quality = network_quality(load_network(res.path), focus["hw"])           # 4. network-level points
+    extras = network_items(res.path, out)                                   # 5. wccsim network outputs
+    page = _page(res, summary, focus, figures, quality, extras, max_sqnr_drop_db)  # 6. HTML
+    if quality:
+        figures = [*figures, quality[0]]
+    for block in figures:                                                    # 7. files, HTML last
         write_bytes(out.with_name(f"{out.stem}_{block.fig_id}.png"), block.png)
     write_text(out.with_name(f"{out.stem}_summary.csv"), summary[list(_SUMMARY_COLS)].to_csv(index=False))
     write_text(out, page)
@@ -93,6 +100,39 @@ def build_figures(res: Results, summary: pd.DataFrame, focus: dict) -> list[Figu
          roofline(wcc, int8, peak, bw, f"Roofline: {cfg}")),
     ]
     return [FigureBlock(fid, title, caption, png_bytes(fig)) for fid, (title, caption, fig) in zip(FIGURES, figs)]
+
+
+def network_quality(net: pd.DataFrame | None, hw: str) -> tuple[FigureBlock, pd.DataFrame, str] | None:
+    """The Figure 4 analogue for `hw` (its first graph output) and the table of every network row, or None
+    without network.csv. Returns (figure, display table, caption text)."""
+    from wccsim.network.grid import quality_metric
+
+    if net is None:
+        return None
+    main = net.output.iloc[0]
+    rows = net[(net.output == main) & (net.hw == (hw if (net.hw == hw).any() else net.hw.iloc[0]))]
+    metric, label = quality_metric(rows.kind.iloc[0])
+    title = f"Output quality vs BOPs: {main} ({rows.hw.iloc[0]}, {int(rows.images.iloc[0])} image(s))"
+    fig = FigureBlock(NETWORK_FIGURE, "Output quality vs BOPs (whole network)",
+                      f"{label} of the network output '{main}' against the float network, vs the BOPs of the "
+                      f"{int(rows.layers.iloc[0])} spliced 1x1 layers (other layers run in float and are not "
+                      "counted). WCC at each rate vs uniform quantization at the same bits per activation "
+                      "(paper, Figure 4).", png_bytes(quality_vs_bops(rows, metric, label, title)))
+    text = (f"Network-level points of the sweep (network.csv): each row is the whole network run on every image "
+            f"with its 1x1 layers on the datapath; metrics are means over the images, against the float network "
+            f"(onnxruntime). Quality measure in the figure: {metric}.")
+    return fig, network_table(net), text
+
+
+def network_table(net: pd.DataFrame) -> pd.DataFrame:
+    """network.csv rows in reading units (GBOPs; metrics a kind of output does not have are left out)."""
+    cols = {"hw": net.hw, "output": net.output, "scheme": net.scheme, "rate": net.rate, "act_bits": net.act_bits,
+            "weight_bits": net.weight_bits, "bits/act": net.eff_bits_per_act.round(3),
+            "GBOPs": (net.bops / 1e9).round(4), "SQNR dB": net.sqnr_db.round(2), "MSE": net.mse}
+    for col, name in (("iou", "IoU"), ("top1_agree", "top-1 agree"), ("kl_nats", "KL nats")):
+        if net[col].notna().any():
+            cols[name] = net[col].round(4)
+    return pd.DataFrame(cols)
 
 
 def network_items(directory: Path, out: Path) -> list:
@@ -142,7 +182,7 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def _page(res: Results, summary, focus, figures, extras, budget: float) -> str:
+def _page(res: Results, summary, focus, figures, quality, extras, budget: float) -> str:
     trace = res.meta.get("trace", {})
     meta_lines = [
         f"wccsim {__version__}; results directory {res.path.name} ({res.kind}); trace {trace.get('file')} "
@@ -164,6 +204,8 @@ def _page(res: Results, summary, focus, figures, extras, budget: float) -> str:
         ("Summary: best setting under the error budget",
          [("text", note), (display_table(best), best.best.map({True: "best", False: ""}), "summary-best")]),
         *[(b.title, [b]) for b in figures],
+        *([("Output quality vs BOPs (whole network, the paper's Figure 4)",
+            [quality[0], ("text", quality[2]), (quality[1], None, "network-quality")])] if quality else []),
         ("All settings (network totals)",
          [(display_table(unique), unique.best.map({True: "best", False: ""}), "summary-all")]),
     ]

@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 __all__ = ["TRAFFIC_PARTS", "traffic_per_layer", "traffic_vs_rate", "sqnr_vs_bits", "bops_pareto",
-           "cycles_per_layer", "roofline", "png_bytes"]
+           "cycles_per_layer", "roofline", "quality_vs_bops", "png_bytes"]
 
 # DRAM traffic components (column, legend label), stacked in this order.
 TRAFFIC_PARTS = (("act_read_bytes", "activations"), ("weight_read_bytes", "weights"),
@@ -173,5 +173,41 @@ def roofline(wcc: pd.DataFrame, int8: pd.DataFrame, peak_macs: float | None, bw_
     ax.set_ylabel("attained MACs per cycle")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def quality_vs_bops(net: pd.DataFrame, metric: str, label: str, title: str) -> Figure:
+    """Network output quality vs BOPs of the spliced 1x1 layers (the paper's Figure 4 on this network).
+
+    `net`: rows of network.csv for one hw and one output. WCC: a line per (act_bits, weight_bits) through its
+    rates (points labeled with the rate); uniform quantization: a line per configured (act_bits,
+    weight_bits), points labeled with the bits it uses; int8 as a star; float (32 x 32 BOPs per MAC) as a
+    dotted vertical line, plus its point when the metric is bounded (IoU, top-1 agreement).
+    """
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    top = net.cfg_act_bits.max()
+    for scheme, style, what in (("wcc", "o-", "WCC"), ("uniform_nbit", "s--", "uniform")):
+        rows = net[net.scheme == scheme]
+        for (a, w), g in rows.groupby(["cfg_act_bits", "cfg_weight_bits"], sort=False):
+            g = g.sort_values("bops")
+            ax.plot(g.bops / 1e9, g[metric], style, color=_SCHEME_STYLE[scheme][0], alpha=0.35 + 0.65 * a / top,
+                    label=f"{what}, act_bits={a}, weight_bits={w}")
+            for x, y, r, n in zip(g.bops / 1e9, g[metric], g.cfg_rate, g.act_bits):
+                ax.annotate(f"r={r:g}" if scheme == "wcc" else f"{n}b", (x, y), textcoords="offset points",
+                            xytext=(4, 3), fontsize=6, color=_SCHEME_STYLE[scheme][0])
+    int8 = net[net.scheme == "int8"]
+    ax.plot(int8.bops / 1e9, int8[metric], "*", ms=13, color="black", label="int8", zorder=4)
+    fp = net[net.scheme == "float"]
+    if len(fp):
+        ax.axvline(float(fp.bops.iloc[0]) / 1e9, color="gray", ls=":", label="float (32 x 32 bit per MAC)")
+        if metric != "sqnr_db":
+            ax.plot(fp.bops / 1e9, fp[metric], "D", ms=7, color="gray", zorder=4)
+    ax.set_xscale("log")
+    ax.set_xlabel("BOPs of the spliced 1x1 layers [G]  (MACs x weight_bits x act_bits + Haar term)")
+    ax.set_ylabel(label)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
     return fig

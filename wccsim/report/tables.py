@@ -11,7 +11,7 @@ import pandas as pd
 from wccsim.errors import InputError
 from wccsim.run import COLUMNS, CONFIG_KEYS, totals
 
-__all__ = ["Results", "load_results", "summary_table", "focus_config", "hw_roofs"]
+__all__ = ["Results", "load_results", "load_network", "summary_table", "focus_config", "hw_roofs"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,22 @@ def load_results(directory) -> Results:
         raise InputError(str(csv), "columns", "the columns of wccsim run output", f"missing {missing}"
                          if missing else "no rows")
     return Results(path, kind, df, totals(df), meta)
+
+
+def load_network(directory) -> pd.DataFrame | None:
+    """``network.csv`` of a sweep with network-level points (`wccsim.network.grid.NETWORK_COLUMNS`), or None
+    when the directory has none."""
+    from wccsim.network.grid import NETWORK_COLUMNS
+
+    csv = Path(directory) / "network.csv"
+    if not csv.is_file():
+        return None
+    df = pd.read_csv(csv, keep_default_na=False, na_values=["", "nan", "NaN"])
+    missing = [c for c in NETWORK_COLUMNS if c not in df.columns]
+    if missing or df.empty:
+        raise InputError(str(csv), "columns", "the columns of wccsim sweep's network.csv",
+                         f"missing {missing}" if missing else "no rows")
+    return df
 
 
 def summary_table(tot: pd.DataFrame, max_sqnr_drop_db: float) -> pd.DataFrame:
