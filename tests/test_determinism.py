@@ -1,5 +1,6 @@
-"""Determinism (issue #7): the same inputs give bit-identical integer outputs and byte-identical tables
-across repeated runs and across BLAS / numba thread counts (1 vs 2 threads, in fresh processes).
+"""Determinism and atomic outputs (issue #7). The same inputs give bit-identical integer outputs and
+byte-identical tables across repeated runs and across BLAS / numba thread counts (1 vs 2 threads, in fresh
+processes); outputs are written atomically, also when a run is SIGKILLed.
 
 Across ``--jobs`` (1 vs 2 worker processes) the sweep's files are byte-identical:
 tests/test_sweep.py::test_jobs_1_and_2_give_identical_files. wccsim has no numba ``parallel=True`` kernel
@@ -137,3 +138,25 @@ def _same_output(name: str, got: bytes, ref: bytes) -> bool:
     except ValueError:
         return False
     return all(d.pop(k, None) is not None for d in (a, b) for k in ("created", "command")) and a == b
+
+
+# Direct file writes that are not through wccsim.atomic, each with its reason.
+_RAW_WRITES_ALLOWED = {
+    "wccsim/vectors.py": 1,  # files of a temporary directory that is renamed onto the output atomically
+    "wccsim/sweep.py": 2,    # the append-only, fsync'd journal and the flock file
+}
+_RAW_WRITE = re.compile(r"(?<![\w.])open\([^)\n]*['\"][wax]b?\+?['\"]|\.write_(text|bytes)\(|\.savefig\((?!buf)"
+                        r"|\.to_(csv|parquet|json|html)\((?!index=|tmp\b)|np\.save")
+
+
+def test_every_output_goes_through_wccsim_atomic():
+    """Output files are written by `wccsim.atomic` (temporary file + os.replace); a new direct write fails
+    here unless added, with its reason, to `_RAW_WRITES_ALLOWED`."""
+    found = {}
+    for path in sorted((ROOT / "wccsim").rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        if rel != "wccsim/atomic.py":
+            n = len(_RAW_WRITE.findall(path.read_text()))
+            if n:
+                found[rel] = n
+    assert found == _RAW_WRITES_ALLOWED
