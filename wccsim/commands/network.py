@@ -6,7 +6,6 @@ import argparse
 import math
 from pathlib import Path
 
-from wccsim.errors import InputError
 
 __all__ = ["register", "format_summary"]
 
@@ -33,12 +32,14 @@ def register(subparsers) -> None:
 
 
 def _number(kind):
-    """argparse type that turns a bad number into a one-line InputError."""
+    """argparse type for a number; ArgumentTypeError keeps the message (argparse rewords a ValueError, and so
+    an InputError, as "invalid parse value")."""
     def parse(text: str):
         try:
             return kind(text)
         except ValueError:
-            raise InputError("options", "", f"a{'n integer' if kind is int else ' number'}", text) from None
+            raise argparse.ArgumentTypeError(f"expected a{'n integer' if kind is int else ' number'}, "
+                                             f"got {text!r}") from None
     return parse
 
 
