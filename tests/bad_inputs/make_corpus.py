@@ -307,7 +307,7 @@ def _cli_cases(d: Path, trace: Path, hw: Path) -> list[Case]:
     cases = [Case(f"cli/rate_{name}", (*run, "--rate", value), ("rate", *expect)) for name, value, expect in [
         ("zero", "0", ("(0, 1]", "got 0")), ("above_one", "1.5", ("(0, 1]", "1.5")),
         ("negative", "-0.25", ("(0, 1]", "-0.25")), ("nan", "nan", ("(0, 1]", "nan")),
-        ("inf", "inf", ("(0, 1]", "inf")), ("text", "half", ("half",))]]
+        ("inf", "inf", ("(0, 1]", "inf")), ("text", "half", ("expected a number", "half"))]]
     cases += [
         Case("cli/act_bits_1", (*run, "--act-bits", "1"), ("act_bits", "2..16", "got 1")),
         Case("cli/weight_bits_99", (*run, "--weight-bits", "99"), ("weight_bits", "2..16", "got 99")),
