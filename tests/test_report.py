@@ -142,3 +142,40 @@ def test_report_renders_in_headless_chromium(sweep_dir, tmp_path):
     img = imread(shot)
     assert img.shape[0] >= 2000 and img.shape[1] >= 1000
     assert img[..., :3].std() > 0.05  # not a blank page: figures and tables were painted
+
+
+@pytest.fixture(scope="module")
+def net_dir(tmp_path_factory) -> Path:
+    """A sweep with network points: PP-OCRv4 det on skimage:page at 96 x 192, one rate, one act_bits."""
+    rapidocr = pytest.importorskip("rapidocr_onnxruntime")
+    base = tmp_path_factory.mktemp("netreport")
+    out = base / "sweep"
+    sweep(HW, write_tiny_trace(base / "tiny.npz", n_layers=2), out, rates=[0.5], act_bits=[8],
+          onnx=Path(rapidocr.__file__).parent / "models" / "ch_PP-OCRv4_det_infer.onnx", images=["skimage:page"],
+          size=(96, 192))
+    return out
+
+
+def test_network_csv_adds_the_quality_vs_bops_figure_and_table(net_dir, tmp_path):
+    from wccsim.report import NETWORK_FIGURE
+
+    html = report(net_dir, tmp_path / "r.html")
+    page = parse(html)
+    assert set(page.figures) == {f"fig-{f}" for f in (*FIGURES, NETWORK_FIGURE)}
+    src = page.figures[f"fig-{NETWORK_FIGURE}"]
+    assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
+    assert "network-quality" in page.tables
+    assert (tmp_path / f"r_{NETWORK_FIGURE}.png").read_bytes().startswith(PNG_MAGIC)
+    text = html.read_text()
+    assert "IoU of the binarized map vs float" in text and "uniform_nbit" in text
+
+
+def test_bad_network_csv_exits_2(net_dir, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(net_dir, bad)
+    (bad / "network.csv").write_text("hw,scheme\nedge_npu,wcc\n")
+    assert main(["report", str(bad), "-o", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert "network.csv" in err and err.count("\n") == 1 and not (tmp_path / "r.html").exists()

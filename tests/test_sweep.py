@@ -191,3 +191,110 @@ def test_locked_directory_is_refused(tiny, tmp_path):
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         with pytest.raises(InputError, match="locked"):
             sweep(HW, tiny, tmp_path, rates=[0.5])
+
+
+# ------------------------------------------------------------------------- network-level points
+
+def _cls_model() -> Path:
+    rapidocr = pytest.importorskip("rapidocr_onnxruntime")
+    return Path(rapidocr.__file__).parent / "models" / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+
+
+NET_ARGS = dict(rates=[1, 0.5], act_bits=[8], weight_bits=[8], images=["skimage:text"])
+
+
+@pytest.fixture(scope="module")
+def net_sweep(tiny, tmp_path_factory) -> Path:
+    """A finished sweep with network points (PP-OCR cls on one 48 x 192 text line, 2 rates x 1 act_bits)."""
+    out = tmp_path_factory.mktemp("net") / "sweep"
+    sweep(HW, tiny, out, onnx=_cls_model(), **NET_ARGS)
+    return out
+
+
+def test_network_points_rows_bops_and_metrics_as_wccsim_network(net_sweep, tiny, tmp_path):
+    from wccsim.network.grid import NETWORK_COLUMNS
+    from wccsim.network.simulate import simulate_network
+
+    net = pd.read_csv(net_sweep / "network.csv")
+    assert list(net.columns) == list(NETWORK_COLUMNS)
+    assert list(zip(net.scheme, net.cfg_rate)) == [("float", 1), ("int8", 1), ("wcc", 1), ("uniform_nbit", 1),
+                                                   ("wcc", 0.5), ("uniform_nbit", 0.5)]
+    assert (net.kind == "classes").all() and (net.layers == 41).all() and net.iou.isna().all()
+    fp, int8 = net.iloc[0], net.iloc[1]
+    assert fp.sqnr_db > 80 and fp.top1_agree == 1 and fp.bops == fp.macs * 32 * 32
+    assert int8.bops == int8.macs * 64 and 0 < int8.sqnr_db < 60
+    # int8 point == uniform 8-bit at rate 1 (same simulation); uniform 4-bit costs half the BOPs
+    same = [c for c in NETWORK_COLUMNS if c not in ("scheme",)]
+    assert net.iloc[3][same].equals(int8[same])
+    assert net.iloc[5].bops == int8.bops / 2 and net.iloc[5].act_bits == 4
+    wcc_half = net.iloc[4]
+    assert net.iloc[2].bops > int8.bops > wcc_half.bops  # rate 1 pays the Haar term; rate 0.5 halves the MACs
+    # the drift numbers are the ones wccsim network reports for the same setting
+    s = simulate_network(_cls_model(), ["skimage:text"], HW, rate=0.5, act_bits=8).summary
+    out = s["model"]["outputs"][0]
+    assert wcc_half.output == out
+    for mode, row in (("wcc", wcc_half), ("uniform", net.iloc[5])):
+        for m in ("mse", "sqnr_db", "top1_agree", "kl_nats"):
+            assert row[m] == pytest.approx(s["mean"][mode][out][m], rel=1e-12, abs=0)
+    meta = json.loads((net_sweep / "sweep.json").read_text())
+    assert meta["network"]["images"] == ["skimage:text"] and meta["network"]["preprocess"] == "ppocr_cls"
+
+
+def test_network_points_resume_from_a_cut_journal_and_are_never_recomputed(net_sweep, tiny, tmp_path, monkeypatch):
+    import shutil
+
+    import wccsim.sweep as sw
+
+    out = tmp_path / "cut"
+    shutil.copytree(net_sweep, out)
+    journal = out / JOURNAL
+    lines = journal.read_bytes().splitlines(keepends=True)
+    net_lines = [i for i, line in enumerate(lines) if b'\\"network\\"' in line]
+    assert len(net_lines) == 6 and len(lines) == 6 + 2 * 3
+    keep = [line for i, line in enumerate(lines) if i not in net_lines[2:]]  # lose 4 network points...
+    journal.write_bytes(b"".join(keep) + lines[net_lines[2]][:40])           # ...and tear a line
+    (out / "network.csv").unlink()
+    computed = []
+    real = sw.compute_point
+    monkeypatch.setattr(sw, "compute_point", lambda ctx, p: computed.append(p) or real(ctx, p))
+    sweep(HW, tiny, out, onnx=_cls_model(), **NET_ARGS)
+    assert sorted((p.scheme, p.rate) for p in computed) == [("uniform_nbit", 0.5), ("uniform_nbit", 1.0),
+                                                            ("wcc", 0.5), ("wcc", 1.0)]
+    assert snapshot(out) == snapshot(net_sweep)
+    computed.clear()
+    sweep(HW, tiny, out, onnx=_cls_model(), **NET_ARGS)  # finished: nothing computed, files unchanged
+    assert computed == [] and snapshot(out) == snapshot(net_sweep)
+
+
+def test_network_sweep_jobs_2_gives_identical_files(net_sweep, tiny, tmp_path):
+    r = subprocess.run(_cli(tiny, tmp_path / "j2", "--rates", "1,0.5", "--act-bits", "8", "--weight-bits", "8",
+                            "--onnx", str(_cls_model()), "--image", "skimage:text", "--jobs", "2"),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = snapshot(tmp_path / "j2")
+    assert set(got) == {".lock", "layers.csv", "totals.csv", "network.csv", "sweep.json", JOURNAL}
+    assert got == snapshot(net_sweep)
+
+
+NET_BAD = {
+    "image without onnx": ["--image", "skimage:text"],
+    "threshold without onnx": ["--threshold", "0.5"],
+    "size without onnx": ["--size", "48x192"],
+    "onnx without image": ["--onnx", "MODEL"],
+    "missing model": ["--onnx", "missing.onnx", "--image", "skimage:text"],
+    "unknown image": ["--onnx", "MODEL", "--image", "skimage:nope"],
+    "bad threshold": ["--onnx", "MODEL", "--image", "skimage:text", "--threshold", "1.5"],
+    "threshold text": ["--onnx", "MODEL", "--image", "skimage:text", "--threshold", "x"],
+    "bad size": ["--onnx", "MODEL", "--image", "skimage:text", "--size", "48by192"],
+    "unknown preset": ["--onnx", "MODEL", "--image", "skimage:text", "--preprocess", "resnet"],
+}
+
+
+@pytest.mark.parametrize("extra", list(NET_BAD.values()), ids=list(NET_BAD))
+def test_bad_network_arguments_exit_2_and_write_nothing(tiny, tmp_path, capsys, extra):
+    extra = [str(_cls_model()) if a == "MODEL" else a for a in extra]
+    out = tmp_path / "out"
+    assert main(["sweep", "--hw", str(HW), "--trace", str(tiny), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wccsim: error: ") and err.count("\n") == 1
+    assert not out.exists()
