@@ -252,6 +252,8 @@ _HW_EDITS = {  # name: (replace this text of GOOD_HW_TEXT, by this; strings the 
     "acc_plus_haar_growth_over_60": ("  acc_bits: 32", "  acc_bits: 58", ("mac.acc_bits", "at most 57", "got 58")),
     "haar_width_61": ("  width_bits: 16", "  width_bits: 61", ("haar.width_bits", "got 61")),
     "python_tag": ("name: corpus_npu", "name: !!python/object/apply:os.system ['true']", ("tag", "line 1")),
+    "python_object_tag": ("  ifmap: {size_bytes: 65536}", "  ifmap: !!python/object:collections.OrderedDict {}",
+                          ("tag", "line")),
     "huge_integer": ("ifmap: {size_bytes: 65536}", "ifmap: {size_bytes: 1000000000000000000000000000000}",
                      ("sram.ifmap.size_bytes", "1e+30")),
     "huge_float": ("clock_mhz: 800", "clock_mhz: 1.0e+400", ("clock_mhz", "inf")),
