@@ -41,7 +41,8 @@ from wccsim.run import (
     rows_to_frame, select_layers, totals,
 )
 
-__all__ = ["Point", "NetworkPoint", "JOURNAL", "plan_points", "plan_network_points", "read_journal", "Journal", "compute_point", "sweep"]
+__all__ = ["Point", "NetworkPoint", "JOURNAL", "plan_points", "plan_network_points", "read_journal", "Journal",
+           "compute_point", "sweep"]
 
 JOURNAL = "journal.jsonl"
 _OUTPUTS = ("layers.csv", "totals.csv", "sweep.json", "network.csv", JOURNAL)
@@ -208,7 +209,8 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
     hws : HwSpec, path, or a sequence of them
     trace : Trace or path to a ``.npz`` trace (workers open it by path: on a cluster it must be readable
         at the same path on every worker)
-    out : directory for journal.jsonl, layers.csv, totals.csv, sweep.json (created if missing)
+    out : directory for journal.jsonl, layers.csv, totals.csv, sweep.json and, with a network, network.csv
+        (created if missing)
     rates, act_bits, weight_bits : grid values (rates in (0, 1], bits in 2..16)
     layers : glob over layer names; calib : calibration override (see `wccsim.run.run`)
     jobs : worker processes on this machine (1 = in process)
