@@ -125,9 +125,11 @@ def network_quality(net: pd.DataFrame | None, hw: str) -> tuple[FigureBlock, pd.
 
 
 def network_table(net: pd.DataFrame) -> pd.DataFrame:
-    """network.csv rows in reading units (GBOPs; metrics a kind of output does not have are left out)."""
-    cols = {"hw": net.hw, "output": net.output, "scheme": net.scheme, "rate": net.rate, "act_bits": net.act_bits,
-            "weight_bits": net.weight_bits, "bits/act": net.eff_bits_per_act.round(3),
+    """network.csv rows in reading units (GBOPs; metrics a kind of output does not have are left out). The
+    configured rate and act_bits (the output register) beside the widths the scheme really uses."""
+    cols = {"hw": net.hw, "output": net.output, "scheme": net.scheme, "cfg rate": net.cfg_rate,
+            "cfg act_bits": net.cfg_act_bits, "act_bits": net.act_bits, "weight_bits": net.weight_bits,
+            "bits/act": net.eff_bits_per_act.round(3),
             "GBOPs": (net.bops / 1e9).round(4), "SQNR dB": net.sqnr_db.round(2), "MSE": net.mse}
     for col, name in (("iou", "IoU"), ("top1_agree", "top-1 agree"), ("kl_nats", "KL nats")):
         if net[col].notna().any():
