@@ -14,7 +14,7 @@ import sys
 import traceback
 
 from wccsim import __version__
-from wccsim.errors import InputError
+from wccsim.errors import InputError, UsageError
 
 __all__ = ["main"]
 
@@ -34,12 +34,12 @@ class _Parser(argparse.ArgumentParser):
     """argparse with exit status 2 and a one-line message on bad arguments."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        raise InputError("wccsim", self.prog.split(" ", 1)[-1] if " " in self.prog else "arguments",
-                         "valid arguments (see --help)", message)
+        raise UsageError(self.prog, f"{message} (see --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="wccsim", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="wccsim", description="Bit-accurate simulator and cost model of Wavelet Compressed "
+                     "Convolution (WCC) hardware. Exit status: 0 ok, 2 invalid input, 1 internal error.")
     parser.add_argument("--version", action="version", version=f"wccsim {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)

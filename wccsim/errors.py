@@ -6,7 +6,7 @@ expected and what was found, e.g. ``edge_npu.yaml: mac.rows: expected a positive
 The CLI prints it to stderr and exits with status 2; any other exception is an internal error (exit 1).
 """
 
-__all__ = ["InputError"]
+__all__ = ["InputError", "UsageError"]
 
 
 class InputError(ValueError):
@@ -20,3 +20,11 @@ class InputError(ValueError):
         tail = f"expected {expected}" if got is None else f"expected {expected}, got {got!s}"
         parts.append(tail)
         super().__init__(": ".join(parts).replace("\n", " "))
+
+
+class UsageError(InputError):
+    """Bad command-line arguments, as argparse words them: ``wccsim run: argument --rate: expected ...``."""
+
+    def __init__(self, prog: str, message: str):
+        ValueError.__init__(self, f"{prog}: {message}".replace("\n", " "))
+        self.where, self.field, self.expected, self.got = prog, "", message, None

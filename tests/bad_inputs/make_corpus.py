@@ -332,7 +332,7 @@ def _cli_cases(d: Path, trace: Path, hw: Path) -> list[Case]:
         Case("cli/sweep_jobs_zero", ("sweep", "--hw", h, "--trace", t, "--out", OUT, "--jobs", "0"),
              ("jobs", "positive")),
         Case("cli/vectors_rate_2", ("vectors", "--hw", h, "--trace", t, "--layer", "conv0", "--rate", "2",
-                                    "--out", OUT), ("--rate", "(0, 1]", "got 2")),
+                                    "--out", OUT), ("--rate", "(0, 1]", "got '2'")),
         Case("cli/vectors_unknown_layer", ("vectors", "--hw", h, "--trace", t, "--layer", "fc", "--out", OUT),
              (trace.name, "layer", "'fc'")),
         Case("cli/vectors_out_parent_is_a_file", ("vectors", "--hw", h, "--trace", t, "--layer", "conv0",

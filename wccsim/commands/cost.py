@@ -8,6 +8,7 @@ import dataclasses
 import io
 
 from wccsim.atomic import write_text
+from wccsim.commands._args import bits, fraction, rate
 from wccsim.cost import LayerCost, Scheme, total_cost, workload_cost
 from wccsim.cost.workload import load_workload, parse_input_size, rescale_workload
 from wccsim.errors import InputError
@@ -32,32 +33,6 @@ _COLUMNS = (
 )
 
 
-def _rate(text: str) -> float:
-    try:
-        r = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < r <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
-    return r
-
-
-def _bits(text: str) -> int:
-    if not text.isdigit() or not 2 <= int(text) <= 16:
-        raise argparse.ArgumentTypeError(f"expected an integer in [2, 16], got {text!r}")
-    return int(text)
-
-
-def _fraction(text: str) -> float:
-    try:
-        f = float(text)
-    except ValueError:
-        f = -1.0
-    if not 0 <= f <= 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}")
-    return f
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("cost", help="cost model of a shape-only workload (BOPs, traffic, cycles, energy)",
                               description="per-layer and total cost of a workload CSV on a hardware YAML, "
@@ -65,11 +40,11 @@ def register(subparsers) -> None:
     p.add_argument("--hw", required=True, metavar="HW.yaml", help="hardware config (hw_configs/*.yaml)")
     p.add_argument("--workload", required=True, metavar="W.csv", help="workload CSV (workloads/*.csv)")
     p.add_argument("--input", metavar="HxW", help="rescale the workload to this input size")
-    p.add_argument("--rate", required=True, type=_rate, help="WCC kept fraction in (0, 1]")
+    p.add_argument("--rate", required=True, type=rate, help="WCC kept fraction in (0, 1]")
     p.add_argument("--scheme", default="wcc", choices=[s.value for s in Scheme])
-    p.add_argument("--act-bits", type=_bits, help="activation bits (default: the hw quant.act_bits)")
-    p.add_argument("--weight-bits", type=_bits, help="weight bits (default: the hw quant.weight_bits)")
-    p.add_argument("--nonzero-fraction", type=_fraction, help="measured non-zero fraction (scheme zvc)")
+    p.add_argument("--act-bits", type=bits, help="activation bits (default: the hw quant.act_bits)")
+    p.add_argument("--weight-bits", type=bits, help="weight bits (default: the hw quant.weight_bits)")
+    p.add_argument("--nonzero-fraction", type=fraction, help="measured non-zero fraction (scheme zvc)")
     p.add_argument("--csv", metavar="OUT.csv", help="also write every LayerCost field per layer as CSV")
     p.set_defaults(func=_run)
 

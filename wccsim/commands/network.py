@@ -6,6 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
+from wccsim.commands._args import number
+
 
 __all__ = ["register", "format_summary"]
 
@@ -18,10 +20,10 @@ def register(subparsers) -> None:
     p.add_argument("--image", required=True, action="append", metavar="IMG",
                    help="image file or skimage:NAME (repeatable)")
     p.add_argument("--hw", required=True, help="hardware YAML (e.g. hw_configs/edge_npu.yaml)")
-    p.add_argument("--rate", required=True, type=_number(float), help="fraction of Haar positions kept, (0, 1]")
-    p.add_argument("--act-bits", type=_number(int), default=None, help="activation bits 2..16 (default: YAML)")
+    p.add_argument("--rate", required=True, type=number(float), help="fraction of Haar positions kept, (0, 1]")
+    p.add_argument("--act-bits", type=number(int), default=None, help="activation bits 2..16 (default: YAML)")
     p.add_argument("--calib", default=None, help="calibration: max, percentile or mse (default: YAML)")
-    p.add_argument("--threshold", type=_number(float), default=0.3,
+    p.add_argument("--threshold", type=number(float), default=0.3,
                    help="probability-map binarization threshold for the IoU (DB default 0.3)")
     p.add_argument("--size", default=None, metavar="HxW",
                    help="network input size in pixels (default: the preset's, PP-OCR det short side 736)")
@@ -29,18 +31,6 @@ def register(subparsers) -> None:
                    help="auto, ppocr_det, ppocr_cls or ppocr_rec (auto: from the model's output rank)")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default: runs/network_<model>)")
     p.set_defaults(func=main)
-
-
-def _number(kind):
-    """argparse type for a number; ArgumentTypeError keeps the message (argparse rewords a ValueError, and so
-    an InputError, as "invalid parse value")."""
-    def parse(text: str):
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a{'n integer' if kind is int else ' number'}, "
-                                             f"got {text!r}") from None
-    return parse
 
 
 def _fmt(v, spec: str = ".4g") -> str:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from wccsim import __version__
+from wccsim.commands._args import number
 from wccsim.errors import InputError
 
 __all__ = ["register", "default_out_dir", "run_metadata", "format_table"]
@@ -23,27 +24,15 @@ def register(subparsers) -> None:
                               description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("--hw", required=True, help="hardware YAML (e.g. hw_configs/edge_npu.yaml)")
     p.add_argument("--trace", required=True, help="trace .npz (e.g. traces/ppocrv4_det.npz)")
-    p.add_argument("--rate", type=_number(float), default=0.5, help="fraction of Haar positions kept, (0, 1]")
-    p.add_argument("--act-bits", type=_number(int), default=None, help="activation bits 2..16 (default: YAML)")
-    p.add_argument("--weight-bits", type=_number(int), default=None, help="weight bits 2..16 (default: YAML)")
+    p.add_argument("--rate", type=number(float), default=0.5, help="fraction of Haar positions kept, (0, 1]")
+    p.add_argument("--act-bits", type=number(int), default=None, help="activation bits 2..16 (default: YAML)")
+    p.add_argument("--weight-bits", type=number(int), default=None, help="weight bits 2..16 (default: YAML)")
     p.add_argument("--layers", default=None, metavar="GLOB", help="only layers whose name matches GLOB")
     p.add_argument("--calib", default=None, help="calibration: max, percentile or mse (default: YAML)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output directory (default: runs/<trace-stem>_<hw-stem>)")
     p.add_argument("--format", default="table", help="stdout format: table, csv or json")
     p.set_defaults(func=main)
-
-
-def _number(kind):
-    """argparse type for a number; ArgumentTypeError keeps the message (argparse rewords a ValueError, and so
-    an InputError, as "invalid parse value")."""
-    def parse(text: str):
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a{'n integer' if kind is int else ' number'}, "
-                                             f"got {text!r}") from None
-    return parse
 
 
 def default_out_dir(hw_path: str, trace_path: str) -> Path:

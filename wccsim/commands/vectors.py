@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import math
+
+from wccsim.commands._args import rate
 
 
 __all__ = ["register", "main"]
@@ -15,21 +16,11 @@ def register(subparsers) -> None:
     p.add_argument("--hw", required=True, help="hardware YAML (e.g. hw_configs/edge_npu.yaml)")
     p.add_argument("--trace", required=True, help="trace .npz (e.g. traces/ppocrv4_det.npz)")
     p.add_argument("--layer", required=True, help="layer name in the trace")
-    p.add_argument("--rate", type=_rate, default=0.5, help="fraction of Haar positions kept, (0, 1]")
+    p.add_argument("--rate", type=rate, default=0.5, help="fraction of Haar positions kept, (0, 1]")
     p.add_argument("--tile", default=None, metavar="HxW[@Y,X]",
                    help="simulate only this spatial tile of the input (top-left unless @Y,X is given)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created or replaced)")
     p.set_defaults(func=main)
-
-
-def _rate(text: str) -> float:
-    try:
-        rate = float(text)
-    except ValueError:
-        rate = math.nan
-    if not 0.0 < rate <= 1.0:  # ArgumentTypeError keeps this message (argparse rewords a ValueError)
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
-    return rate
 
 
 def main(args: argparse.Namespace) -> int:

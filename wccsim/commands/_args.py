@@ -1,0 +1,54 @@
+"""argparse value types shared by the subcommands.
+
+They raise ``argparse.ArgumentTypeError``, whose message argparse keeps (a ``ValueError``, and so an
+`InputError`, would be reworded as "invalid <type> value"); `wccsim.cli` turns it into the one-line
+exit-2 error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+__all__ = ["number", "rate", "bits", "fraction"]
+
+
+def number(kind):
+    """Type converting to ``kind`` (int or float); range checks are left to the library."""
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a{'n integer' if kind is int else ' number'}, "
+                                             f"got {text!r}") from None
+    return parse
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def rate(text: str) -> float:
+    """A WCC kept fraction in (0, 1]."""
+    r = _float_or_nan(text)
+    if not 0.0 < r <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return r
+
+
+def bits(text: str) -> int:
+    """A bit width in 2..16."""
+    if not text.isdigit() or not 2 <= int(text) <= 16:
+        raise argparse.ArgumentTypeError(f"expected an integer in [2, 16], got {text!r}")
+    return int(text)
+
+
+def fraction(text: str) -> float:
+    """A fraction in [0, 1]."""
+    f = _float_or_nan(text)
+    if not 0.0 <= f <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}")
+    return f
