@@ -177,10 +177,10 @@ def layer_rows(trace, index: int, info, hw, opts: RunOptions) -> list[dict]:
     uniform = wcc.baselines["uniform_nbit"]
     base = _base_row(hw, index, info, opts)
     # (hw, scheme, result, positions kept, cost-model rate, cost-model act_bits, weight_bits, nonzero
-    # fraction); uniform_nbit's cost rate makes the cost model store exactly the bits the datapath simulated.
+    # fraction); the cost model derives uniform_nbit's bits with the datapath's own `uniform_bits` rule.
     schemes = ((hw, "wcc", wcc, opts.rate, opts.rate, opts.act_bits, opts.weight_bits, None),
                (hw8, "int8", int8, 1.0, 1.0, 8, 8, None),
-               (hw, "uniform_nbit", uniform, 1.0, uniform.act_bits / opts.act_bits, opts.act_bits,
+               (hw, "uniform_nbit", uniform, 1.0, opts.rate, opts.act_bits,
                 uniform.weight_bits, None),
                (hw, "zvc", plain, 1.0, 1.0, opts.act_bits, opts.weight_bits, _nonzero_fraction(plain)))
     return [_scheme_row(base, info, *spec) for spec in schemes]

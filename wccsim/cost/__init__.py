@@ -3,7 +3,7 @@
 Everything runs from shapes alone (no trace): ``layer_cost(shape, hw, scheme, rate, act_bits, weight_bits)``
 returns a frozen `LayerCost` whose field names carry their units; ``workload_cost`` does a whole network.
 Schemes: ``wcc`` (1x1 layers compressed at `rate`, other layers quantized), ``int8`` (plain quantization at
-act_bits), ``uniform_nbit`` (activations at ``max(1, round(rate * act_bits))`` bits, the paper's equal-bit
+act_bits), ``uniform_nbit`` (activations at ``max(2, floor(rate * act_bits + 1/2))`` bits, the paper's equal-bit
 baseline) and ``zvc`` (zero-value compression with a bitmap; needs the measured `nonzero_fraction`, see
 `nonzero_fraction`). Layers marked ``keep_fp`` run as plain quantized layers on the hardware (the paper
 keeps them in float; its BOPs count follows ``fp_layers``).

@@ -3,7 +3,7 @@
 Rules (docs/validation.md lists them with the tests that check them):
 
 - Tensor sizes are ``ceil(elements * bits / 8)`` bytes. Activations are stored at ``act_bits`` (``uniform_nbit``:
-  at the effective width ``max(1, round(rate * act_bits))``); outputs likewise; weights at ``weight_bits``.
+  at the effective width ``max(2, floor(rate * act_bits + 1/2))``, `uniform_bits`); outputs likewise; weights at ``weight_bits``.
 - WCC (a 1x1 layer under scheme ``wcc``): the kept columns (``cin * k`` coefficients, requantized to
   ``act_bits``: the Haar unit's wider internal width is not stored, so there is no width growth in memory)
   plus a ``P``-bit bitmap of kept positions (P = padded positions). Placement ``compress_on_write``: the
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from wccsim.cost.bops import kept_columns, padded_hw
 from wccsim.cost.workload import Gemm, LayerShape, Scheme
+from wccsim.datapath.layer import uniform_bits
 from wccsim.hw import Dataflow, HwSpec, MacSpec, Placement, TopkMode
 
 __all__ = ["Tensors", "Traffic", "effective_act_bits", "tensor_bytes", "choose_tiling", "array_reads",
@@ -42,8 +43,9 @@ def _bytes(elems: int | float, bits: int) -> int:
 
 
 def effective_act_bits(scheme: Scheme, rate: float, act_bits: int) -> int:
-    """Activation width the scheme stores: ``max(1, round(rate * act_bits))`` for uniform_nbit, else act_bits."""
-    return max(1, round(rate * act_bits)) if scheme is Scheme.UNIFORM_NBIT else act_bits
+    """Activation width the scheme stores: the datapath's `uniform_bits` rule for uniform_nbit
+    (``max(2, floor(rate * act_bits + 1/2))``), else act_bits."""
+    return uniform_bits(rate, act_bits) if scheme is Scheme.UNIFORM_NBIT else act_bits
 
 
 @dataclass(frozen=True)

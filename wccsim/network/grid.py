@@ -157,7 +157,7 @@ def _scheme(hw, opts, scheme: str):
                 _used(r, a, w, r * a))
     if scheme == "uniform_nbit":
         n = uniform_bits(r, a)
-        return (uniform_hook(hw.datapath, n), lambda s: counts(s, hw, "uniform_nbit", n / a, a, w),
+        return (uniform_hook(hw.datapath, n), lambda s: counts(s, hw, "uniform_nbit", r, a, w),
                 _used(1.0, n, w, n))
     hw8 = configure_datapath(hw, dataclasses.replace(opts, act_bits=8, weight_bits=8))
     if scheme == "int8":

@@ -198,7 +198,7 @@ def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5
         Fraction of Haar positions kept in every spliced layer.
     act_bits : int in 2..16, optional
         Activation bits (default: the hardware spec's); the uniform baseline gets
-        `wccsim.datapath.layer.uniform_bits` (round(rate * act_bits), at least 2).
+        `wccsim.datapath.layer.uniform_bits` (max(2, floor(rate * act_bits + 1/2))).
     threshold : float in (0, 1)
         Binarization threshold of a probability-map output for the IoU (DB's default 0.3).
     size : (H, W) pixels, optional
