@@ -10,6 +10,10 @@ over int64 numpy arrays whose values are int32:
 * ``rounding_divide_by_pot(x, e)`` = ``x / 2^e`` rounded to nearest, ties away from zero
   (ARM ``SRSHL`` by ``-e`` plus a sign fixup), ``0 <= e <= 31``.
 
+``FIXED_POINT`` with per-tensor parameters runs as one fused numba pass (`_fixed_point_fused`, cached),
+equal to the numpy stages bit for bit (tests/test_datapath_fast.py); per-channel parameters take the
+numpy stages.
+
 `RequantParams` is the record the unit holds (made offline in float by `wccsim.calibrate.requant_params`);
 `requantize` applies it in one of three modes (`RequantMode`):
 
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from wccsim.hw import RequantMode
@@ -241,10 +246,82 @@ def requantize(acc: np.ndarray, params: RequantParams, mode: RequantMode) -> tup
         Count of saturation events: input beyond int32, left-shift overflow, output clamps.
     """
     acc = np.asarray(acc, dtype=np.int64)
-    in_sat = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
-    x = np.clip(acc, INT32_MIN, INT32_MAX)
+    if mode is RequantMode.FIXED_POINT:
+        fused = _requantize_fused(acc, params)
+        if fused is not None:
+            return fused
+    return _requantize_numpy(acc, params, mode)
+
+
+def _requantize_numpy(acc: np.ndarray, params: RequantParams, mode: RequantMode) -> tuple[np.ndarray, int]:
+    """`requantize` in numpy stages: the reference, and the path for per-channel parameters."""
+    if acc.size == 0 or (acc.min() >= INT32_MIN and acc.max() <= INT32_MAX):
+        in_sat, x = 0, acc
+    else:
+        in_sat = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
+        x = np.clip(acc, INT32_MIN, INT32_MAX)
     y, shift_sat = _MODES[mode](x, params)
     y = y + int(params.zero_point)
     lo, hi = out_range(params.out_bits, params.signed)
+    if y.size == 0 or (y.min() >= lo and y.max() <= hi):
+        return y, in_sat + shift_sat
     out_sat = int(np.count_nonzero((y < lo) | (y > hi)))
     return np.clip(y, lo, hi), in_sat + shift_sat + out_sat
+
+
+@numba.njit(cache=True)
+def _fixed_point_fused(acc, left, multiplier, shift, zero_point, lo, hi, out):
+    """``FIXED_POINT`` with per-tensor parameters in one pass over flat int64 ``acc`` into ``out``.
+
+    Per element, the same steps and counts as the numpy stages: saturate to int32 (counted), saturating
+    left shift by ``left`` (counted), SRDHM by ``multiplier`` (``INT32_MIN * INT32_MIN -> INT32_MAX``),
+    RDBPOT by ``shift`` (0..31), ``+ zero_point``, clamp to ``[lo, hi]`` (counted). Returns the count.
+    """
+    sat = 0
+    mask = (np.int64(1) << shift) - 1
+    for i in range(acc.size):
+        x = acc[i]
+        if x < INT32_MIN or x > INT32_MAX:
+            sat += 1
+            x = min(max(x, INT32_MIN), INT32_MAX)
+        x = x << left
+        if x < INT32_MIN or x > INT32_MAX:
+            sat += 1
+            x = min(max(x, INT32_MIN), INT32_MAX)
+        if x == INT32_MIN and multiplier == INT32_MIN:
+            y = np.int64(INT32_MAX)
+        else:
+            ab = x * multiplier
+            v = ab + (1 << 30) if ab >= 0 else ab + 1 - (1 << 30)
+            y = v >> 31 if v >= 0 else -((-v) >> 31)
+        y = (y >> shift) + ((y & mask) > (mask >> 1) + (y < 0)) + zero_point
+        if y < lo or y > hi:
+            sat += 1
+            y = min(max(y, lo), hi)
+        out[i] = y
+    return sat
+
+
+def _uniform(v) -> int | None:
+    """The one value of a scalar or constant integer array; None when the values differ."""
+    a = np.asarray(v)
+    if a.size == 0:
+        return None
+    first = a.reshape(-1)[0]
+    return int(first) if a.size == 1 or bool(np.all(a == first)) else None
+
+
+def _requantize_fused(acc: np.ndarray, params: RequantParams) -> tuple[np.ndarray, int] | None:
+    """`requantize` FIXED_POINT through `_fixed_point_fused` when the parameters are per tensor (one value
+    each, shifts in 0..31); None otherwise (per-channel parameters take the numpy stages)."""
+    fields = (params.left_shift, params.multiplier, params.shift)
+    left, mult, shift = (_uniform(v) for v in fields)
+    if left is None or mult is None or shift is None or not (0 <= left <= 31 and 0 <= shift <= 31):
+        return None
+    if np.broadcast_shapes(acc.shape, *(np.shape(v) for v in fields)) != acc.shape:
+        return None
+    flat = np.ascontiguousarray(acc).reshape(-1)
+    out = np.empty_like(flat)
+    lo, hi = out_range(params.out_bits, params.signed)
+    sat = _fixed_point_fused(flat, left, mult, shift, int(params.zero_point), lo, hi, out)
+    return out.reshape(acc.shape), sat

@@ -1,0 +1,160 @@
+"""Fast paths of the datapath equal their plain-numpy references, corners included (tolerance 0).
+
+The fast paths (numba kernels, O(P) selection, narrower MAC conversions) exist for speed only
+(docs/performance.md); each test here compares one against the numpy formulation it replaces.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from wccsim.calibrate import QuantParams, requant_params
+from wccsim.datapath import haar, mac, requant, topk
+from wccsim.datapath.shifts import round_shift, saturate
+from wccsim.hw import HaarSpec, MacSpec, Normalize, Overflow, RequantMode, Rounding, TopkMode, TopkSpec
+
+I32_MIN, I32_MAX = requant.INT32_MIN, requant.INT32_MAX
+
+
+# ------------------------------------------------------------------------------------------ requant
+
+def _acc_cases(rng):
+    for trial in range(120):
+        shape = tuple(int(v) for v in rng.integers(1, 6, int(rng.integers(1, 4))))
+        acc = rng.integers(-(1 << int(rng.integers(2, 40))), 1 << int(rng.integers(2, 40)), shape)
+        flat = acc.reshape(-1)
+        corners = [I32_MIN, I32_MAX, -(1 << 40), 1 << 40, 0, -1]
+        flat[:min(len(corners), flat.size)] = corners[:flat.size]
+        scale = float(np.exp(rng.uniform(-25, 8)))
+        if trial % 3 == 0:  # uniform parameters held in an array (per-tensor weights, per-column scales)
+            scale = np.full((shape[0],) + (1,) * (len(shape) - 1), scale)
+        if trial % 5 == 0:  # truly per-channel: the numpy path
+            scale = np.exp(rng.uniform(-25, 8, (shape[0],) + (1,) * (len(shape) - 1)))
+        signed = bool(trial % 2)
+        zp = int(rng.integers(-5, 6)) if signed else int(rng.integers(0, 6))
+        yield acc, requant_params(scale, QuantParams(1.0, zp, int(rng.choice([2, 4, 8, 16])), signed))
+
+
+@pytest.mark.parametrize("mode", list(RequantMode))
+def test_requantize_equals_numpy_reference(mode):
+    rng = np.random.default_rng(7)
+    for acc, params in _acc_cases(rng):
+        got, got_sat = requant.requantize(acc, params, mode)
+        ref, ref_sat = requant._requantize_numpy(np.asarray(acc, np.int64), params, mode)
+        assert got.dtype == ref.dtype == np.int64 and got.shape == ref.shape
+        np.testing.assert_array_equal(got, ref)
+        assert got_sat == ref_sat
+
+
+def test_fused_fixed_point_corners():
+    # left shift into saturation, INT32 extremes, outputs clamped both ways, shift 0 and 31
+    acc = np.array([I32_MIN, I32_MAX, -(1 << 33), 1 << 33, -1, 0, 1, 12345, -12345], dtype=np.int64)
+    for real in (2.0 ** -31, 2.0 ** -20, 0.37, 0.9999999, 3.0):
+        for bits, signed, zp in ((8, True, 0), (8, False, 3), (16, True, -2)):
+            p = requant_params(real, QuantParams(1.0, zp, bits, signed))
+            p = dataclasses.replace(p, left_shift=np.int64(2))
+            got = requant.requantize(acc, p, RequantMode.FIXED_POINT)
+            ref = requant._requantize_numpy(acc, p, RequantMode.FIXED_POINT)
+            np.testing.assert_array_equal(got[0], ref[0])
+            assert got[1] == ref[1]
+
+
+# --------------------------------------------------------------------------------------------- haar
+
+def _forward_reference(x, spec, in_bits):
+    """The numpy formulation: butterfly, round_shift (per_level), saturate, level by level."""
+    hp, wp = haar.pad_shape(x.shape[2], x.shape[3], spec.levels)
+    low = haar._pad(np.asarray(x, np.int64), hp, wp)
+    per_level, sat = [], 0
+    for _ in range(spec.levels):
+        y = haar._butterfly(low)
+        if spec.normalize is Normalize.PER_LEVEL:
+            y = round_shift(y, 1, spec.rounding)
+        y, s = saturate(y, spec.width_bits)
+        sat += s
+        per_level.append(y)
+        low = y[:, :, 0]
+    return haar.pack_layout(per_level), per_level, sat
+
+
+def _inverse_reference(coef, h, w, spec, width_bits):
+    hp, wp = haar.pad_shape(h, w, spec.levels)
+    coef, sat = saturate(np.asarray(coef, np.int64), width_bits)
+    low, details = haar.unpack_layout(coef, hp, wp, spec.levels)
+    per_level = spec.normalize is Normalize.PER_LEVEL
+    for lev in range(spec.levels, 0, -1):
+        det = details[lev - 1] if per_level else details[lev - 1] << np.int64(spec.levels - lev)
+        low = haar._inverse_butterfly(low, det)
+        if per_level:
+            low = round_shift(low, 1, spec.rounding)
+        low, s = saturate(low, width_bits)
+        sat += s
+    if not per_level:
+        low = round_shift(low, spec.levels, spec.rounding)
+    return low[:, :, :h, :w], sat
+
+
+@pytest.mark.parametrize("normalize", list(Normalize))
+@pytest.mark.parametrize("rounding", list(Rounding))
+def test_haar_kernels_equal_numpy_reference(normalize, rounding):
+    rng = np.random.default_rng(11)
+    for trial in range(12):
+        levels, width = int(rng.integers(1, 5)), int(rng.choice([4, 8, 10, 16, 40]))
+        spec = HaarSpec(levels=levels, normalize=normalize, rounding=rounding, width_bits=width)
+        in_bits = int(rng.integers(2, 20))
+        shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(1, 40)), int(rng.integers(1, 40)))
+        x = rng.integers(-(1 << (in_bits - 1)), 1 << (in_bits - 1), shape)
+        if trial % 4 == 0:
+            x[...] = -(1 << (in_bits - 1))  # the negative corner, saturating at narrow widths
+        x = x.astype(np.int32) if trial % 2 else x
+        got = haar.forward_int(x, spec, in_bits)
+        coef, per_level, sat = _forward_reference(x, spec, in_bits)
+        np.testing.assert_array_equal(got.coef, coef)
+        for a, b in zip(got.per_level, per_level):
+            np.testing.assert_array_equal(a, b)
+        assert got.saturations == sat
+        for cw in (width, width + 3):
+            c = rng.integers(-(1 << cw), 1 << cw, coef.shape)
+            out, s = haar.inverse_int(c, shape[2], shape[3], spec, cw)
+            ref, ref_s = _inverse_reference(c, shape[2], shape[3], spec, cw)
+            np.testing.assert_array_equal(out, ref)
+            assert s == ref_s
+
+
+# --------------------------------------------------------------------------------------------- topk
+
+def test_exact_selection_equals_stable_sort():
+    rng = np.random.default_rng(5)
+    for trial in range(300):
+        n, p = int(rng.integers(1, 4)), int(rng.integers(1, 200))
+        k = int(rng.integers(1, p + 1))
+        e = rng.integers(0, int(rng.choice([1, 2, 5, 1000, 1 << 40])), (n, p)).astype(np.int64)
+        if trial % 3 == 0:
+            e = e.astype(np.float64)
+        order = np.argsort(-e, axis=1, kind="stable")  # reference: ties to the lower position
+        ref = np.zeros(e.shape, bool)
+        np.put_along_axis(ref, order[:, :k], True, axis=1)
+        sel = topk.select(e, k, TopkSpec(mode=TopkMode.EXACT))
+        np.testing.assert_array_equal(sel.bitmap, ref)
+
+
+# ---------------------------------------------------------------------------------------------- mac
+
+@pytest.mark.parametrize("overflow", list(Overflow))
+def test_mac_narrow_inputs_equal_int64_matmul(overflow):
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        cout, cin, n, k = (int(v) for v in rng.integers(1, 30, 4))
+        cin = int(rng.integers(1000, 2100)) if trial % 8 == 0 else cin
+        wq = rng.integers(-128, 128, (cout, cin)).astype(np.int8)
+        xq = rng.integers(-128, 128, (n, cin, k)).astype(np.int8)
+        if trial % 5 == 0:
+            wq[...], xq[...] = -128, -128
+        ref = np.matmul(wq.astype(np.int64), xq.astype(np.int64))
+        for acc_bits in (16, 24, 32):
+            got, ovf = mac.mac_array(wq, xq, MacSpec(acc_bits=acc_bits, overflow=overflow))
+            want, want_ovf = mac.accumulate(ref, acc_bits, overflow)
+            assert got.dtype == np.int64
+            np.testing.assert_array_equal(got, want)
+            assert ovf == want_ovf
