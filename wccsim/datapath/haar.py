@@ -48,11 +48,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from wccsim.datapath.shifts import round_shift, saturate, signed_range
 from wccsim.errors import InputError
-from wccsim.hw import HaarSpec, Normalize
+from wccsim.hw import HaarSpec, Normalize, Rounding
 
 __all__ = [
     "HaarForward", "pad_shape", "position_levels", "band_shapes", "pack_layout", "unpack_layout",
@@ -205,11 +206,10 @@ def forward_int(x: np.ndarray, spec: HaarSpec, in_bits: int) -> HaarForward:
     hp, wp = pad_shape(h, w, spec.levels)
     low = _pad(x, hp, wp)
     per_level, saturations = [], 0
-    for _ in range(spec.levels):
-        y = _butterfly(low)
-        if spec.normalize is Normalize.PER_LEVEL:
-            y = round_shift(y, 1, spec.rounding)
-        y, sat = saturate(y, spec.width_bits)
+    lo, hi = signed_range(spec.width_bits)
+    shift = 1 if spec.normalize is Normalize.PER_LEVEL else 0
+    for _ in range(spec.levels):  # butterflies, normalization shift and saturation in one numba pass
+        y, sat = _forward_level(low, shift, _ROUNDING_CODE[spec.rounding], lo, hi)
         saturations += sat
         per_level.append(y)
         low = y[:, :, 0]
@@ -251,12 +251,11 @@ def inverse_int(coef: np.ndarray, h: int, w: int, spec: HaarSpec, width_bits: in
     low, details = unpack_layout(coef, hp, wp, spec.levels)
     per_level = spec.normalize is Normalize.PER_LEVEL
     saturations = sat_in
-    for lev in range(spec.levels, 0, -1):
-        det = details[lev - 1] if per_level else details[lev - 1] << np.int64(spec.levels - lev)
-        low = _inverse_butterfly(low, det)
-        if per_level:
-            low = round_shift(low, 1, spec.rounding)
-        low, sat = saturate(low, width_bits)
+    lo, hi = signed_range(width_bits)
+    code = _ROUNDING_CODE[spec.rounding]
+    for lev in range(spec.levels, 0, -1):  # detail alignment, butterflies, shift, saturation: one pass
+        low, sat = _inverse_level(low, details[lev - 1], 0 if per_level else spec.levels - lev,
+                                  1 if per_level else 0, code, lo, hi)
         saturations += sat
     if not per_level:
         low = round_shift(low, spec.levels, spec.rounding)
@@ -372,6 +371,80 @@ def _butterfly(low: np.ndarray) -> np.ndarray:
     np.subtract(s_top, s_bot, out=out[:, :, 2])
     np.subtract(d_top, d_bot, out=out[:, :, 3])
     return out
+
+
+_ROUNDING_CODE = {Rounding.FLOOR: 0, Rounding.HALF_UP: 1, Rounding.HALF_EVEN: 2}
+
+
+@numba.njit(cache=True, inline="always")
+def _shift_saturate(v, shift, rounding, lo, hi):
+    """`round_shift` of one value by ``shift`` (rounding code: 0 floor, 1 half_up, 2 half_even), then
+    clip to ``[lo, hi]``; returns (value, 1 if clipped else 0)."""
+    if shift > 0:
+        q = v >> shift
+        half = np.int64(1) << (shift - 1)
+        if rounding == 1:
+            q = (v + half) >> shift
+        elif rounding == 2:
+            r = v - (q << shift)
+            q += (r > half) | ((r == half) & ((q & 1) == 1))
+        v = q
+    c = min(max(v, lo), hi)
+    return c, c != v
+
+
+@numba.njit(cache=True)
+def _forward_level(low, shift, rounding, lo, hi):
+    """One forward level, fused: `_butterfly`, `round_shift` by ``shift`` (1 per_level, 0 deferred),
+    `saturate` to ``[lo, hi]``. (N, C, 2h, 2w) int64 -> ((N, C, 4, h, w) int64, clipped count)."""
+    n_, c_, hh, ww = low.shape
+    h, w = hh // 2, ww // 2
+    out = np.empty((n_, c_, 4, h, w), np.int64)
+    sat = 0
+    for n in range(n_):
+        for c in range(c_):
+            for i in range(h):
+                r0, r1 = low[n, c, 2 * i], low[n, c, 2 * i + 1]
+                for j in range(w):
+                    a, b, cc, d = r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]
+                    s_top, d_top, s_bot, d_bot = a + b, a - b, cc + d, cc - d
+                    v, s0 = _shift_saturate(s_top + s_bot, shift, rounding, lo, hi)
+                    out[n, c, 0, i, j] = v
+                    v, s1 = _shift_saturate(d_top + d_bot, shift, rounding, lo, hi)
+                    out[n, c, 1, i, j] = v
+                    v, s2 = _shift_saturate(s_top - s_bot, shift, rounding, lo, hi)
+                    out[n, c, 2, i, j] = v
+                    v, s3 = _shift_saturate(d_top - d_bot, shift, rounding, lo, hi)
+                    out[n, c, 3, i, j] = v
+                    sat += s0 + s1 + s2 + s3
+    return out, sat
+
+
+@numba.njit(cache=True)
+def _inverse_level(low, det, det_shift, shift, rounding, lo, hi):
+    """One inverse level, fused: details << ``det_shift``, `_inverse_butterfly`, `round_shift` by
+    ``shift``, `saturate`. LL (N, C, h, w), details (N, C, 3, h, w) -> ((N, C, 2h, 2w), clipped count)."""
+    n_, c_, h, w = low.shape
+    out = np.empty((n_, c_, 2 * h, 2 * w), np.int64)
+    sat = 0
+    for n in range(n_):
+        for c in range(c_):
+            for i in range(h):
+                for j in range(w):
+                    y1 = low[n, c, i, j]
+                    y2, y3 = det[n, c, 0, i, j] << det_shift, det[n, c, 1, i, j] << det_shift
+                    y4 = det[n, c, 2, i, j] << det_shift
+                    p, q, r, s = y1 + y3, y2 + y4, y1 - y3, y2 - y4
+                    v, s0 = _shift_saturate(p + q, shift, rounding, lo, hi)
+                    out[n, c, 2 * i, 2 * j] = v
+                    v, s1 = _shift_saturate(p - q, shift, rounding, lo, hi)
+                    out[n, c, 2 * i, 2 * j + 1] = v
+                    v, s2 = _shift_saturate(r + s, shift, rounding, lo, hi)
+                    out[n, c, 2 * i + 1, 2 * j] = v
+                    v, s3 = _shift_saturate(r - s, shift, rounding, lo, hi)
+                    out[n, c, 2 * i + 1, 2 * j + 1] = v
+                    sat += s0 + s1 + s2 + s3
+    return out, sat
 
 
 def _inverse_butterfly(low: np.ndarray, det: np.ndarray) -> np.ndarray:
