@@ -54,6 +54,8 @@ def exact_chunk(max_abs_w: int, max_abs_x: int, exact_limit: int) -> int:
 
 def _chunked_matmul(wq: np.ndarray, xq: np.ndarray, chunk: int, dtype: type) -> np.ndarray:
     cout, cin = wq.shape
+    if chunk >= cin:  # one chunk: convert straight from the operands' own dtype, no int64 accumulator
+        return np.matmul(wq.astype(dtype), xq.astype(dtype)).astype(np.int64)
     acc = np.zeros((xq.shape[0], cout, xq.shape[2]), dtype=np.int64)
     for c0 in range(0, cin, chunk):
         c1 = min(cin, c0 + chunk)
@@ -83,12 +85,20 @@ def int_matmul(wq: np.ndarray, xq: np.ndarray) -> np.ndarray:
     >>> int_matmul(np.array([[-128, 127]]), np.array([[[-128], [127]]])).tolist()
     [[[32513]]]
     """
-    wq = np.asarray(wq, dtype=np.int64)
-    xq = np.asarray(xq, dtype=np.int64)
+    return _int_matmul(wq, xq)[0]
+
+
+def _int_matmul(wq, xq) -> tuple[np.ndarray, int]:
+    """`int_matmul` plus a bound on its magnitudes, ``Cin * max|W| * max|X|`` (lets `mac_array` skip the
+    accumulator's range scan when the bound already fits)."""
+    wq, xq = _as_int(wq), _as_int(xq)
     if wq.ndim != 2 or xq.ndim != 3 or wq.shape[1] != xq.shape[1]:
         raise ValueError(f"int_matmul: shapes {wq.shape} and {xq.shape} do not match (Cout,Cin) x (N,Cin,K)")
-    max_w = int(np.abs(wq).max(initial=0))
-    max_x = int(np.abs(xq).max(initial=0))
+    max_w, max_x = _max_abs(wq), _max_abs(xq)
+    return _exact_product(wq, xq, max_w, max_x), wq.shape[1] * max_w * max_x
+
+
+def _exact_product(wq: np.ndarray, xq: np.ndarray, max_w: int, max_x: int) -> np.ndarray:
     cin = wq.shape[1]
     chunk32 = exact_chunk(max_w, max_x, _F32_EXACT)
     if chunk32 >= min(cin, 64):
@@ -96,7 +106,18 @@ def int_matmul(wq: np.ndarray, xq: np.ndarray) -> np.ndarray:
     chunk64 = exact_chunk(max_w, max_x, _F64_EXACT)
     if chunk64 >= 1:
         return _chunked_matmul(wq, xq, chunk64, np.float64)
-    return np.matmul(wq, xq)
+    return np.matmul(wq.astype(np.int64), xq.astype(np.int64))
+
+
+def _as_int(a) -> np.ndarray:
+    """The operand as is when it is an integer array (int8 stays int8: no int64 copy), else as int64."""
+    a = np.asarray(a)
+    return a if np.issubdtype(a.dtype, np.integer) else a.astype(np.int64)
+
+
+def _max_abs(a: np.ndarray) -> int:
+    """``max |a|`` as a Python int, without an ``abs`` temporary (and no int8 ``abs(-128)`` wrap)."""
+    return max(-int(a.min()), int(a.max())) if a.size else 0
 
 
 def accumulate(acc: np.ndarray, acc_bits: int, overflow: Overflow) -> tuple[np.ndarray, int]:
@@ -122,6 +143,8 @@ def accumulate(acc: np.ndarray, acc_bits: int, overflow: Overflow) -> tuple[np.n
         raise ValueError(f"accumulate: acc_bits must be in 2..63, got {acc_bits}")
     acc = np.asarray(acc, dtype=np.int64)
     lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    if acc.size == 0 or (acc.min() >= lo and acc.max() <= hi):
+        return acc, 0
     out_of_range = (acc < lo) | (acc > hi)
     count = int(np.count_nonzero(out_of_range))
     if count == 0:
@@ -150,4 +173,7 @@ def mac_array(wq: np.ndarray, xq: np.ndarray, spec: MacSpec) -> tuple[np.ndarray
     overflows : int
         Number of accumulators whose exact sum overflowed.
     """
-    return accumulate(int_matmul(wq, xq), spec.acc_bits, spec.overflow)
+    acc, bound = _int_matmul(wq, xq)
+    if bound < (1 << (spec.acc_bits - 1)) and 2 <= spec.acc_bits <= 63:  # no sum can leave the register
+        return acc, 0
+    return accumulate(acc, spec.acc_bits, spec.overflow)
