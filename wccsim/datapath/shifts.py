@@ -97,6 +97,8 @@ def saturate(v: np.ndarray, width_bits: int) -> tuple[np.ndarray, int]:
     """
     v = np.asarray(v, dtype=np.int64)
     lo, hi = signed_range(width_bits)
+    if v.size == 0 or (v.min() >= lo and v.max() <= hi):  # the common case: two reductions, no mask
+        return v, 0
     over = (v < lo) | (v > hi)
     count = int(np.count_nonzero(over))
     if count == 0:
