@@ -111,3 +111,21 @@ def test_property_quantized_values_in_levels(bits, method, signed, seed):
         inside &= x >= 0
     err = np.abs((q - qp.zero_point) * qp.scale - x)[inside]
     assert (err <= qp.scale / 2 * (1 + 1e-9)).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("qp", [QuantParams(0.037, 0, 8, True), QuantParams(0.02, 0, 8, False),
+                                QuantParams(0.5, 0, 4, True), QuantParams(0.25, 3, 8, False),
+                                QuantParams(1e-3, 0, 16, True)])
+def test_quantize_fused_path_equals_the_numpy_formula(dtype, qp):
+    """Per-tensor float32/64 inputs take a numba pass; it must equal clip(rint(x / s) + zp) exactly,
+    exact ties (round half to even), clipping and strided views included."""
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((2, 5, 7, 9)) * 40 * qp.scale * 2 ** (qp.bits - 4)).astype(dtype)
+    x.flat[:40] = (np.arange(40) - 20) * qp.scale * 0.5            # k + 1/2 steps: ties
+    qmin, qmax = levels(qp.bits, qp.signed)
+    for view in (x, x[:, :, ::2, ::3]):
+        want = np.clip(np.rint(view.astype(np.float64) / qp.scale) + qp.zero_point, qmin, qmax).astype(np.int64)
+        got = quantize(view, qp)
+        assert got.dtype == np.int64 and got.shape == view.shape
+        np.testing.assert_array_equal(got, want)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from wccsim.datapath.requant import RequantParams, quantize_multiplier
@@ -154,8 +155,23 @@ def quantize(x: np.ndarray, qp: QuantParams, scale: float | np.ndarray | None = 
     """
     s = qp.scale if scale is None else scale
     qmin, qmax = levels(qp.bits, qp.signed)
-    q = np.rint(np.asarray(x, dtype=np.float64) / s) + qp.zero_point
+    x = np.asarray(x)
+    if np.ndim(s) == 0 and x.dtype in (np.float32, np.float64):  # per-tensor: one fused pass, bit-exact
+        x = np.ascontiguousarray(x)                                # with the numpy formula below
+        out = np.empty(x.shape, dtype=np.int64)
+        _quantize_fused(x.reshape(-1), float(s), float(qp.zero_point), float(qmin), float(qmax),
+                        out.reshape(-1))
+        return out
+    q = np.rint(x.astype(np.float64) / s) + qp.zero_point
     return np.clip(q, qmin, qmax).astype(np.int64)
+
+
+@numba.njit(cache=True)
+def _quantize_fused(x, scale, zero_point, qmin, qmax, out):
+    """out[i] = clip(rint(float64(x[i]) / scale) + zero_point, qmin, qmax), as `quantize`'s numpy formula."""
+    for i in range(x.size):
+        q = np.rint(np.float64(x[i]) / scale) + zero_point
+        out[i] = np.int64(min(max(q, qmin), qmax))
 
 
 def requant_params(in_scale: float | np.ndarray, out_qp: QuantParams,
