@@ -5,8 +5,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wccsim.calibrate import quantize
 from wccsim.datapath import haar, topk
-from wccsim.datapath.layer import simulate_layer, simulate_plain, uniform_bits
+from wccsim.datapath.layer import calibrate_layer, run_datapath, simulate_layer, simulate_plain, uniform_bits
 from wccsim.datapath.mac import accumulate, int_matmul
 from wccsim.errors import InputError
 from wccsim.hw import (
@@ -262,6 +263,66 @@ def test_property_invariants(n, cin, cout, h, w, rate, act_bits, weight_bits, le
         assert all(_fits(s) for s in base.stages.values())
     if r.k == r.positions:
         assert r.errors["compress"].mse == 0.0
+
+
+@pytest.mark.parametrize("spec", [
+    DatapathSpec(),
+    DatapathSpec(haar=HaarSpec(normalize=Normalize.DEFERRED, width_bits=20),
+                 quant=QuantSpec(weight_granularity=WeightGranularity.PER_CHANNEL),
+                 requant=RequantSpec(mode=RequantMode.POW2)),
+])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_run_datapath_with_calibrated_params_is_simulate_layer(layer, spec, stride):
+    x, w, b = layer
+    r = simulate_layer(x, w, b, spec, 0.3, stride)
+    d = run_datapath(x, calibrate_layer(x, w, b, spec, 0.3, stride), spec, 0.3, stride)
+    assert list(d.stages) == list(r.stages) == STAGE_ORDER
+    for name, s in r.stages.items():
+        got = d.stages[name]
+        np.testing.assert_array_equal(got.values, s.values, err_msg=name)
+        np.testing.assert_array_equal(got.scale, s.scale, err_msg=name)
+        assert (got.width_bits, got.signed, got.order, got.zero_point) == (s.width_bits, s.signed, s.order,
+                                                                          s.zero_point), name
+    np.testing.assert_array_equal(d.y, r.y)
+    assert d.counters == r.counters and (d.k, d.positions) == (r.k, r.positions)
+    np.testing.assert_array_equal(d.selection.idx, r.selection.idx)
+
+
+def test_params_from_one_tensor_apply_to_another(layer):
+    """Fixed offline scales, as a chip has them: calibrate on image A, run image B of the same layer shape.
+    The datapath keeps A's quantizers (B's own calibration would differ) and stays accurate on B."""
+    x, w, b = layer
+    other = smooth_maps(np.random.default_rng(7), *x.shape) * 0.8
+    spec = DatapathSpec()
+    params = calibrate_layer(x, w, b, spec, 0.5)
+    d = run_datapath(other, params, spec, 0.5)
+    own = simulate_layer(other, w, b, spec, 0.5)
+    assert d.stages["input_q"].scale == params.input_qp.scale != own.stages["input_q"].scale
+    assert d.stages["coef_q"].scale == params.coef_qp.scale != own.stages["coef_q"].scale
+    out = d.stages["output_q"]
+    assert out.scale == params.output_qp.scale
+    np.testing.assert_array_equal((out.values - out.zero_point) * out.scale, d.y)
+    np.testing.assert_array_equal(d.stages["input_q"].values, quantize(other, params.input_qp))
+    np.testing.assert_array_equal(d.stages["weight_q"].values, params.weight_q)
+    np.testing.assert_array_equal(d.stages["bias_q"].values, params.bias_q)
+    assert topk.overlap(d.selection, own.selection) > 0.9  # B's integers at A's input scale: nearly B's choice
+    assert error_stats(ref_conv(other, w, b), d.y).sqnr_db > own.errors["total"].sqnr_db - 3.0
+    assert error_stats(ref_conv(other, w, b), d.y).sqnr_db > 15.0
+
+
+def test_run_datapath_invalid_inputs(layer):
+    x, w, b = layer
+    params = calibrate_layer(x, w, b, DatapathSpec(), 0.5)
+    with pytest.raises(InputError):
+        run_datapath(x[:, :5], params, DatapathSpec(), 0.5)
+    with pytest.raises(InputError):
+        run_datapath(x, params, DatapathSpec(), 0.5, stride=0)
+    with pytest.raises(InputError):
+        run_datapath(x, params, DatapathSpec(quant=QuantSpec(act_bits=6)), 0.5)
+    with pytest.raises(InputError):
+        run_datapath(x, params, DatapathSpec(haar=HaarSpec(levels=2)), 0.5)
+    with pytest.raises(InputError):
+        run_datapath(x, params, DatapathSpec(), 0.0)
 
 
 def test_spec_is_not_mutated(layer):
