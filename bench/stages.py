@@ -130,99 +130,42 @@ def unit_call(unit: str, layer, rate: float) -> dict:
     return {"haar": _haar_call, "topk": _topk_call}[unit](layer, rate)
 
 
-def _params_from(stage) -> "QuantParams":
-    from wccsim.calibrate import QuantParams
-    return QuantParams(float(np.asarray(stage.scale).reshape(-1)[0]), int(stage.zero_point), int(stage.width_bits),
-                       bool(stage.signed))
-
-
-def _offline(layer, rate: float) -> dict:
-    """Everything fixed before the datapath runs, read off one `simulate_layer` run: calibrated scales,
-    quantized weights and bias, output requant record; plus that run's ``output_q`` for the bit check."""
-    from wccsim.calibrate import requant_params
-    from wccsim.datapath.layer import simulate_layer
-    res = simulate_layer(layer.x, layer.w, layer.b, SPEC, rate, layer.stride)
-    st = res.stages
-    in_qp, cqp, out_qp = _params_from(st["input_q"]), _params_from(st["coef_q"]), _params_from(st["output_q"])
-    s_w = np.asarray(st["weight_q"].scale, np.float64).reshape(-1, 1)
-    return {"in_qp": in_qp, "cqp": cqp, "wq": st["weight_q"].values, "bq": st["bias_q"].values,
-            "out_params": requant_params(cqp.scale, out_qp, weight_scale=s_w[None, :, :, None]), "out_qp": out_qp,
-            "inverse_bits": st["inverse"].width_bits, "expected": st["output_q"].values}
-
-
-def _integer_steps(layer, rate: float, off: dict) -> list:
-    """Stages 1-8 of DESIGN.md section 2 with offline parameters, as named steps over a state dict."""
-    from wccsim.calibrate import quantize, requant_params
-    from wccsim.datapath import haar, topk
-    from wccsim.datapath.mac import mac_array
-    from wccsim.datapath.requant import requantize
-    from wccsim.hw import Normalize, RequantMode
-    if SPEC.haar.normalize is not Normalize.PER_LEVEL:
-        raise NotImplementedError("the bench times the default per_level Haar")
-    hs, ts, in_qp, cqp = SPEC.haar, SPEC.topk, off["in_qp"], off["cqp"]
-    xs = layer.x[:, :, ::layer.stride, ::layer.stride]
-    n, _, h, w = xs.shape
-    hp, wp = haar.pad_shape(h, w, hs.levels)
-    k = topk.num_kept(rate, hp * wp)
-    in_bits = SPEC.quant.act_bits + (0 if in_qp.signed else 1)
-    wq, bq4 = off["wq"], off["bq"][None, :, None, None]
-    coef_in_bits = min(hs.width_bits, 32)
-
-    def zero_fill(s):
-        zf = np.zeros((n, s["acc"].shape[1], hp * wp), dtype=np.int64)
-        np.put_along_axis(zf, s["sel"].idx[:, None, :], s["acc"], axis=2)
-        return zf
-
-    return [
-        ("1 quantize", "x_int", lambda s: quantize(xs, in_qp) - in_qp.zero_point),
-        ("2 haar fwd", "coef", lambda s: haar.forward_int(s["x_int"], hs, in_bits).coef),
-        ("3 top-k", "sel", lambda s: topk.select(topk.energy(s["coef"], ts.metric), k, ts)),
-        ("4 gather", "kept", lambda s: np.take_along_axis(s["coef"], s["sel"].idx[:, None, :], axis=2)),
-        ("4 coef requant", "cq", lambda s: requantize(s["kept"], requant_params(np.full((n, 1, k), in_qp.scale), cqp,
-                                                                                in_bits=coef_in_bits),
-                                                      RequantMode.FIXED_POINT)[0]),
-        ("5 MAC", "acc", lambda s: mac_array(wq, s["cq"], SPEC.mac)[0]),
-        ("6 zero-fill", "zf", zero_fill),
-        ("7 haar inv", "spatial", lambda s: haar.inverse_int(s["zf"], h, w, hs, off["inverse_bits"])[0]),
-        ("8 bias+requant", "q", lambda s: requantize(s["spatial"] + bq4, off["out_params"], SPEC.requant.mode)[0]),
-    ]
-
-
-def _integer_pipeline(steps: list):
-    """A callable running the steps in order; returns output_q."""
-    def run():
-        state = {}
-        for _, key, fn in steps:
-            state[key] = fn(state)
-        return state["q"]
-    return run
+def _datapath(layer, rate: float):
+    """`run_datapath` with parameters from `calibrate_layer` (offline, not timed), and the bit check of its
+    ``output_q`` against `simulate_layer`'s (which also runs the float references and baselines)."""
+    from wccsim.datapath.layer import calibrate_layer, run_datapath, simulate_layer
+    params = calibrate_layer(layer.x, layer.w, layer.b, SPEC, rate, layer.stride)
+    run = lambda: run_datapath(layer.x, params, SPEC, rate, layer.stride)  # noqa: E731
+    expected = simulate_layer(layer.x, layer.w, layer.b, SPEC, rate, layer.stride).stages["output_q"].values
+    return run, bool(np.array_equal(run().stages["output_q"].values, expected))
 
 
 def stage_profile(layer, rate: float, repeats: int = 3) -> dict:
-    """Best-of-``repeats`` seconds of each integer step (for the profile of a missed target)."""
-    import time
-    steps = _integer_steps(layer, rate, _offline(layer, rate))
-    best = {name: float("inf") for name, _, _ in steps}
+    """Seconds in each public wccsim function under `run_datapath` (cProfile cumulative time, best of
+    ``repeats``; a function called twice, e.g. requantize, sums both), plus the total, for the profile of
+    a missed target."""
+    import cProfile
+    import pstats
+    run, _ = _datapath(layer, rate)
+    best: dict = {}
     for _ in range(repeats):
-        state = {}
-        for name, key, fn in steps:
-            t0 = time.perf_counter()
-            state[key] = fn(state)
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
+        prof = cProfile.Profile()
+        prof.runcall(run)
+        for (path, _, func), (_, _, _, cum, _) in pstats.Stats(prof).stats.items():
+            if "/wccsim/" in path and not func.startswith(("_", "<")):
+                name = "total" if func == "run_datapath" else f"{path.rsplit('/', 1)[-1][:-3]}.{func}"
+                best[name] = min(best.get(name, float("inf")), cum)
+    return dict(sorted(best.items(), key=lambda kv: -kv[1]))
 
 
 def datapath_call(layer, rate: float) -> dict:
-    """The whole bit-accurate layer, datapath only: stages 1-8 called in sequence with calibrated,
-    offline parameters (scales, quantized weights, bias, requant records), checked bit for bit against
-    `simulate_layer`'s ``output_q`` (which also computes float references, baselines and calibration)."""
-    if _attr("wccsim.datapath.layer", "simulate_layer") is None:
-        return _missing("wccsim.datapath.layer.simulate_layer")
-    off = _offline(layer, rate)
-    run = _integer_pipeline(_integer_steps(layer, rate, off))
-    exact = bool(np.array_equal(run(), off["expected"]))
-    how = "integer stages 1-8 in sequence (" + ("bit-exact vs simulate_layer" if exact else
-                                                 "MISMATCH vs simulate_layer output_q") + ")"
+    """The whole bit-accurate layer, datapath only: `run_datapath` (stages 1-8, stages recorded, output
+    dequantized) with offline parameters from `calibrate_layer`."""
+    if _attr("wccsim.datapath.layer", "run_datapath") is None:
+        return _missing("wccsim.datapath.layer.run_datapath")
+    run, exact = _datapath(layer, rate)
+    how = "layer.run_datapath (" + ("bit-exact vs simulate_layer" if exact else
+                                    "MISMATCH vs simulate_layer output_q") + ")"
     return {"call": run, "bytes": 0, "how": how, "exact": exact}
 
 

@@ -9,6 +9,10 @@
 (64, 256, (1, 4, 16, 16))
 """
 
-from wccsim.datapath.layer import BaselineResult, LayerResult, Stage, simulate_layer, simulate_plain
+from wccsim.datapath.layer import (
+    BaselineResult, DatapathResult, LayerParams, LayerResult, Stage, calibrate_layer, run_datapath,
+    simulate_layer, simulate_plain,
+)
 
-__all__ = ["simulate_layer", "simulate_plain", "LayerResult", "BaselineResult", "Stage"]
+__all__ = ["simulate_layer", "simulate_plain", "calibrate_layer", "run_datapath", "LayerResult",
+           "DatapathResult", "LayerParams", "BaselineResult", "Stage"]
