@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from wccsim.capture.images import PRESETS, load_image, preprocess_images
+from wccsim.capture.layer_check import checked_layer
 from wccsim.errors import InputError
 from wccsim.trace import LayerData, LayerInfo, write_trace
 
@@ -39,7 +40,6 @@ KNOWN_MODELS = {
     "ch_ppocr_mobile_v2.0_cls_infer.onnx": "ppocr_cls",
     "ch_PP-OCRv4_rec_infer.onnx": "ppocr_rec",
 }
-_WEIGHT_CHECK_REL_L2 = 1e-5
 
 
 def resolve_model(spec: str) -> Path:
@@ -122,7 +122,8 @@ def capture_onnx(model_path: str | Path, batch: np.ndarray, *,
         if x.shape[2] * x.shape[3] == 1:
             skipped.append({"node": c["node"], "reason": "1x1 pixel input (fully connected layer)"})
             continue
-        layers.append(_layer(c, x, values[c["y"]], store_dtype))
+        layers.append(checked_layer(c["name"], c["node"], c["w"], c["b"], c["stride"], x, values[c["y"]],
+                                    _run_single_conv, store_dtype))
         nodes[c["name"]] = c["node"]
     meta = {
         "network": Path(model_path).stem,
@@ -134,18 +135,6 @@ def capture_onnx(model_path: str | Path, batch: np.ndarray, *,
                     "onnxruntime single Conv node on the float16-rounded x",
     }
     return meta, layers
-
-
-def _layer(c: dict, x: np.ndarray, y_graph: np.ndarray, store_dtype: str) -> LayerData:
-    """Check the extracted weights against the graph's output and build the layer's arrays."""
-    y_single = _run_single_conv(c["w"], c["b"], c["stride"], x)
-    err = np.linalg.norm(y_single - y_graph) / max(np.linalg.norm(y_graph), 1e-30)
-    if err > _WEIGHT_CHECK_REL_L2:
-        raise RuntimeError(f"{c['node']}: single-Conv output differs from the graph's ({err:.2e})")
-    if store_dtype == "float16":
-        x = x.astype(np.float16).astype(np.float32)
-        y_graph = _run_single_conv(c["w"], c["b"], c["stride"], x)
-    return LayerData(c["name"], x, c["w"], c["b"], y_graph, c["stride"])
 
 
 def _constants(graph) -> dict[str, np.ndarray]:

@@ -22,11 +22,10 @@ import re
 
 import numpy as np
 
+from wccsim.capture.layer_check import checked_layer
 from wccsim.trace import LayerData, LayerInfo, write_trace
 
 __all__ = ["capture_torch", "capture_torch_trace"]
-
-_WEIGHT_CHECK_REL_L2 = 1e-5
 
 
 def capture_torch_trace(model, batch, out, *, network: str = "torch-model", input_meta: dict | None = None,
@@ -66,7 +65,8 @@ def capture_torch(model, batch, *, network: str = "torch-model",
     finally:
         for h in handles:
             h.remove()
-    layers = [_layer(r, store_dtype) for r in _unique_names(records)]
+    layers = [checked_layer(r["name"], r["node"], r["w"], r["b"], r["stride"], r["x"], r["y"], _conv,
+                            store_dtype) for r in _unique_names(records)]
     meta = {
         "network": network,
         "source": {"tool": f"torch {torch.__version__}", "model_file": None, "sha256": _state_sha256(model),
@@ -133,18 +133,6 @@ def _conv(w: np.ndarray, b: np.ndarray | None, stride: int, x: np.ndarray) -> np
         y = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w[:, :, None, None]),
                                        None if b is None else torch.from_numpy(b), stride=stride)
     return y.numpy()
-
-
-def _layer(r: dict, store_dtype: str) -> LayerData:
-    """Check the module's weights against the hooked output and build the layer's arrays."""
-    x, y = r["x"], r["y"]
-    err = np.linalg.norm(_conv(r["w"], r["b"], r["stride"], x) - y) / max(np.linalg.norm(y), 1e-30)
-    if err > _WEIGHT_CHECK_REL_L2:
-        raise RuntimeError(f"{r['node']}: conv2d output differs from the hooked output ({err:.2e})")
-    if store_dtype == "float16":
-        x = x.astype(np.float16).astype(np.float32)
-        y = _conv(r["w"], r["b"], r["stride"], x)
-    return LayerData(r["name"], x, r["w"], r["b"], y, r["stride"])
 
 
 def _state_sha256(model) -> str:
