@@ -11,6 +11,7 @@ keeps them in float; its BOPs count follows ``fp_layers``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from wccsim.cost.bops import hw_bops, kept_columns, level_sum, padded_hw, paper_bops
 from wccsim.cost.energy import OpCounts, layer_energy
 from wccsim.cost.timing import bound, compute_cycles, haar_cycles, memory_cycles, topk_cycles
-from wccsim.cost.traffic import effective_act_bits, layer_traffic, tensor_bytes
+from wccsim.cost.traffic import Traffic, effective_act_bits, layer_traffic, tensor_bytes
 from wccsim.cost.workload import FpLayers, LayerShape, Scheme, Workload, layer_gemm
 from wccsim.errors import InputError
 from wccsim.hw import HwSpec, Metric, Normalize, TopkMode
@@ -65,6 +66,11 @@ class LayerCost:
     energy_sram_pj: float
     energy_dram_pj: float
     tiling: str
+
+
+# The byte counts and the tiling come straight from `Traffic` (its fetch counts stay internal).
+_TRAFFIC_FIELDS = tuple(f.name for f in dataclasses.fields(Traffic)
+                        if f.name in {g.name for g in dataclasses.fields(LayerCost)})
 
 
 def nonzero_fraction(x, scale: float | None = None) -> float:
@@ -115,7 +121,8 @@ def layer_cost(shape: LayerShape, hw: HwSpec, scheme: Scheme | str, rate: float,
     hw : HwSpec
     scheme : Scheme or {'wcc', 'int8', 'uniform_nbit', 'zvc'}
     rate : float
-        WCC kept fraction in (0, 1]; for uniform_nbit the bit-rate ratio; ignored by int8 and zvc.
+        WCC kept fraction in (0, 1]; for uniform_nbit the rate whose equal bit rate sets the stored bits
+        (`wccsim.datapath.layer.uniform_bits`); ignored by int8 and zvc.
     act_bits, weight_bits : int
         Widths in 2..16.
     nonzero_fraction : float, optional
@@ -147,16 +154,11 @@ def layer_cost(shape: LayerShape, hw: HwSpec, scheme: Scheme | str, rate: float,
         bops=paper_bops(shape, scheme is Scheme.WCC, rate, a, weight_bits, fp_layers, dp.haar.levels),
         bops_hw=hw_bops(shape, wcc, rate, a, weight_bits, dp.haar.levels, growth, dp.mac.acc_bits,
                         dp.topk.metric is Metric.L2),
-        dram_read_bytes=tr.dram_read_bytes, dram_write_bytes=tr.dram_write_bytes,
-        sram_read_bytes=tr.sram_read_bytes, sram_write_bytes=tr.sram_write_bytes,
-        ifmap_sram_read_bytes=tr.ifmap_sram_read_bytes, ifmap_sram_write_bytes=tr.ifmap_sram_write_bytes,
-        weight_sram_read_bytes=tr.weight_sram_read_bytes, weight_sram_write_bytes=tr.weight_sram_write_bytes,
-        ofmap_sram_read_bytes=tr.ofmap_sram_read_bytes, ofmap_sram_write_bytes=tr.ofmap_sram_write_bytes,
-        bitmap_bytes=tr.bitmap_bytes, act_read_bytes=tr.act_read_bytes, weight_read_bytes=tr.weight_read_bytes,
-        output_write_bytes=tr.output_write_bytes, cycles=cycles, compute_cycles=comp_c, memory_cycles=mem_c,
+        **{f: getattr(tr, f) for f in _TRAFFIC_FIELDS},
+        cycles=cycles, compute_cycles=comp_c, memory_cycles=mem_c,
         haar_cycles=haar_c, topk_cycles=topk_c, bound=bnd, energy_pj=en.total_pj, energy_mac_pj=en.mac_pj,
         energy_haar_pj=en.haar_pj, energy_topk_pj=en.topk_pj, energy_requant_pj=en.requant_pj,
-        energy_sram_pj=en.sram_pj, energy_dram_pj=en.dram_pj, tiling=tr.tiling)
+        energy_sram_pj=en.sram_pj, energy_dram_pj=en.dram_pj)
 
 
 def _op_counts(shape: LayerShape, hw: HwSpec, wcc: bool, macs: int, act_bits: int, weight_bits: int) -> OpCounts:
