@@ -8,8 +8,7 @@
 // clipped to the declared OUT_W-bit register. Combinational, synthesizable Verilog-2005.
 `ifndef HAAR_FWD2X2_V
 `define HAAR_FWD2X2_V
-`include "haar_round_shift.v"
-`include "haar_sat.v"
+`include "haar_butterfly.v"
 module haar_fwd2x2 #(
     parameter integer IN_W  = 8,   // input word width, two's complement
     parameter integer OUT_W = 16,  // declared coefficient register width (saturates beyond)
@@ -20,26 +19,7 @@ module haar_fwd2x2 #(
     output wire signed [OUT_W-1:0] y1, y2, y3, y4,
     output wire        [3:0]       sat
 );
-    localparam integer SW = IN_W + 2;  // exact width of a sum of four IN_W-bit terms
-    wire signed [SW-1:0] ax = a, bx = b, cx = c, dx = d;  // sign-extended
-    wire signed [SW-1:0] s [0:3];
-    assign s[0] = ax + bx + cx + dx;
-    assign s[1] = ax - bx + cx - dx;
-    assign s[2] = ax + bx - cx - dx;
-    assign s[3] = ax - bx - cx + dx;
-
-    wire signed [SW:0]      r [0:3];
-    wire signed [OUT_W-1:0] y [0:3];
-    genvar k;
-    generate
-        for (k = 0; k < 4; k = k + 1) begin : g_out
-            haar_round_shift #(.W(SW), .SHIFT(SHIFT), .ROUND(ROUND)) u_rs (.v(s[k]), .y(r[k]));
-            haar_sat #(.IW(SW + 1), .OW(OUT_W)) u_sat (.v(r[k]), .y(y[k]), .sat(sat[k]));
-        end
-    endgenerate
-    assign y1 = y[0];
-    assign y2 = y[1];
-    assign y3 = y[2];
-    assign y4 = y[3];
+    haar_butterfly #(.W(IN_W), .OUT_W(OUT_W), .SHIFT(SHIFT), .ROUND(ROUND)) u_bf (
+        .p(a), .q(b), .r(c), .t(d), .o1(y1), .o2(y2), .o3(y3), .o4(y4), .sat(sat));
 endmodule
 `endif

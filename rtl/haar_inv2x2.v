@@ -9,8 +9,7 @@
 // last (finest) level. sat[k] flags outputs a, b, c, d clipped to OUT_W bits. Combinational, Verilog-2005.
 `ifndef HAAR_INV2X2_V
 `define HAAR_INV2X2_V
-`include "haar_round_shift.v"
-`include "haar_sat.v"
+`include "haar_butterfly.v"
 module haar_inv2x2 #(
     parameter integer LO_W    = 16,  // width of the low band input y1
     parameter integer DET_W   = 16,  // width of the detail inputs y2..y4
@@ -25,29 +24,12 @@ module haar_inv2x2 #(
     output wire        [3:0]       sat
 );
     localparam integer EW = DET_W + DET_SHL;
-    localparam integer SW = ((LO_W > EW) ? LO_W : EW) + 2;  // exact width of the sums
-    wire signed [SW-1:0] l  = y1;
-    wire signed [SW-1:0] e2 = y2 <<< DET_SHL;
-    wire signed [SW-1:0] e3 = y3 <<< DET_SHL;
-    wire signed [SW-1:0] e4 = y4 <<< DET_SHL;
-    wire signed [SW-1:0] s [0:3];
-    assign s[0] = l + e2 + e3 + e4;
-    assign s[1] = l - e2 + e3 - e4;
-    assign s[2] = l + e2 - e3 - e4;
-    assign s[3] = l - e2 - e3 + e4;
-
-    wire signed [SW:0]      r [0:3];
-    wire signed [OUT_W-1:0] y [0:3];
-    genvar k;
-    generate
-        for (k = 0; k < 4; k = k + 1) begin : g_out
-            haar_round_shift #(.W(SW), .SHIFT(SHIFT), .ROUND(ROUND)) u_rs (.v(s[k]), .y(r[k]));
-            haar_sat #(.IW(SW + 1), .OW(OUT_W)) u_sat (.v(r[k]), .y(y[k]), .sat(sat[k]));
-        end
-    endgenerate
-    assign a = y[0];
-    assign b = y[1];
-    assign c = y[2];
-    assign d = y[3];
+    localparam integer W = (LO_W > EW) ? LO_W : EW;  // common width of the butterfly inputs
+    wire signed [W-1:0] l  = y1;
+    wire signed [W-1:0] e2 = y2 <<< DET_SHL;
+    wire signed [W-1:0] e3 = y3 <<< DET_SHL;
+    wire signed [W-1:0] e4 = y4 <<< DET_SHL;
+    haar_butterfly #(.W(W), .OUT_W(OUT_W), .SHIFT(SHIFT), .ROUND(ROUND)) u_bf (
+        .p(l), .q(e2), .r(e3), .t(e4), .o1(a), .o2(b), .o3(c), .o4(d), .sat(sat));
 endmodule
 `endif
