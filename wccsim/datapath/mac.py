@@ -16,10 +16,16 @@ per-step two's-complement wrapping (modular arithmetic commutes with addition). 
 models an accumulator that saturates once at the end (equivalently, a wide adder tree followed by a
 saturating register); a register that saturates at every step could differ when partial sums leave the
 range and come back, which depends on the summation order and is not modeled.
+
+Result dtype: `mac_array` returns int32 when ``acc_bits <= 32`` (the register fits), `int_matmul` when
+``Cin * max|W| * max|X| < 2^31`` (every exact sum fits); int64 otherwise. The float GEMM's output buffer
+becomes the integer result in place (cached numba kernels, one pass that also applies the accumulator
+range), so the common int8 case allocates no int64 array.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from wccsim.hw import MacSpec, Overflow
@@ -28,6 +34,7 @@ __all__ = ["int_matmul", "accumulate", "mac_array", "exact_chunk"]
 
 _F32_EXACT = 1 << 24
 _F64_EXACT = 1 << 53
+_I32_LIMIT = 1 << 31
 
 
 def exact_chunk(max_abs_w: int, max_abs_x: int, exact_limit: int) -> int:
@@ -52,17 +59,73 @@ def exact_chunk(max_abs_w: int, max_abs_x: int, exact_limit: int) -> int:
     return exact_limit // prod
 
 
-def _chunked_matmul(wq: np.ndarray, xq: np.ndarray, chunk: int, dtype: type) -> np.ndarray:
+@numba.njit(cache=True)
+def _convert(src, out):
+    """``out[i] = src[i]`` (exact integer floats or ints to an integer dtype); ``out`` may be ``src``'s own
+    memory viewed as an integer dtype of the same size (element i is read before it is written)."""
+    for i in range(src.size):
+        out[i] = src[i]
+
+
+@numba.njit(cache=True)
+def _convert_range(src, out, lo, hi, wrap):
+    """`_convert` through an accumulator of range ``[lo, hi]`` (``hi - lo + 1`` a power of two): values
+    outside saturate (``wrap`` False) or keep their low bits, two's complement (``wrap`` True), as
+    `accumulate` does. Returns how many were outside."""
+    count = 0
+    mask = hi - lo
+    for i in range(src.size):
+        v = np.int64(src[i])
+        c = min(max(v, lo), hi)
+        if c != v:
+            count += 1
+            if wrap:
+                c = ((v - lo) & mask) + lo
+        out[i] = c
+    return count
+
+
+@numba.njit(cache=True)
+def _add(src, acc):
+    """``acc[i] += src[i]`` (exact integer floats or ints; the sums fit ``acc``'s dtype)."""
+    for i in range(src.size):
+        acc[i] += np.int64(src[i])
+
+
+def _finish(src: np.ndarray, out_dtype: type, lo: int | None, hi: int | None, wrap: bool,
+            in_place: bool) -> tuple[np.ndarray, int]:
+    """``src`` (exact integer sums, float or int) as ``out_dtype`` through the range ``[lo, hi]`` (None: no
+    range, the values are known to fit); in the same memory when ``in_place`` (same item size)."""
+    if lo is None and src.dtype == out_dtype:
+        return src, 0
+    out = src.view(out_dtype) if in_place else np.empty(src.shape, out_dtype)
+    s, o = src.reshape(-1), out.reshape(-1)
+    if lo is None:
+        _convert(s, o)
+        return out, 0
+    return out, int(_convert_range(s, o, lo, hi, wrap))
+
+
+def _float_product(wq, xq, chunk: int, dtype: type, out_dtype: type, sum_dtype: type, lo, hi,
+                   wrap: bool) -> tuple[np.ndarray, int]:
+    """Exact ``W @ X`` by ``dtype`` GEMMs over reduction chunks of ``chunk`` channels, summed in
+    ``sum_dtype`` (an integer dtype that holds every exact sum), returned as ``out_dtype`` through the
+    accumulator range ``[lo, hi]`` (None: no range)."""
     cout, cin = wq.shape
-    if chunk >= cin:  # one chunk: convert straight from the operands' own dtype, no int64 accumulator
-        return np.matmul(wq.astype(dtype), xq.astype(dtype)).astype(np.int64)
-    acc = np.zeros((xq.shape[0], cout, xq.shape[2]), dtype=np.int64)
+    shape = (xq.shape[0], cout, xq.shape[2])
+    buf = np.empty(shape, dtype)
+    if chunk >= cin:  # one GEMM; its float result becomes the integer result in place where sizes allow
+        np.matmul(wq.astype(dtype), xq.astype(dtype), out=buf)
+        return _finish(buf, out_dtype, lo, hi, wrap, buf.itemsize == np.dtype(out_dtype).itemsize)
+    acc = np.zeros(shape, sum_dtype)
+    flat_buf, flat_acc = buf.reshape(-1), acc.reshape(-1)
     for c0 in range(0, cin, chunk):
         c1 = min(cin, c0 + chunk)
-        w = wq[:, c0:c1].astype(dtype)
-        x = xq[:, c0:c1, :].astype(dtype)
-        acc += np.matmul(w, x).astype(np.int64)
-    return acc
+        np.matmul(wq[:, c0:c1].astype(dtype), xq[:, c0:c1, :].astype(dtype), out=buf)
+        _add(flat_buf, flat_acc)
+    if lo is None and acc.dtype == out_dtype:
+        return acc, 0
+    return _finish(acc, out_dtype, lo, hi, wrap, acc.itemsize == np.dtype(out_dtype).itemsize)
 
 
 def int_matmul(wq: np.ndarray, xq: np.ndarray) -> np.ndarray:
@@ -77,7 +140,7 @@ def int_matmul(wq: np.ndarray, xq: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    (N, Cout, K) int64 ndarray
+    (N, Cout, K) int32 ndarray when ``Cin * max|W| * max|X| < 2^31`` (every exact sum fits), else int64
         The exact sum over Cin (no width limit; see `accumulate`).
 
     Examples
@@ -85,28 +148,34 @@ def int_matmul(wq: np.ndarray, xq: np.ndarray) -> np.ndarray:
     >>> int_matmul(np.array([[-128, 127]]), np.array([[[-128], [127]]])).tolist()
     [[[32513]]]
     """
-    return _int_matmul(wq, xq)[0]
+    wq, xq, max_w, max_x = _operands(wq, xq)
+    bound = wq.shape[1] * max_w * max_x
+    out_dtype = np.int32 if bound < _I32_LIMIT else np.int64
+    return _exact_product(wq, xq, max_w, max_x, out_dtype, None, None, False)[0]
 
 
-def _int_matmul(wq, xq) -> tuple[np.ndarray, int]:
-    """`int_matmul` plus a bound on its magnitudes, ``Cin * max|W| * max|X|`` (lets `mac_array` skip the
-    accumulator's range scan when the bound already fits)."""
+def _operands(wq, xq) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Integer operands (validated shapes) and their largest magnitudes."""
     wq, xq = _as_int(wq), _as_int(xq)
     if wq.ndim != 2 or xq.ndim != 3 or wq.shape[1] != xq.shape[1]:
         raise ValueError(f"int_matmul: shapes {wq.shape} and {xq.shape} do not match (Cout,Cin) x (N,Cin,K)")
-    max_w, max_x = _max_abs(wq), _max_abs(xq)
-    return _exact_product(wq, xq, max_w, max_x), wq.shape[1] * max_w * max_x
+    return wq, xq, _max_abs(wq), _max_abs(xq)
 
 
-def _exact_product(wq: np.ndarray, xq: np.ndarray, max_w: int, max_x: int) -> np.ndarray:
+def _exact_product(wq: np.ndarray, xq: np.ndarray, max_w: int, max_x: int, out_dtype: type, lo: int | None,
+                   hi: int | None, wrap: bool) -> tuple[np.ndarray, int]:
+    """Exact ``W @ X`` as ``out_dtype`` through the accumulator range ``[lo, hi]`` (None: no range, every
+    exact sum fits ``out_dtype``), with the count of sums outside the range."""
     cin = wq.shape[1]
+    sum_dtype = np.int32 if cin * max_w * max_x < _I32_LIMIT else np.int64
     chunk32 = exact_chunk(max_w, max_x, _F32_EXACT)
     if chunk32 >= min(cin, 64):
-        return _chunked_matmul(wq, xq, chunk32, np.float32)
+        return _float_product(wq, xq, chunk32, np.float32, out_dtype, sum_dtype, lo, hi, wrap)
     chunk64 = exact_chunk(max_w, max_x, _F64_EXACT)
     if chunk64 >= 1:
-        return _chunked_matmul(wq, xq, chunk64, np.float64)
-    return np.matmul(wq.astype(np.int64), xq.astype(np.int64))
+        return _float_product(wq, xq, chunk64, np.float64, out_dtype, sum_dtype, lo, hi, wrap)
+    acc = np.matmul(wq.astype(np.int64), xq.astype(np.int64))
+    return _finish(acc, out_dtype, lo, hi, wrap, out_dtype == np.int64)
 
 
 def _as_int(a) -> np.ndarray:
@@ -168,12 +237,19 @@ def mac_array(wq: np.ndarray, xq: np.ndarray, spec: MacSpec) -> tuple[np.ndarray
 
     Returns
     -------
-    acc : (N, Cout, K) int64 ndarray
-        Accumulator contents (within ``acc_bits``).
+    acc : (N, Cout, K) int32 ndarray when ``acc_bits <= 32``, else int64
+        Accumulator contents (within ``acc_bits``), the same values as `accumulate` on the exact sums.
     overflows : int
         Number of accumulators whose exact sum overflowed.
     """
-    acc, bound = _int_matmul(wq, xq)
-    if bound < (1 << (spec.acc_bits - 1)) and 2 <= spec.acc_bits <= 63:  # no sum can leave the register
-        return acc, 0
-    return accumulate(acc, spec.acc_bits, spec.overflow)
+    acc_bits = spec.acc_bits
+    if not 2 <= acc_bits <= 63:
+        raise ValueError(f"accumulate: acc_bits must be in 2..63, got {acc_bits}")
+    wq, xq, max_w, max_x = _operands(wq, xq)
+    out_dtype = np.int32 if acc_bits <= 32 else np.int64
+    if wq.shape[1] * max_w * max_x < (1 << (acc_bits - 1)):  # no sum can leave the register
+        return _exact_product(wq, xq, max_w, max_x, out_dtype, None, None, False)
+    if spec.overflow not in (Overflow.SATURATE, Overflow.WRAP):
+        raise ValueError(f"accumulate: unknown overflow mode {spec.overflow!r}")
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    return _exact_product(wq, xq, max_w, max_x, out_dtype, lo, hi, spec.overflow is Overflow.WRAP)
