@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 import math
 
+import numba
 import numpy as np
 
 from wccsim.datapath.haar import position_levels
@@ -87,7 +88,8 @@ def energy(coef: np.ndarray, metric: Metric, level_shift: np.ndarray | None = No
     Parameters
     ----------
     coef : np.ndarray
-        (N, C, P) integer coefficients.
+        (N, C, P) integer coefficients; int64 and int32 are read in place, other integer dtypes are
+        converted to int64 first.
     metric : Metric
         ``L2``: sum of squares; ``L1``: sum of absolute values; ``LINF``: max absolute value.
     level_shift : np.ndarray, optional
@@ -106,23 +108,24 @@ def energy(coef: np.ndarray, metric: Metric, level_shift: np.ndarray | None = No
     coef = np.asarray(coef)
     if coef.ndim != 3 or not np.issubdtype(coef.dtype, np.integer):
         raise InputError(_WHERE, "coef", "an (N, C, P) integer array", f"{coef.dtype} {coef.shape}")
-    coef = coef.astype(np.int64)
+    if coef.dtype != np.int64 and coef.dtype != np.int32:
+        coef = coef.astype(np.int64)
+    coef = np.ascontiguousarray(coef)
     shift = 0 if level_shift is None else int(np.max(level_shift, initial=0))
     if level_shift is not None and (np.shape(level_shift) != coef.shape[2:] or np.min(level_shift) < 0):
         raise InputError(_WHERE, "level_shift", f"({coef.shape[2]},) non-negative shifts", np.shape(level_shift))
-    _check_energy_range(coef, metric, shift)
-    mag = np.abs(coef)
-    if metric is Metric.L2:
-        e = np.einsum("ncp,ncp->np", coef, coef)
-    elif metric is Metric.L1:
-        e = mag.sum(axis=1)
-    elif metric is Metric.LINF:
-        e = mag.max(axis=1)
-    else:
+    code = _METRIC_CODE.get(metric) if isinstance(metric, Metric) else None
+    if code is None:
         raise InputError(_WHERE, "metric", "a Metric member", metric)
-    if level_shift is not None:
-        e = e << np.asarray(level_shift, dtype=np.int64)
-    return e
+    # Shifts of 64 or more only pass the range check when every coefficient is 0 (then any shift gives 0);
+    # clamping them keeps the kernel's shifts defined.
+    shifts = _NO_SHIFT if level_shift is None else np.minimum(np.asarray(level_shift, dtype=np.int64), 63)
+    n, c, p = coef.shape
+    out = np.empty((n, p), dtype=np.int64)
+    lo, hi = _energy_kernel(coef, code, shifts, level_shift is not None, out)
+    # The kernel wraps silently on overflow; the exact worst case from its min/max decides, as before.
+    _check_energy_range(max(-int(lo), int(hi)), c, metric, shift)
+    return out
 
 
 def deferred_level_shift(hp: int, wp: int, levels: int, metric: Metric) -> np.ndarray:
@@ -168,18 +171,20 @@ def select(energy: np.ndarray, k: int, spec: TopkSpec) -> Selection:
     n, p = e.shape
     if isinstance(k, bool) or int(k) != k or not 1 <= k <= p:
         raise InputError(_WHERE, "k", f"an integer in 1..{p}", k)
+    k = int(k)
+    if spec.mode is TopkMode.EXACT:
+        bitmap, idx = _select_exact(e, k)
+        return Selection(bitmap, idx, k)
     if e.size and not np.all(e >= 0):
         raise InputError(_WHERE, "energy", "non-negative values", "negative or NaN")
-    if spec.mode is TopkMode.EXACT:
-        bitmap = _bitmap_exact(e, int(k))
-    elif spec.mode is TopkMode.TILED:
-        bitmap = _bitmap_tiled(e, int(k), spec.tile_positions)
+    if spec.mode is TopkMode.TILED:
+        bitmap = _bitmap_tiled(e, k, spec.tile_positions)
     elif spec.mode is TopkMode.THRESHOLD:
-        bitmap = _bitmap_threshold(e, int(k))
+        bitmap = _bitmap_threshold(e, k)
     else:
         raise InputError(_WHERE, "mode", "a TopkMode member", spec.mode)
-    idx = np.nonzero(bitmap)[1].reshape(n, int(k)).astype(np.int64)
-    return Selection(bitmap, idx, int(k))
+    idx = np.nonzero(bitmap)[1].reshape(n, k).astype(np.int64)
+    return Selection(bitmap, idx, k)
 
 
 def tile_quotas(k: int, positions: int, tile_positions: int) -> np.ndarray:
@@ -216,18 +221,29 @@ def overlap(a: Selection, b: Selection) -> float:
     return float(np.count_nonzero(a.bitmap & b.bitmap)) / float(np.count_nonzero(a.bitmap))
 
 
-def _bitmap_exact(e: np.ndarray, k: int) -> np.ndarray:
-    """(N, P) -> (N, P) bool: the k largest per row, ties to the lower position.
+def _select_exact(e: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, P) -> bitmap (N, P) bool and idx (N, k) int64: the k largest per row, ties to the lower position.
 
     O(P) per row, the same set as a stable descending sort: every energy above the k-th largest value
     ``v``, then the first ``k - #(e > v)`` positions (lowest indices) whose energy equals ``v``.
+    `_exact_kernel` finds ``v`` by radix selection and writes both outputs in one scan. Float energies
+    are selected on their IEEE bit patterns, which order non-negative doubles as the values do
+    (``+ 0.0`` turns -0.0 into +0.0, equal to it as a value).
     """
-    p = e.shape[1]
-    kth = np.partition(e, p - k, axis=1)[:, p - k:p - k + 1]
-    above = e > kth
-    ties = e == kth
-    need = k - np.count_nonzero(above, axis=1, keepdims=True)
-    return above | (ties & (np.cumsum(ties, axis=1) <= need))
+    if e.dtype.kind == "f":
+        if e.size and not np.all(e >= 0):
+            raise InputError(_WHERE, "energy", "non-negative values", "negative or NaN")
+        keys = np.add(e, 0.0, dtype=np.float64).view(np.int64)
+    elif e.dtype.kind == "i":
+        keys = np.ascontiguousarray(e, dtype=np.int64)
+    else:
+        raise InputError(_WHERE, "energy", "an integer or float array", e.dtype)
+    n, p = keys.shape
+    bitmap = np.empty((n, p), dtype=bool)
+    idx = np.empty((n, k), dtype=np.int64)
+    if not _exact_kernel(keys, k, bitmap, idx):
+        raise InputError(_WHERE, "energy", "non-negative values", "negative or NaN")
+    return bitmap, idx
 
 
 def _bitmap_tiled(e: np.ndarray, k: int, tile_positions: int) -> np.ndarray:
@@ -272,11 +288,140 @@ def _bit_length(e: np.ndarray) -> np.ndarray:
     return np.where(e > 0, exponent, np.iinfo(np.int32).min).astype(np.int64)
 
 
-def _check_energy_range(coef: np.ndarray, metric: Metric, shift: int) -> None:
-    """Raise if the worst-case energy of ``coef`` shifted by ``shift`` could exceed int64."""
-    peak = max(-int(coef.min()), int(coef.max())) if coef.size else 0
-    channels = coef.shape[1]
+def _check_energy_range(peak: int, channels: int, metric: Metric, shift: int) -> None:
+    """Raise if the worst-case energy of ``channels`` coefficients of magnitude up to ``peak``, shifted by
+    ``shift``, could exceed int64."""
     worst = {Metric.L2: channels * peak * peak, Metric.L1: channels * peak, Metric.LINF: peak}.get(metric, 0)
     if worst << shift > _INT64_MAX:
         raise InputError(_WHERE, "energy", "int64 energies (lower haar.width_bits or fewer channels)",
                          f"worst case {worst} << {shift} bits")
+
+
+# ---- numba kernels -------------------------------------------------------------------------------------
+
+_METRIC_CODE = {Metric.L2: 0, Metric.L1: 1, Metric.LINF: 2}
+_NO_SHIFT = np.zeros(0, dtype=np.int64)
+_BLOCK = 2048       # positions per accumulation block: the (block,) int64 partial energies stay in L1
+_RADIX_BITS = 11    # histogram of 2048 buckets per radix round
+_INT64_MAX_NB = np.int64(_INT64_MAX)
+
+
+@numba.njit(cache=True)
+def _energy_kernel(coef, metric, shifts, shifted, out):
+    """Energies of (N, C, P) int64/int32 ``coef`` into ``out`` (N, P) int64, one pass over ``coef``.
+
+    ``metric``: 0 L2, 1 L1, 2 LINF. Each block of positions accumulates over the channels, then is shifted
+    left by ``shifts`` when ``shifted``. Returns (min(0, min coef), max(0, max coef)) for the range check;
+    overflowing sums wrap here and are rejected by the caller from that min and max.
+    """
+    n_, c_, p_ = coef.shape
+    lo = np.int64(0)
+    hi = np.int64(0)
+    for n in range(n_):
+        for p0 in range(0, p_, _BLOCK):
+            p1 = min(p0 + _BLOCK, p_)
+            o = out[n, p0:p1]
+            m = p1 - p0
+            for i in range(m):
+                o[i] = 0
+            for c in range(c_):
+                row = coef[n, c, p0:p1]
+                if metric == 0:
+                    for i in range(m):
+                        v = np.int64(row[i])
+                        o[i] += v * v
+                        lo = min(lo, v)
+                        hi = max(hi, v)
+                elif metric == 1:
+                    for i in range(m):
+                        v = np.int64(row[i])
+                        o[i] += abs(v)
+                        lo = min(lo, v)
+                        hi = max(hi, v)
+                else:
+                    for i in range(m):
+                        v = np.int64(row[i])
+                        o[i] = max(o[i], abs(v))
+                        lo = min(lo, v)
+                        hi = max(hi, v)
+            if shifted:
+                s = shifts[p0:p1]
+                for i in range(m):
+                    o[i] = o[i] << s[i]
+    return lo, hi
+
+
+@numba.njit(cache=True)
+def _exact_kernel(keys, k, bitmap, idx):
+    """Exact top-k of each row of non-negative int64 ``keys`` (N, P) into ``bitmap`` (N, P) and ``idx``
+    (N, k); False (outputs unfinished) if a key is negative.
+
+    Radix selection of the k-th largest key ``t``: a histogram of ``_RADIX_BITS`` bits over the current
+    value range [lo, hi] finds the bucket holding it, the candidates in that bucket are gathered, and the
+    range narrows until lo == hi. ``need`` is then t's rank among the keys equal to t, i.e. the number of
+    ties to keep. One scan in position order writes the bitmap and the ascending indices.
+    """
+    n_, p_ = keys.shape
+    nb = 1 << _RADIX_BITS
+    hist = np.zeros(nb, dtype=np.int64)
+    scratch = np.empty(p_, dtype=np.int64)
+    for n in range(n_):
+        row = keys[n]
+        lo = row[0]
+        hi = row[0]
+        for p in range(p_):
+            lo = min(lo, row[p])
+            hi = max(hi, row[p])
+        if lo < 0:
+            return False
+        cand = row
+        m = p_
+        need = np.int64(k)  # rank (1 = largest) of the k-th largest key among the candidates
+        while hi > lo:
+            span = hi - lo
+            shift = 0
+            while (span >> shift) >= nb:
+                shift += 1
+            hist[:] = 0
+            for i in range(m):
+                hist[(cand[i] - lo) >> shift] += 1
+            b = span >> shift
+            while hist[b] < need:
+                need -= hist[b]
+                b -= 1
+            if shift == 0:
+                lo = lo + b
+                break
+            base = lo
+            lo = _INT64_MAX_NB
+            hi = np.int64(-1)
+            j = 0
+            for i in range(m):
+                v = cand[i]
+                inb = ((v - base) >> shift) == b
+                scratch[j] = v
+                j += np.int64(inb)
+                lo = min(lo, v if inb else _INT64_MAX_NB)
+                hi = max(hi, v if inb else np.int64(-1))
+            cand = scratch[:j]
+            m = j
+        t = lo
+        brow = bitmap[n]
+        irow = idx[n]
+        j = 0
+        last = p_ - 1
+        for p in range(p_):
+            v = row[p]
+            eq = v == t
+            take = (v > t) | (eq & (need > 0))
+            need -= np.int64(eq & take)
+            brow[p] = take
+            irow[j] = p
+            j += np.int64(take)
+            if j == k:
+                last = p
+                break
+        for p in range(last + 1, p_):
+            brow[p] = False
+    return True
+
