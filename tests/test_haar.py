@@ -8,7 +8,7 @@ import pywt
 from hypothesis import given, settings, strategies as st
 
 from wccsim.datapath.haar import (
-    forward_float, forward_int, inverse_deferred_exact, inverse_float, inverse_int, pack_layout,
+    forward_float, forward_int, inverse_deferred_exact, inverse_float, inverse_int, inverse_kept, pack_layout,
     pad_shape, per_level_roundtrip_bound, position_levels, unpack_layout,
 )
 from wccsim.datapath.shifts import round_shift, saturate
@@ -336,3 +336,105 @@ def test_property_round_trips(levels, h, w, bits, rounding, seed):
     assert fwd.saturations == 0 and sat == 0
     assert np.abs(y - x).max() <= per_level_roundtrip_bound(levels)
     assert (position_levels(*pad_shape(h, w, levels), levels) >= 1).all()
+
+
+# ---- fused kernels: any input dtype, per_level bands, inverse_kept -------------------------------------
+
+def _slow_per_level(img, levels, spec):
+    """Per-level (4, h, w) bands of the slow model, as `HaarForward.per_level` holds them (one plane)."""
+    layout, _ = _slow_forward(img, levels, spec)
+    hp, wp = len(img), len(img[0])
+    bands, low = [], np.array(img, dtype=np.int64)
+    for lev in range(1, levels + 1):  # re-run the slow model one level at a time to get each low band
+        one = HaarSpec(levels=1, normalize=spec.normalize, rounding=spec.rounding, width_bits=spec.width_bits)
+        lay, _ = _slow_forward(low.tolist(), 1, one)
+        h, w = hp >> lev, wp >> lev
+        y = np.array(lay, dtype=np.int64).reshape(4, h, w)
+        bands.append(y)
+        low = y[0]
+    return layout, bands
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
+@pytest.mark.parametrize("levels", [1, 2, 4])
+@pytest.mark.parametrize("normalize", NORMS)
+def test_forward_int_any_dtype_and_per_level_match_slow_model(dtype, levels, normalize):
+    rng = np.random.default_rng(levels * 10 + np.dtype(dtype).itemsize)
+    spec = HaarSpec(levels=levels, normalize=normalize, rounding=ROUNDINGS[levels % 3],
+                    width_bits=8 if normalize is Normalize.PER_LEVEL else 9)  # both saturate sometimes
+    h, w = 11, 6
+    x = rng.integers(-128, 128, size=(2, 3, h, w)).astype(dtype)
+    got = forward_int(x, spec, 8)
+    hp, wp = pad_shape(h, w, levels)
+    total_sat = 0
+    for n in range(2):
+        for c in range(3):
+            img = np.zeros((hp, wp), dtype=np.int64)
+            img[:h, :w] = x[n, c]
+            layout, bands = _slow_per_level(img.tolist(), levels, spec)
+            total_sat += _slow_forward(img.tolist(), levels, spec)[1]
+            assert got.coef[n, c].tolist() == layout
+            for lev in range(levels):
+                assert got.per_level[lev].dtype == np.int64
+                np.testing.assert_array_equal(got.per_level[lev][n, c], bands[lev])
+    assert got.saturations == total_sat > 0
+
+
+def test_forward_int_rejects_out_of_range_narrow_input():
+    with pytest.raises(InputError, match="4-bit signed"):
+        forward_int(np.array([[[[8]]]], dtype=np.int8), HaarSpec(levels=1), 4)
+
+
+def _zero_fill(acc, idx, p):
+    zf = np.zeros(acc.shape[:2] + (p,), dtype=np.int64)
+    for n in range(acc.shape[0]):
+        zf[n][:, idx[n]] = acc[n]
+    return zf
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3, 4])
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("normalize", NORMS)
+@pytest.mark.parametrize("rate", [0.0, 0.3, 1.0])
+def test_inverse_kept_equals_inverse_of_zero_fill(levels, rounding, normalize, rate):
+    rng = np.random.default_rng(levels * 31 + int(rate * 10))
+    h, w = 13, 18
+    hp, wp = pad_shape(h, w, levels)
+    p = hp * wp
+    k = max(1, int(rate * p))
+    spec = HaarSpec(levels=levels, normalize=normalize, rounding=rounding, width_bits=16)
+    idx = np.sort(np.stack([rng.choice(p, k, replace=False) for _ in range(2)]), axis=1).astype(np.int64)
+    for dtype, width in ((np.int32, 12), (np.int64, 20)):  # 12 bits: inputs and levels saturate
+        acc = rng.integers(-3000, 3000, size=(2, 3, k)).astype(dtype)
+        got, sat = inverse_kept(acc, idx, h, w, spec, width)
+        want, want_sat = inverse_int(_zero_fill(acc, idx, p), h, w, spec, width)
+        assert got.dtype == np.int64 and got.shape == (2, 3, h, w)
+        np.testing.assert_array_equal(got, want)
+        assert sat == want_sat
+        if width == 12 and k > 10:
+            assert sat > 0
+
+
+def test_inverse_kept_matches_slow_model():
+    rng = np.random.default_rng(11)
+    levels, h, w = 2, 7, 5
+    hp, wp = pad_shape(h, w, levels)
+    spec = HaarSpec(levels=levels, normalize=Normalize.DEFERRED, rounding=Rounding.HALF_EVEN)
+    idx = np.array([[0, 3, 9, 17, 40, 63], [1, 2, 5, 30, 31, 62]], dtype=np.int64)
+    acc = rng.integers(-400, 400, size=(2, 2, 6)).astype(np.int32)
+    got, sat = inverse_kept(acc, idx, h, w, spec, 10)
+    zf = _zero_fill(acc, idx, hp * wp)
+    total = 0
+    for n in range(2):
+        for c in range(2):
+            img, s = _slow_inverse(zf[n, c].tolist(), hp, wp, levels, spec, 10)
+            total += s
+            assert got[n, c].tolist() == [row[:w] for row in img[:h]]
+    assert sat == total
+
+
+def test_inverse_kept_rejects_bad_idx():
+    acc = np.zeros((1, 1, 2), dtype=np.int32)
+    for bad in ([[3, 3]], [[4, 2]], [[0, 16]], [[-1, 2]], [[0, 1, 2]]):
+        with pytest.raises(InputError, match="idx"):
+            inverse_kept(acc, np.array(bad, dtype=np.int64), 4, 4, HaarSpec(levels=1), 16)

@@ -46,18 +46,19 @@ Round-trip guarantees (tested in ``tests/test_haar.py``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numba
 import numpy as np
 
-from wccsim.datapath.shifts import round_shift, saturate, signed_range
+from wccsim.datapath.shifts import signed_range
 from wccsim.errors import InputError
 from wccsim.hw import HaarSpec, Normalize, Rounding
 
 __all__ = [
     "HaarForward", "pad_shape", "position_levels", "band_shapes", "pack_layout", "unpack_layout",
-    "forward_int", "inverse_int", "inverse_deferred_exact", "per_level_roundtrip_bound",
+    "forward_int", "inverse_int", "inverse_kept", "inverse_deferred_exact", "per_level_roundtrip_bound",
     "forward_float", "inverse_float",
 ]
 
@@ -73,18 +74,41 @@ class HaarForward:
     ----------
     coef : np.ndarray
         (N, C, P) int64 coefficients in layout order (see module docstring).
-    per_level : tuple of np.ndarray
-        Entry ``l-1`` is (N, C, 4, hp >> l, wp >> l) int64: y1..y4 of level ``l`` as the unit produces
-        them (after that level's normalization and saturation).
     width_bits : int
         Declared register width the coefficients were saturated to (`HaarSpec.width_bits`).
     saturations : int
         Number of values clipped to ``width_bits`` over all levels.
+    lows : np.ndarray
+        (N, C, Q) int64: the low bands y1 of levels 1..L-1 in raster order, finest first
+        (``Q = P/4 + P/16 + ...``; empty for one level).
+    shape : tuple
+        ``(hp, wp, levels)``.
+    per_level : tuple of np.ndarray
+        Entry ``l-1`` is (N, C, 4, hp >> l, wp >> l) int64: y1..y4 of level ``l`` as the unit produces
+        them (after that level's normalization and saturation). Built from ``coef`` and ``lows`` on first
+        access.
     """
     coef: np.ndarray
-    per_level: tuple
     width_bits: int
     saturations: int
+    lows: np.ndarray = field(repr=False, compare=False)
+    shape: tuple = field(repr=False, compare=False)
+
+    @cached_property
+    def per_level(self) -> tuple:
+        hp, wp, levels = self.shape
+        n, c = self.coef.shape[:2]
+        bands, off = [], 0
+        for lev in range(1, levels + 1):
+            hl, wl = hp >> lev, wp >> lev
+            size = hl * wl
+            y = np.empty((n, c, 4, hl, wl), dtype=np.int64)
+            low = self.coef[:, :, :size] if lev == levels else self.lows[:, :, off: off + size]
+            y[:, :, 0] = low.reshape(n, c, hl, wl)
+            y[:, :, 1:] = self.coef[:, :, size: 4 * size].reshape(n, c, 3, hl, wl)
+            bands.append(y)
+            off += size
+        return tuple(bands)
 
 
 def pad_shape(h: int, w: int, levels: int) -> tuple[int, int]:
@@ -202,18 +226,16 @@ def forward_int(x: np.ndarray, spec: HaarSpec, in_bits: int) -> HaarForward:
     """
     _check_spec(spec)
     x = _check_int_input(x, in_bits)
-    _, _, h, w = x.shape
-    hp, wp = pad_shape(h, w, spec.levels)
-    low = _pad(x, hp, wp)
-    per_level, saturations = [], 0
+    n, c, h, w = x.shape
+    levels = spec.levels
+    hp, wp = pad_shape(h, w, levels)
+    coef = np.empty((n, c, hp * wp), dtype=np.int64)
+    lows = np.empty((n, c, sum((hp >> lev) * (wp >> lev) for lev in range(1, levels))), dtype=np.int64)
     lo, hi = signed_range(spec.width_bits)
     shift = 1 if spec.normalize is Normalize.PER_LEVEL else 0
-    for _ in range(spec.levels):  # butterflies, normalization shift and saturation in one numba pass
-        y, sat = _forward_level(low, shift, _ROUNDING_CODE[spec.rounding], lo, hi)
-        saturations += sat
-        per_level.append(y)
-        low = y[:, :, 0]
-    return HaarForward(pack_layout(per_level), tuple(per_level), spec.width_bits, saturations)
+    sat = _forward_kernel(np.ascontiguousarray(x), coef, lows, levels, hp, wp,
+                          *_round_params(shift, spec.rounding), lo, hi)
+    return HaarForward(coef, spec.width_bits, int(sat), lows, (hp, wp, levels))
 
 
 def inverse_int(coef: np.ndarray, h: int, w: int, spec: HaarSpec, width_bits: int) -> tuple[np.ndarray, int]:
@@ -247,19 +269,58 @@ def inverse_int(coef: np.ndarray, h: int, w: int, spec: HaarSpec, width_bits: in
     _check_spec(spec)
     _check_width(width_bits)
     hp, wp = pad_shape(h, w, spec.levels)
-    coef, sat_in = saturate(np.asarray(coef, dtype=np.int64), width_bits)
-    low, details = unpack_layout(coef, hp, wp, spec.levels)
-    per_level = spec.normalize is Normalize.PER_LEVEL
-    saturations = sat_in
-    lo, hi = signed_range(width_bits)
-    code = _ROUNDING_CODE[spec.rounding]
-    for lev in range(spec.levels, 0, -1):  # detail alignment, butterflies, shift, saturation: one pass
-        low, sat = _inverse_level(low, details[lev - 1], 0 if per_level else spec.levels - lev,
-                                  1 if per_level else 0, code, lo, hi)
-        saturations += sat
-    if not per_level:
-        low = round_shift(low, spec.levels, spec.rounding)
-    return low[:, :, :h, :w], saturations
+    coef = np.asarray(coef)
+    if coef.ndim != 3 or coef.shape[2] != hp * wp:
+        raise InputError(_WHERE, "coef", f"shape (N, C, {hp * wp})", coef.shape)
+    if not np.issubdtype(coef.dtype, np.integer):
+        coef = coef.astype(np.int64)
+    coef = np.ascontiguousarray(coef)
+    out = np.empty(coef.shape[:2] + (h, w), dtype=np.int64)
+    sat = _inverse_dense_kernel(coef, out, *_inverse_args(h, w, spec, width_bits))
+    return out, int(sat)
+
+
+def inverse_kept(acc: np.ndarray, idx: np.ndarray, h: int, w: int, spec: HaarSpec,
+                 width_bits: int) -> tuple[np.ndarray, int]:
+    """Inverse shift-add Haar unit fed directly with the kept columns (zero-fill fused in).
+
+    Equals `inverse_int` of the zero-filled coefficients ``zf`` (``zf[n, c, idx[n, j]] = acc[n, c, j]``,
+    every other position 0), bit for bit, saturation count included, without building ``zf``.
+
+    Parameters
+    ----------
+    acc : np.ndarray
+        (N, C, k) integer (int32 or int64): the kept columns, layout order, orthonormal units.
+    idx : np.ndarray
+        (N, k) integer (int64): strictly ascending positions in ``[0, P)``, ``P = hp * wp`` with
+        ``(hp, wp) = pad_shape(h, w, spec.levels)``.
+    h, w : int
+        Unpadded output size (the padding is cropped).
+    spec : HaarSpec
+        ``levels``, ``normalize`` and ``rounding`` are used.
+    width_bits : int
+        Signed register width: the loaded coefficients and each level's outputs saturate here.
+
+    Returns
+    -------
+    (np.ndarray, int)
+        (N, C, h, w) int64 spatial values and the number of saturated values, as `inverse_int`.
+    """
+    _check_spec(spec)
+    _check_width(width_bits)
+    hp, wp = pad_shape(h, w, spec.levels)
+    acc, idx = np.asarray(acc), np.asarray(idx)
+    if acc.ndim != 3 or not np.issubdtype(acc.dtype, np.integer):
+        raise InputError(_WHERE, "acc", "an (N, C, k) integer array", f"{acc.dtype} {acc.shape}")
+    if idx.shape != (acc.shape[0], acc.shape[2]) or not np.issubdtype(idx.dtype, np.integer):
+        raise InputError(_WHERE, "idx", f"an (N, k) = {(acc.shape[0], acc.shape[2])} integer array",
+                         f"{idx.dtype} {idx.shape}")
+    if idx.size and (idx.min() < 0 or idx.max() >= hp * wp or np.any(idx[:, 1:] <= idx[:, :-1])):
+        raise InputError(_WHERE, "idx", f"strictly ascending positions in [0, {hp * wp})", "other values")
+    out = np.empty(acc.shape[:2] + (h, w), dtype=np.int64)
+    sat = _inverse_kept_kernel(np.ascontiguousarray(acc), np.ascontiguousarray(idx, dtype=np.int64), out,
+                               *_inverse_args(h, w, spec, width_bits))
+    return out, int(sat)
 
 
 def inverse_deferred_exact(coef: np.ndarray, h: int, w: int, levels: int) -> np.ndarray:
@@ -373,78 +434,206 @@ def _butterfly(low: np.ndarray) -> np.ndarray:
     return out
 
 
-_ROUNDING_CODE = {Rounding.FLOOR: 0, Rounding.HALF_UP: 1, Rounding.HALF_EVEN: 2}
+def _round_params(shift: int, rounding: Rounding) -> tuple[int, int, int]:
+    """``(shift, bias, odd)`` with ``round_shift(v, shift, rounding) == (v + bias + ((v >> shift) & odd)) >> shift``.
+
+    ``half_up`` adds half; ``half_even`` adds half - 1 plus the kept value's low bit (so a tie rounds up
+    only from an odd value); ``floor`` and ``shift == 0`` add nothing. Branch-free, so the kernels' inner
+    loops vectorize whatever the mode.
+    """
+    if shift == 0 or rounding is Rounding.FLOOR:
+        return shift, 0, 0
+    half = 1 << (shift - 1)
+    if rounding is Rounding.HALF_UP:
+        return shift, half, 0
+    if rounding is Rounding.HALF_EVEN:
+        return shift, half - 1, 1
+    raise InputError(_WHERE, "rounding", "a Rounding member", rounding)
+
+
+def _inverse_args(h: int, w: int, spec: HaarSpec, width_bits: int) -> tuple:
+    """Scalar arguments of `_inverse_plane` after ``src, out`` and the scratch buffers."""
+    hp, wp = pad_shape(h, w, spec.levels)
+    deferred = spec.normalize is Normalize.DEFERRED
+    lo, hi = signed_range(width_bits)
+    return (spec.levels, hp, wp, h, w, deferred, *_round_params(0 if deferred else 1, spec.rounding),
+            *_round_params(spec.levels if deferred else 0, spec.rounding), lo, hi)
 
 
 @numba.njit(cache=True, inline="always")
-def _shift_saturate(v, shift, rounding, lo, hi):
-    """`round_shift` of one value by ``shift`` (rounding code: 0 floor, 1 half_up, 2 half_even), then
-    clip to ``[lo, hi]``; returns (value, 1 if clipped else 0)."""
-    if shift > 0:
-        q = v >> shift
-        half = np.int64(1) << (shift - 1)
-        if rounding == 1:
-            q = (v + half) >> shift
-        elif rounding == 2:
-            r = v - (q << shift)
-            q += (r > half) | ((r == half) & ((q & 1) == 1))
-        v = q
-    c = min(max(v, lo), hi)
-    return c, c != v
+def _norm_clip(v, s, bias, odd, lo, hi):
+    """Rounding shift (see `_round_params`) then clip to ``[lo, hi]``: (register value, 1 if clipped)."""
+    q = (v + bias + ((v >> s) & odd)) >> s
+    r = min(max(q, lo), hi)
+    return r, np.int64(r != q)
+
+
+@numba.njit(cache=True, inline="always")
+def _fwd_row(a, oa, b, ob, ylow, ol, coef, o2, o3, o4, w, s, bias, odd, lo, hi):
+    """One block row of one forward level: rows ``a[oa:]``, ``b[ob:]`` (2w values each) -> y1 at
+    ``ylow[ol:]``, y2..y4 at ``coef[o2:]``, ``coef[o3:]``, ``coef[o4:]`` (w values each). Returns clips."""
+    sat = np.int64(0)
+    for j in range(w):
+        p, q, r, t = a[oa + 2 * j], a[oa + 2 * j + 1], b[ob + 2 * j], b[ob + 2 * j + 1]
+        s_top, d_top, s_bot, d_bot = p + q, p - q, r + t, r - t
+        v, k0 = _norm_clip(s_top + s_bot, s, bias, odd, lo, hi)
+        ylow[ol + j] = v
+        v, k1 = _norm_clip(d_top + d_bot, s, bias, odd, lo, hi)
+        coef[o2 + j] = v
+        v, k2 = _norm_clip(s_top - s_bot, s, bias, odd, lo, hi)
+        coef[o3 + j] = v
+        v, k3 = _norm_clip(d_top - d_bot, s, bias, odd, lo, hi)
+        coef[o4 + j] = v
+        sat += k0 + k1 + k2 + k3
+    return sat
+
+
+@numba.njit(cache=True, inline="always")
+def _load_row(xp, r, h, w, buf):
+    """Row ``r`` of the (h, w) plane into ``buf[:w]`` as int64, zeros below the map (the padding);
+    ``buf[w:]`` stays zero."""
+    if r < h:
+        for j in range(w):
+            buf[j] = xp[r, j]
+    else:
+        for j in range(w):
+            buf[j] = 0
 
 
 @numba.njit(cache=True)
-def _forward_level(low, shift, rounding, lo, hi):
-    """One forward level, fused: `_butterfly`, `round_shift` by ``shift`` (1 per_level, 0 deferred),
-    `saturate` to ``[lo, hi]``. (N, C, 2h, 2w) int64 -> ((N, C, 4, h, w) int64, clipped count)."""
-    n_, c_, hh, ww = low.shape
-    h, w = hh // 2, ww // 2
-    out = np.empty((n_, c_, 4, h, w), np.int64)
-    sat = 0
+def _forward_kernel(x, coef, lows, levels, hp, wp, s, bias, odd, lo, hi):
+    """All levels of the forward unit, one (n, c) plane at a time, padding implicit. x (N, C, H, W) any
+    integer dtype; writes coef (N, C, P) in layout order and lows (N, C, Q) (low bands of levels
+    1..L-1, finest first); returns the number of clipped values."""
+    n_, c_, h, w = x.shape
+    r0, r1 = np.zeros(wp, np.int64), np.zeros(wp, np.int64)
+    sat = np.int64(0)
     for n in range(n_):
         for c in range(c_):
-            for i in range(h):
-                r0, r1 = low[n, c, 2 * i], low[n, c, 2 * i + 1]
-                for j in range(w):
-                    a, b, cc, d = r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]
-                    s_top, d_top, s_bot, d_bot = a + b, a - b, cc + d, cc - d
-                    v, s0 = _shift_saturate(s_top + s_bot, shift, rounding, lo, hi)
-                    out[n, c, 0, i, j] = v
-                    v, s1 = _shift_saturate(d_top + d_bot, shift, rounding, lo, hi)
-                    out[n, c, 1, i, j] = v
-                    v, s2 = _shift_saturate(s_top - s_bot, shift, rounding, lo, hi)
-                    out[n, c, 2, i, j] = v
-                    v, s3 = _shift_saturate(d_top - d_bot, shift, rounding, lo, hi)
-                    out[n, c, 3, i, j] = v
-                    sat += s0 + s1 + s2 + s3
-    return out, sat
+            cp, lp, xp = coef[n, c], lows[n, c], x[n, c]
+            hl, wl = hp >> 1, wp >> 1
+            size = hl * wl
+            ylow = cp if levels == 1 else lp
+            for i in range(hl):
+                _load_row(xp, 2 * i, h, w, r0)
+                _load_row(xp, 2 * i + 1, h, w, r1)
+                o = i * wl
+                sat += _fwd_row(r0, 0, r1, 0, ylow, o, cp, size + o, 2 * size + o, 3 * size + o, wl,
+                                s, bias, odd, lo, hi)
+            src = 0  # offset of the previous level's low band in lp
+            for lev in range(2, levels + 1):
+                hl, wl = hp >> lev, wp >> lev
+                size = hl * wl
+                dst = src + 4 * size
+                ylow, ol = (cp, 0) if lev == levels else (lp, dst)
+                for i in range(hl):
+                    o = i * wl
+                    sat += _fwd_row(lp, src + 4 * o, lp, src + 4 * o + 2 * wl, ylow, ol + o,
+                                    cp, size + o, 2 * size + o, 3 * size + o, wl, s, bias, odd, lo, hi)
+                src = dst
+    return sat
+
+
+@numba.njit(cache=True, inline="always")
+def _inv_row(low, ol, src, o2, o3, o4, ds, d0, od0, d1, od1, w, lo, hi, s, bias, odd):
+    """One block row of one inverse level: y1 at ``low[ol:]`` (a register value), y2..y4 loaded from
+    ``src[o2:]``, ``src[o3:]``, ``src[o4:]`` (input saturation, then << ``ds``) -> rows ``d0[od0:]``,
+    ``d1[od1:]`` (2w values each), normalized and clipped. Returns the clips (inputs and outputs)."""
+    sat = np.int64(0)
+    for j in range(w):
+        y1 = low[ol + j]
+        v2, v3, v4 = np.int64(src[o2 + j]), np.int64(src[o3 + j]), np.int64(src[o4 + j])
+        c2, c3, c4 = min(max(v2, lo), hi), min(max(v3, lo), hi), min(max(v4, lo), hi)
+        sat += np.int64(c2 != v2) + np.int64(c3 != v3) + np.int64(c4 != v4)
+        y2, y3, y4 = c2 << ds, c3 << ds, c4 << ds
+        p, q, r, t = y1 + y3, y2 + y4, y1 - y3, y2 - y4
+        v, k0 = _norm_clip(p + q, s, bias, odd, lo, hi)
+        d0[od0 + 2 * j] = v
+        v, k1 = _norm_clip(p - q, s, bias, odd, lo, hi)
+        d0[od0 + 2 * j + 1] = v
+        v, k2 = _norm_clip(r + t, s, bias, odd, lo, hi)
+        d1[od1 + 2 * j] = v
+        v, k3 = _norm_clip(r - t, s, bias, odd, lo, hi)
+        d1[od1 + 2 * j + 1] = v
+        sat += k0 + k1 + k2 + k3
+    return sat
+
+
+@numba.njit(cache=True, inline="always")
+def _store_row(buf, outp, r, h, w, fs, fbias, fodd):
+    """Cropped output row ``r`` (if inside the map) from ``buf``, with the final (deferred) rounding shift."""
+    if r < h:
+        for j in range(w):
+            v = buf[j]
+            outp[r, j] = (v + fbias + ((v >> fs) & fodd)) >> fs
 
 
 @numba.njit(cache=True)
-def _inverse_level(low, det, det_shift, shift, rounding, lo, hi):
-    """One inverse level, fused: details << ``det_shift``, `_inverse_butterfly`, `round_shift` by
-    ``shift``, `saturate`. LL (N, C, h, w), details (N, C, 3, h, w) -> ((N, C, 2h, 2w), clipped count)."""
-    n_, c_, h, w = low.shape
-    out = np.empty((n_, c_, 2 * h, 2 * w), np.int64)
-    sat = 0
+def _inverse_plane(src, outp, bufa, bufb, rb0, rb1, levels, hp, wp, h, w, deferred, s, bias, odd,
+                   fs, fbias, fodd, lo, hi):
+    """The whole inverse unit on one plane: src (P,) layout-order coefficients (any integer dtype,
+    saturated to ``[lo, hi]`` as loaded) -> outp (h, w) int64, cropped. bufa, bufb: (P/4,) int64 scratch
+    for the low bands; rb0, rb1: (wp,) int64 row scratch. Returns the number of clipped values."""
+    sat = np.int64(0)
+    hl, wl = hp >> levels, wp >> levels
+    for p in range(hl * wl):  # LL_L into the low-band register
+        v = np.int64(src[p])
+        cl = min(max(v, lo), hi)
+        sat += np.int64(cl != v)
+        bufa[p] = cl
+    cur, nxt = bufa, bufb
+    for lev in range(levels, 0, -1):
+        hl, wl = hp >> lev, wp >> lev
+        size = hl * wl
+        ds = levels - lev if deferred else 0
+        for i in range(hl):
+            o = i * wl
+            if lev > 1:
+                sat += _inv_row(cur, o, src, size + o, 2 * size + o, 3 * size + o, ds,
+                                nxt, 4 * o, nxt, 4 * o + 2 * wl, wl, lo, hi, s, bias, odd)
+            else:
+                sat += _inv_row(cur, o, src, size + o, 2 * size + o, 3 * size + o, ds,
+                                rb0, 0, rb1, 0, wl, lo, hi, s, bias, odd)
+                _store_row(rb0, outp, 2 * i, h, w, fs, fbias, fodd)
+                _store_row(rb1, outp, 2 * i + 1, h, w, fs, fbias, fodd)
+        cur, nxt = nxt, cur
+    return sat
+
+
+@numba.njit(cache=True)
+def _inverse_dense_kernel(coef, out, levels, hp, wp, h, w, deferred, s, bias, odd, fs, fbias, fodd, lo, hi):
+    """`_inverse_plane` over every plane of coef (N, C, P) -> out (N, C, h, w); returns the clips."""
+    n_, c_, p_ = coef.shape
+    bufa, bufb = np.empty(p_ // 4, np.int64), np.empty(p_ // 4, np.int64)
+    rb0, rb1 = np.empty(wp, np.int64), np.empty(wp, np.int64)
+    sat = np.int64(0)
     for n in range(n_):
         for c in range(c_):
-            for i in range(h):
-                for j in range(w):
-                    y1 = low[n, c, i, j]
-                    y2, y3 = det[n, c, 0, i, j] << det_shift, det[n, c, 1, i, j] << det_shift
-                    y4 = det[n, c, 2, i, j] << det_shift
-                    p, q, r, s = y1 + y3, y2 + y4, y1 - y3, y2 - y4
-                    v, s0 = _shift_saturate(p + q, shift, rounding, lo, hi)
-                    out[n, c, 2 * i, 2 * j] = v
-                    v, s1 = _shift_saturate(p - q, shift, rounding, lo, hi)
-                    out[n, c, 2 * i, 2 * j + 1] = v
-                    v, s2 = _shift_saturate(r + s, shift, rounding, lo, hi)
-                    out[n, c, 2 * i + 1, 2 * j] = v
-                    v, s3 = _shift_saturate(r - s, shift, rounding, lo, hi)
-                    out[n, c, 2 * i + 1, 2 * j + 1] = v
-                    sat += s0 + s1 + s2 + s3
-    return out, sat
+            sat += _inverse_plane(coef[n, c], out[n, c], bufa, bufb, rb0, rb1, levels, hp, wp, h, w,
+                                  deferred, s, bias, odd, fs, fbias, fodd, lo, hi)
+    return sat
+
+
+@numba.njit(cache=True)
+def _inverse_kept_kernel(acc, idx, out, levels, hp, wp, h, w, deferred, s, bias, odd, fs, fbias, fodd, lo, hi):
+    """Zero-fill of the kept columns acc (N, C, k) at positions idx (N, k) into one (P,) plane scratch,
+    then `_inverse_plane`; out (N, C, h, w). Only the kept positions are ever nonzero, so the scratch
+    is cleared by resetting those after each n. Returns the clips."""
+    n_, c_, k_ = acc.shape
+    p_ = hp * wp
+    plane = np.zeros(p_, np.int64)
+    bufa, bufb = np.empty(p_ // 4, np.int64), np.empty(p_ // 4, np.int64)
+    rb0, rb1 = np.empty(wp, np.int64), np.empty(wp, np.int64)
+    sat = np.int64(0)
+    for n in range(n_):
+        for c in range(c_):
+            for j in range(k_):
+                plane[idx[n, j]] = acc[n, c, j]
+            sat += _inverse_plane(plane, out[n, c], bufa, bufb, rb0, rb1, levels, hp, wp, h, w,
+                                  deferred, s, bias, odd, fs, fbias, fodd, lo, hi)
+        for j in range(k_):
+            plane[idx[n, j]] = 0
+    return sat
 
 
 def _inverse_butterfly(low: np.ndarray, det: np.ndarray) -> np.ndarray:
@@ -500,15 +689,14 @@ def _check_nchw(x: np.ndarray) -> np.ndarray:
 
 
 def _check_int_input(x: np.ndarray, in_bits: int) -> np.ndarray:
-    """Validate integer (N, C, H, W) input fitting ``in_bits`` signed; return it as int64."""
+    """Validate integer (N, C, H, W) input fitting ``in_bits`` signed; return it (any integer dtype)."""
     x = _check_nchw(x)
     if not np.issubdtype(x.dtype, np.integer):
         raise InputError(_WHERE, "x", "an integer array", x.dtype)
     if int(in_bits) != in_bits or not 2 <= in_bits <= _MAX_WIDTH_BITS:
         raise InputError(_WHERE, "in_bits", f"an integer in 2..{_MAX_WIDTH_BITS}", in_bits)
     lo, hi = signed_range(in_bits)
-    x = x.astype(np.int64, copy=False)
-    if x.min() < lo or x.max() > hi:
-        raise InputError(_WHERE, "x", f"values in [{lo}, {hi}] ({in_bits}-bit signed)",
-                         f"[{x.min()}, {x.max()}]")
+    xmin, xmax = int(x.min()), int(x.max())  # no int64 copy: the kernel widens as it loads
+    if xmin < lo or xmax > hi:
+        raise InputError(_WHERE, "x", f"values in [{lo}, {hi}] ({in_bits}-bit signed)", f"[{xmin}, {xmax}]")
     return x
