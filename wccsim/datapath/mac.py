@@ -59,30 +59,52 @@ def exact_chunk(max_abs_w: int, max_abs_x: int, exact_limit: int) -> int:
     return exact_limit // prod
 
 
-@numba.njit(cache=True)
-def _convert(src, out):
-    """``out[i] = src[i]`` (exact integer floats or ints to an integer dtype); ``out`` may be ``src``'s own
-    memory viewed as an integer dtype of the same size (element i is read before it is written)."""
-    for i in range(src.size):
-        out[i] = src[i]
+_NONE, _SATURATE, _WRAP = 0, 1, 2  # accumulator range modes of the conversion kernels
 
 
-@numba.njit(cache=True)
-def _convert_range(src, out, lo, hi, wrap):
-    """`_convert` through an accumulator of range ``[lo, hi]`` (``hi - lo + 1`` a power of two): values
-    outside saturate (``wrap`` False) or keep their low bits, two's complement (``wrap`` True), as
-    `accumulate` does. Returns how many were outside."""
+@numba.njit(cache=True, inline="always")
+def _convert_loop(src, out, lo, hi, mode):
+    """``out[i] = src[i]`` (exact integer sums held as floats or ints) through the accumulator range
+    ``[lo, hi]`` (``hi - lo + 1`` a power of two): ``_NONE`` (the values are known to fit), ``_SATURATE``
+    (clamp) or ``_WRAP`` (keep the low bits, two's complement), as `accumulate` does. Returns how many
+    values were outside. ``out`` may be ``src`` itself or its memory viewed as an integer dtype of the
+    same item size (element i is read before it is written)."""
     count = 0
-    mask = hi - lo
-    for i in range(src.size):
-        v = np.int64(src[i])
-        c = min(max(v, lo), hi)
-        if c != v:
-            count += 1
-            if wrap:
-                c = ((v - lo) & mask) + lo
-        out[i] = c
+    if mode == _NONE:
+        for i in range(src.size):
+            out[i] = src[i]
+    elif mode == _SATURATE:
+        for i in range(src.size):
+            v = np.int64(src[i])
+            c = min(max(v, lo), hi)
+            count += c != v
+            out[i] = c
+    else:
+        mask = hi - lo
+        for i in range(src.size):
+            v = np.int64(src[i])
+            count += (v < lo) | (v > hi)
+            out[i] = ((v - lo) & mask) + lo  # identity inside the range
     return count
+
+
+@numba.njit(cache=True)
+def _convert(src, out, lo, hi, mode):
+    """`_convert_loop` into a separate array."""
+    return _convert_loop(src, out, lo, hi, mode)
+
+
+@numba.njit(cache=True)
+def _convert_f32_in_place(buf, lo, hi, mode):
+    """`_convert_loop` from a float32 buffer into the same memory viewed as int32 (one view inside the
+    kernel, so the compiler sees one array and vectorizes; two aliasing arguments would not)."""
+    return _convert_loop(buf, buf.view(np.int32), lo, hi, mode)
+
+
+@numba.njit(cache=True)
+def _convert_in_place(acc, lo, hi, mode):
+    """`_convert_loop` on an integer array in place."""
+    return _convert_loop(acc, acc, lo, hi, mode)
 
 
 @numba.njit(cache=True)
@@ -92,40 +114,65 @@ def _add(src, acc):
         acc[i] += np.int64(src[i])
 
 
-def _finish(src: np.ndarray, out_dtype: type, lo: int | None, hi: int | None, wrap: bool,
-            in_place: bool) -> tuple[np.ndarray, int]:
-    """``src`` (exact integer sums, float or int) as ``out_dtype`` through the range ``[lo, hi]`` (None: no
-    range, the values are known to fit); in the same memory when ``in_place`` (same item size)."""
-    if lo is None and src.dtype == out_dtype:
-        return src, 0
-    out = src.view(out_dtype) if in_place else np.empty(src.shape, out_dtype)
-    s, o = src.reshape(-1), out.reshape(-1)
-    if lo is None:
-        _convert(s, o)
-        return out, 0
-    return out, int(_convert_range(s, o, lo, hi, wrap))
+def _finish(src: np.ndarray, out_dtype: type, lo: int | None, hi: int | None,
+            wrap: bool) -> tuple[np.ndarray, int]:
+    """C-contiguous ``src`` (exact integer sums, float or int) as ``out_dtype`` through the accumulator
+    range ``[lo, hi]`` (None: no range, the values are known to fit ``out_dtype``), with the count of values
+    outside. Converts in place where it can (``src`` is consumed)."""
+    mode = _NONE if lo is None else _WRAP if wrap else _SATURATE
+    lo, hi = (0, 0) if lo is None else (lo, hi)
+    flat = src.reshape(-1)
+    if src.dtype == out_dtype:
+        return src, (int(_convert_in_place(flat, lo, hi, mode)) if mode != _NONE else 0)
+    if src.dtype == np.float32 and out_dtype == np.int32:
+        count = _convert_f32_in_place(flat, lo, hi, mode)
+        return src.view(np.int32), int(count)
+    out = np.empty(src.shape, out_dtype)
+    return out, int(_convert(flat, out.reshape(-1), lo, hi, mode))
 
 
-def _float_product(wq, xq, chunk: int, dtype: type, out_dtype: type, sum_dtype: type, lo, hi,
+@numba.njit(cache=True)
+def _to_float32_minmax(x, out):
+    """``out[i] = float32(x[i])`` and ``(min(x), max(x))`` as int64, in one pass (``x`` non-empty)."""
+    lo = x[0]
+    hi = lo
+    for i in range(x.size):
+        v = x[i]
+        out[i] = v
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return np.int64(lo), np.int64(hi)
+
+
+def _x_float32(xq: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """``xq`` as float32 (exact where ``max|x| <= 2^24``; None for empty or 64-bit unsigned operands) and
+    ``max|x|``, in one pass."""
+    if xq.size == 0 or (xq.dtype.kind == "u" and xq.itemsize == 8):
+        return None, _max_abs(xq)
+    xq = np.ascontiguousarray(xq)
+    xf = np.empty(xq.shape, np.float32)
+    lo, hi = _to_float32_minmax(xq.reshape(-1), xf.reshape(-1))
+    return xf, max(-int(lo), int(hi))
+
+
+def _float_product(wq, x, chunk: int, dtype: type, out_dtype: type, sum_dtype: type, lo, hi,
                    wrap: bool) -> tuple[np.ndarray, int]:
-    """Exact ``W @ X`` by ``dtype`` GEMMs over reduction chunks of ``chunk`` channels, summed in
-    ``sum_dtype`` (an integer dtype that holds every exact sum), returned as ``out_dtype`` through the
-    accumulator range ``[lo, hi]`` (None: no range)."""
+    """Exact ``W @ X`` by ``dtype`` GEMMs over reduction chunks of ``chunk`` channels (``x`` integer, or
+    already ``dtype``), summed in ``sum_dtype`` (an integer dtype that holds every exact sum), returned as
+    ``out_dtype`` through the accumulator range ``[lo, hi]`` (None: no range)."""
     cout, cin = wq.shape
-    shape = (xq.shape[0], cout, xq.shape[2])
+    shape = (x.shape[0], cout, x.shape[2])
     buf = np.empty(shape, dtype)
     if chunk >= cin:  # one GEMM; its float result becomes the integer result in place where sizes allow
-        np.matmul(wq.astype(dtype), xq.astype(dtype), out=buf)
-        return _finish(buf, out_dtype, lo, hi, wrap, buf.itemsize == np.dtype(out_dtype).itemsize)
+        np.matmul(wq.astype(dtype), x.astype(dtype, copy=False), out=buf)
+        return _finish(buf, out_dtype, lo, hi, wrap)
     acc = np.zeros(shape, sum_dtype)
     flat_buf, flat_acc = buf.reshape(-1), acc.reshape(-1)
     for c0 in range(0, cin, chunk):
         c1 = min(cin, c0 + chunk)
-        np.matmul(wq[:, c0:c1].astype(dtype), xq[:, c0:c1, :].astype(dtype), out=buf)
+        np.matmul(wq[:, c0:c1].astype(dtype), x[:, c0:c1, :].astype(dtype, copy=False), out=buf)
         _add(flat_buf, flat_acc)
-    if lo is None and acc.dtype == out_dtype:
-        return acc, 0
-    return _finish(acc, out_dtype, lo, hi, wrap, acc.itemsize == np.dtype(out_dtype).itemsize)
+    return _finish(acc, out_dtype, lo, hi, wrap)
 
 
 def int_matmul(wq: np.ndarray, xq: np.ndarray) -> np.ndarray:
@@ -148,34 +195,37 @@ def int_matmul(wq: np.ndarray, xq: np.ndarray) -> np.ndarray:
     >>> int_matmul(np.array([[-128, 127]]), np.array([[[-128], [127]]])).tolist()
     [[[32513]]]
     """
-    wq, xq, max_w, max_x = _operands(wq, xq)
+    wq, xq, xf, max_w, max_x = _operands(wq, xq)
     bound = wq.shape[1] * max_w * max_x
     out_dtype = np.int32 if bound < _I32_LIMIT else np.int64
-    return _exact_product(wq, xq, max_w, max_x, out_dtype, None, None, False)[0]
+    return _exact_product(wq, xq, xf, max_w, max_x, out_dtype, None, None, False)[0]
 
 
-def _operands(wq, xq) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Integer operands (validated shapes) and their largest magnitudes."""
+def _operands(wq, xq) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int, int]:
+    """Integer operands (validated shapes), ``xq`` as float32 (`_x_float32`) and the largest magnitudes."""
     wq, xq = _as_int(wq), _as_int(xq)
     if wq.ndim != 2 or xq.ndim != 3 or wq.shape[1] != xq.shape[1]:
         raise ValueError(f"int_matmul: shapes {wq.shape} and {xq.shape} do not match (Cout,Cin) x (N,Cin,K)")
-    return wq, xq, _max_abs(wq), _max_abs(xq)
+    xf, max_x = _x_float32(xq)
+    return wq, xq, xf, _max_abs(wq), max_x
 
 
-def _exact_product(wq: np.ndarray, xq: np.ndarray, max_w: int, max_x: int, out_dtype: type, lo: int | None,
-                   hi: int | None, wrap: bool) -> tuple[np.ndarray, int]:
+def _exact_product(wq: np.ndarray, xq: np.ndarray, xf: np.ndarray | None, max_w: int, max_x: int,
+                   out_dtype: type, lo: int | None, hi: int | None, wrap: bool) -> tuple[np.ndarray, int]:
     """Exact ``W @ X`` as ``out_dtype`` through the accumulator range ``[lo, hi]`` (None: no range, every
-    exact sum fits ``out_dtype``), with the count of sums outside the range."""
+    exact sum fits ``out_dtype``), with the count of sums outside the range. ``xf``: ``xq`` as float32 or
+    None (exact whenever the float32 path is taken: it needs ``max|W| * max|X| <= 2^24``)."""
     cin = wq.shape[1]
     sum_dtype = np.int32 if cin * max_w * max_x < _I32_LIMIT else np.int64
     chunk32 = exact_chunk(max_w, max_x, _F32_EXACT)
     if chunk32 >= min(cin, 64):
-        return _float_product(wq, xq, chunk32, np.float32, out_dtype, sum_dtype, lo, hi, wrap)
+        return _float_product(wq, xq if xf is None else xf, chunk32, np.float32, out_dtype, sum_dtype, lo, hi,
+                              wrap)
     chunk64 = exact_chunk(max_w, max_x, _F64_EXACT)
     if chunk64 >= 1:
         return _float_product(wq, xq, chunk64, np.float64, out_dtype, sum_dtype, lo, hi, wrap)
     acc = np.matmul(wq.astype(np.int64), xq.astype(np.int64))
-    return _finish(acc, out_dtype, lo, hi, wrap, out_dtype == np.int64)
+    return _finish(acc, out_dtype, lo, hi, wrap)
 
 
 def _as_int(a) -> np.ndarray:
@@ -245,11 +295,11 @@ def mac_array(wq: np.ndarray, xq: np.ndarray, spec: MacSpec) -> tuple[np.ndarray
     acc_bits = spec.acc_bits
     if not 2 <= acc_bits <= 63:
         raise ValueError(f"accumulate: acc_bits must be in 2..63, got {acc_bits}")
-    wq, xq, max_w, max_x = _operands(wq, xq)
+    wq, xq, xf, max_w, max_x = _operands(wq, xq)
     out_dtype = np.int32 if acc_bits <= 32 else np.int64
     if wq.shape[1] * max_w * max_x < (1 << (acc_bits - 1)):  # no sum can leave the register
-        return _exact_product(wq, xq, max_w, max_x, out_dtype, None, None, False)
+        return _exact_product(wq, xq, xf, max_w, max_x, out_dtype, None, None, False)
     if spec.overflow not in (Overflow.SATURATE, Overflow.WRAP):
         raise ValueError(f"accumulate: unknown overflow mode {spec.overflow!r}")
     lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
-    return _exact_product(wq, xq, max_w, max_x, out_dtype, lo, hi, spec.overflow is Overflow.WRAP)
+    return _exact_product(wq, xq, xf, max_w, max_x, out_dtype, lo, hi, spec.overflow is Overflow.WRAP)
