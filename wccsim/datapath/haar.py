@@ -504,33 +504,41 @@ def _load_row(xp, r, h, w, buf):
 def _forward_kernel(x, coef, lows, levels, hp, wp, s, bias, odd, lo, hi):
     """All levels of the forward unit, one (n, c) plane at a time, padding implicit. x (N, C, H, W) any
     integer dtype; writes coef (N, C, P) in layout order and lows (N, C, Q) (low bands of levels
-    1..L-1, finest first); returns the number of clipped values."""
+    1..L-1, finest first); returns the number of clipped values. Each level reads its low band from one
+    (P/4,) scratch and writes the next into the other (separate buffers keep the row loop vectorized)."""
     n_, c_, h, w = x.shape
     r0, r1 = np.zeros(wp, np.int64), np.zeros(wp, np.int64)
+    ta, tb = np.empty(hp * wp // 4, np.int64), np.empty(hp * wp // 4, np.int64)
     sat = np.int64(0)
     for n in range(n_):
         for c in range(c_):
             cp, lp, xp = coef[n, c], lows[n, c], x[n, c]
             hl, wl = hp >> 1, wp >> 1
             size = hl * wl
-            ylow = cp if levels == 1 else lp
-            for i in range(hl):
+            for i in range(hl):  # level 1 from the input rows
                 _load_row(xp, 2 * i, h, w, r0)
                 _load_row(xp, 2 * i + 1, h, w, r1)
                 o = i * wl
-                sat += _fwd_row(r0, 0, r1, 0, ylow, o, cp, size + o, 2 * size + o, 3 * size + o, wl,
+                sat += _fwd_row(r0, 0, r1, 0, ta, o, cp, size + o, 2 * size + o, 3 * size + o, wl,
                                 s, bias, odd, lo, hi)
-            src = 0  # offset of the previous level's low band in lp
-            for lev in range(2, levels + 1):
-                hl, wl = hp >> lev, wp >> lev
-                size = hl * wl
-                dst = src + 4 * size
-                ylow, ol = (cp, 0) if lev == levels else (lp, dst)
-                for i in range(hl):
-                    o = i * wl
-                    sat += _fwd_row(lp, src + 4 * o, lp, src + 4 * o + 2 * wl, ylow, ol + o,
-                                    cp, size + o, 2 * size + o, 3 * size + o, wl, s, bias, odd, lo, hi)
-                src = dst
+            cur, nxt = ta, tb
+            off = 0  # where the next low band goes in lp
+            for lev in range(1, levels + 1):
+                if lev > 1:
+                    hl, wl = hp >> lev, wp >> lev
+                    size = hl * wl
+                    for i in range(hl):
+                        o = i * wl
+                        sat += _fwd_row(cur, 4 * o, cur, 4 * o + 2 * wl, nxt, o, cp, size + o,
+                                        2 * size + o, 3 * size + o, wl, s, bias, odd, lo, hi)
+                    cur, nxt = nxt, cur
+                if lev < levels:
+                    for p in range(size):
+                        lp[off + p] = cur[p]
+                    off += size
+                else:
+                    for p in range(size):
+                        cp[p] = cur[p]
     return sat
 
 
