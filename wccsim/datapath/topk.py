@@ -301,16 +301,33 @@ def _check_energy_range(peak: int, channels: int, metric: Metric, shift: int) ->
 
 _METRIC_CODE = {Metric.L2: 0, Metric.L1: 1, Metric.LINF: 2}
 _NO_SHIFT = np.zeros(0, dtype=np.int64)
-_BLOCK = 2048       # positions per accumulation block: the (block,) int64 partial energies stay in L1
+_BLOCK = 2048       # positions per accumulation block: its (block,) int64 partial energies stay in L1
 _RADIX_BITS = 11    # histogram of 2048 buckets per radix round
 _INT64_MAX_NB = np.int64(_INT64_MAX)
+
+
+@numba.njit(cache=True, inline="always")
+def _term(v, metric):
+    """One coefficient's contribution: v^2 (metric 0, L2), |v| (1, L1; 2, LINF)."""
+    if metric == 0:
+        return v * v
+    return abs(v)
+
+
+@numba.njit(cache=True, inline="always")
+def _combine(a, b, metric):
+    """Accumulate two contributions: max for LINF (2), sum otherwise."""
+    if metric == 2:
+        return max(a, b)
+    return a + b
 
 
 @numba.njit(cache=True)
 def _energy_kernel(coef, metric, shifts, shifted, out):
     """Energies of (N, C, P) int64/int32 ``coef`` into ``out`` (N, P) int64, one pass over ``coef``.
 
-    ``metric``: 0 L2, 1 L1, 2 LINF. Each block of positions accumulates over the channels, then is shifted
+    ``metric``: 0 L2, 1 L1, 2 LINF. Each block of positions accumulates over the channels (four at a time,
+    so the block's partial energies are read and written once per four channel rows), then is shifted
     left by ``shifts`` when ``shifted``. Returns (min(0, min coef), max(0, max coef)) for the range check;
     overflowing sums wrap here and are rejected by the caller from that min and max.
     """
@@ -320,30 +337,31 @@ def _energy_kernel(coef, metric, shifts, shifted, out):
     for n in range(n_):
         for p0 in range(0, p_, _BLOCK):
             p1 = min(p0 + _BLOCK, p_)
-            o = out[n, p0:p1]
             m = p1 - p0
+            o = out[n, p0:p1]
             for i in range(m):
                 o[i] = 0
-            for c in range(c_):
-                row = coef[n, c, p0:p1]
-                if metric == 0:
-                    for i in range(m):
-                        v = np.int64(row[i])
-                        o[i] += v * v
-                        lo = min(lo, v)
-                        hi = max(hi, v)
-                elif metric == 1:
-                    for i in range(m):
-                        v = np.int64(row[i])
-                        o[i] += abs(v)
-                        lo = min(lo, v)
-                        hi = max(hi, v)
-                else:
-                    for i in range(m):
-                        v = np.int64(row[i])
-                        o[i] = max(o[i], abs(v))
-                        lo = min(lo, v)
-                        hi = max(hi, v)
+            c = 0
+            while c + 4 <= c_:
+                r0, r1 = coef[n, c, p0:p1], coef[n, c + 1, p0:p1]
+                r2, r3 = coef[n, c + 2, p0:p1], coef[n, c + 3, p0:p1]
+                for i in range(m):
+                    a, b = np.int64(r0[i]), np.int64(r1[i])
+                    d, f = np.int64(r2[i]), np.int64(r3[i])
+                    ab = _combine(_term(a, metric), _term(b, metric), metric)
+                    df = _combine(_term(d, metric), _term(f, metric), metric)
+                    o[i] = _combine(o[i], _combine(ab, df, metric), metric)
+                    lo = min(lo, min(min(a, b), min(d, f)))
+                    hi = max(hi, max(max(a, b), max(d, f)))
+                c += 4
+            while c < c_:
+                r0 = coef[n, c, p0:p1]
+                for i in range(m):
+                    a = np.int64(r0[i])
+                    o[i] = _combine(o[i], _term(a, metric), metric)
+                    lo = min(lo, a)
+                    hi = max(hi, a)
+                c += 1
             if shifted:
                 s = shifts[p0:p1]
                 for i in range(m):
@@ -358,8 +376,10 @@ def _exact_kernel(keys, k, bitmap, idx):
 
     Radix selection of the k-th largest key ``t``: a histogram of ``_RADIX_BITS`` bits over the current
     value range [lo, hi] finds the bucket holding it, the candidates in that bucket are gathered, and the
-    range narrows until lo == hi. ``need`` is then t's rank among the keys equal to t, i.e. the number of
-    ties to keep. One scan in position order writes the bitmap and the ascending indices.
+    range narrows to the bucket until lo == hi. ``need`` is then t's rank among the keys equal to t, i.e.
+    the number of ties to keep, and ``ties`` how many keys equal t. The kept set is every key >= t up to
+    ``p_r`` (the position of the need-th tie) and every key > t after it: one threshold per side of
+    ``p_r``, written in one position-order scan that ends at the last kept position.
     """
     n_, p_ = keys.shape
     nb = 1 << _RADIX_BITS
@@ -377,6 +397,7 @@ def _exact_kernel(keys, k, bitmap, idx):
         cand = row
         m = p_
         need = np.int64(k)  # rank (1 = largest) of the k-th largest key among the candidates
+        ties = np.int64(m)  # keys equal to t, once lo == hi
         while hi > lo:
             span = hi - lo
             shift = 0
@@ -391,37 +412,47 @@ def _exact_kernel(keys, k, bitmap, idx):
                 b -= 1
             if shift == 0:
                 lo = lo + b
+                ties = hist[b]
                 break
             base = lo
-            lo = _INT64_MAX_NB
-            hi = np.int64(-1)
+            lo = base + (b << shift)
+            hi = min(hi, lo + ((np.int64(1) << shift) - 1))
             j = 0
             for i in range(m):
                 v = cand[i]
-                inb = ((v - base) >> shift) == b
                 scratch[j] = v
-                j += np.int64(inb)
-                lo = min(lo, v if inb else _INT64_MAX_NB)
-                hi = max(hi, v if inb else np.int64(-1))
+                j += np.int64(((v - base) >> shift) == b)
             cand = scratch[:j]
             m = j
+            ties = m
         t = lo
+        # p_r: position of the need-th key equal to t (the last one when all ties are kept)
+        p_r = p_ - 1
+        if need == ties:
+            while row[p_r] != t:
+                p_r -= 1
+        else:
+            seen = np.int64(0)
+            for p in range(p_):
+                seen += np.int64(row[p] == t)
+                if seen == need:
+                    p_r = p
+                    break
+        # last kept position: the last key > t, or p_r if later
+        p_last = p_r
+        for p in range(p_ - 1, p_r, -1):
+            if row[p] > t:
+                p_last = p
+                break
         brow = bitmap[n]
         irow = idx[n]
         j = 0
-        last = p_ - 1
-        for p in range(p_):
-            v = row[p]
-            eq = v == t
-            take = (v > t) | (eq & (need > 0))
-            need -= np.int64(eq & take)
+        for p in range(p_last + 1):
+            thr = t - 1 if p <= p_r else t
+            take = row[p] > thr
             brow[p] = take
             irow[j] = p
             j += np.int64(take)
-            if j == k:
-                last = p
-                break
-        for p in range(last + 1, p_):
+        for p in range(p_last + 1, p_):
             brow[p] = False
     return True
-
