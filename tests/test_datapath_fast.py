@@ -60,6 +60,80 @@ def test_fused_fixed_point_corners():
             assert got[1] == ref[1]
 
 
+def _broadcast_params(rng, shape):
+    """Parameter shape broadcasting to ``shape``: per tensor, per channel (axis 1), per column (N, 1, K),
+    per element, a random mix, with leading axes sometimes dropped."""
+    nd, kind = len(shape), int(rng.integers(0, 5))
+    if kind == 0:
+        return ()
+    ps = [1] * nd
+    if kind == 1:
+        ps[min(1, nd - 1)] = shape[min(1, nd - 1)]
+    elif kind == 2:
+        ps[0], ps[-1] = shape[0], shape[-1]
+    elif kind == 3:
+        ps = list(shape)
+    else:
+        ps = [d if rng.random() < 0.5 else 1 for d in shape]
+    return tuple(ps[int(rng.integers(0, nd + 1)) if rng.random() < 0.3 else 0:])
+
+
+def test_fused_fixed_point_broadcast_params_equal_numpy():
+    """Per-channel, per-column and per-element parameters (the per-Haar-level coefficient requant) run fused
+    on int32 and int64 values, any memory order; equal to the numpy stages, counts included."""
+    rng = np.random.default_rng(17)
+    edge_mult = np.array([0, 1, 1 << 30, I32_MAX, I32_MIN, -7])
+    for trial in range(600):
+        shape = tuple(int(v) for v in rng.integers(1, 7, int(rng.integers(1, 6))))
+        acc = rng.integers(-(1 << int(rng.integers(2, 40))), 1 << int(rng.integers(2, 40)), shape)
+        flat = acc.reshape(-1)
+        corners = [I32_MIN, I32_MAX, I32_MIN + 1, -(1 << 40), 1 << 40, 0, -1, 1]
+        pos = rng.permutation(flat.size)[:len(corners)]
+        flat[pos] = corners[:len(pos)]
+        ps = _broadcast_params(rng, shape)
+        mult = rng.integers(1 << 30, 1 << 31, ps) if trial % 4 else rng.choice(edge_mult, ps)
+        left = rng.integers(0, 32, ps) if trial % 2 else rng.integers(0, 3, ps)
+        signed = bool(trial % 3)
+        p = requant.RequantParams(
+            multiplier=np.asarray(mult, np.int64), left_shift=np.asarray(left, np.int64),
+            shift=np.asarray(rng.integers(0, 32, ps), np.int64), zero_point=int(rng.integers(0, 6)),
+            real_scale=1.0, out_bits=int(rng.choice([2, 8, 16, 31])), signed=signed, float_scale=np.float32(1),
+            pow2_shift=0)
+        values = acc
+        if trial % 5 == 0 and acc.min() >= I32_MIN and acc.max() <= I32_MAX:
+            values = acc.astype(np.int32)
+        if trial % 7 == 0:
+            values = np.asfortranarray(values)
+        assert requant._requantize_fused(values, p) is not None  # the fused path, not the numpy fallback
+        got, got_sat = requant.requantize(values, p, RequantMode.FIXED_POINT)
+        ref, ref_sat = requant._requantize_numpy(np.asarray(acc, np.int64), p, RequantMode.FIXED_POINT)
+        assert got.dtype == np.int64 and got.shape == ref.shape
+        np.testing.assert_array_equal(got, ref)
+        assert got_sat == ref_sat
+
+
+@pytest.mark.parametrize("field,value", [("shift", -1), ("shift", 32), ("left_shift", -2), ("left_shift", 40),
+                                         ("multiplier", 1 << 31), ("multiplier", I32_MIN - 1)])
+def test_fused_fixed_point_out_of_range_params_take_numpy(field, value):
+    """Shifts outside 0..31 or multipliers outside int32 are not fused: the numpy stages run (and raise
+    where they check: right shift, multiplier), for int32 and int64 values alike."""
+    acc = np.arange(-6, 6, dtype=np.int64).reshape(2, 3, 2)
+    p = requant_params(np.array([0.1, 0.2, 0.3])[None, :, None], QuantParams(1.0, 0, 8, True))
+    bad = np.array(getattr(p, field))
+    bad.reshape(-1)[1] = value
+    p = dataclasses.replace(p, **{field: bad})
+    for values in (acc, acc.astype(np.int32)):
+        assert requant._requantize_fused(values, p) is None
+        if field == "left_shift":
+            got = requant.requantize(values, p, RequantMode.FIXED_POINT)
+            ref = requant._requantize_numpy(acc, p, RequantMode.FIXED_POINT)
+            np.testing.assert_array_equal(got[0], ref[0])
+            assert got[1] == ref[1]
+        else:
+            with pytest.raises(ValueError):
+                requant.requantize(values, p, RequantMode.FIXED_POINT)
+
+
 # --------------------------------------------------------------------------------------------- haar
 
 def _forward_reference(x, spec, in_bits):

@@ -10,9 +10,10 @@ over int64 numpy arrays whose values are int32:
 * ``rounding_divide_by_pot(x, e)`` = ``x / 2^e`` rounded to nearest, ties away from zero
   (ARM ``SRSHL`` by ``-e`` plus a sign fixup), ``0 <= e <= 31``.
 
-``FIXED_POINT`` with per-tensor parameters runs as one fused numba pass (`_fixed_point_fused`, cached),
-equal to the numpy stages bit for bit (tests/test_datapath_fast.py); per-channel parameters take the
-numpy stages.
+``FIXED_POINT`` runs as one fused numba pass (cached): `_fixed_point_fused` for per-tensor parameters,
+`_fixed_point_rows` for parameter arrays that broadcast to the values (per channel, per column as the
+per-Haar-level coefficient requant uses, per element), reading int32 or int64 values without an int64
+copy; both equal the numpy stages bit for bit (tests/test_datapath_fast.py).
 
 `RequantParams` is the record the unit holds (made offline in float by `wccsim.calibrate.requant_params`);
 `requantize` applies it in one of three modes (`RequantMode`):
@@ -233,7 +234,7 @@ def requantize(acc: np.ndarray, params: RequantParams, mode: RequantMode) -> tup
 
     Parameters
     ----------
-    acc : int64 ndarray
+    acc : integer ndarray (int32 or int64 typically)
         Values at the input scale (e.g. accumulator + bias), any shape.
     params : RequantParams
     mode : RequantMode
@@ -245,12 +246,11 @@ def requantize(acc: np.ndarray, params: RequantParams, mode: RequantMode) -> tup
     saturations : int
         Count of saturation events: input beyond int32, left-shift overflow, output clamps.
     """
-    acc = np.asarray(acc, dtype=np.int64)
     if mode is RequantMode.FIXED_POINT:
-        fused = _requantize_fused(acc, params)
+        fused = _requantize_fused(_int_values(acc), params)
         if fused is not None:
             return fused
-    return _requantize_numpy(acc, params, mode)
+    return _requantize_numpy(np.asarray(acc, dtype=np.int64), params, mode)
 
 
 def _requantize_numpy(acc: np.ndarray, params: RequantParams, mode: RequantMode) -> tuple[np.ndarray, int]:
@@ -269,36 +269,64 @@ def _requantize_numpy(acc: np.ndarray, params: RequantParams, mode: RequantMode)
     return np.clip(y, lo, hi), in_sat + shift_sat + out_sat
 
 
+@numba.njit(cache=True, inline="always")
+def _fixed_point_one(x, left, multiplier, shift, zero_point, lo, hi):
+    """One value through ``FIXED_POINT`` (shifts in 0..31): the numpy stages' result and how many of them
+    saturated (input beyond int32, left shift, output clamp). Branch-free (selects), so loops vectorize."""
+    c = min(max(x, INT32_MIN), INT32_MAX)
+    sat = np.int64(c != x)
+    x = c << left  # |x| <= 2^31, left <= 31: exact in int64
+    c = min(max(x, INT32_MIN), INT32_MAX)
+    sat += c != x
+    ab = c * multiplier  # |ab| <= 2^62
+    v = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+    y = (v + ((v >> 63) & _LOW31)) >> 31  # truncating division by 2^31 (C semantics)
+    y = INT32_MAX if (c == INT32_MIN) & (multiplier == INT32_MIN) else y
+    mask = (np.int64(1) << shift) - 1
+    y = (y >> shift) + ((y & mask) > (mask >> 1) + (y < 0)) + zero_point
+    c = min(max(y, lo), hi)
+    sat += c != y
+    return c, sat
+
+
 @numba.njit(cache=True)
 def _fixed_point_fused(acc, left, multiplier, shift, zero_point, lo, hi, out):
-    """``FIXED_POINT`` with per-tensor parameters in one pass over flat int64 ``acc`` into ``out``.
+    """``FIXED_POINT`` with per-tensor parameters in one pass over flat ``acc`` (any integer dtype) into
+    int64 ``out``.
 
     Per element, the same steps and counts as the numpy stages: saturate to int32 (counted), saturating
     left shift by ``left`` (counted), SRDHM by ``multiplier`` (``INT32_MIN * INT32_MIN -> INT32_MAX``),
     RDBPOT by ``shift`` (0..31), ``+ zero_point``, clamp to ``[lo, hi]`` (counted). Returns the count.
     """
     sat = 0
-    mask = (np.int64(1) << shift) - 1
     for i in range(acc.size):
-        x = acc[i]
-        if x < INT32_MIN or x > INT32_MAX:
-            sat += 1
-            x = min(max(x, INT32_MIN), INT32_MAX)
-        x = x << left
-        if x < INT32_MIN or x > INT32_MAX:
-            sat += 1
-            x = min(max(x, INT32_MIN), INT32_MAX)
-        if x == INT32_MIN and multiplier == INT32_MIN:
-            y = np.int64(INT32_MAX)
-        else:
-            ab = x * multiplier
-            v = ab + (1 << 30) if ab >= 0 else ab + 1 - (1 << 30)
-            y = v >> 31 if v >= 0 else -((-v) >> 31)
-        y = (y >> shift) + ((y & mask) > (mask >> 1) + (y < 0)) + zero_point
-        if y < lo or y > hi:
-            sat += 1
-            y = min(max(y, lo), hi)
+        y, s = _fixed_point_one(np.int64(acc[i]), left, multiplier, shift, zero_point, lo, hi)
+        sat += s
         out[i] = y
+    return sat
+
+
+@numba.njit(cache=True)
+def _fixed_point_rows(acc, left, multiplier, shift, prow, zero_point, lo, hi, out):
+    """`_fixed_point_fused` on the rows of 2-D ``acc`` (any integer dtype) into 2-D int64 ``out``, row ``r``
+    with the parameters of row ``prow[r]`` of the 2-D int64 arrays ``left``, ``multiplier``, ``shift``:
+    one column (the row's values share them) or one per column."""
+    sat = 0
+    per_column = left.shape[1] != 1
+    for r in range(acc.shape[0]):
+        p = prow[r]
+        if per_column:
+            for d in range(acc.shape[1]):
+                y, s = _fixed_point_one(np.int64(acc[r, d]), left[p, d], multiplier[p, d], shift[p, d],
+                                        zero_point, lo, hi)
+                sat += s
+                out[r, d] = y
+        else:
+            lf, m, sh = left[p, 0], multiplier[p, 0], shift[p, 0]
+            for d in range(acc.shape[1]):
+                y, s = _fixed_point_one(np.int64(acc[r, d]), lf, m, sh, zero_point, lo, hi)
+                sat += s
+                out[r, d] = y
     return sat
 
 
@@ -311,17 +339,48 @@ def _uniform(v) -> int | None:
     return int(first) if a.size == 1 or bool(np.all(a == first)) else None
 
 
+def _int_values(acc) -> np.ndarray:
+    """``acc`` as is when its integers convert to int64 exactly (int8..int64, uint8..uint32), else int64."""
+    acc = np.asarray(acc)
+    if acc.dtype.kind == "i" or (acc.dtype.kind == "u" and acc.dtype.itemsize < 8):
+        return acc
+    return acc.astype(np.int64)
+
+
+def _in(v, lo: int, hi: int) -> bool:
+    a = np.asarray(v)
+    return a.size > 0 and int(a.min()) >= lo and int(a.max()) <= hi
+
+
 def _requantize_fused(acc: np.ndarray, params: RequantParams) -> tuple[np.ndarray, int] | None:
-    """`requantize` FIXED_POINT through `_fixed_point_fused` when the parameters are per tensor (one value
-    each, shifts in 0..31); None otherwise (per-channel parameters take the numpy stages)."""
+    """`requantize` FIXED_POINT through `_fixed_point_fused` (per-tensor parameters) or
+    `_fixed_point_rows` (parameter arrays broadcasting to the values' shape: per channel, per column, per
+    element), when the shifts are in 0..31 and the multipliers int32; None otherwise (the
+    numpy stages then run, and raise where the parameters are invalid)."""
     fields = (params.left_shift, params.multiplier, params.shift)
-    left, mult, shift = (_uniform(v) for v in fields)
-    if left is None or mult is None or shift is None or not (0 <= left <= 31 and 0 <= shift <= 31):
+    if acc.size == 0 or np.broadcast_shapes(acc.shape, *(np.shape(v) for v in fields)) != acc.shape:
         return None
-    if np.broadcast_shapes(acc.shape, *(np.shape(v) for v in fields)) != acc.shape:
+    if not (_in(params.left_shift, 0, 31) and _in(params.shift, 0, 31)
+            and _in(params.multiplier, INT32_MIN, INT32_MAX)):
         return None
-    flat = np.ascontiguousarray(acc).reshape(-1)
-    out = np.empty_like(flat)
     lo, hi = out_range(params.out_bits, params.signed)
-    sat = _fixed_point_fused(flat, left, mult, shift, int(params.zero_point), lo, hi, out)
+    zp = int(params.zero_point)
+    left, mult, shift = (_uniform(v) for v in fields)
+    if left is not None and mult is not None and shift is not None:
+        flat = acc.reshape(-1)  # a view when contiguous
+        out = np.empty(flat.shape, np.int64)
+        sat = _fixed_point_fused(flat, left, mult, shift, zp, lo, hi, out)
+        return out.reshape(acc.shape), sat
+    # parameter arrays: their common shape, padded to acc's rank, as C-contiguous (rows, 1 or K) tables;
+    # prow maps each row of acc (all axes but the last) to its parameter row
+    shape = acc.shape if acc.ndim else (1,)
+    pshape = np.broadcast_shapes(*(np.shape(v) for v in fields))
+    pshape = (1,) * (len(shape) - len(pshape)) + pshape
+    tables = [np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=np.int64), pshape)).reshape(-1, pshape[-1])
+              for v in fields]
+    prow = np.arange(tables[0].shape[0], dtype=np.int64).reshape(pshape[:-1])
+    prow = np.ascontiguousarray(np.broadcast_to(prow, shape[:-1])).reshape(-1)
+    acc2 = np.ascontiguousarray(acc).reshape(-1, shape[-1])
+    out = np.empty(acc2.shape, np.int64)
+    sat = _fixed_point_rows(acc2, *tables, prow, zp, lo, hi, out)
     return out.reshape(acc.shape), sat
