@@ -303,6 +303,8 @@ _METRIC_CODE = {Metric.L2: 0, Metric.L1: 1, Metric.LINF: 2}
 _NO_SHIFT = np.zeros(0, dtype=np.int64)
 _BLOCK = 2048       # positions per accumulation block: its (block,) int64 partial energies stay in L1
 _RADIX_BITS = 11    # histogram of 2048 buckets per radix round
+_SCAN_BLOCK = 256   # positions per vectorized count in the tie and last-kept scans
+_SAMPLES = 4096     # keys sampled per row to guess the first radix round's window (rows of 4x that or more)
 _INT64_MAX_NB = np.int64(_INT64_MAX)
 
 
@@ -370,6 +372,82 @@ def _energy_kernel(coef, metric, shifts, shifted, out):
 
 
 @numba.njit(cache=True)
+def _sample_window(row, lo, hi, need, hist):
+    """Key window [wl, wh] that likely holds the need-th largest key of ``row`` (keys in [lo, hi]): a
+    histogram of every (P // _SAMPLES)-th key, widened by 3 standard deviations of the sample rank."""
+    m = row.size
+    step = m // _SAMPLES
+    span = hi - lo
+    shift = 0
+    while (span >> shift) >= hist.size:
+        shift += 1
+    hist[:] = 0
+    ns = 0
+    for i in range(0, m, step):
+        hist[(row[i] - lo) >> shift] += 1
+        ns += 1
+    r = need * ns / m
+    d = 3.0 * np.sqrt(r) + 4.0
+    b = span >> shift
+    above = 0
+    while b > 0 and above + hist[b] <= r - d:
+        above += hist[b]
+        b -= 1
+    wh = min(hi, lo + ((b + 1) << shift) - 1)
+    while b > 0 and above + hist[b] < r + d:
+        above += hist[b]
+        b -= 1
+    return lo + (b << shift), wh
+
+
+@numba.njit(cache=True)
+def _last_above(row, thr):
+    """Last position whose key is > thr, -1 if none (blocks counted vectorized from the end)."""
+    end = row.size
+    while end > 0:
+        start = max(0, end - _SCAN_BLOCK)
+        count = 0
+        for p in range(start, end):
+            count += np.int64(row[p] > thr)
+        if count:
+            for p in range(end - 1, start - 1, -1):
+                if row[p] > thr:
+                    return p
+        end = start
+    return -1
+
+
+@numba.njit(cache=True)
+def _nth_equal(row, t, nth):
+    """Position of the nth (1-based) key equal to t; the row holds at least nth of them."""
+    seen = 0
+    start = 0
+    while True:
+        end = min(row.size, start + _SCAN_BLOCK)
+        count = 0
+        for p in range(start, end):
+            count += np.int64(row[p] == t)
+        if seen + count >= nth:
+            for p in range(start, end):
+                seen += np.int64(row[p] == t)
+                if seen == nth:
+                    return p
+        seen += count
+        start = end
+
+
+@numba.njit(cache=True)
+def _keep_above(row, thr, start, end, brow, irow, j):
+    """Positions start..end-1: bitmap = key > thr, kept positions appended to irow from j; returns j."""
+    for p in range(start, end):
+        take = row[p] > thr
+        brow[p] = take
+        irow[j] = p
+        j += np.int64(take)
+    return j
+
+
+@numba.njit(cache=True)
 def _exact_kernel(keys, k, bitmap, idx):
     """Exact top-k of each row of non-negative int64 ``keys`` (N, P) into ``bitmap`` (N, P) and ``idx``
     (N, k); False (outputs unfinished) if a key is negative.
@@ -398,6 +476,23 @@ def _exact_kernel(keys, k, bitmap, idx):
         m = p_
         need = np.int64(k)  # rank (1 = largest) of the k-th largest key among the candidates
         ties = np.int64(m)  # keys equal to t, once lo == hi
+        if hi > lo and p_ >= 4 * _SAMPLES:
+            # First round from a sample: one pass counts the keys above a window [wl, wh] that the
+            # sample says holds t, and gathers those inside it; a wrong guess only costs that pass.
+            wl, wh = _sample_window(row, lo, hi, need, hist)
+            above = np.int64(0)
+            j = 0
+            for i in range(p_):
+                v = row[i]
+                scratch[j] = v
+                j += np.int64((v >= wl) & (v <= wh))
+                above += np.int64(v > wh)
+            if above < need <= above + j:
+                need -= above
+                cand = scratch[:j]
+                m = j
+                lo, hi = wl, wh
+                ties = m
         while hi > lo:
             span = hi - lo
             shift = 0
@@ -426,33 +521,16 @@ def _exact_kernel(keys, k, bitmap, idx):
             m = j
             ties = m
         t = lo
-        # p_r: position of the need-th key equal to t (the last one when all ties are kept)
-        p_r = p_ - 1
-        if need == ties:
-            while row[p_r] != t:
-                p_r -= 1
-        else:
-            seen = np.int64(0)
-            for p in range(p_):
-                seen += np.int64(row[p] == t)
-                if seen == need:
-                    p_r = p
-                    break
-        # last kept position: the last key > t, or p_r if later
-        p_last = p_r
-        for p in range(p_ - 1, p_r, -1):
-            if row[p] > t:
-                p_last = p
-                break
         brow = bitmap[n]
         irow = idx[n]
-        j = 0
-        for p in range(p_last + 1):
-            thr = t - 1 if p <= p_r else t
-            take = row[p] > thr
-            brow[p] = take
-            irow[j] = p
-            j += np.int64(take)
+        if need == ties:  # every key >= t is kept
+            p_r = _last_above(row, t - 1)
+            p_last = p_r
+        else:
+            p_r = _nth_equal(row, t, need)
+            p_last = max(p_r, _last_above(row, t))
+        j = _keep_above(row, t - 1, 0, p_r + 1, brow, irow, 0)
+        _keep_above(row, t, p_r + 1, p_last + 1, brow, irow, j)
         for p in range(p_last + 1, p_):
             brow[p] = False
     return True
