@@ -477,16 +477,18 @@ def _exact_kernel(keys, k, bitmap, idx):
         need = np.int64(k)  # rank (1 = largest) of the k-th largest key among the candidates
         ties = np.int64(m)  # keys equal to t, once lo == hi
         if hi > lo and p_ >= 4 * _SAMPLES:
-            # First round from a sample: one pass counts the keys above a window [wl, wh] that the
-            # sample says holds t, and gathers those inside it; a wrong guess only costs that pass.
+            # First round from a sample: count the keys above a window [wl, wh] that the sample says
+            # holds t and gather those inside it; a wrong guess only costs these two passes.
             wl, wh = _sample_window(row, lo, hi, need, hist)
             above = np.int64(0)
+            for i in range(p_):  # a separate count vectorizes; the gather below cannot
+                above += np.int64(row[i] > wh)
+            width = np.uint64(wh - wl)
             j = 0
             for i in range(p_):
                 v = row[i]
                 scratch[j] = v
-                j += np.int64((v >= wl) & (v <= wh))
-                above += np.int64(v > wh)
+                j += np.int64(np.uint64(v - wl) <= width)  # wl <= v <= wh in one compare
             if above < need <= above + j:
                 need -= above
                 cand = scratch[:j]
