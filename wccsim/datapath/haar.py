@@ -596,12 +596,13 @@ def _inverse_plane(src, outp, bufa, bufb, rb0, rb1, levels, hp, wp, h, w, deferr
         ds = levels - lev if deferred else 0
         for i in range(hl):
             o = i * wl
+            sat += _inv_row(cur, o, src, size + o, 2 * size + o, 3 * size + o, ds,
+                            rb0, 0, rb1, 0, wl, lo, hi, s, bias, odd)
             if lev > 1:
-                sat += _inv_row(cur, o, src, size + o, 2 * size + o, 3 * size + o, ds,
-                                nxt, 4 * o, nxt, 4 * o + 2 * wl, wl, lo, hi, s, bias, odd)
+                for j in range(2 * wl):
+                    nxt[4 * o + j] = rb0[j]
+                    nxt[4 * o + 2 * wl + j] = rb1[j]
             else:
-                sat += _inv_row(cur, o, src, size + o, 2 * size + o, 3 * size + o, ds,
-                                rb0, 0, rb1, 0, wl, lo, hi, s, bias, odd)
                 _store_row(rb0, outp, 2 * i, h, w, fs, fbias, fodd)
                 _store_row(rb1, outp, 2 * i + 1, h, w, fs, fbias, fodd)
         cur, nxt = nxt, cur
