@@ -305,7 +305,6 @@ _BLOCK = 2048       # positions per accumulation block: its (block,) int64 parti
 _RADIX_BITS = 11    # histogram of 2048 buckets per radix round
 _SCAN_BLOCK = 256   # positions per vectorized count in the tie and last-kept scans
 _SAMPLES = 4096     # keys sampled per row to guess the first radix round's window (rows of 4x that or more)
-_INT64_MAX_NB = np.int64(_INT64_MAX)
 
 
 @numba.njit(cache=True, inline="always")
