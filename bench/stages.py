@@ -131,13 +131,13 @@ def unit_call(unit: str, layer, rate: float) -> dict:
 
 
 def _datapath(layer, rate: float):
-    """`run_datapath` with parameters from `calibrate_layer` (offline, not timed), and the bit check of its
-    ``output_q`` against `simulate_layer`'s (which also runs the float references and baselines)."""
+    """`run_datapath` (keep=False) with parameters from `calibrate_layer` (offline, not timed), and the bit
+    check of its output against `simulate_layer`'s (which also runs the float references and baselines)."""
     from wccsim.datapath.layer import calibrate_layer, run_datapath, simulate_layer
     params = calibrate_layer(layer.x, layer.w, layer.b, SPEC, rate, layer.stride)
-    run = lambda: run_datapath(layer.x, params, SPEC, rate, layer.stride)  # noqa: E731
-    expected = simulate_layer(layer.x, layer.w, layer.b, SPEC, rate, layer.stride).stages["output_q"].values
-    return run, bool(np.array_equal(run().stages["output_q"].values, expected))
+    run = lambda: run_datapath(layer.x, params, SPEC, rate, layer.stride, keep=False)  # noqa: E731
+    expected = simulate_layer(layer.x, layer.w, layer.b, SPEC, rate, layer.stride).y
+    return run, bool(np.array_equal(run().y, expected))
 
 
 def stage_profile(layer, rate: float, repeats: int = 3) -> dict:
@@ -159,8 +159,8 @@ def stage_profile(layer, rate: float, repeats: int = 3) -> dict:
 
 
 def datapath_call(layer, rate: float) -> dict:
-    """The whole bit-accurate layer, datapath only: `run_datapath` (stages 1-8, stages recorded, output
-    dequantized) with offline parameters from `calibrate_layer`."""
+    """The whole bit-accurate layer, datapath only: `run_datapath` (stages 1-8, output dequantized; stages
+    not recorded, as in `wccsim run`) with offline parameters from `calibrate_layer`."""
     if _attr("wccsim.datapath.layer", "run_datapath") is None:
         return _missing("wccsim.datapath.layer.run_datapath")
     run, exact = _datapath(layer, rate)

@@ -1,4 +1,5 @@
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -40,13 +41,20 @@ def layer():
     return x, w, b
 
 
+def _same_stats(got, want):
+    """Errors accumulated block by block (image, channel block) equal the whole-tensor ones up to the
+    float64 summation order."""
+    return all(math.isclose(getattr(got, f), getattr(want, f), rel_tol=1e-12) for f in ("mse", "sqnr_db", "max_abs"))
+
+
 def _fits(stage):
     v = stage.values
     if stage.signed:
         lo, hi = -(1 << (stage.width_bits - 1)), (1 << (stage.width_bits - 1)) - 1
     else:
         lo, hi = 0, (1 << stage.width_bits) - 1
-    return v.dtype == np.int64 and (v.size == 0 or (v.min() >= lo and v.max() <= hi))
+    holds = np.issubdtype(v.dtype, np.signedinteger) and np.iinfo(v.dtype).min <= lo and np.iinfo(v.dtype).max >= hi
+    return holds and (v.size == 0 or (v.min() >= lo and v.max() <= hi))
 
 
 def test_errors_are_the_documented_comparisons(layer):
@@ -54,12 +62,12 @@ def test_errors_are_the_documented_comparisons(layer):
     r = simulate_layer(x, w, b, DatapathSpec(), 0.3)
     y_ref = ref_conv(x, w, b)
     rw = ref_wcc(x, w, b, 0.3)
-    assert r.errors["total"] == error_stats(y_ref, r.y)
-    assert r.errors["quant"] == error_stats(rw.y, r.y)
-    assert r.errors["compress"] == error_stats(y_ref, rw.y)
+    assert _same_stats(r.errors["total"], error_stats(y_ref, r.y))
+    assert _same_stats(r.errors["quant"], error_stats(rw.y, r.y))
+    assert _same_stats(r.errors["compress"], error_stats(y_ref, rw.y))
     assert r.k == rw.k == topk.num_kept(0.3, 24 * 32) and r.positions == 24 * 32
     assert 0.8 <= r.topk_overlap_with_ref <= 1.0
-    assert r.baselines["int8"].errors["total"] == error_stats(y_ref, r.baselines["int8"].y)
+    assert _same_stats(r.baselines["int8"].errors["total"], error_stats(y_ref, r.baselines["int8"].y))
 
 
 def test_stages_in_hardware_order_and_fit_their_widths(layer):
@@ -190,7 +198,7 @@ def test_no_bias_odd_sizes_and_stride(layer):
     r2 = simulate_layer(x, w, None, DatapathSpec(), 0.5, stride=2)
     assert r2.y.shape == ref_conv(x, w, None, stride=2).shape == (2, 12, 7, 11)
     assert r2.positions == 8 * 16
-    assert r2.errors["total"] == error_stats(ref_conv(x, w, None, stride=2), r2.y)
+    assert _same_stats(r2.errors["total"], error_stats(ref_conv(x, w, None, stride=2), r2.y))
     assert r2.baselines["int8"].y.shape == r2.y.shape
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from wccsim.datapath.requant import RequantParams, quantize_multiplier
 from wccsim.hw import ActSign, CalibMethod, WeightGranularity
 
-__all__ = ["QuantParams", "clip_value", "act_params", "weight_params", "quantize", "levels", "requant_params"]
+__all__ = ["QuantParams", "CalibSample", "clip_value", "act_params", "weight_params", "quantize", "levels", "requant_params"]
 
 _MSE_GRID = 128
 _MSE_MAX_SAMPLES = 1 << 17
@@ -49,14 +49,9 @@ def levels(bits: int, signed: bool) -> tuple[int, int]:
     return 0, (1 << bits) - 1
 
 
-def _sample(a: np.ndarray) -> np.ndarray:
-    stride = -(-a.size // _MSE_MAX_SAMPLES)
-    return a[::stride]
-
-
 def _mse_clip(a: np.ndarray, amax: float, bits: int, signed: bool) -> float:
-    """``a``: flat magnitudes (signed) or values (unsigned, already >= 0 clipped)."""
-    a = _sample(a).astype(np.float32)
+    """``a``: the sampled magnitudes (signed) or values (unsigned, already >= 0 clipped)."""
+    a = a.astype(np.float32)
     qmax = levels(bits, signed)[1]
     best, best_err = amax, np.inf
     for i in range(1, _MSE_GRID + 1):
@@ -68,6 +63,57 @@ def _mse_clip(a: np.ndarray, amax: float, bits: int, signed: bool) -> float:
         if err < best_err:
             best, best_err = alpha, err
     return best
+
+
+class CalibSample:
+    """What a clipping method reads of a tensor fed block by block in flat (C) order, so a tensor never
+    has to exist whole: its extremes (``MAX``); its extremes and every ``ceil(size / 2^17)``-th value
+    (``MSE``); all of it (``PERCENTILE``). `clip_value` and `act_params` are this on one block.
+
+    Parameters
+    ----------
+    size : int
+        Elements of the whole tensor (fixes the MSE sample stride).
+    method : CalibMethod
+    """
+
+    def __init__(self, size: int, method: CalibMethod):
+        if not isinstance(method, CalibMethod):
+            raise ValueError(f"clip_value: unknown method {method!r}")
+        self.method = method
+        self.stride = -(-int(size) // _MSE_MAX_SAMPLES) if method is CalibMethod.MSE else 1
+        self.lo, self.hi, self.seen = np.inf, -np.inf, 0
+        self.parts: list[np.ndarray] = []
+
+    def add(self, block: np.ndarray) -> "CalibSample":
+        """Add the next block (any shape, read in C order); returns self."""
+        flat = np.asarray(block).ravel()
+        if flat.size:
+            self.lo, self.hi = min(self.lo, float(flat.min())), max(self.hi, float(flat.max()))  # exact
+            if self.method is not CalibMethod.MAX:
+                self.parts.append(np.array(flat[(-self.seen) % self.stride::self.stride], dtype=np.float64))
+        self.seen += flat.size
+        return self
+
+    def clip(self, bits: int, signed: bool, percentile: float = 99.99) -> float:
+        """Clipping value ``alpha`` (real units, >= 0); see `clip_value`."""
+        if self.seen == 0:
+            return 0.0
+        amax = max(-self.lo, self.hi, 0.0) if signed else max(self.hi, 0.0)
+        if self.method is CalibMethod.MAX or amax == 0.0:
+            return amax
+        a = np.concatenate(self.parts)
+        a = np.abs(a) if signed else np.maximum(a, 0.0)
+        if self.method is CalibMethod.PERCENTILE:
+            if not 0 < percentile <= 100:
+                raise ValueError(f"clip_value: percentile must be in (0, 100], got {percentile}")
+            return float(np.percentile(a, percentile))
+        return _mse_clip(a, amax, bits, signed)
+
+    def params(self, bits: int, sign: ActSign, percentile: float = 99.99) -> QuantParams:
+        """Activation quantizer; see `act_params`."""
+        signed = bool(self.seen and self.lo < 0) if sign is ActSign.AUTO else sign is ActSign.SIGNED
+        return _params_from_clip(self.clip(bits, signed, percentile), bits, signed)
 
 
 def clip_value(x: np.ndarray, method: CalibMethod, bits: int, signed: bool, percentile: float = 99.99) -> float:
@@ -88,20 +134,8 @@ def clip_value(x: np.ndarray, method: CalibMethod, bits: int, signed: bool, perc
     -------
     float
     """
-    a = np.asarray(x, dtype=np.float64).ravel()
-    a = np.abs(a) if signed else np.maximum(a, 0.0)
-    if a.size == 0:
-        return 0.0
-    amax = float(a.max())
-    if method is CalibMethod.MAX or amax == 0.0:
-        return amax
-    if method is CalibMethod.PERCENTILE:
-        if not 0 < percentile <= 100:
-            raise ValueError(f"clip_value: percentile must be in (0, 100], got {percentile}")
-        return float(np.percentile(a, percentile))
-    if method is CalibMethod.MSE:
-        return _mse_clip(a, amax, bits, signed)
-    raise ValueError(f"clip_value: unknown method {method!r}")
+    x = np.asarray(x)
+    return CalibSample(x.size, method).add(x).clip(bits, signed, percentile)
 
 
 def _params_from_clip(alpha: float, bits: int, signed: bool) -> QuantParams:
@@ -117,11 +151,8 @@ def act_params(x: np.ndarray, bits: int, sign: ActSign, method: CalibMethod,
     ``AUTO`` picks unsigned (zero point 0) when ``x.min() >= 0``, else signed symmetric; ``UNSIGNED``
     clips negative values to 0.
     """
-    if sign is ActSign.AUTO:
-        signed = bool(np.asarray(x).size and np.min(x) < 0)
-    else:
-        signed = sign is ActSign.SIGNED
-    return _params_from_clip(clip_value(x, method, bits, signed, percentile), bits, signed)
+    x = np.asarray(x)
+    return CalibSample(x.size, method).add(x).params(bits, sign, percentile)
 
 
 def weight_params(w: np.ndarray, bits: int, granularity: WeightGranularity) -> float | np.ndarray:

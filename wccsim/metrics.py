@@ -21,7 +21,7 @@ import numpy as np
 
 from wccsim.errors import InputError
 
-__all__ = ["ErrorStats", "error_stats"]
+__all__ = ["ErrorStats", "ErrorSum", "error_stats"]
 
 
 @dataclass(frozen=True)
@@ -34,19 +34,43 @@ class ErrorStats:
 
 def error_stats(ref: np.ndarray, test: np.ndarray) -> ErrorStats:
     """Compare ``test`` to ``ref`` (same shape, any real dtype, non-empty, finite); see module docstring."""
-    ref = np.asarray(ref, dtype=np.float64)
-    test = np.asarray(test, dtype=np.float64)
-    if ref.shape != test.shape or ref.size == 0:
-        raise InputError("metrics", "test", f"a non-empty array of shape {ref.shape}", test.shape)
-    if not (np.isfinite(ref).all() and np.isfinite(test).all()):
-        raise InputError("metrics", "ref/test", "finite values", "NaN or Inf")
-    err = test - ref
-    err_energy = float(np.sum(err * err))
-    ref_energy = float(np.sum(ref * ref))
-    if err_energy == 0.0:
-        sqnr = math.inf
-    elif ref_energy == 0.0:
-        sqnr = -math.inf
-    else:
-        sqnr = 10.0 * (math.log10(ref_energy) - math.log10(err_energy))
-    return ErrorStats(err_energy / err.size, sqnr, float(np.max(np.abs(err))))
+    return ErrorSum().add(ref, test).stats()
+
+
+class ErrorSum:
+    """`error_stats` accumulated over blocks of a tensor (image by image, channel block by channel block),
+    so that no whole-tensor error array is held. Sums are float64 per block, then added in block order:
+    the result equals `error_stats` of the whole tensor up to that summation order (~1e-15 relative)."""
+
+    def __init__(self) -> None:
+        self.err_energy = 0.0
+        self.ref_energy = 0.0
+        self.max_abs = 0.0
+        self.count = 0
+
+    def add(self, ref: np.ndarray, test: np.ndarray) -> "ErrorSum":
+        """Add one block (same shape, non-empty, finite); returns self."""
+        ref = np.asarray(ref, dtype=np.float64)
+        test = np.asarray(test, dtype=np.float64)
+        if ref.shape != test.shape or ref.size == 0:
+            raise InputError("metrics", "test", f"a non-empty array of shape {ref.shape}", test.shape)
+        if not (np.isfinite(ref).all() and np.isfinite(test).all()):
+            raise InputError("metrics", "ref/test", "finite values", "NaN or Inf")
+        err = test - ref
+        self.max_abs = max(self.max_abs, float(np.max(np.abs(err))))
+        self.err_energy += float(np.sum(np.square(err, out=err)))  # numpy's pairwise sum: no BLAS threads
+        self.ref_energy += float(np.sum(ref * ref))
+        self.count += err.size
+        return self
+
+    def stats(self) -> ErrorStats:
+        """MSE, SQNR (dB) and max |err| of everything added."""
+        if self.count == 0:
+            raise InputError("metrics", "test", "at least one non-empty block", "nothing")
+        if self.err_energy == 0.0:
+            sqnr = math.inf
+        elif self.ref_energy == 0.0:
+            sqnr = -math.inf
+        else:
+            sqnr = 10.0 * (math.log10(self.ref_energy) - math.log10(self.err_energy))
+        return ErrorStats(self.err_energy / self.count, sqnr, self.max_abs)

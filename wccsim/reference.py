@@ -20,9 +20,10 @@ from wccsim.datapath.topk import Selection, num_kept, select
 from wccsim.errors import InputError
 from wccsim.hw import Metric, TopkMode, TopkSpec
 
-__all__ = ["RefWcc", "ref_conv", "ref_wcc", "float_energy"]
+__all__ = ["RefWcc", "ref_conv", "ref_wcc", "wcc_dropped", "float_energy", "conv_args"]
 
 _WHERE = "reference"
+_CHUNK_ELEMS = 1 << 18  # coefficients per channel chunk of the float Haar (2 MiB)
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def ref_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: 
     np.ndarray
         (N, Cout, Ho, Wo) float64, ``Ho = ceil(H / stride)``, ``Wo = ceil(W / stride)``.
     """
-    x, w2, b = _check_conv_args(x, w, b, stride)
+    x, w2, b = conv_args(x, w, b, stride)
     x = x[:, :, ::stride, ::stride]
     n, cin, ho, wo = x.shape
     y = np.matmul(w2, x.reshape(n, cin, ho * wo)).reshape(n, -1, ho, wo)
@@ -101,17 +102,47 @@ def ref_wcc(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, rate: float, lev
     That form is computed, so at rate 1.0 (nothing dropped) the result is `ref_conv` bit for bit and the
     compression error is exactly 0.
     """
-    x, w2, b = _check_conv_args(x, w, b, stride)
+    x, w2, b = conv_args(x, w, b, stride)
     y = ref_conv(x, w2, b, stride)
     x = x[:, :, ::stride, ::stride]
-    n, _, h, wd = x.shape
+    n, cin, h, wd = x.shape
+    dropped, sel, coef = wcc_dropped(x, rate, levels, metric)
+    y -= np.matmul(w2, dropped.reshape(n, cin, h * wd)).reshape(y.shape)
+    return RefWcc(y, sel.k, sel, coef)
+
+
+def wcc_dropped(x: np.ndarray, rate: float, levels: int = 3,
+                metric: Metric = Metric.L2) -> tuple[np.ndarray, Selection, np.ndarray]:
+    """What WCC's selector drops, back in space: ``H^T (I - T^T T) H x`` (float64), per image.
+
+    ``ref_wcc = ref_conv - K dropped`` (`ref_wcc` Notes). Works image by image (the selection is per
+    image), so callers may pass one image at a time.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        (N, Cin, H, W) real, already subsampled by the stride.
+    rate, levels, metric
+        As in `ref_wcc`.
+
+    Returns
+    -------
+    (np.ndarray, Selection, np.ndarray)
+        Dropped part (N, Cin, H, W) float64, the selection (exact top-k, ties to the lower position) and
+        the orthonormal coefficients (N, Cin, P) float64 in layout order.
+    """
+    n, cin, h, wd = x.shape
     hp, wp = pad_shape(h, wd, levels)
-    coef = forward_float(x, levels)
-    k = num_kept(rate, hp * wp)
-    sel = select(float_energy(coef, metric), k, TopkSpec(metric=metric, mode=TopkMode.EXACT))
-    dropped = inverse_float(np.where(sel.bitmap[:, None, :], 0.0, coef), h, wd, levels)
-    y -= np.matmul(w2, dropped.reshape(n, x.shape[1], h * wd)).reshape(y.shape)
-    return RefWcc(y, k, sel, coef)
+    step = max(1, _CHUNK_ELEMS // (n * hp * wp))
+    chunks = [slice(c, c + step) for c in range(0, cin, step)]
+    coef = np.empty((n, cin, hp * wp))
+    for c in chunks:  # channel chunks: the float Haar's temporaries stay small (issue #6, memory)
+        coef[:, c] = forward_float(x[:, c], levels)
+    sel = select(float_energy(coef, metric), num_kept(rate, hp * wp), TopkSpec(metric=metric, mode=TopkMode.EXACT))
+    dropped = np.empty((n, cin, h, wd))
+    for c in chunks:
+        dropped[:, c] = inverse_float(np.where(sel.bitmap[:, None, :], 0.0, coef[:, c]), h, wd, levels)
+    return dropped, sel, coef
 
 
 def float_energy(coef: np.ndarray, metric: Metric) -> np.ndarray:
@@ -125,9 +156,12 @@ def float_energy(coef: np.ndarray, metric: Metric) -> np.ndarray:
     raise InputError(_WHERE, "metric", "a Metric member", metric)
 
 
-def _check_conv_args(x, w, b, stride):
-    """Validate shapes; return x, w as (Cout, Cin), b as float64 arrays (b may stay None)."""
-    x = np.asarray(x, dtype=np.float64)
+def conv_args(x, w, b, stride: int):
+    """Validate a 1x1 conv's arguments; return x (its float dtype kept, other dtypes as float64), w as
+    (Cout, Cin) float64 and b as (Cout,) float64 or None."""
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
     w = np.asarray(w, dtype=np.float64)
     if x.ndim != 4 or 0 in x.shape:
         raise InputError(_WHERE, "x", "a non-empty (N, Cin, H, W) array", x.shape)

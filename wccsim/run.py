@@ -168,12 +168,13 @@ def layer_rows(trace, index: int, info, hw, opts: RunOptions) -> list[dict]:
     from wccsim.datapath.layer import simulate_layer, simulate_plain
 
     data = trace.layer(info.name)
-    wcc = simulate_layer(data.x, data.w, data.b, hw.datapath, opts.rate, stride=data.stride)
+    # keep=False: errors and counters only, computed block by block (bounded memory, issue #6)
+    wcc = simulate_layer(data.x, data.w, data.b, hw.datapath, opts.rate, stride=data.stride, keep=False)
     hw8 = configure_datapath(hw, dataclasses.replace(opts, act_bits=8, weight_bits=8))
     int8 = wcc.baselines["int8"] if opts.act_bits == 8 else \
-        simulate_plain(data.x, data.w, data.b, hw8.datapath, 8, stride=data.stride)
+        simulate_plain(data.x, data.w, data.b, hw8.datapath, 8, stride=data.stride, keep=False)
     plain = int8 if (opts.act_bits, opts.weight_bits) == (8, 8) else \
-        simulate_plain(data.x, data.w, data.b, hw.datapath, opts.act_bits, stride=data.stride)
+        simulate_plain(data.x, data.w, data.b, hw.datapath, opts.act_bits, stride=data.stride, keep=False)
     uniform = wcc.baselines["uniform_nbit"]
     base = _base_row(hw, index, info, opts)
     # (hw, scheme, result, positions kept, cost-model rate, cost-model act_bits, weight_bits, nonzero
@@ -182,7 +183,7 @@ def layer_rows(trace, index: int, info, hw, opts: RunOptions) -> list[dict]:
                (hw8, "int8", int8, 1.0, 1.0, 8, 8, None),
                (hw, "uniform_nbit", uniform, 1.0, opts.rate, opts.act_bits,
                 uniform.weight_bits, None),
-               (hw, "zvc", plain, 1.0, 1.0, opts.act_bits, opts.weight_bits, _nonzero_fraction(plain)))
+               (hw, "zvc", plain, 1.0, 1.0, opts.act_bits, opts.weight_bits, plain.input_nonzero_fraction))
     return [_scheme_row(base, info, *spec) for spec in schemes]
 
 
@@ -266,12 +267,6 @@ def _base_row(hw, index: int, info, opts: RunOptions) -> dict:
     }
 
 
-def _nonzero_fraction(plain) -> float:
-    """Fraction of input activations that quantize to a non-zero code (what ZVC stores)."""
-    st = plain.stages["input_q"]
-    return float(np.count_nonzero(st.values != st.zero_point)) / st.values.size
-
-
 def _scheme_row(base: dict, info, hw, scheme: str, result, kept_rate: float, cost_rate: float,
                 cost_act_bits: int, weight_bits: int, nz: float | None) -> dict:
     """One table row: identity, effective bits, cost-model counts, errors and overflow counters."""
@@ -286,7 +281,7 @@ def _scheme_row(base: dict, info, hw, scheme: str, result, kept_rate: float, cos
     row["positions"] = int(result.positions) if wcc else int(info.h) * int(info.w)
     row["eff_bits_per_act"] = _eff_bits(scheme, kept_rate, act_bits, nz)
     row.update(_cost_fields(cost))
-    row.update(_error_fields(result.errors, np.asarray(result.y).size))
+    row.update(_error_fields(result.errors, math.prod(result.output_shape)))
     row.update({c: int(result.counters.get(c, 0)) for c in COUNTERS})
     return row
 
