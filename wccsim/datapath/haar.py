@@ -581,7 +581,9 @@ def _inverse_plane(src, outp, bufa, bufb, rb0, rb1, levels, hp, wp, h, w, deferr
                    fs, fbias, fodd, lo, hi):
     """The whole inverse unit on one plane: src (P,) layout-order coefficients (any integer dtype,
     saturated to ``[lo, hi]`` as loaded) -> outp (h, w) int64, cropped. bufa, bufb: (P/4,) int64 scratch
-    for the low bands; rb0, rb1: (wp,) int64 row scratch. Returns the number of clipped values."""
+    for the low bands; rb0, rb1: (wp,) int64 row scratch, which every level's butterflies write (then
+    copied into the next low band or stored to outp): arrays apart from the bands keep that loop
+    vectorized. Returns the number of clipped values."""
     sat = np.int64(0)
     hl, wl = hp >> levels, wp >> levels
     for p in range(hl * wl):  # LL_L into the low-band register
