@@ -1,0 +1,124 @@
+"""Block-by-block evaluation (issue #6, memory): the layer runs image by image and channel block by channel
+block; keep=False keeps nothing big. Neither may change a number."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wccsim.calibrate import CalibSample, act_params
+from wccsim.datapath import layer as layer_mod
+from wccsim.datapath.layer import run_datapath, calibrate_layer, simulate_layer, simulate_plain
+from wccsim.hw import ActSign, CalibMethod, DatapathSpec, QuantSpec, RequantMode, RequantSpec, WeightGranularity
+from wccsim.metrics import ErrorSum, error_stats
+
+from test_layer import smooth_maps
+
+SPECS = {
+    "default": DatapathSpec(),
+    "max_pow2_per_channel": DatapathSpec(quant=QuantSpec(calib=CalibMethod.MAX,
+                                                         weight_granularity=WeightGranularity.PER_CHANNEL),
+                                         requant=RequantSpec(mode=RequantMode.POW2)),
+    "percentile_unsigned": DatapathSpec(quant=QuantSpec(calib=CalibMethod.PERCENTILE, act_sign=ActSign.UNSIGNED)),
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(3)
+    x = smooth_maps(rng, 3, 10, 19, 22, relu=True).astype(np.float32)
+    w = rng.normal(size=(7, 10)) / 3
+    b = rng.normal(size=7) * 0.1
+    return x, w, b
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_many_blocks_equal_one_block(data, name, monkeypatch):
+    """1 output channel per block (7 blocks per image, 21 in all) gives the same stages and counters as one
+    block per image, and the same errors up to the float64 summation order."""
+    x, w, b = data
+    spec = SPECS[name]
+    one = simulate_layer(x, w, b, spec, 0.4, stride=1)
+    monkeypatch.setattr(layer_mod, "_BLOCK_ELEMS", 1)
+    assert len(layer_mod._channel_blocks(7, 19 * 22)) == 7
+    many = simulate_layer(x, w, b, spec, 0.4, stride=1)
+    assert list(one.stages) == list(many.stages)
+    for s in one.stages:
+        assert np.array_equal(one.stages[s].values, many.stages[s].values), s
+    assert one.counters == many.counters and np.array_equal(one.y, many.y)
+    for res_one, res_many in [(one, many)] + [(one.baselines[k], many.baselines[k]) for k in one.baselines]:
+        assert np.array_equal(res_one.y, res_many.y)
+        for key, e in res_one.errors.items():
+            for f in ("mse", "sqnr_db", "max_abs"):
+                assert math.isclose(getattr(e, f), getattr(res_many.errors[key], f), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_keep_false_changes_no_number(data, name):
+    x, w, b = data
+    spec = SPECS[name]
+    full = simulate_layer(x, w, b, spec, 0.3, stride=2)
+    lean = simulate_layer(x, w, b, spec, 0.3, stride=2, keep=False)
+    assert lean.y is None and lean.stages == {} and lean.output_shape == full.y.shape
+    assert lean.errors == full.errors and lean.counters == full.counters  # same blocks, same order: exact
+    assert lean.topk_overlap_with_ref == full.topk_overlap_with_ref
+    assert np.array_equal(lean.selection.idx, full.selection.idx)
+    for k, base in full.baselines.items():
+        other = lean.baselines[k]
+        assert other.y is None and other.errors == base.errors and other.counters == base.counters
+        assert other.input_nonzero_fraction == base.input_nonzero_fraction
+    plain = simulate_plain(x, w, b, spec, 6, stride=2)
+    plain_lean = simulate_plain(x, w, b, spec, 6, stride=2, keep=False)
+    assert plain_lean.errors == plain.errors and plain_lean.counters == plain.counters
+
+
+def test_nonzero_fraction_counts_codes_off_the_zero_point(data):
+    x, w, b = data
+    r = simulate_plain(x, w, b, DatapathSpec(), 8)
+    q = r.stages["input_q"]
+    assert r.input_nonzero_fraction == np.count_nonzero(q.values != q.zero_point) / q.values.size
+    assert 0.0 < r.input_nonzero_fraction < 1.0  # post-ReLU data: zeros exist
+
+
+def test_run_datapath_keep_false_same_output(data):
+    x, w, b = data
+    params = calibrate_layer(x, w, b, DatapathSpec(), 0.5)
+    full = run_datapath(x, params, DatapathSpec(), 0.5)
+    lean = run_datapath(x, params, DatapathSpec(), 0.5, keep=False)
+    assert lean.stages == {} and np.array_equal(lean.y, full.y) and lean.counters == full.counters
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(1, 400), cuts=st.lists(st.integers(0, 400), max_size=6),
+       method=st.sampled_from(list(CalibMethod)), sign=st.sampled_from(list(ActSign)),
+       bits=st.integers(2, 12), seed=st.integers(0, 2**32 - 1), mse_cap=st.sampled_from([None, 7]))
+def test_calib_sample_in_blocks_equals_whole_tensor(size, cuts, method, sign, bits, seed, mse_cap):
+    """CalibSample fed in arbitrary blocks gives exactly act_params of the whole tensor (a small MSE sample
+    cap forces a stride > 1 whose phase must carry across blocks)."""
+    import wccsim.calibrate as cal
+    x = np.random.default_rng(seed).standard_normal(size) * 3 - 0.5
+    edges = sorted({0, size, *[c % (size + 1) for c in cuts]})
+    with pytest.MonkeyPatch.context() as mp:
+        if mse_cap:
+            mp.setattr(cal, "_MSE_MAX_SAMPLES", mse_cap)
+        sample = CalibSample(size, method)
+        for lo, hi in zip(edges, edges[1:]):
+            sample.add(x[lo:hi])
+        assert sample.params(bits, sign, 99.0) == act_params(x, bits, sign, method, 99.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(size=st.integers(1, 300), cut=st.integers(0, 300), seed=st.integers(0, 2**32 - 1))
+def test_error_sum_in_blocks_matches_error_stats(size, cut, seed):
+    rng = np.random.default_rng(seed)
+    ref, test = rng.standard_normal(size), rng.standard_normal(size)
+    cut %= size + 1
+    acc = ErrorSum()
+    for lo, hi in ((0, cut), (cut, size)):
+        if hi > lo:
+            acc.add(ref[lo:hi], test[lo:hi])
+    got, want = acc.stats(), error_stats(ref, test)
+    assert got.max_abs == want.max_abs
+    assert math.isclose(got.mse, want.mse, rel_tol=1e-12) and math.isclose(got.sqnr_db, want.sqnr_db, rel_tol=1e-12)
