@@ -115,3 +115,31 @@ def test_mac_array_counts_overflows():
     assert n == 8 and (acc == (1 << 15) - 1).all()
     acc, n = mac_array(wq, xq, MacSpec(acc_bits=32))
     assert n == 0 and (acc == 300 * 127 * 127).all()
+
+
+def test_result_dtype_rule():
+    """int_matmul: int32 iff Cin * max|W| * max|X| < 2^31; mac_array: int32 iff acc_bits <= 32."""
+    w = np.full((2, 3), -128, np.int8)
+    assert int_matmul(w, np.full((1, 3, 4), -128, np.int8)).dtype == np.int32
+    big = np.full((1, 2), 1 << 15)  # 2 * 2^15 * 2^15 = 2^31: no longer provably int32
+    assert int_matmul(big, np.full((1, 2, 1), 1 << 15)).dtype == np.int64
+    assert int_matmul(big, np.full((1, 2, 1), (1 << 15) - 1)).dtype == np.int32
+    for acc_bits, dtype in ((16, np.int32), (32, np.int32), (33, np.int64), (40, np.int64)):
+        acc, _ = mac_array(big, np.full((1, 2, 1), 1 << 15), MacSpec(acc_bits=acc_bits))
+        assert acc.dtype == dtype
+
+
+@pytest.mark.parametrize("overflow", list(Overflow))
+@pytest.mark.parametrize("bits,cin", [(8, 4096), (12, 2048), (16, 300)])
+def test_narrow_accumulator_equals_accumulate_of_exact_sum(overflow, bits, cin):
+    rng = np.random.default_rng(bits * cin)
+    lo, hi = -(1 << (bits - 1)), 1 << (bits - 1)
+    wq = rng.integers(lo, hi, size=(5, cin))
+    xq = rng.integers(lo, hi, size=(2, cin, 6))
+    wq[0], xq[0, :, 0], xq[1, :, 1] = lo, lo, hi - 1  # the negative corner, both signs of the sum
+    exact = _ref(wq, xq)
+    for acc_bits in (16, 24, 32, 40):
+        got, n = mac_array(wq, xq, MacSpec(acc_bits=acc_bits, overflow=overflow))
+        want, want_n = accumulate(exact, acc_bits, overflow)
+        np.testing.assert_array_equal(got, want)
+        assert n == want_n

@@ -6,7 +6,8 @@ The hardware computes ``acc[n, o, j] = sum_c Wq[o, c] * Xq[n, c, j]`` with integ
 * float32 sgemm is exact when every partial sum is an integer of magnitude <= 2^24 (all such integers
   are representable, so no summation order or FMA can round). A reduction chunk of ``c`` input channels
   satisfies that when ``c * max|W| * max|X| <= 2^24``: up to 1024 channels for int8 operands, -128
-  corner included (1024 * 128 * 128 = 2^24). Chunks are summed in int64.
+  corner included (1024 * 128 * 128 = 2^24). Chunks are summed in int32 when ``Cin * max|W| * max|X|
+  < 2^31`` (no sum can leave it), else int64.
 * When operands are too wide for a useful float32 chunk (e.g. 16-bit), float64 dgemm is used with the
   same argument at 2^53.
 * Operands wider still (products beyond 2^53) fall back to an int64 ``np.matmul`` (exact, slow).
