@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from wccsim.datapath.haar import pad_shape
+from wccsim.datapath import topk
 from wccsim.datapath.topk import deferred_level_shift, energy, select
 from wccsim.errors import InputError
 from wccsim.hw import Metric, TopkMode, TopkSpec
@@ -143,3 +144,17 @@ def test_exact_select_rejects_negative_and_nan():
 def test_exact_select_empty_batch():
     sel = select(np.zeros((0, 5), dtype=np.int64), 2, EXACT)
     assert sel.bitmap.shape == (0, 5) and sel.idx.shape == (0, 2) and sel.idx.dtype == np.int64
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int16])
+def test_gather_equals_take_along_axis(dtype):
+    rng = np.random.default_rng(5)
+    coef = rng.integers(-30000, 30000, (3, 5, 37))
+    idx = np.sort(np.stack([rng.choice(37, 11, replace=False) for _ in range(3)]), axis=1)
+    got = topk.gather(coef, idx, dtype)
+    assert got.dtype == dtype and np.array_equal(got, np.take_along_axis(coef, idx[:, None, :], axis=2))
+
+
+def test_gather_refuses_positions_out_of_range():
+    with pytest.raises(InputError, match="idx"):
+        topk.gather(np.zeros((1, 2, 4), np.int64), np.array([[0, 4]]))

@@ -91,7 +91,8 @@ class Stage:
     Attributes
     ----------
     values : integer ndarray
-        Register contents, axes named by ``order``; int64, or int32 where the unit's width fits (MAC).
+        Register contents, axes named by ``order``: int64, or a narrower signed dtype that holds
+        ``width_bits`` where the simulator narrows (kept columns, MAC accumulators).
     width_bits : int
         Declared register width; every value fits it (two's complement when ``signed``).
     signed : bool
@@ -274,15 +275,17 @@ def _output_scale(act_scale: float, s_w: np.ndarray, out_qp: QuantParams, rp: Re
 
 
 def _output_block(acc_spatial: np.ndarray, blk: slice, bq: np.ndarray, out_qp: QuantParams,
-                  rp: RequantParams, out_scale, mode: RequantMode, n: int, pieces: _Pieces):
-    """Bias add and output requant of output channels ``blk`` (integers (1, B, H, W)); records
-    pre_requant and output_q; returns the dequantized block (float64) and the output saturations."""
-    pre = acc_spatial + bq[None, blk, None, None]
+                  rp: RequantParams, out_scale, mode: RequantMode, n: int, out: "_Outcome"):
+    """Bias add and output requant of output channels ``blk`` of image ``n`` (integers (1, B, H, W), not
+    kept: the bias is added in place unless recording); records pre_requant and output_q; returns the
+    dequantized block (float64, written into the kept output when there is one) and the saturations."""
+    bias = bq[None, blk, None, None]
+    pre = acc_spatial + bias if out.pieces.keep else np.add(acc_spatial, bias, out=acc_spatial)
     q, sat = requantize(pre, _channels(rp, blk), mode)
+    out.pieces.add(n, "pre_requant", pre)
+    out.pieces.add(n, "output_q", q)
     scale = out_scale[:, blk] if np.ndim(out_scale) else out_scale
-    pieces.add(n, "pre_requant", pre)
-    pieces.add(n, "output_q", q)
-    return (q - out_qp.zero_point) * scale, sat
+    return np.multiply(q - out_qp.zero_point if out_qp.zero_point else q, scale, out=out.dest(n, blk, q.shape)), sat
 
 
 def _output_stages(pieces: _Pieces, acc_bits: int, bq: np.ndarray, act_scale: float, s_w: np.ndarray,
@@ -307,22 +310,24 @@ def uniform_bits(rate: float, act_bits: int) -> int:
 
 
 class _Outcome:
-    """One scheme's results over the layer: error sums vs the references, counters, recorded pieces."""
+    """One scheme's results over the layer: error sums vs the references, counters, recorded pieces and
+    (``keep_y``, default ``keep``) the output (N, Cout, Ho, Wo) float64, written block by block."""
 
-    def __init__(self, keep: bool, keep_y: bool | None = None):
+    def __init__(self, keep: bool, shape: tuple, keep_y: bool | None = None):
         self.errors: dict[str, ErrorSum] = {}
         self.counters: Counter = Counter()
         self.pieces = _Pieces(keep)
-        self.y = _Pieces(keep if keep_y is None else keep_y)
+        self.y = np.empty(shape) if (keep if keep_y is None else keep_y) else None
+
+    def dest(self, n: int, blk: slice, shape: tuple) -> np.ndarray:
+        """Where the output block of image ``n``, channels ``blk`` goes: the kept output or a new array."""
+        return self.y[n:n + 1, blk] if self.y is not None else np.empty(shape)
 
     def error(self, name: str, ref: np.ndarray, test: np.ndarray) -> None:
         self.errors.setdefault(name, ErrorSum()).add(ref, test)
 
     def stats(self) -> dict:
         return {name: acc.stats() for name, acc in self.errors.items()}
-
-    def output(self):
-        return self.y.join("y") if self.y.keep else None
 
 
 # --------------------------------------------------------------------------------------- plain path
@@ -363,7 +368,7 @@ def _plain_image(n: int, x_n: np.ndarray, blocks: list, p: _PlainParams, spec: D
         acc, ovf = mac_array(p.weight_q[blk], cols, spec.mac)                                # 2. MAC
         acc = acc.reshape(1, -1, h, w)
         y, sat = _output_block(acc, blk, p.bias_q, p.out_qp, p.out_requant, p.out_scale,    # 3. bias,
-                               spec.requant.mode, n, out.pieces)                             #    requant
+                               spec.requant.mode, n, out)                                    #    requant
         out.counters.update(acc_overflows=ovf, output_saturations=sat)
         out.pieces.add(n, "acc", acc)
         yield blk, y
@@ -385,7 +390,7 @@ def _plain_result(layer: _Layer, p: _PlainParams, spec: DatapathSpec, act_bits: 
                                    p.out_qp, p.out_scale)}
     counters = {"acc_overflows": out.counters["acc_overflows"], "bias_saturations": p.bias_saturations,
                 "output_saturations": out.counters["output_saturations"]}
-    return BaselineResult(out.output(), out.stats(), act_bits, weight_bits, stages, counters, layer.output_shape,
+    return BaselineResult(out.y, out.stats(), act_bits, weight_bits, stages, counters, layer.output_shape,
                           out.counters["input_nonzeros"] / layer.xs.size)
 
 
@@ -416,12 +421,11 @@ def simulate_plain(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Dat
     layer = _prepare(x, w, b, stride)
     out_qp = _output_params(layer, spec.quant.act_bits, spec)
     p = _plain_params(layer, spec, act_bits, spec.quant.weight_bits, out_qp)
-    out = _Outcome(keep)
+    out = _Outcome(keep, layer.output_shape)
     for n in range(layer.xs.shape[0]):
         x_n = layer.image(n)
         for blk, y in _plain_image(n, x_n, layer.blocks(), p, spec, out):
             out.error("total", layer.ref_block(x_n, blk), y)
-            out.y.add(n, "y", y)
     return _plain_result(layer, p, spec, act_bits, spec.quant.weight_bits, out)
 
 
@@ -484,7 +488,7 @@ def _front(x_n: np.ndarray, in_qp: QuantParams, spec: DatapathSpec, rate: float,
     shift = _energy_shift(hp, wp, spec)
     e = topk.energy(fwd.coef, spec.topk.metric, shift)                                      # 3. top-k
     sel = topk.select(e, topk.num_kept(rate, hp * wp), spec.topk)
-    kept = np.take_along_axis(fwd.coef, sel.idx[:, None, :], axis=2).astype(_int_dtype(hs.width_bits))  # 4a.
+    kept = topk.gather(fwd.coef, sel.idx, _int_dtype(hs.width_bits))                        # 4a. gather
     lev = haar.position_levels(hp, wp, hs.levels)[sel.idx][:, None, :]
     pieces = {}
     if keep:
@@ -685,7 +689,7 @@ def _wcc_image(n: int, front: _Front, blocks: list, p: LayerParams, spec: Datapa
     for blk in blocks:
         spatial, inv_sat = haar.inverse_kept(acc[:, blk], front.sel.idx, *front.shape, spec.haar, width)  # 6-7.
         y, out_sat = _output_block(spatial, blk, p.bias_q, p.output_qp, p.output_requant, out_scale,      # 8.
-                                   spec.requant.mode, n, out.pieces)
+                                   spec.requant.mode, n, out)
         out.counters.update(inverse_saturations=inv_sat, output_saturations=out_sat)
         if out.pieces.keep:
             zf = np.zeros(acc[:, blk].shape[:2] + (front.positions,), dtype=np.int64)
@@ -719,7 +723,7 @@ def _wcc_result(cls, fronts: list[_Front], p: LayerParams, spec: DatapathSpec, o
     counters = {name: int(out.counters[name]) for name in
                 ("haar_saturations", "coef_saturations", "acc_overflows", "inverse_saturations")}
     counters.update(bias_saturations=p.bias_saturations, output_saturations=int(out.counters["output_saturations"]))
-    return cls(out.output(), stages, sel.k, fronts[0].positions, sel, counters, layer.output_shape, **extra)
+    return cls(out.y, stages, sel.k, fronts[0].positions, sel, counters, layer.output_shape, **extra)
 
 
 def _selection(images: list) -> topk.Selection:
@@ -769,10 +773,10 @@ def run_datapath(x: np.ndarray, params: LayerParams, spec: DatapathSpec, rate: f
     _check_params(params, spec, x.shape[1])
     layer = _prepare(x, params.weight_q, None, stride)
     fronts = _fronts(layer, params.input_qp, spec, rate, keep)
-    out = _Outcome(keep, keep_y=True)
+    out = _Outcome(keep, layer.output_shape, keep_y=True)
     for n, front in enumerate(fronts):
-        for _, y in _wcc_image(n, front, layer.blocks(), params, spec, out):
-            out.y.add(n, "y", y)
+        for _ in _wcc_image(n, front, layer.blocks(), params, spec, out):
+            pass  # each block's output lands in out.y
     return _wcc_result(DatapathResult, fronts, params, spec, out, layer)
 
 
@@ -793,10 +797,8 @@ def _compare_image(n: int, layer: _Layer, front: _Front, rate: float, params: La
         wcc.error("compress", y_ref, y_rw)
         wcc.error("quant", y_rw, y)
         wcc.error("total", y_ref, y)
-        wcc.y.add(n, "y", y)
         for name, (_, y_b) in zip(plain_params, base_blocks):
             bases[name].error("total", y_ref, y_b)
-            bases[name].y.add(n, "y", y_b)
         del y_ref, y_rw, y, base_blocks, y_b  # free this block before the next is made
     return ref_sel
 
@@ -833,7 +835,7 @@ def simulate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Dat
     q = spec.quant
     plains = {"int8": (8, 8), "uniform_nbit": (uniform_bits(rate, q.act_bits), q.weight_bits)}
     plain_params = {name: _plain_params(layer, spec, a, wb, params.output_qp) for name, (a, wb) in plains.items()}
-    wcc, bases = _Outcome(keep), {name: _Outcome(keep) for name in plains}
+    wcc, bases = _Outcome(keep, layer.output_shape), {name: _Outcome(keep, layer.output_shape) for name in plains}
     refs = [_compare_image(n, layer, front, rate, params, plain_params, spec, wcc, bases)
             for n, front in enumerate(fronts)]
     baselines = {name: _plain_result(layer, plain_params[name], spec, *plains[name], bases[name]) for name in plains}

@@ -38,7 +38,7 @@ from wccsim.errors import InputError
 from wccsim.hw import Metric, TopkMode, TopkSpec
 
 __all__ = [
-    "Selection", "num_kept", "energy", "deferred_level_shift", "select", "tile_quotas", "overlap",
+    "Selection", "num_kept", "energy", "deferred_level_shift", "select", "gather", "tile_quotas", "overlap",
 ]
 
 _WHERE = "topk"
@@ -208,6 +208,43 @@ def tile_quotas(k: int, positions: int, tile_positions: int) -> np.ndarray:
     order = np.argsort(-frac, kind="stable")
     quota[order[:rest]] += 1
     return quota
+
+
+def gather(coef: np.ndarray, idx: np.ndarray, dtype=None) -> np.ndarray:
+    """The selector's gather: kept columns ``coef[n, :, idx[n]]``, ascending position.
+
+    Parameters
+    ----------
+    coef : (N, C, P) integer ndarray
+    idx : (N, k) int64
+        Kept positions (`Selection.idx`), each in [0, P).
+    dtype : numpy integer dtype, optional
+        Output dtype (default ``coef``'s); the caller guarantees the values fit it.
+
+    Returns
+    -------
+    (N, C, k) ndarray
+        Equal to ``np.take_along_axis(coef, idx[:, None, :], axis=2)``.
+    """
+    coef, idx = np.asarray(coef), np.asarray(idx, dtype=np.int64)
+    if coef.ndim != 3 or idx.ndim != 2 or idx.shape[0] != coef.shape[0]:
+        raise InputError(_WHERE, "gather", "coef (N, C, P) and idx (N, k)", f"{coef.shape} and {idx.shape}")
+    if idx.size and (idx.min() < 0 or idx.max() >= coef.shape[2]):
+        raise InputError(_WHERE, "idx", f"positions in [0, {coef.shape[2]})", f"[{idx.min()}, {idx.max()}]")
+    out = np.empty(coef.shape[:2] + idx.shape[1:], dtype=coef.dtype if dtype is None else dtype)
+    _gather_kernel(coef, idx, out)
+    return out
+
+
+@numba.njit(cache=True)
+def _gather_kernel(coef, idx, out):
+    """out[n, c, j] = coef[n, c, idx[n, j]] (values cast to out's dtype)."""
+    for n in range(coef.shape[0]):
+        pos = idx[n]
+        for c in range(coef.shape[1]):
+            row, dst = coef[n, c], out[n, c]
+            for j in range(pos.shape[0]):
+                dst[j] = row[pos[j]]
 
 
 def overlap(a: Selection, b: Selection) -> float:
