@@ -122,3 +122,23 @@ def test_error_sum_in_blocks_matches_error_stats(size, cut, seed):
     got, want = acc.stats(), error_stats(ref, test)
     assert got.max_abs == want.max_abs
     assert math.isclose(got.mse, want.mse, rel_tol=1e-12) and math.isclose(got.sqnr_db, want.sqnr_db, rel_tol=1e-12)
+
+
+def test_keep_false_working_set_is_bounded():
+    """simulate_layer(keep=False) never holds the output tensor per stage: its peak of traced allocations
+    (numpy reports to tracemalloc) stays under 3x the layer's float32 tensors (x, w, b, y), the
+    `wccsim run` memory target of issue #6. Holding one float64 output alone would take 4x."""
+    import tracemalloc
+    rng = np.random.default_rng(0)
+    x = smooth_maps(rng, 2, 16, 128, 128, relu=True).astype(np.float32)
+    w = (rng.normal(size=(32, 16)) / 4).astype(np.float32)
+    b = (rng.normal(size=32) * 0.1).astype(np.float32)
+    layer_bytes = x.nbytes + w.nbytes + b.nbytes + 4 * 2 * 32 * 128 * 128
+    simulate_layer(x[:, :, :16, :16], w, b, DatapathSpec(), 0.5, keep=False)  # compile outside the trace
+    tracemalloc.start()
+    try:
+        simulate_layer(x, w, b, DatapathSpec(), 0.5, keep=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * layer_bytes, (peak / 2**20, layer_bytes / 2**20)

@@ -81,7 +81,7 @@ __all__ = ["Stage", "BaselineResult", "LayerParams", "DatapathResult", "LayerRes
 
 _WHERE = "layer"
 _BIAS_BITS = 32
-_BLOCK_ELEMS = 1 << 18  # outputs per channel block: 2 MiB per float64 block array
+_BLOCK_ELEMS = 1 << 16  # outputs per channel block: 512 KiB per float64 block array (cache-sized)
 
 
 @dataclass(frozen=True)
