@@ -1,5 +1,6 @@
 """wccsim sweep: grid, resume after SIGKILL, torn journal lines, --jobs determinism, dask, input errors."""
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -7,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from test_run import HW, ROOT, snapshot, write_tiny_trace
 from wccsim.cli import main
 from wccsim.errors import InputError
 from wccsim.run import SCHEMES, run
-from wccsim.sweep import JOURNAL, sweep
+from wccsim.sweep import JOURNAL, NetworkPoint, _largest_first, _start_method, prepare, sweep
 
 HW2 = ROOT / "hw_configs" / "mcu_npu.yaml"
 
@@ -144,6 +146,9 @@ def test_sigkill_of_a_parallel_sweep_leaves_no_worker_behind(tiny, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert kids, "the sweep never started its workers"
+    with open(tmp_path / "out" / ".lock", "a") as f:  # free at once: (forked) workers do not hold the lock
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
     deadline = time.monotonic() + 20
     while any(Path(f"/proc/{k}").exists() for k in kids) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -151,6 +156,32 @@ def test_sigkill_of_a_parallel_sweep_leaves_no_worker_behind(tiny, tmp_path):
     for k in alive:  # clean up before failing
         os.kill(k, signal.SIGKILL)
     assert not alive, "pool workers outlived the killed sweep"
+
+
+def test_pool_gets_network_points_then_layer_points_largest_first(tiny):
+    ctx, points, _ = prepare([HW, HW2], tiny, [1, 0.5], [8], [8], None, None, 2)
+    order = _largest_first(ctx, points)
+    work = [ctx.layer_work[p.layer_index] for p in order]
+    assert sorted(order, key=points.index) == points and work == sorted(work, reverse=True)
+    assert [p.layer for p in order[:4]] == ["conv2"] * 4  # the tiny trace's layers grow with their index
+    net = NetworkPoint(0, 1.0, 8, 8, "float")
+    assert _largest_first(ctx, points + [net])[0] == net
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is used on Linux only")
+def test_workers_are_forked_only_when_it_is_safe(tiny):
+    ctx, _, _ = prepare(HW, tiny, [1], [8], [8], None, None, 2)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert _start_method(ctx) == "spawn"  # a lock held by another thread would stay held in a forked child
+    finally:
+        stop.set()
+        other.join()
+    assert _start_method(dataclasses.replace(ctx, network=object())) == "spawn"
+    if threading.active_count() == 1:
+        assert _start_method(ctx) == "fork"
 
 
 def test_dask_local_cluster_gives_the_same_table(tiny, tmp_path):

@@ -24,6 +24,7 @@ import fcntl
 import itertools
 import json
 import os
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -79,6 +80,7 @@ class _Context:
     trace_sha256: str
     calib: object
     network: object = None  # wccsim.network.grid.NetworkSetup or None
+    layer_work: tuple = ()  # estimated cost of each trace layer (`_layer_work`), for largest-first scheduling
 
 
 # --------------------------------------------------------------------------------------------- stages
@@ -172,15 +174,20 @@ def compute_point(ctx: _Context, p: Point | NetworkPoint) -> tuple[str, list[dic
     return point_key(ctx, p), layer_rows(trace, p.layer_index, info, configure_datapath(hw, opts), opts)
 
 
-def execute(ctx: _Context, points: list[Point], jobs: int, scheduler: str | None) -> Iterator[tuple[str, list]]:
-    """Yield (key, rows) for each point as it finishes: in process, on a process pool, or on dask."""
+@contextlib.contextmanager
+def execute(ctx: _Context, points: list, jobs: int, scheduler: str | None,
+            lock_fd: int | None = None) -> Iterator[Iterator[tuple[str, list]]]:
+    """Context giving an iterator of (key, rows), one per point as it finishes: in process, on a process
+    pool, or on dask. Pool and cluster get the points largest first (`_largest_first`). A pool's workers
+    start on entry, before the caller starts anything else (a progress bar's thread); `lock_fd`, the sweep
+    directory's lock, is closed in forked workers so that only the sweep process holds it."""
     if scheduler:
-        yield from _execute_dask(ctx, points, scheduler)
+        yield _execute_dask(ctx, _largest_first(ctx, points), scheduler)
     elif jobs <= 1 or len(points) <= 1:
-        for p in points:
-            yield compute_point(ctx, p)
+        yield (compute_point(ctx, p) for p in points)
     else:
-        yield from _execute_pool(ctx, points, jobs)
+        with _execute_pool(ctx, _largest_first(ctx, points), jobs, lock_fd) as results:
+            yield results
 
 
 def write_outputs(out: Path, df: pd.DataFrame, meta: dict, done: dict[str, list], journal: Path,
@@ -229,7 +236,7 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
     network = _network_options(onnx, images, size, preprocess, threshold)
     ctx, points, meta = prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, network)  # 1.
     out = ensure_dir(out)
-    with _exclusive(out):                                                    # 2. one writer per directory
+    with _exclusive(out) as lock_fd:                                         # 2. one writer per directory
         _remove_stale_temporaries(out)
         journal_path = out / JOURNAL
         done = read_journal(journal_path)                                    # 3. finished points
@@ -240,11 +247,12 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
         pending = [p for p in every if point_key(ctx, p) not in done]
         journal = Journal(journal_path)
         try:                                                                 # 4. compute the rest
-            bar = progress_bar(execute(ctx, pending, jobs, scheduler), "points", progress, len(every))
-            bar.update(len(every) - len(pending))
-            for key, rows in bar:
-                journal.append(key, rows)                                    # 5. one fsync'd line each
-                done[key] = rows
+            with execute(ctx, pending, jobs, scheduler, lock_fd) as results:
+                bar = progress_bar(results, "points", progress, len(every))
+                bar.update(len(every) - len(pending))
+                for key, rows in bar:
+                    journal.append(key, rows)                                # 5. one fsync'd line each
+                    done[key] = rows
         finally:
             journal.close()
         df = rows_to_frame(r for p in points for r in done[point_key(ctx, p)])  # 6. sorted table
@@ -278,7 +286,8 @@ def prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, netwo
         from wccsim.network.grid import prepare_network
 
         network = prepare_network(**network)
-    ctx = _Context(specs, hashes, str(Path(trace.path).resolve()), trace.sha256, opts[0].calib, network)
+    ctx = _Context(specs, hashes, str(Path(trace.path).resolve()), trace.sha256, opts[0].calib, network,
+                   tuple(_layer_work(info, getattr(trace, "n", 1)) for info in trace.layers))
     points = plan_points(len(specs), rates, act_bits, weight_bits, [(index[i.name], i.name) for i in chosen])
     meta = {
         "wccsim_version": __version__,
@@ -335,6 +344,23 @@ def _as_list(v) -> list:
     return list(v)
 
 
+def _layer_work(info, n: int) -> int:
+    """Rough cost of one layer point: the datapath makes several passes over the input and more over the
+    output (requantization, reference, error statistics) and some GEMMs; only the order matters."""
+    return int(n) * (info.cin * info.h * info.w + 2 * info.cout * info.ho * info.wo + info.macs // 64)
+
+
+def _largest_first(ctx: _Context, points: list) -> list:
+    """Network points first (they run a whole network), then layer points by decreasing estimated work
+    (ties in grid order), so no large point is left to run alone at the end."""
+    def work(p):
+        if isinstance(p, NetworkPoint) or not ctx.layer_work:
+            return float("inf")
+        return ctx.layer_work[p.layer_index]
+
+    return sorted(points, key=work, reverse=True)  # stable: equal work keeps grid order
+
+
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
@@ -353,24 +379,103 @@ def _single_threaded_children() -> Iterator[None]:
                 os.environ[v] = old
 
 
-def _execute_pool(ctx: _Context, points: list[Point], jobs: int) -> Iterator[tuple[str, list]]:
+@contextlib.contextmanager
+def _execute_pool(ctx: _Context, points: list, jobs: int,
+                  lock_fd: int | None = None) -> Iterator[Iterator[tuple[str, list]]]:
+    """Points on `jobs` worker processes, submitted in the given order; the iterator yields each as it
+    finishes. The workers start on entry; on exit, points not started are cancelled and the pool shut down.
+
+    Workers are forked from this process where that is safe (`_start_method`): they start in milliseconds
+    with numpy, pandas and wccsim already imported, instead of fresh interpreters importing everything again
+    (about a second of serial start-up, comparable to a small sweep's compute). The context goes to each
+    worker once (initializer), not with every point."""
     import multiprocessing
 
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(points)), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_exit_with_parent, initargs=(os.getpid(),))
+    method = _start_method(ctx)
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(points)), mp_context=multiprocessing.get_context(method),
+                               initializer=_init_worker,
+                               initargs=(ctx, os.getpid(), lock_fd if method == "fork" else None))
     with pool:
-        with _single_threaded_children():  # workers are spawned at the first submit
-            futures = [pool.submit(compute_point, ctx, p) for p in points]
+        futures = []
         try:
-            for fut in as_completed(futures):
-                yield fut.result()
+            with _single_threaded_children():  # workers start at the first submit (spawn: in this environment)
+                futures = [pool.submit(_compute_in_worker, p) for p in points]
+            yield (fut.result() for fut in as_completed(futures))
         finally:
             for fut in futures:
                 fut.cancel()
 
 
+def _start_method(ctx: _Context) -> str:
+    """"fork" on Linux when nothing in this process makes it unsafe: no other Python thread (a lock held at
+    the fork would stay locked in the child), no network points (onnxruntime thread pools), and a BLAS whose
+    thread count the child can set to 1 (`_blas_thread_setters`); "spawn" otherwise (fresh interpreters,
+    started with the single-thread environment)."""
+    import multiprocessing
+
+    if (sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+            and ctx.network is None and threading.active_count() == 1 and _blas_thread_setters() is not None):
+        return "fork"
+    return "spawn"
+
+
+def _blas_thread_setters() -> list | None:
+    """The thread-count setters of the OpenBLAS libraries loaded in this process (numpy's bundled
+    scipy-openblas or a system OpenBLAS, read from /proc/self/maps), or None when a BLAS or threading
+    runtime is loaded that we cannot limit or that is not known to survive a fork (MKL, BLIS, OpenMP, TBB)."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            libs = sorted({line.split(None, 5)[5].strip() for line in f if len(line.split(None, 5)) == 6})
+    except OSError:
+        return None
+    setters = []
+    for path in libs:
+        base = os.path.basename(path).lower()
+        if not base.startswith("lib") or ".so" not in base:
+            continue  # not a shared library (extension modules: cpython-*.so, named after the module)
+        if any(k in base for k in ("mkl", "blis", "iomp", "gomp", "libomp", "tbb")):
+            return None
+        if "blas" not in base:
+            continue
+        if "openblas" not in base:
+            return None  # a BLAS we do not know how to limit
+        try:
+            lib = ctypes.CDLL(path)  # already loaded: the same handle
+        except OSError:
+            return None
+        found = [getattr(lib, s) for s in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                                           "openblas_set_num_threads64_", "openblas_set_num_threads")
+                 if hasattr(lib, s)]
+        if not found:
+            return None
+        setters.append(found[0])
+    return setters
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(ctx: _Context, parent_pid: int, lock_fd: int | None) -> None:
+    """Worker initializer: keep the context, one BLAS thread, exit with the sweep process, and (forked) drop
+    the inherited descriptor of the directory lock, so a killed sweep's lock is free as soon as it dies."""
+    _WORKER["ctx"] = ctx
+    os.environ.update({v: "1" for v in _THREAD_VARS})  # for whatever this worker loads later
+    for setter in _blas_thread_setters() or ():
+        setter(1)
+    if lock_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(lock_fd)
+    _exit_with_parent(parent_pid)
+
+
+def _compute_in_worker(p: Point | NetworkPoint) -> tuple[str, list[dict]]:
+    return compute_point(_WORKER["ctx"], p)
+
+
 def _exit_with_parent(parent_pid: int) -> None:
-    """Worker initializer: exit when the sweep process is gone (SIGKILL leaves pool workers orphaned)."""
+    """Exit when the sweep process is gone (SIGKILL leaves pool workers orphaned)."""
     def watch():
         while os.getppid() == parent_pid:
             time.sleep(0.5)
@@ -404,7 +509,7 @@ def _exclusive(out: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise InputError(str(out), "", "a sweep directory no other sweep is writing", "locked") from None
-        yield
+        yield f.fileno()
 
 
 def _remove_stale_temporaries(out: Path) -> None:
