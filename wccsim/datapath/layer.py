@@ -165,7 +165,9 @@ class _Pieces:
             images[n].append(piece)
 
     def join(self, name: str) -> np.ndarray:
-        return np.concatenate([np.concatenate(p, axis=1) for p in self.parts[name]], axis=0)
+        """The joined array; the pieces are released (each stage is joined once)."""
+        images = self.parts.pop(name)
+        return np.concatenate([np.concatenate(images.pop(0), axis=1) for _ in range(len(images))], axis=0)
 
 
 @dataclass(frozen=True)
