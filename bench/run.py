@@ -62,7 +62,7 @@ def run_targets(args, src: dict, torch, rates: list[float], repeats: int, bandwi
             ("2", "mac", ["2"], lambda: targets.mac_stage(src, rates, LEVELS, repeats)),
             ("3", "haar_topk", ["3a", "3b"], lambda: targets.haar_topk(src, rates, repeats, bandwidth)),
             ("4", "cost", ["4"], lambda: targets.cost_model(src, rates, repeats)),
-            ("5", "scaling", ["5a", "5b", "5c"], lambda: system.scaling(src, args.quick, repeats)),
+            ("5", "scaling", ["5a", "5b", "5c", "5d"], lambda: system.scaling(src, args.quick, repeats)),
             ("6", "memory", ["6"], lambda: system.memory(src, args.quick, repeats)),
             ("7", "cold_warm", ["7"], lambda: system.cold_warm(src, args.quick, repeats))]
     rows, details = [], {}

@@ -42,7 +42,7 @@ def test_every_target_has_a_status_and_sane_figures(quick_run):
     proc, out = quick_run
     res = json.loads(out.read_text())
     ids = [t["id"] for t in res["targets"]]
-    assert ids == ["1", "2", "3a", "3b", "4", "5a", "5b", "5c", "6", "7"]
+    assert ids == ["1", "2", "3a", "3b", "4", "5a", "5b", "5c", "5d", "6", "7"]
     for t in res["targets"]:
         assert t["status"] in STATUSES
         assert (t["measured"] is None) == (t["status"] in {"SKIP", "MISSING"}), t
