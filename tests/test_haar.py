@@ -380,6 +380,23 @@ def test_forward_int_any_dtype_and_per_level_match_slow_model(dtype, levels, nor
     assert got.saturations == total_sat > 0
 
 
+def test_lows_and_per_level_are_those_of_the_call_after_the_input_changes():
+    """`HaarForward.lows` is computed on first access from a copy of the input: changing (or reusing) the
+    caller's array after `forward_int` must not change it."""
+    rng = np.random.default_rng(5)
+    spec = HaarSpec(levels=3, width_bits=9)
+    x = rng.integers(-128, 128, size=(2, 3, 21, 17)).astype(np.int8)
+    want = forward_int(x.copy(), spec, 8)
+    got = forward_int(x, spec, 8)
+    x[...] = 0
+    assert got.lows.shape == (2, 3, 12 * 12 + 6 * 6) and got.lows.dtype == np.int64
+    np.testing.assert_array_equal(got.lows, want.lows)
+    for u, v in zip(got.per_level, want.per_level):
+        np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(got.per_level[0][:, :, 0].reshape(2, 3, -1), got.lows[:, :, :144])
+    assert forward_int(x[:, :, :8, :8], HaarSpec(levels=1), 8).lows.shape == (2, 3, 0)
+
+
 def test_forward_int_rejects_out_of_range_narrow_input():
     with pytest.raises(InputError, match="4-bit signed"):
         forward_int(np.array([[[[8]]]], dtype=np.int8), HaarSpec(levels=1), 4)

@@ -78,11 +78,14 @@ class HaarForward:
         Declared register width the coefficients were saturated to (`HaarSpec.width_bits`).
     saturations : int
         Number of values clipped to ``width_bits`` over all levels.
-    lows : np.ndarray
-        (N, C, Q) int64: the low bands y1 of levels 1..L-1 in raster order, finest first
-        (``Q = P/4 + P/16 + ...``; empty for one level).
     shape : tuple
         ``(hp, wp, levels)``.
+    lows : np.ndarray
+        (N, C, Q) int64: the low bands y1 of levels 1..L-1 in raster order, finest first
+        (``Q = P/4 + P/16 + ...``; empty for one level). Computed on first access: `forward_int` does not
+        write them (they are only needed for the per-level view, e.g. RTL vectors); it keeps a copy of its
+        input and the kernel's arguments, and reruns the forward unit here (deterministic, so the bands are
+        exactly those of the call).
     per_level : tuple of np.ndarray
         Entry ``l-1`` is (N, C, 4, hp >> l, wp >> l) int64: y1..y4 of level ``l`` as the unit produces
         them (after that level's normalization and saturation). Built from ``coef`` and ``lows`` on first
@@ -91,8 +94,17 @@ class HaarForward:
     coef: np.ndarray
     width_bits: int
     saturations: int
-    lows: np.ndarray = field(repr=False, compare=False)
     shape: tuple = field(repr=False, compare=False)
+    _rerun: tuple = field(repr=False, compare=False)  # (x copy, scalar kernel arguments) for `lows`
+
+    @cached_property
+    def lows(self) -> np.ndarray:
+        x, args = self._rerun
+        hp, wp, levels = self.shape
+        n, c = self.coef.shape[:2]
+        lows = np.empty((n, c, _lows_size(hp, wp, levels)), dtype=np.int64)
+        _forward_kernel(x, np.empty_like(self.coef), lows, True, *args)
+        return lows
 
     @cached_property
     def per_level(self) -> tuple:
@@ -230,12 +242,20 @@ def forward_int(x: np.ndarray, spec: HaarSpec, in_bits: int) -> HaarForward:
     levels = spec.levels
     hp, wp = pad_shape(h, w, levels)
     coef = np.empty((n, c, hp * wp), dtype=np.int64)
-    lows = np.empty((n, c, sum((hp >> lev) * (wp >> lev) for lev in range(1, levels))), dtype=np.int64)
     lo, hi = signed_range(spec.width_bits)
     shift = 1 if spec.normalize is Normalize.PER_LEVEL else 0
-    sat = _forward_kernel(np.ascontiguousarray(x), coef, lows, levels, hp, wp,
-                          *_round_params(shift, spec.rounding), lo, hi)
-    return HaarForward(coef, spec.width_bits, int(sat), lows, (hp, wp, levels))
+    args = (levels, hp, wp, *_round_params(shift, spec.rounding), lo, hi)
+    x = np.array(x, order="C", copy=True)  # kept for `HaarForward.lows` (the caller may change its x)
+    sat = _forward_kernel(x, coef, _NO_LOWS, False, *args)
+    return HaarForward(coef, spec.width_bits, int(sat), (hp, wp, levels), (x, args))
+
+
+def _lows_size(hp: int, wp: int, levels: int) -> int:
+    """``Q``: positions of the low bands of levels 1..L-1 (`HaarForward.lows`)."""
+    return sum((hp >> lev) * (wp >> lev) for lev in range(1, levels))
+
+
+_NO_LOWS = np.empty((0, 0, 0), dtype=np.int64)  # `_forward_kernel` with keep=False never reads it
 
 
 def inverse_int(coef: np.ndarray, h: int, w: int, spec: HaarSpec, width_bits: int) -> tuple[np.ndarray, int]:
@@ -501,10 +521,10 @@ def _load_row(xp, r, h, w, buf):
 
 
 @numba.njit(cache=True)
-def _forward_kernel(x, coef, lows, levels, hp, wp, s, bias, odd, lo, hi):
+def _forward_kernel(x, coef, lows, keep, levels, hp, wp, s, bias, odd, lo, hi):
     """All levels of the forward unit, one (n, c) plane at a time, padding implicit. x (N, C, H, W) any
-    integer dtype; writes coef (N, C, P) in layout order and lows (N, C, Q) (low bands of levels
-    1..L-1, finest first); returns the number of clipped values. Each level reads its low band from one
+    integer dtype; writes coef (N, C, P) in layout order and, if ``keep``, lows (N, C, Q) (low bands of
+    levels 1..L-1, finest first); returns the number of clipped values. Each level reads its low band from one
     (P/4,) scratch and writes the next into the other (separate buffers keep the row loop vectorized)."""
     n_, c_, h, w = x.shape
     r0, r1 = np.zeros(wp, np.int64), np.zeros(wp, np.int64)
@@ -512,7 +532,7 @@ def _forward_kernel(x, coef, lows, levels, hp, wp, s, bias, odd, lo, hi):
     sat = np.int64(0)
     for n in range(n_):
         for c in range(c_):
-            cp, lp, xp = coef[n, c], lows[n, c], x[n, c]
+            cp, xp = coef[n, c], x[n, c]
             hl, wl = hp >> 1, wp >> 1
             size = hl * wl
             for i in range(hl):  # level 1 from the input rows
@@ -533,8 +553,10 @@ def _forward_kernel(x, coef, lows, levels, hp, wp, s, bias, odd, lo, hi):
                                         2 * size + o, 3 * size + o, wl, s, bias, odd, lo, hi)
                     cur, nxt = nxt, cur
                 if lev < levels:
-                    for p in range(size):
-                        lp[off + p] = cur[p]
+                    if keep:
+                        lp = lows[n, c]
+                        for p in range(size):
+                            lp[off + p] = cur[p]
                     off += size
                 else:
                     for p in range(size):
