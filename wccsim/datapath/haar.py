@@ -772,6 +772,9 @@ def _check_int_input(x: np.ndarray, in_bits: int) -> np.ndarray:
     if int(in_bits) != in_bits or not 2 <= in_bits <= _MAX_WIDTH_BITS:
         raise InputError(_WHERE, "in_bits", f"an integer in 2..{_MAX_WIDTH_BITS}", in_bits)
     lo, hi = signed_range(in_bits)
+    info = np.iinfo(x.dtype)
+    if lo <= info.min and info.max <= hi:  # every value of the dtype fits (e.g. int8, in_bits 8): no pass
+        return x
     xmin, xmax = int(x.min()), int(x.max())  # no int64 copy: the kernel widens as it loads
     if xmin < lo or xmax > hi:
         raise InputError(_WHERE, "x", f"values in [{lo}, {hi}] ({in_bits}-bit signed)", f"[{xmin}, {xmax}]")
