@@ -436,15 +436,20 @@ def _sample_window(row, lo, hi, need, hist):
     return lo + (b << shift), wh
 
 
+# The kernels below loop over slices with range(size) and index with unsigned counters: numba then
+# emits no negative-index wraparound, which otherwise keeps these loops from vectorizing.
+
+
 @numba.njit(cache=True)
 def _last_above(row, thr):
     """Last position whose key is > thr, -1 if none (blocks counted vectorized from the end)."""
     end = row.size
     while end > 0:
         start = max(0, end - _SCAN_BLOCK)
+        block = row[start:end]
         count = 0
-        for p in range(start, end):
-            count += np.int64(row[p] > thr)
+        for i in range(block.size):
+            count += np.int64(block[i] > thr)
         if count:
             for p in range(end - 1, start - 1, -1):
                 if row[p] > thr:
@@ -459,28 +464,32 @@ def _nth_equal(row, t, nth):
     seen = 0
     start = 0
     while True:
-        end = min(row.size, start + _SCAN_BLOCK)
+        block = row[start:min(row.size, start + _SCAN_BLOCK)]
         count = 0
-        for p in range(start, end):
-            count += np.int64(row[p] == t)
+        for i in range(block.size):
+            count += np.int64(block[i] == t)
         if seen + count >= nth:
-            for p in range(start, end):
-                seen += np.int64(row[p] == t)
+            for i in range(block.size):
+                seen += np.int64(block[i] == t)
                 if seen == nth:
-                    return p
+                    return start + i
         seen += count
-        start = end
+        start += block.size
 
 
 @numba.njit(cache=True)
 def _keep_above(row, thr, start, end, brow, irow, j):
-    """Positions start..end-1: bitmap = key > thr, kept positions appended to irow from j; returns j."""
-    for p in range(start, end):
-        take = row[p] > thr
-        brow[p] = take
-        irow[j] = p
-        j += np.int64(take)
-    return j
+    """Positions start..end-1: bitmap = key > thr, kept positions appended to irow from j; returns j.
+
+    The bitmap is written first (vectorized), then compacted into irow branch-free."""
+    keys, bits = row[start:end], brow[start:end]
+    for i in range(keys.size):
+        bits[i] = keys[i] > thr
+    u = np.uint64(j)
+    for i in range(bits.size):
+        irow[u] = start + i
+        u += np.uint64(bits[i])
+    return np.int64(u)
 
 
 @numba.njit(cache=True)
