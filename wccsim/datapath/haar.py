@@ -46,8 +46,6 @@ Round-trip guarantees (tested in ``tests/test_haar.py``)
 
 from __future__ import annotations
 
-import sys
-import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -243,13 +241,11 @@ def forward_int(x: np.ndarray, spec: HaarSpec, in_bits: int) -> HaarForward:
     n, c, h, w = x.shape
     levels = spec.levels
     hp, wp = pad_shape(h, w, levels)
-    coef = _fresh((n, c, hp * wp), np.int64)
+    coef = np.empty((n, c, hp * wp), dtype=np.int64)
     lo, hi = signed_range(spec.width_bits)
     shift = 1 if spec.normalize is Normalize.PER_LEVEL else 0
     args = (levels, hp, wp, *_round_params(shift, spec.rounding), lo, hi)
-    xc = _fresh(x.shape, x.dtype)  # kept for `HaarForward.lows` (the caller may change its x)
-    np.copyto(xc, x)
-    x = xc
+    x = np.array(x, order="C", copy=True)  # kept for `HaarForward.lows` (the caller may change its x)
     sat = _forward_kernel(x, coef, _NO_LOWS, False, *args)
     return HaarForward(coef, spec.width_bits, int(sat), (hp, wp, levels), (x, args))
 
@@ -257,45 +253,6 @@ def forward_int(x: np.ndarray, spec: HaarSpec, in_bits: int) -> HaarForward:
 def _lows_size(hp: int, wp: int, levels: int) -> int:
     """``Q``: positions of the low bands of levels 1..L-1 (`HaarForward.lows`)."""
     return sum((hp >> lev) * (wp >> lev) for lev in range(1, levels))
-
-
-_POOL_MIN_BYTES = 1 << 20  # smaller arrays come from the allocator's heap, already mapped
-_POOL_MAX_BYTES = 1 << 28  # larger arrays are not kept
-_POOL_MAX_FREE = 4  # free buffers kept for reuse (least recently used dropped first)
-_pool: list = []  # raw uint8 buffers behind large results, least recently used first
-_pool_lock = threading.Lock()
-
-
-def _fresh(shape: tuple, dtype) -> np.ndarray:
-    """``np.empty(shape, dtype)``; large arrays (>= 1 MiB) reuse the pages of an earlier result of the same
-    size once nothing refers to it any more.
-
-    A fresh large allocation is mmapped (or the heap top was trimmed) and every first touch of its pages
-    is a page fault with the kernel zeroing the page: for the (N, C, P) int64 coefficients and outputs
-    of a large layer that costs as much as the transform itself. Each result is a view of a pooled raw
-    buffer; the view (and everything derived from it) holds that buffer, so a buffer whose only
-    reference is the pool is free. Each new allocation first drops the least recently used free buffers
-    down to `_POOL_MAX_FREE` (arrays over 256 MiB are not pooled).
-    """
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if not _POOL_MIN_BYTES <= nbytes <= _POOL_MAX_BYTES:
-        return np.empty(shape, dtype)
-    with _pool_lock:
-        raw, free = None, []
-        for i in range(len(_pool)):
-            if sys.getrefcount(_pool[i]) == 2:  # the list and getrefcount's argument: no result uses it
-                free.append(i)
-                if raw is None and _pool[i].nbytes == nbytes:
-                    raw = _pool.pop(i)
-                    free.pop()
-                    break
-        if raw is None:
-            raw = np.empty(nbytes, np.uint8)
-            for i in reversed(free[:max(0, len(free) - _POOL_MAX_FREE)]):
-                del _pool[i]
-        _pool.append(raw)
-        return raw.view(dtype).reshape(shape)
 
 
 _NO_LOWS = np.empty((0, 0, 0), dtype=np.int64)  # `_forward_kernel` with keep=False never reads it
@@ -338,7 +295,7 @@ def inverse_int(coef: np.ndarray, h: int, w: int, spec: HaarSpec, width_bits: in
     if not np.issubdtype(coef.dtype, np.integer):
         coef = coef.astype(np.int64)
     coef = np.ascontiguousarray(coef)
-    out = _fresh(coef.shape[:2] + (h, w), np.int64)
+    out = np.empty(coef.shape[:2] + (h, w), dtype=np.int64)
     sat = _inverse_dense_kernel(coef, out, *_inverse_args(h, w, spec, width_bits))
     return out, int(sat)
 
@@ -380,7 +337,7 @@ def inverse_kept(acc: np.ndarray, idx: np.ndarray, h: int, w: int, spec: HaarSpe
                          f"{idx.dtype} {idx.shape}")
     if idx.size and (idx.min() < 0 or idx.max() >= hp * wp or np.any(idx[:, 1:] <= idx[:, :-1])):
         raise InputError(_WHERE, "idx", f"strictly ascending positions in [0, {hp * wp})", "other values")
-    out = _fresh(acc.shape[:2] + (h, w), np.int64)
+    out = np.empty(acc.shape[:2] + (h, w), dtype=np.int64)
     sat = _inverse_kept_kernel(np.ascontiguousarray(acc), np.ascontiguousarray(idx, dtype=np.int64), out,
                                *_inverse_args(h, w, spec, width_bits))
     return out, int(sat)
