@@ -106,25 +106,30 @@ def energy(coef: np.ndarray, metric: Metric, level_shift: np.ndarray | None = No
         If the worst case of the inputs' magnitude could overflow int64.
     """
     coef = np.asarray(coef)
-    if coef.ndim != 3 or not np.issubdtype(coef.dtype, np.integer):
+    if coef.ndim != 3 or coef.dtype.kind not in "iu":
         raise InputError(_WHERE, "coef", "an (N, C, P) integer array", f"{coef.dtype} {coef.shape}")
-    if coef.dtype != np.int64 and coef.dtype != np.int32:
-        coef = coef.astype(np.int64)
-    coef = np.ascontiguousarray(coef)
-    shift = 0 if level_shift is None else int(np.max(level_shift, initial=0))
-    if level_shift is not None and (np.shape(level_shift) != coef.shape[2:] or np.min(level_shift) < 0):
-        raise InputError(_WHERE, "level_shift", f"({coef.shape[2]},) non-negative shifts", np.shape(level_shift))
-    code = _METRIC_CODE.get(metric) if isinstance(metric, Metric) else None
+    if coef.dtype not in _KERNEL_DTYPES:
+        coef = coef.astype(np.int64, order="C")
+    elif not coef.flags.c_contiguous:
+        coef = np.ascontiguousarray(coef)
+    if level_shift is None:
+        shift, shifts = 0, _NO_SHIFT
+    else:
+        if np.shape(level_shift) != coef.shape[2:] or np.min(level_shift) < 0:
+            raise InputError(_WHERE, "level_shift", f"({coef.shape[2]},) non-negative shifts", np.shape(level_shift))
+        shift = int(np.max(level_shift, initial=0))
+        # Shifts of 64 or more only pass the range check when every coefficient is 0 (then any shift
+        # gives 0); clamping them keeps the kernel's shifts defined.
+        shifts = np.minimum(np.asarray(level_shift, dtype=np.int64), 63)
+    # Enum members compare by identity; a dict lookup would hash them in Python (slow per call).
+    code = 0 if metric is Metric.L2 else 1 if metric is Metric.L1 else 2 if metric is Metric.LINF else None
     if code is None:
         raise InputError(_WHERE, "metric", "a Metric member", metric)
-    # Shifts of 64 or more only pass the range check when every coefficient is 0 (then any shift gives 0);
-    # clamping them keeps the kernel's shifts defined.
-    shifts = _NO_SHIFT if level_shift is None else np.minimum(np.asarray(level_shift, dtype=np.int64), 63)
     n, c, p = coef.shape
     out = np.empty((n, p), dtype=np.int64)
     lo, hi = _energy_kernel(coef, code, shifts, level_shift is not None, out)
     # The kernel wraps silently on overflow; the exact worst case from its min/max decides, as before.
-    _check_energy_range(max(-int(lo), int(hi)), c, metric, shift)
+    _check_energy_range(max(-lo, hi), c, code, shift)
     return out
 
 
@@ -272,7 +277,7 @@ def _select_exact(e: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
             raise InputError(_WHERE, "energy", "non-negative values", "negative or NaN")
         keys = np.add(e, 0.0, dtype=np.float64).view(np.int64)
     elif e.dtype.kind == "i":
-        keys = np.ascontiguousarray(e, dtype=np.int64)
+        keys = e if e.dtype == _INT64 and e.flags.c_contiguous else np.ascontiguousarray(e, dtype=np.int64)
     else:
         raise InputError(_WHERE, "energy", "an integer or float array", e.dtype)
     n, p = keys.shape
@@ -325,10 +330,10 @@ def _bit_length(e: np.ndarray) -> np.ndarray:
     return np.where(e > 0, exponent, np.iinfo(np.int32).min).astype(np.int64)
 
 
-def _check_energy_range(peak: int, channels: int, metric: Metric, shift: int) -> None:
+def _check_energy_range(peak: int, channels: int, code: int, shift: int) -> None:
     """Raise if the worst-case energy of ``channels`` coefficients of magnitude up to ``peak``, shifted by
-    ``shift``, could exceed int64."""
-    worst = {Metric.L2: channels * peak * peak, Metric.L1: channels * peak, Metric.LINF: peak}.get(metric, 0)
+    ``shift``, could exceed int64 (``code``: 0 L2, 1 L1, 2 LINF)."""
+    worst = channels * peak * peak if code == 0 else channels * peak if code == 1 else peak
     if worst << shift > _INT64_MAX:
         raise InputError(_WHERE, "energy", "int64 energies (lower haar.width_bits or fewer channels)",
                          f"worst case {worst} << {shift} bits")
@@ -336,7 +341,8 @@ def _check_energy_range(peak: int, channels: int, metric: Metric, shift: int) ->
 
 # ---- numba kernels -------------------------------------------------------------------------------------
 
-_METRIC_CODE = {Metric.L2: 0, Metric.L1: 1, Metric.LINF: 2}
+_INT64 = np.dtype(np.int64)
+_KERNEL_DTYPES = frozenset((_INT64, np.dtype(np.int32)))  # coefficient dtypes read in place
 _NO_SHIFT = np.zeros(0, dtype=np.int64)
 _BLOCK = 2048       # positions per accumulation block: its (block,) int64 partial energies stay in L1
 _RADIX_BITS = 11    # histogram of 2048 buckets per radix round
