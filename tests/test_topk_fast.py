@@ -158,3 +158,25 @@ def test_gather_equals_take_along_axis(dtype):
 def test_gather_refuses_positions_out_of_range():
     with pytest.raises(InputError, match="idx"):
         topk.gather(np.zeros((1, 2, 4), np.int64), np.array([[0, 4]]))
+
+
+def test_exact_select_sampled_rows():
+    """Rows of 4 * 4096 positions or more take the sampled first round: its window guess must not matter
+    (wide, tie-heavy and skewed rows; a key far outside the sample's range; negatives the sample misses)."""
+    rng = np.random.default_rng(15)
+    p = 1 << 14
+    rows = [rng.integers(0, 1 << 40, p), rng.integers(0, 3, p), np.zeros(p, np.int64),
+            np.where(rng.random(p) < 0.9, 0, rng.integers(0, 1 << 20, p)), rng.geometric(0.01, p)]
+    rows[2][5] = 1 << 62  # an outlier at an unsampled position
+    for row in rows:
+        e = np.stack([row, row[::-1]]).astype(np.int64)
+        for k in (1, 7, p // 4, p // 2, p - 3, p):
+            sel = select(e, k, EXACT)
+            order = np.lexsort((np.arange(p)[None, :].repeat(2, 0), -e), axis=1)[:, :k]
+            np.testing.assert_array_equal(sel.idx, np.sort(order, axis=1))
+            assert sel.bitmap.sum() == 2 * k and np.take_along_axis(sel.bitmap, sel.idx, 1).all()
+    for pos in (0, 5, p - 1):  # sampled or not
+        e = rng.integers(0, 100, (1, p))
+        e[0, pos] = -1
+        with pytest.raises(InputError, match="non-negative"):
+            select(e, p // 2, EXACT)
