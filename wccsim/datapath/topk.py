@@ -547,14 +547,19 @@ def _exact_kernel(keys, k, bitmap, idx):
                 lo, hi = wl, wh
                 ties = m
         while hi > lo:
+            # Buckets: at most about one per candidate (small rows would mostly clear and scan empty
+            # buckets), at most nb; only the ones the range uses are cleared.
+            buckets = nb
+            while buckets > 16 and buckets >= 2 * m:
+                buckets >>= 1
             span = hi - lo
             shift = 0
-            while (span >> shift) >= nb:
+            while (span >> shift) >= buckets:
                 shift += 1
-            hist[:] = 0
+            b = span >> shift
+            hist[:b + 1] = 0
             for i in range(m):
                 hist[(cand[i] - lo) >> shift] += 1
-            b = span >> shift
             while hist[b] < need:
                 need -= hist[b]
                 b -= 1
