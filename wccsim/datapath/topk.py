@@ -344,7 +344,7 @@ def _check_energy_range(peak: int, channels: int, code: int, shift: int) -> None
 _INT64 = np.dtype(np.int64)
 _KERNEL_DTYPES = frozenset((_INT64, np.dtype(np.int32)))  # coefficient dtypes read in place
 _NO_SHIFT = np.zeros(0, dtype=np.int64)
-_BLOCK = 2048       # positions per accumulation block: its (block,) int64 partial energies stay in L1
+_BLOCK = 65536      # positions per accumulation block: its (block,) int64 partial energies stay in L2 (512 KiB)
 _RADIX_BITS = 11    # histogram of 2048 buckets per radix round
 _SCAN_BLOCK = 256   # positions per vectorized count in the tie and last-kept scans
 _SAMPLES = 4096     # keys sampled per row to guess the first radix round's window (rows of 4x that or more)
