@@ -180,3 +180,13 @@ def test_exact_select_sampled_rows():
         e[0, pos] = -1
         with pytest.raises(InputError, match="non-negative"):
             select(e, p // 2, EXACT)
+
+
+def test_energy_rows_longer_than_one_block():
+    rng = np.random.default_rng(16)
+    p = topk._BLOCK + 37
+    coef = rng.integers(-1000, 1000, (2, 5, p))
+    shift = rng.integers(0, 4, p)
+    for metric in Metric:
+        np.testing.assert_array_equal(energy(coef, metric, shift), _plain_energy(coef, metric, shift))
+        np.testing.assert_array_equal(energy(coef.astype(np.int32), metric), _plain_energy(coef, metric))
