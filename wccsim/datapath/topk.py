@@ -347,7 +347,8 @@ _NO_SHIFT = np.zeros(0, dtype=np.int64)
 _BLOCK = 65536      # positions per accumulation block: its (block,) int64 partial energies stay in L2 (512 KiB)
 _RADIX_BITS = 11    # histogram of 2048 buckets per radix round
 _SCAN_BLOCK = 256   # positions per vectorized count in the tie and last-kept scans
-_SAMPLES = 4096     # keys sampled per row to guess the first radix round's window (rows of 4x that or more)
+_SAMPLES = 4096     # keys sampled per row (at most) to guess the first radix round's window
+_SAMPLED_ROWS = 2048  # rows of this many keys or more start from a sample of every 4th key or sparser
 
 
 @numba.njit(cache=True, inline="always")
@@ -416,9 +417,9 @@ def _energy_kernel(coef, metric, shifts, shifted, out):
 @numba.njit(cache=True)
 def _sample_window(row, lo, hi, need, hist):
     """Key window [wl, wh] that likely holds the need-th largest key of ``row`` (keys in [lo, hi]): a
-    histogram of every (P // _SAMPLES)-th key, widened by 3 standard deviations of the sample rank."""
+    histogram of every max(4, P // _SAMPLES)-th key, widened by 3 standard deviations of the sample rank."""
     m = row.size
-    step = m // _SAMPLES
+    step = max(4, m // _SAMPLES)
     span = hi - lo
     shift = 0
     while (span >> shift) >= hist.size:
@@ -527,7 +528,7 @@ def _exact_kernel(keys, k, bitmap, idx):
         m = p_
         need = np.int64(k)  # rank (1 = largest) of the k-th largest key among the candidates
         ties = np.int64(m)  # keys equal to t, once lo == hi
-        if hi > lo and p_ >= 4 * _SAMPLES:
+        if hi > lo and p_ >= _SAMPLED_ROWS:
             # First round from a sample: count the keys above a window [wl, wh] that the sample says
             # holds t and gather those inside it; a wrong guess only costs these two passes.
             wl, wh = _sample_window(row, lo, hi, need, hist)
