@@ -161,8 +161,9 @@ def test_gather_refuses_positions_out_of_range():
 
 
 def test_exact_select_sampled_rows():
-    """Rows of 4 * 4096 positions or more take the sampled first round: its window guess must not matter
-    (wide, tie-heavy and skewed rows; a key far outside the sample's range; negatives the sample misses)."""
+    """Rows of topk._SAMPLED_ROWS keys or more take the sampled first round: its window guess must not
+    matter (wide, tie-heavy and skewed rows; a key far outside the sample's range; negatives the sample
+    misses)."""
     rng = np.random.default_rng(15)
     p = 1 << 14
     rows = [rng.integers(0, 1 << 40, p), rng.integers(0, 3, p), np.zeros(p, np.int64),
