@@ -142,3 +142,20 @@ def test_keep_false_working_set_is_bounded():
     finally:
         tracemalloc.stop()
     assert peak < 3 * layer_bytes, (peak / 2**20, layer_bytes / 2**20)
+
+
+def test_keep_false_bias_add_does_not_wrap_a_saturated_accumulator():
+    """Accumulators saturated at the int32 ceiling plus a large positive bias exceed int32: the bias add
+    must not wrap in the lean path (pre_requant is acc_bits + 1 wide)."""
+    from wccsim.hw import MacSpec, Overflow
+    spec = DatapathSpec(quant=QuantSpec(act_bits=16, weight_bits=16, calib=CalibMethod.MAX,
+                                        act_sign=ActSign.SIGNED),
+                        mac=MacSpec(acc_bits=32, overflow=Overflow.SATURATE))
+    x = np.full((1, 8, 4, 4), 1.0)
+    w = np.full((2, 8), 1.0)
+    b = np.array([1e3, -1e3])
+    full = simulate_plain(x, w, b, spec, 16)
+    assert full.counters["acc_overflows"] > 0
+    assert full.stages["pre_requant"].values.max() > np.iinfo(np.int32).max  # the case this test is about
+    lean = simulate_plain(x, w, b, spec, 16, keep=False)
+    assert lean.errors == full.errors and lean.counters == full.counters

@@ -278,11 +278,13 @@ def _output_scale(act_scale: float, s_w: np.ndarray, out_qp: QuantParams, rp: Re
 
 def _output_block(acc_spatial: np.ndarray, blk: slice, bq: np.ndarray, out_qp: QuantParams,
                   rp: RequantParams, out_scale, mode: RequantMode, n: int, out: "_Outcome"):
-    """Bias add and output requant of output channels ``blk`` of image ``n`` (integers (1, B, H, W), not
-    kept: the bias is added in place unless recording); records pre_requant and output_q; returns the
-    dequantized block (float64, written into the kept output when there is one) and the saturations."""
+    """Bias add and output requant of output channels ``blk`` of image ``n`` (integers (1, B, H, W); the
+    bias is added in place when the block is not recorded and is int64, so the sum cannot wrap); records
+    pre_requant and output_q; returns the dequantized block (float64, written into the kept output when
+    there is one) and the saturations."""
     bias = bq[None, blk, None, None]
-    pre = acc_spatial + bias if out.pieces.keep else np.add(acc_spatial, bias, out=acc_spatial)
+    in_place = not out.pieces.keep and acc_spatial.dtype == np.int64
+    pre = np.add(acc_spatial, bias, out=acc_spatial) if in_place else acc_spatial + bias
     q, sat = requantize(pre, _channels(rp, blk), mode)
     out.pieces.add(n, "pre_requant", pre)
     out.pieces.add(n, "output_q", q)
