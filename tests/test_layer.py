@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from wccsim.calibrate import quantize
 from wccsim.datapath import haar, topk
-from wccsim.datapath.layer import calibrate_layer, run_datapath, simulate_layer, simulate_plain, uniform_bits
+from wccsim.datapath.layer import (
+    calibrate_and_run, calibrate_layer, run_datapath, simulate_layer, simulate_plain, uniform_bits,
+)
 from wccsim.datapath.mac import accumulate, int_matmul
 from wccsim.errors import InputError
 from wccsim.hw import (
@@ -283,17 +285,22 @@ def test_property_invariants(n, cin, cout, h, w, rate, act_bits, weight_bits, le
 def test_run_datapath_with_calibrated_params_is_simulate_layer(layer, spec, stride):
     x, w, b = layer
     r = simulate_layer(x, w, b, spec, 0.3, stride)
-    d = run_datapath(x, calibrate_layer(x, w, b, spec, 0.3, stride), spec, 0.3, stride)
-    assert list(d.stages) == list(r.stages) == STAGE_ORDER
-    for name, s in r.stages.items():
-        got = d.stages[name]
-        np.testing.assert_array_equal(got.values, s.values, err_msg=name)
-        np.testing.assert_array_equal(got.scale, s.scale, err_msg=name)
-        assert (got.width_bits, got.signed, got.order, got.zero_point) == (s.width_bits, s.signed, s.order,
-                                                                          s.zero_point), name
-    np.testing.assert_array_equal(d.y, r.y)
-    assert d.counters == r.counters and (d.k, d.positions) == (r.k, r.positions)
-    np.testing.assert_array_equal(d.selection.idx, r.selection.idx)
+    params = calibrate_layer(x, w, b, spec, 0.3, stride)
+    both_params, both = calibrate_and_run(x, w, b, spec, 0.3, stride)
+    assert (both_params.input_qp, both_params.coef_qp, both_params.output_qp) == \
+        (params.input_qp, params.coef_qp, params.output_qp)
+    assert np.array_equal(both_params.weight_q, params.weight_q) and np.array_equal(both_params.bias_q, params.bias_q)
+    for d in (run_datapath(x, params, spec, 0.3, stride), both):
+        assert list(d.stages) == list(r.stages) == STAGE_ORDER
+        for name, s in r.stages.items():
+            got = d.stages[name]
+            np.testing.assert_array_equal(got.values, s.values, err_msg=name)
+            np.testing.assert_array_equal(got.scale, s.scale, err_msg=name)
+            assert (got.width_bits, got.signed, got.order, got.zero_point) == (s.width_bits, s.signed, s.order,
+                                                                              s.zero_point), name
+        np.testing.assert_array_equal(d.y, r.y)
+        assert d.counters == r.counters and (d.k, d.positions) == (r.k, r.positions)
+        np.testing.assert_array_equal(d.selection.idx, r.selection.idx)
 
 
 def test_params_from_one_tensor_apply_to_another(layer):

@@ -10,9 +10,9 @@
 """
 
 from wccsim.datapath.layer import (
-    BaselineResult, DatapathResult, LayerParams, LayerResult, Stage, calibrate_layer, run_datapath,
-    simulate_layer, simulate_plain,
+    BaselineResult, DatapathResult, LayerParams, LayerResult, Stage, calibrate_and_run, calibrate_layer,
+    run_datapath, simulate_layer, simulate_plain,
 )
 
-__all__ = ["simulate_layer", "simulate_plain", "calibrate_layer", "run_datapath", "LayerResult",
+__all__ = ["simulate_layer", "simulate_plain", "calibrate_layer", "run_datapath", "calibrate_and_run", "LayerResult",
            "DatapathResult", "LayerParams", "BaselineResult", "Stage"]

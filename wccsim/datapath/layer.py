@@ -74,10 +74,10 @@ from wccsim.datapath.requant import INT32_MAX, INT32_MIN, RequantParams, requant
 from wccsim.errors import InputError
 from wccsim.hw import ActSign, CalibMethod, DatapathSpec, Metric, Normalize, RequantMode
 from wccsim.metrics import ErrorSum
-from wccsim.reference import conv_args, wcc_dropped
+from wccsim.reference import conv_args, ref_conv, wcc_dropped
 
 __all__ = ["Stage", "BaselineResult", "LayerParams", "DatapathResult", "LayerResult", "calibrate_layer",
-           "run_datapath", "simulate_layer", "simulate_plain", "uniform_bits"]
+           "run_datapath", "calibrate_and_run", "simulate_layer", "simulate_plain", "uniform_bits"]
 
 _WHERE = "layer"
 _BIAS_BITS = 32
@@ -188,11 +188,7 @@ class _Layer:
 
     def ref_block(self, x_n: np.ndarray, blk: slice) -> np.ndarray:
         """``ref_conv`` output channels ``blk`` of the image ``x_n`` (1, Cin, H, W): (1, B, H, W) float64."""
-        _, cin, h, w = x_n.shape
-        y = np.matmul(self.w2[blk], x_n.reshape(cin, h * w))
-        if self.b is not None:
-            y += self.b[blk, None]
-        return y.reshape(1, -1, h, w)
+        return ref_conv(x_n, self.w2[blk], None if self.b is None else self.b[blk])
 
     @property
     def output_shape(self) -> tuple:
@@ -776,7 +772,27 @@ def run_datapath(x: np.ndarray, params: LayerParams, spec: DatapathSpec, rate: f
         raise InputError(_WHERE, "x", f"a non-empty (N, {params.weight_q.shape[1]}, H, W) array", x.shape)
     _check_params(params, spec, x.shape[1])
     layer = _prepare(x, params.weight_q, None, stride)
-    fronts = _fronts(layer, params.input_qp, spec, rate, keep)
+    return _run(layer, params, _fronts(layer, params.input_qp, spec, rate, keep), spec, keep)
+
+
+def calibrate_and_run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: DatapathSpec, rate: float,
+                      stride: int = 1, keep: bool = True) -> tuple[LayerParams, DatapathResult]:
+    """`calibrate_layer` then `run_datapath` on the same ``x``, with stages 1-4a run once (calibration
+    needs them): the output `simulate_layer` gives, without its references and baselines.
+
+    Parameters and ``keep`` as in `simulate_layer`.
+
+    Returns
+    -------
+    (LayerParams, DatapathResult)
+    """
+    layer = _prepare(x, w, b, stride)
+    params, fronts = _calibrate(layer, spec, rate, keep)
+    return params, _run(layer, params, fronts, spec, keep)
+
+
+def _run(layer: _Layer, params: LayerParams, fronts: list[_Front], spec: DatapathSpec, keep: bool) -> DatapathResult:
+    """Stages 4b-8 of every image from its stages 1-4a (``fronts``); the output is always kept."""
     out = _Outcome(keep, layer.output_shape, keep_y=True)
     for n, front in enumerate(fronts):
         for _ in _wcc_image(n, front, layer.blocks(), params, spec, out):

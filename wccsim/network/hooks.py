@@ -30,13 +30,12 @@ def float_hook(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int) 
 
 
 def wcc_hook(spec, rate: float) -> Hook:
-    """Hook running the bit-accurate WCC datapath at `rate`: `calibrate_layer` on the layer's input, then
-    `run_datapath` (the output `simulate_layer` gives, without its references, baselines and stages)."""
+    """Hook running the bit-accurate WCC datapath at `rate`: `calibrate_and_run` on the layer's input (the
+    output `simulate_layer` gives, without its references, baselines and stages)."""
     def hook(x, w, b, stride):
-        from wccsim.datapath.layer import calibrate_layer, run_datapath
+        from wccsim.datapath.layer import calibrate_and_run
 
-        params = calibrate_layer(x, w, b, spec, rate, stride=stride)
-        return np.asarray(run_datapath(x, params, spec, rate, stride=stride, keep=False).y, np.float32)
+        return np.asarray(calibrate_and_run(x, w, b, spec, rate, stride=stride, keep=False)[1].y, np.float32)
     return hook
 
 
