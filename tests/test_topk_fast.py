@@ -191,3 +191,29 @@ def test_energy_rows_longer_than_one_block():
     for metric in Metric:
         np.testing.assert_array_equal(energy(coef, metric, shift), _plain_energy(coef, metric, shift))
         np.testing.assert_array_equal(energy(coef.astype(np.int32), metric), _plain_energy(coef, metric))
+
+
+def _lexsort_select(e, k):
+    """Ascending kept positions per row: the k largest, ties to the lower position (lexsort reference)."""
+    p = e.shape[1]
+    order = np.lexsort((np.arange(p)[None, :].repeat(e.shape[0], 0), -e), axis=1)[:, :k]
+    return np.sort(order, axis=1)
+
+
+def test_exact_select_compaction_tails_and_skewed_rows():
+    """The 8-positions-per-word compaction (P not a multiple of 8, k near P, dense and sparse kept sets) and
+    the sample window's refinement on rows whose keys pile into the lowest histogram bucket."""
+    rng = np.random.default_rng(17)
+    for p in (1, 7, 8, 9, 15, 16, 17, 63, 65, 2047, 2048, 2053, 9001):
+        rows = [rng.integers(0, 5, p), rng.integers(0, 1 << 30, p), np.full(p, 3),
+                rng.geometric(0.05, p) ** 3, np.where(rng.random(p) < 0.97, rng.integers(0, 64, p), 1 << 40)]
+        for row in rows:
+            e = np.stack([row, row[::-1]]).astype(np.int64)
+            for k in sorted({1, 2, 7, 8, 9, p // 3, p // 2, p - 9, p - 8, p - 1, p} & set(range(1, p + 1))):
+                for ee in (e, np.minimum(e, np.iinfo(np.int32).max).astype(np.int32), e.astype(np.float64)):
+                    sel = select(ee, k, EXACT)
+                    want = _lexsort_select(ee, k)
+                    np.testing.assert_array_equal(sel.idx, want)
+                    bitmap = np.zeros(e.shape, dtype=bool)
+                    np.put_along_axis(bitmap, want, True, axis=1)
+                    np.testing.assert_array_equal(sel.bitmap, bitmap)

@@ -32,6 +32,9 @@ import math
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from wccsim.datapath.haar import position_levels
 from wccsim.errors import InputError
@@ -268,7 +271,7 @@ def _select_exact(e: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     O(P) per row, the same set as a stable descending sort: every energy above the k-th largest value
     ``v``, then the first ``k - #(e > v)`` positions (lowest indices) whose energy equals ``v``.
-    `_exact_kernel` finds ``v`` by radix selection and writes both outputs in one scan. Float energies
+    `_exact_kernel` finds ``v`` by radix selection, then writes the bitmap and compacts it into idx. Float energies
     are selected on their IEEE bit patterns, which order non-negative doubles as the values do
     (``+ 0.0`` turns -0.0 into +0.0, equal to it as a value).
     """
@@ -346,9 +349,23 @@ _KERNEL_DTYPES = frozenset((_INT64, np.dtype(np.int32)))  # coefficient dtypes r
 _NO_SHIFT = np.zeros(0, dtype=np.int64)
 _BLOCK = 65536      # positions per accumulation block: its (block,) int64 partial energies stay in L2 (512 KiB)
 _RADIX_BITS = 11    # histogram of 2048 buckets per radix round
-_SCAN_BLOCK = 256   # positions per vectorized count in the tie and last-kept scans
+_SCAN_BLOCK = 256   # positions per vectorized count in the tie scan
 _SAMPLES = 4096     # keys sampled per row (at most) to guess the first radix round's window
 _SAMPLED_ROWS = 2048  # rows of this many keys or more start from a sample of every 4th key or sparser
+_PACK_BYTES = np.uint64(0x0102040810204080)  # (w * this) >> 56: bit q = low bit of byte q of w
+
+
+def _pack_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Per 8-bit mask: its set bit positions, ascending and zero-padded to 8, and its popcount."""
+    bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
+    offsets = np.zeros((256, 8), dtype=np.int64)
+    for m in range(256):
+        ones = np.flatnonzero(bits[m])
+        offsets[m, :ones.size] = ones
+    return offsets, bits.sum(axis=1)
+
+
+_OFFSETS, _POPCOUNT = _pack_tables()
 
 
 @numba.njit(cache=True, inline="always")
@@ -416,53 +433,45 @@ def _energy_kernel(coef, metric, shifts, shifted, out):
 
 @numba.njit(cache=True)
 def _sample_window(row, lo, hi, need, hist):
-    """Key window [wl, wh] that likely holds the need-th largest key of ``row`` (keys in [lo, hi]): a
-    histogram of every max(4, P // _SAMPLES)-th key, widened by 3 standard deviations of the sample rank."""
+    """Key window [wl, wh] that likely holds the need-th largest key of ``row`` (keys in [lo, hi]): from a
+    histogram of every max(4, P // _SAMPLES)-th key, widened by 3 standard deviations of the sample rank.
+    While the window is one histogram bucket wide, the sample is histogrammed again within it (skewed rows
+    pile most keys into one bucket)."""
     m = row.size
     step = max(4, m // _SAMPLES)
-    span = hi - lo
-    shift = 0
-    while (span >> shift) >= hist.size:
-        shift += 1
-    hist[:] = 0
-    ns = 0
-    for i in range(0, m, step):
-        hist[(row[i] - lo) >> shift] += 1
-        ns += 1
+    ns = (m + step - 1) // step
     r = need * ns / m
     d = 3.0 * np.sqrt(r) + 4.0
-    b = span >> shift
-    above = 0
-    while b > 0 and above + hist[b] <= r - d:
-        above += hist[b]
-        b -= 1
-    wh = min(hi, lo + ((b + 1) << shift) - 1)
-    while b > 0 and above + hist[b] < r + d:
-        above += hist[b]
-        b -= 1
-    return lo + (b << shift), wh
+    above = 0  # sampled keys above [lo, hi]
+    while True:
+        span = hi - lo
+        shift = 0
+        while (span >> shift) >= hist.size:
+            shift += 1
+        b = span >> shift
+        hist[:b + 1] = 0
+        width = np.uint64(span)
+        for i in range(0, m, step):
+            v = row[i]
+            if np.uint64(v - lo) <= width:
+                hist[(v - lo) >> shift] += 1
+        while b > 0 and above + hist[b] <= r - d:
+            above += hist[b]
+            b -= 1
+        top = b
+        wh = min(hi, lo + ((b + 1) << shift) - 1)
+        rest = above
+        while b > 0 and above + hist[b] < r + d:
+            above += hist[b]
+            b -= 1
+        wl = lo + (b << shift)
+        if shift == 0 or b < top:
+            return wl, wh
+        lo, hi, above = wl, wh, rest
 
 
 # The kernels below loop over slices with range(size) and index with unsigned counters: numba then
 # emits no negative-index wraparound, which otherwise keeps these loops from vectorizing.
-
-
-@numba.njit(cache=True)
-def _last_above(row, thr):
-    """Last position whose key is > thr, -1 if none (blocks counted vectorized from the end)."""
-    end = row.size
-    while end > 0:
-        start = max(0, end - _SCAN_BLOCK)
-        block = row[start:end]
-        count = 0
-        for i in range(block.size):
-            count += np.int64(block[i] > thr)
-        if count:
-            for p in range(end - 1, start - 1, -1):
-                if row[p] > thr:
-                    return p
-        end = start
-    return -1
 
 
 @numba.njit(cache=True)
@@ -484,19 +493,45 @@ def _nth_equal(row, t, nth):
         start += block.size
 
 
-@numba.njit(cache=True)
-def _keep_above(row, thr, start, end, brow, irow, j):
-    """Positions start..end-1: bitmap = key > thr, kept positions appended to irow from j; returns j.
+@intrinsic
+def _add_store8(typingctx, dst, j, src, base):
+    """dst[j:j+8] = src[:8] + base as one 8-lane vector load, add and store (no bounds checks)."""
+    def codegen(context, builder, sig, args):
+        d = context.make_array(sig.args[0])(context, builder, args[0])
+        s = context.make_array(sig.args[2])(context, builder, args[2])
+        vt = ir.VectorType(ir.IntType(64), 8)
+        vec = builder.load(builder.bitcast(s.data, vt.as_pointer()), align=8)
+        lane = builder.insert_element(ir.Constant(vt, ir.Undefined), args[3], ir.Constant(ir.IntType(32), 0))
+        splat = builder.shuffle_vector(lane, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+        builder.store(builder.add(vec, splat), builder.bitcast(builder.gep(d.data, [args[1]]), vt.as_pointer()), align=8)
+        return context.get_dummy_value()
+    return types.void(dst, types.int64, src, types.int64), codegen
 
-    The bitmap is written first (vectorized), then compacted into irow branch-free."""
-    keys, bits = row[start:end], brow[start:end]
-    for i in range(keys.size):
-        bits[i] = keys[i] > thr
-    u = np.uint64(j)
-    for i in range(bits.size):
-        irow[u] = start + i
-        u += np.uint64(bits[i])
-    return np.int64(u)
+
+@numba.njit(cache=True)
+def _compact(flags, p_, out):
+    """Write the positions of the 1 bytes among the first p_ 0/1 bytes of ``flags`` (uint64 words) to ``out``
+    in ascending order; returns their count.
+
+    Zero words are skipped; the set bytes of any other word, packed into an 8-bit mask, index a table of
+    their positions, stored as 8 slots at once while 8 fit in ``out`` (slots past the set ones are
+    overwritten next)."""
+    flags_u8 = flags.view(np.uint8)
+    for i in range(flags_u8.size - p_):
+        flags_u8[p_ + i] = 0
+    j = 0
+    for w in range(flags.size):
+        word = flags[w]
+        if word == 0:
+            continue
+        m = (word * _PACK_BYTES) >> np.uint64(56)
+        if j + 8 <= out.size:
+            _add_store8(out, j, _OFFSETS[m], w * 8)
+        else:
+            for q in range(_POPCOUNT[m]):
+                out[j + q] = w * 8 + _OFFSETS[m, q]
+        j += _POPCOUNT[m]
+    return j
 
 
 @numba.njit(cache=True)
@@ -508,13 +543,16 @@ def _exact_kernel(keys, k, bitmap, idx):
     value range [lo, hi] finds the bucket holding it, the candidates in that bucket are gathered, and the
     range narrows to the bucket until lo == hi. ``need`` is then t's rank among the keys equal to t, i.e.
     the number of ties to keep, and ``ties`` how many keys equal t. The kept set is every key >= t up to
-    ``p_r`` (the position of the need-th tie) and every key > t after it: one threshold per side of
-    ``p_r``, written in one position-order scan that ends at the last kept position.
+    ``p_r`` (the position of the need-th tie) and every key > t after it: one pass writes it to the bitmap
+    and to ``flags``, which `_compact` turns into idx. On sampled rows, the candidates of the first round
+    are the keys inside the sample's window, flagged by the pass that counts the keys above it.
     """
     n_, p_ = keys.shape
     nb = 1 << _RADIX_BITS
     hist = np.zeros(nb, dtype=np.int64)
-    scratch = np.empty(p_, dtype=np.int64)
+    scratch = np.empty(p_ + 8, dtype=np.int64)
+    flags = np.empty((p_ + 7) // 8, dtype=np.uint64)
+    flags_u8 = flags.view(np.uint8)
     for n in range(n_):
         row = keys[n]
         lo = row[0]
@@ -530,18 +568,18 @@ def _exact_kernel(keys, k, bitmap, idx):
         ties = np.int64(m)  # keys equal to t, once lo == hi
         if hi > lo and p_ >= _SAMPLED_ROWS:
             # First round from a sample: count the keys above a window [wl, wh] that the sample says
-            # holds t and gather those inside it; a wrong guess only costs these two passes.
+            # holds t and gather those inside it; a wrong guess only costs this pass and the gather.
             wl, wh = _sample_window(row, lo, hi, need, hist)
             above = np.int64(0)
-            for i in range(p_):  # a separate count vectorizes; the gather below cannot
-                above += np.int64(row[i] > wh)
             width = np.uint64(wh - wl)
-            j = 0
             for i in range(p_):
                 v = row[i]
-                scratch[j] = v
-                j += np.int64(np.uint64(v - wl) <= width)  # wl <= v <= wh in one compare
+                above += np.int64(v > wh)
+                flags_u8[i] = np.uint64(v - wl) <= width  # wl <= v <= wh in one compare
+            j = _compact(flags, p_, scratch)
             if above < need <= above + j:
+                for i in range(j):
+                    scratch[i] = row[scratch[i]]
                 need -= above
                 cand = scratch[:j]
                 m = j
@@ -580,16 +618,11 @@ def _exact_kernel(keys, k, bitmap, idx):
             m = j
             ties = m
         t = lo
+        p_r = p_ - 1 if need == ties else _nth_equal(row, t, need)
         brow = bitmap[n]
-        irow = idx[n]
-        if need == ties:  # every key >= t is kept
-            p_r = _last_above(row, t - 1)
-            p_last = p_r
-        else:
-            p_r = _nth_equal(row, t, need)
-            p_last = max(p_r, _last_above(row, t))
-        j = _keep_above(row, t - 1, 0, p_r + 1, brow, irow, 0)
-        _keep_above(row, t, p_r + 1, p_last + 1, brow, irow, j)
-        for p in range(p_last + 1, p_):
-            brow[p] = False
+        for i in range(p_):
+            keep = row[i] > t - np.int64(i <= p_r)
+            brow[i] = keep
+            flags_u8[i] = keep
+        _compact(flags, p_, idx[n])
     return True
