@@ -455,3 +455,34 @@ def test_inverse_kept_rejects_bad_idx():
     for bad in ([[3, 3]], [[4, 2]], [[0, 16]], [[-1, 2]], [[0, 1, 2]]):
         with pytest.raises(InputError, match="idx"):
             inverse_kept(acc, np.array(bad, dtype=np.int64), 4, 4, HaarSpec(levels=1), 16)
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("normalize", NORMS)
+@pytest.mark.parametrize("spikes", [0, 3])
+def test_rows_redone_exactly_only_where_values_clip(rounding, normalize, spikes):
+    """The kernels run each row unclipped and redo it clipped only if a value left the register: rows
+    with and without clips in one plane, and planes without any, match the slow model (counts included)."""
+    rng = np.random.default_rng(spikes * 7 + ROUNDINGS.index(rounding))
+    levels, h, w, width = 2, 13, 22, 12
+    spec = HaarSpec(levels=levels, normalize=normalize, rounding=rounding, width_bits=width)
+    hp, wp = pad_shape(h, w, levels)
+    x = rng.integers(-200, 200, size=(1, 2, h, w))
+    coef = rng.integers(-300, 300, size=(1, 2, hp * wp))
+    for _ in range(spikes):  # a few values far outside the register: only their rows clip
+        x[0, 1, rng.integers(h), rng.integers(w)] = rng.choice([-1, 1]) * 8000
+        coef[0, 1, rng.integers(hp * wp)] = rng.choice([-1, 1]) * 5000
+    fwd = forward_int(x, spec, 14)
+    got, sat = inverse_int(coef, h, w, spec, width)
+    want_f = want_i = 0
+    for c in range(2):
+        img = np.zeros((hp, wp), dtype=np.int64)
+        img[:h, :w] = x[0, c]
+        layout, s = _slow_forward(img.tolist(), levels, spec)
+        assert fwd.coef[0, c].tolist() == layout
+        want_f += s
+        out, s = _slow_inverse(coef[0, c].tolist(), hp, wp, levels, spec, width)
+        assert got[0, c].tolist() == [row[:w] for row in out[:h]]
+        want_i += s
+    assert fwd.saturations == want_f and sat == want_i
+    assert (want_f > 0 and want_i > 0) == (spikes > 0)

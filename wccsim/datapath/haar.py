@@ -243,8 +243,8 @@ def forward_int(x: np.ndarray, spec: HaarSpec, in_bits: int) -> HaarForward:
     hp, wp = pad_shape(h, w, levels)
     coef = np.empty((n, c, hp * wp), dtype=np.int64)
     lo, hi = signed_range(spec.width_bits)
-    shift = 1 if spec.normalize is Normalize.PER_LEVEL else 0
-    args = (levels, hp, wp, *_round_params(shift, spec.rounding), lo, hi)
+    per_level = spec.normalize is Normalize.PER_LEVEL
+    args = (levels, hp, wp, *(_half_args(spec.rounding) if per_level else (None, None)), lo, hi)
     x = np.array(x, order="C", copy=True)  # kept for `HaarForward.lows` (the caller may change its x)
     sat = _forward_kernel(x, coef, _NO_LOWS, False, *args)
     return HaarForward(coef, spec.width_bits, int(sat), (hp, wp, levels), (x, args))
@@ -471,41 +471,83 @@ def _round_params(shift: int, rounding: Rounding) -> tuple[int, int, int]:
     raise InputError(_WHERE, "rounding", "a Rounding member", rounding)
 
 
+def _half_args(rounding: Rounding) -> tuple:
+    """``(rnd, odd)`` of `_half` for a rounding shift right by 1: the bias (`_round_params`) and 1 for
+    ``half_even`` (else None). With shift 1, ``half_even``'s bias is 0, so the kernels may add the bias to
+    the butterflies' common term before the odd term is taken."""
+    _, bias, odd = _round_params(1, rounding)
+    return bias, (odd or None)
+
+
 def _inverse_args(h: int, w: int, spec: HaarSpec, width_bits: int) -> tuple:
     """Scalar arguments of `_inverse_plane` after ``src, out`` and the scratch buffers."""
     hp, wp = pad_shape(h, w, spec.levels)
-    deferred = spec.normalize is Normalize.DEFERRED
     lo, hi = signed_range(width_bits)
-    return (spec.levels, hp, wp, h, w, deferred, *_round_params(0 if deferred else 1, spec.rounding),
-            *_round_params(spec.levels if deferred else 0, spec.rounding), lo, hi)
+    if spec.normalize is Normalize.DEFERRED:
+        return (spec.levels, hp, wp, h, w, None, None, _round_params(spec.levels, spec.rounding), lo, hi)
+    return (spec.levels, hp, wp, h, w, *_half_args(spec.rounding), None, lo, hi)
+
+
+# Row modes, compile-time constants at each call site so LLVM drops the unused work: _FAST does not clip
+# but tracks whether a value (loaded or produced) leaves the register's range (2 ops a value instead of
+# 4), and the caller then redoes the row with _EXACT, which clips and counts. Rows never read what they
+# write, so a redo recomputes the same sums.
+_FAST, _EXACT = 1, 2
 
 
 @numba.njit(cache=True, inline="always")
-def _norm_clip(v, s, bias, odd, lo, hi):
-    """Rounding shift (see `_round_params`) then clip to ``[lo, hi]``: (register value, 1 if clipped)."""
-    q = (v + bias + ((v >> s) & odd)) >> s
-    r = min(max(q, lo), hi)
-    return r, np.int64(r != q)
+def _half(v, rnd, odd):
+    """PER_LEVEL's rounding shift right by 1 of a butterfly sum whose common term already carries the bias
+    ``rnd`` (see `_half_args`); ``rnd`` None: DEFERRED, no shift."""
+    if rnd is None:
+        return v
+    if odd is None:
+        return v >> 1
+    return (v + ((v >> 1) & 1)) >> 1
 
 
 @numba.njit(cache=True, inline="always")
-def _fwd_row(a, oa, b, ob, ylow, ol, coef, o2, o3, o4, w, s, bias, odd, lo, hi):
-    """One block row of one forward level: rows ``a[oa:]``, ``b[ob:]`` (2w values each) -> y1 at
-    ``ylow[ol:]``, y2..y4 at ``coef[o2:]``, ``coef[o3:]``, ``coef[o4:]`` (w values each). Returns clips."""
-    sat = np.int64(0)
+def _clip4(y1, y2, y3, y4, lo, hi):
+    """Clip four values to ``[lo, hi]``: the clipped values and how many were clipped."""
+    c1, c2, c3, c4 = min(max(y1, lo), hi), min(max(y2, lo), hi), min(max(y3, lo), hi), min(max(y4, lo), hi)
+    return c1, c2, c3, c4, np.int64(c1 != y1) + np.int64(c2 != y2) + np.int64(c3 != y3) + np.int64(c4 != y4)
+
+
+@numba.njit(cache=True, inline="always")
+def _fwd_row(a, oa, b, ob, ylow, ol, coef, o2, o3, o4, w, rnd, odd, lo, hi, mode):
+    """One block row of one forward level in row mode ``mode``: rows ``a[oa:]``, ``b[ob:]`` (2w values
+    each) -> y1 at ``ylow[ol:]``, y2..y4 at ``coef[o2:]``, ``coef[o3:]``, ``coef[o4:]`` (w values each).
+    Returns the clips (_EXACT) or 1 if the row must be redone (_FAST)."""
+    sat, mn, mx = np.int64(0), np.int64(0), np.int64(0)
     for j in range(w):
-        p, q, r, t = a[oa + 2 * j], a[oa + 2 * j + 1], b[ob + 2 * j], b[ob + 2 * j + 1]
+        p, q = np.int64(a[oa + 2 * j]), np.int64(a[oa + 2 * j + 1])
+        r, t = np.int64(b[ob + 2 * j]), np.int64(b[ob + 2 * j + 1])
+        if rnd is not None:
+            p += rnd  # the rounding bias, common to the four sums
         s_top, d_top, s_bot, d_bot = p + q, p - q, r + t, r - t
-        v, k0 = _norm_clip(s_top + s_bot, s, bias, odd, lo, hi)
-        ylow[ol + j] = v
-        v, k1 = _norm_clip(d_top + d_bot, s, bias, odd, lo, hi)
-        coef[o2 + j] = v
-        v, k2 = _norm_clip(s_top - s_bot, s, bias, odd, lo, hi)
-        coef[o3 + j] = v
-        v, k3 = _norm_clip(d_top - d_bot, s, bias, odd, lo, hi)
-        coef[o4 + j] = v
-        sat += k0 + k1 + k2 + k3
+        y1, y2 = _half(s_top + s_bot, rnd, odd), _half(d_top + d_bot, rnd, odd)
+        y3, y4 = _half(s_top - s_bot, rnd, odd), _half(d_top - d_bot, rnd, odd)
+        if mode == _EXACT:
+            y1, y2, y3, y4, k = _clip4(y1, y2, y3, y4, lo, hi)
+            sat += k
+        elif mode == _FAST:
+            mn = min(mn, min(min(y1, y2), min(y3, y4)))
+            mx = max(mx, max(max(y1, y2), max(y3, y4)))
+        ylow[ol + j] = y1
+        coef[o2 + j] = y2
+        coef[o3 + j] = y3
+        coef[o4 + j] = y4
+    if mode == _FAST:
+        return np.int64(mn < lo or mx > hi)
     return sat
+
+
+@numba.njit(cache=True, inline="always")
+def _fwd_row_sat(a, oa, b, ob, ylow, ol, coef, o2, o3, o4, w, rnd, odd, lo, hi):
+    """`_fwd_row` with exact clips: _FAST, redone _EXACT if a value left the range."""
+    if _fwd_row(a, oa, b, ob, ylow, ol, coef, o2, o3, o4, w, rnd, odd, lo, hi, _FAST):
+        return _fwd_row(a, oa, b, ob, ylow, ol, coef, o2, o3, o4, w, rnd, odd, lo, hi, _EXACT)
+    return np.int64(0)
 
 
 @numba.njit(cache=True, inline="always")
@@ -521,11 +563,40 @@ def _load_row(xp, r, h, w, buf):
 
 
 @numba.njit(cache=True)
-def _forward_kernel(x, coef, lows, keep, levels, hp, wp, s, bias, odd, lo, hi):
+def _fwd_level1(xp, h, w, r0, r1, ta, cp, hl, wl, rnd, odd, lo, hi):
+    """Forward level 1 of one plane: xp (h, w) (rows loaded into r0, r1 with the padding) -> y1 into ta,
+    y2..y4 into cp. Returns the clips. (Each level is its own function: inlined into the plane loop,
+    the rows run slower.)"""
+    size = hl * wl
+    sat = np.int64(0)
+    for i in range(hl):
+        _load_row(xp, 2 * i, h, w, r0)
+        _load_row(xp, 2 * i + 1, h, w, r1)
+        o = i * wl
+        sat += _fwd_row_sat(r0, 0, r1, 0, ta, o, cp, size + o, 2 * size + o, 3 * size + o, wl, rnd, odd, lo, hi)
+    return sat
+
+
+@numba.njit(cache=True)
+def _fwd_level(cur, nxt, cp, hl, wl, rnd, odd, lo, hi):
+    """Forward level >= 2 of one plane: low band cur (2hl, 2wl) -> y1 into nxt, y2..y4 into cp. Returns
+    the clips."""
+    size = hl * wl
+    sat = np.int64(0)
+    for i in range(hl):
+        o = i * wl
+        sat += _fwd_row_sat(cur, 4 * o, cur, 4 * o + 2 * wl, nxt, o, cp, size + o, 2 * size + o, 3 * size + o,
+                            wl, rnd, odd, lo, hi)
+    return sat
+
+
+@numba.njit(cache=True)
+def _forward_kernel(x, coef, lows, keep, levels, hp, wp, rnd, odd, lo, hi):
     """All levels of the forward unit, one (n, c) plane at a time, padding implicit. x (N, C, H, W) any
     integer dtype; writes coef (N, C, P) in layout order and, if ``keep``, lows (N, C, Q) (low bands of
-    levels 1..L-1, finest first); returns the number of clipped values. Each level reads its low band from one
-    (P/4,) scratch and writes the next into the other (separate buffers keep the row loop vectorized)."""
+    levels 1..L-1, finest first); returns the number of clipped values. ``rnd, odd``: `_half`. Each level
+    reads its low band from one (P/4,) scratch and writes the next into the other (separate buffers keep
+    the row loop vectorized)."""
     n_, c_, h, w = x.shape
     r0, r1 = np.zeros(wp, np.int64), np.zeros(wp, np.int64)
     ta, tb = np.empty(hp * wp // 4, np.int64), np.empty(hp * wp // 4, np.int64)
@@ -535,22 +606,14 @@ def _forward_kernel(x, coef, lows, keep, levels, hp, wp, s, bias, odd, lo, hi):
             cp, xp = coef[n, c], x[n, c]
             hl, wl = hp >> 1, wp >> 1
             size = hl * wl
-            for i in range(hl):  # level 1 from the input rows
-                _load_row(xp, 2 * i, h, w, r0)
-                _load_row(xp, 2 * i + 1, h, w, r1)
-                o = i * wl
-                sat += _fwd_row(r0, 0, r1, 0, ta, o, cp, size + o, 2 * size + o, 3 * size + o, wl,
-                                s, bias, odd, lo, hi)
+            sat += _fwd_level1(xp, h, w, r0, r1, ta, cp, hl, wl, rnd, odd, lo, hi)
             cur, nxt = ta, tb
             off = 0  # where the next low band goes in lp
             for lev in range(1, levels + 1):
                 if lev > 1:
                     hl, wl = hp >> lev, wp >> lev
                     size = hl * wl
-                    for i in range(hl):
-                        o = i * wl
-                        sat += _fwd_row(cur, 4 * o, cur, 4 * o + 2 * wl, nxt, o, cp, size + o,
-                                        2 * size + o, 3 * size + o, wl, s, bias, odd, lo, hi)
+                    sat += _fwd_level(cur, nxt, cp, hl, wl, rnd, odd, lo, hi)
                     cur, nxt = nxt, cur
                 if lev < levels:
                     if keep:
@@ -565,47 +628,66 @@ def _forward_kernel(x, coef, lows, keep, levels, hp, wp, s, bias, odd, lo, hi):
 
 
 @numba.njit(cache=True, inline="always")
-def _inv_row(low, ol, src, o2, o3, o4, ds, d0, od0, d1, od1, w, lo, hi, s, bias, odd):
-    """One block row of one inverse level: y1 at ``low[ol:]`` (a register value), y2..y4 loaded from
-    ``src[o2:]``, ``src[o3:]``, ``src[o4:]`` (input saturation, then << ``ds``) -> rows ``d0[od0:]``,
-    ``d1[od1:]`` (2w values each), normalized and clipped. Returns the clips (inputs and outputs)."""
-    sat = np.int64(0)
+def _inv_row(low, ol, src, o2, o3, o4, ds, d0, od0, d1, od1, w, lo, hi, rnd, odd, fin, mode):
+    """One block row of one inverse level in row mode ``mode`` (_FAST or _EXACT): y1 at ``low[ol:]`` (a
+    register value), y2..y4 loaded from ``src[o2:]``, ``src[o3:]``, ``src[o4:]`` (input register, then
+    << ``ds`` if DEFERRED) -> rows ``d0[od0:]``, ``d1[od1:]`` (2w values each) after `_half` (``rnd,
+    odd``), the output register and, unless ``fin`` is None, the final rounding shift ``fin = (fs, fbias,
+    fodd)``. Returns the clips, inputs and outputs (_EXACT), or 1 if the row must be redone (_FAST)."""
+    sat, mn, mx = np.int64(0), np.int64(0), np.int64(0)
     for j in range(w):
         y1 = low[ol + j]
-        v2, v3, v4 = np.int64(src[o2 + j]), np.int64(src[o3 + j]), np.int64(src[o4 + j])
-        c2, c3, c4 = min(max(v2, lo), hi), min(max(v3, lo), hi), min(max(v4, lo), hi)
-        sat += np.int64(c2 != v2) + np.int64(c3 != v3) + np.int64(c4 != v4)
-        y2, y3, y4 = c2 << ds, c3 << ds, c4 << ds
+        y2, y3, y4 = np.int64(src[o2 + j]), np.int64(src[o3 + j]), np.int64(src[o4 + j])
+        if mode == _EXACT:
+            y2, y3, y4, _, k = _clip4(y2, y3, y4, y1, lo, hi)  # y1 is a register value: never clipped
+            sat += k
+        else:
+            mn = min(mn, min(y2, min(y3, y4)))
+            mx = max(mx, max(y2, max(y3, y4)))
+        if rnd is None:
+            y2, y3, y4 = y2 << ds, y3 << ds, y4 << ds
+        else:
+            y1 += rnd  # the rounding bias, common to the four sums
         p, q, r, t = y1 + y3, y2 + y4, y1 - y3, y2 - y4
-        v, k0 = _norm_clip(p + q, s, bias, odd, lo, hi)
-        d0[od0 + 2 * j] = v
-        v, k1 = _norm_clip(p - q, s, bias, odd, lo, hi)
-        d0[od0 + 2 * j + 1] = v
-        v, k2 = _norm_clip(r + t, s, bias, odd, lo, hi)
-        d1[od1 + 2 * j] = v
-        v, k3 = _norm_clip(r - t, s, bias, odd, lo, hi)
-        d1[od1 + 2 * j + 1] = v
-        sat += k0 + k1 + k2 + k3
+        a, b = _half(p + q, rnd, odd), _half(p - q, rnd, odd)
+        c, d = _half(r + t, rnd, odd), _half(r - t, rnd, odd)
+        if mode == _EXACT:
+            a, b, c, d, k = _clip4(a, b, c, d, lo, hi)
+            sat += k
+        else:
+            mn = min(mn, min(min(a, b), min(c, d)))
+            mx = max(mx, max(max(a, b), max(c, d)))
+        if fin is not None:
+            fs, fbias, fodd = fin
+            a = (a + fbias + ((a >> fs) & fodd)) >> fs
+            b = (b + fbias + ((b >> fs) & fodd)) >> fs
+            c = (c + fbias + ((c >> fs) & fodd)) >> fs
+            d = (d + fbias + ((d >> fs) & fodd)) >> fs
+        d0[od0 + 2 * j] = a
+        d0[od0 + 2 * j + 1] = b
+        d1[od1 + 2 * j] = c
+        d1[od1 + 2 * j + 1] = d
+    if mode == _FAST:
+        return np.int64(mn < lo or mx > hi)
     return sat
 
 
 @numba.njit(cache=True, inline="always")
-def _store_row(buf, outp, r, h, w, fs, fbias, fodd):
-    """Cropped output row ``r`` (if inside the map) from ``buf``, with the final (deferred) rounding shift."""
-    if r < h:
-        for j in range(w):
-            v = buf[j]
-            outp[r, j] = (v + fbias + ((v >> fs) & fodd)) >> fs
+def _inv_row_sat(low, ol, src, o2, o3, o4, ds, d0, od0, d1, od1, w, lo, hi, rnd, odd, fin):
+    """`_inv_row` with exact clips: _FAST, redone _EXACT if a value left the range."""
+    if _inv_row(low, ol, src, o2, o3, o4, ds, d0, od0, d1, od1, w, lo, hi, rnd, odd, fin, _FAST):
+        return _inv_row(low, ol, src, o2, o3, o4, ds, d0, od0, d1, od1, w, lo, hi, rnd, odd, fin, _EXACT)
+    return np.int64(0)
 
 
 @numba.njit(cache=True)
-def _inverse_plane(src, outp, bufa, bufb, rb0, rb1, levels, hp, wp, h, w, deferred, s, bias, odd,
-                   fs, fbias, fodd, lo, hi):
+def _inverse_plane(src, outp, bufa, bufb, rb0, rb1, levels, hp, wp, h, w, rnd, odd, fin, lo, hi):
     """The whole inverse unit on one plane: src (P,) layout-order coefficients (any integer dtype,
-    saturated to ``[lo, hi]`` as loaded) -> outp (h, w) int64, cropped. bufa, bufb: (P/4,) int64 scratch
-    for the low bands; rb0, rb1: (wp,) int64 row scratch, which every level's butterflies write (then
-    copied into the next low band or stored to outp): arrays apart from the bands keep that loop
-    vectorized. Returns the number of clipped values."""
+    saturated to ``[lo, hi]`` as loaded) -> outp (h, w) int64, cropped. ``rnd, odd``: PER_LEVEL's
+    `_half` (None: DEFERRED); ``fin``: DEFERRED's final rounding shift (`_inv_row`). bufa, bufb: (P/4,)
+    int64 scratch for the low bands; rb0, rb1: (wp,) int64 row scratch, which every level's butterflies
+    write (then copied into the next low band or the cropped output): rows written straight into the
+    bands or outp do not vectorize. Returns the number of clipped values."""
     sat = np.int64(0)
     hl, wl = hp >> levels, wp >> levels
     for p in range(hl * wl):  # LL_L into the low-band register
@@ -614,27 +696,32 @@ def _inverse_plane(src, outp, bufa, bufb, rb0, rb1, levels, hp, wp, h, w, deferr
         sat += np.int64(cl != v)
         bufa[p] = cl
     cur, nxt = bufa, bufb
-    for lev in range(levels, 0, -1):
+    for lev in range(levels, 1, -1):
         hl, wl = hp >> lev, wp >> lev
         size = hl * wl
-        ds = levels - lev if deferred else 0
         for i in range(hl):
             o = i * wl
-            sat += _inv_row(cur, o, src, size + o, 2 * size + o, 3 * size + o, ds,
-                            rb0, 0, rb1, 0, wl, lo, hi, s, bias, odd)
-            if lev > 1:
-                for j in range(2 * wl):
-                    nxt[4 * o + j] = rb0[j]
-                    nxt[4 * o + 2 * wl + j] = rb1[j]
-            else:
-                _store_row(rb0, outp, 2 * i, h, w, fs, fbias, fodd)
-                _store_row(rb1, outp, 2 * i + 1, h, w, fs, fbias, fodd)
+            sat += _inv_row_sat(cur, o, src, size + o, 2 * size + o, 3 * size + o, levels - lev,
+                                rb0, 0, rb1, 0, wl, lo, hi, rnd, odd, None)
+            for j in range(2 * wl):
+                nxt[4 * o + j] = rb0[j]
+                nxt[4 * o + 2 * wl + j] = rb1[j]
         cur, nxt = nxt, cur
+    hl, wl = hp >> 1, wp >> 1
+    size = hl * wl
+    for i in range(hl):  # level 1 into the output rows
+        o = i * wl
+        sat += _inv_row_sat(cur, o, src, size + o, 2 * size + o, 3 * size + o, levels - 1,
+                            rb0, 0, rb1, 0, wl, lo, hi, rnd, odd, fin)
+        for r, buf in ((2 * i, rb0), (2 * i + 1, rb1)):
+            if r < h:
+                for j in range(w):
+                    outp[r, j] = buf[j]
     return sat
 
 
 @numba.njit(cache=True)
-def _inverse_dense_kernel(coef, out, levels, hp, wp, h, w, deferred, s, bias, odd, fs, fbias, fodd, lo, hi):
+def _inverse_dense_kernel(coef, out, levels, hp, wp, h, w, rnd, odd, fin, lo, hi):
     """`_inverse_plane` over every plane of coef (N, C, P) -> out (N, C, h, w); returns the clips."""
     n_, c_, p_ = coef.shape
     bufa, bufb = np.empty(p_ // 4, np.int64), np.empty(p_ // 4, np.int64)
@@ -643,12 +730,12 @@ def _inverse_dense_kernel(coef, out, levels, hp, wp, h, w, deferred, s, bias, od
     for n in range(n_):
         for c in range(c_):
             sat += _inverse_plane(coef[n, c], out[n, c], bufa, bufb, rb0, rb1, levels, hp, wp, h, w,
-                                  deferred, s, bias, odd, fs, fbias, fodd, lo, hi)
+                                  rnd, odd, fin, lo, hi)
     return sat
 
 
 @numba.njit(cache=True)
-def _inverse_kept_kernel(acc, idx, out, levels, hp, wp, h, w, deferred, s, bias, odd, fs, fbias, fodd, lo, hi):
+def _inverse_kept_kernel(acc, idx, out, levels, hp, wp, h, w, rnd, odd, fin, lo, hi):
     """Zero-fill of the kept columns acc (N, C, k) at positions idx (N, k) into one (P,) plane scratch,
     then `_inverse_plane`; out (N, C, h, w). Only the kept positions are ever nonzero, so the scratch
     is cleared by resetting those after each n. Returns the clips."""
@@ -663,7 +750,7 @@ def _inverse_kept_kernel(acc, idx, out, levels, hp, wp, h, w, deferred, s, bias,
             for j in range(k_):
                 plane[idx[n, j]] = acc[n, c, j]
             sat += _inverse_plane(plane, out[n, c], bufa, bufb, rb0, rb1, levels, hp, wp, h, w,
-                                  deferred, s, bias, odd, fs, fbias, fodd, lo, hi)
+                                  rnd, odd, fin, lo, hi)
         for j in range(k_):
             plane[idx[n, j]] = 0
     return sat
