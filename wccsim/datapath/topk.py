@@ -350,8 +350,9 @@ _NO_SHIFT = np.zeros(0, dtype=np.int64)
 _BLOCK = 65536      # positions per accumulation block: its (block,) int64 partial energies stay in L2 (512 KiB)
 _RADIX_BITS = 11    # histogram of 2048 buckets per radix round
 _SCAN_BLOCK = 256   # positions per vectorized count in the tie scan
-_SAMPLES = 4096     # keys sampled per row (at most) to guess the first radix round's window
+_SAMPLES = 2048     # a row's sample: _SAMPLES to 2 * _SAMPLES keys (P / 4 when that is fewer)
 _SAMPLED_ROWS = 2048  # rows of this many keys or more start from a sample of every 4th key or sparser
+_HASH = np.uint64(0x9E3779B97F4A7C15)  # multiplier of the sample's offsets (2^64 / golden ratio)
 _PACK_BYTES = np.uint64(0x0102040810204080)  # (w * this) >> 56: bit q = low bit of byte q of w
 
 
@@ -434,12 +435,14 @@ def _energy_kernel(coef, metric, shifts, shifted, out):
 @numba.njit(cache=True)
 def _sample_window(row, lo, hi, need, hist):
     """Key window [wl, wh] that likely holds the need-th largest key of ``row`` (keys in [lo, hi]): from a
-    histogram of every max(4, P // _SAMPLES)-th key, widened by 3 standard deviations of the sample rank.
-    While the window is one histogram bucket wide, the sample is histogrammed again within it (skewed rows
-    pile most keys into one bucket)."""
+    histogram of one key per ``step`` (a power of two, at least 4), widened by 3 standard deviations of the
+    sample rank. While the window is at most 8 buckets wide and holds over twice the samples of that
+    width, the sample is histogrammed again within it (skewed rows pile most keys into a few buckets)."""
     m = row.size
-    step = max(4, m // _SAMPLES)
-    ns = (m + step - 1) // step
+    step = 4
+    while 2 * step * _SAMPLES <= m:
+        step *= 2
+    ns = m // step
     r = need * ns / m
     d = 3.0 * np.sqrt(r) + 4.0
     above = 0  # sampled keys above [lo, hi]
@@ -451,8 +454,8 @@ def _sample_window(row, lo, hi, need, hist):
         b = span >> shift
         hist[:b + 1] = 0
         width = np.uint64(span)
-        for i in range(0, m, step):
-            v = row[i]
+        for i in range(ns):  # key i * step + a hashed offset within the step: a regular stride may alias the layout
+            v = row[i * step + np.int64((np.uint64(i) * _HASH >> np.uint64(32)) & np.uint64(step - 1))]
             if np.uint64(v - lo) <= width:
                 hist[(v - lo) >> shift] += 1
         while b > 0 and above + hist[b] <= r - d:
@@ -465,7 +468,8 @@ def _sample_window(row, lo, hi, need, hist):
             above += hist[b]
             b -= 1
         wl = lo + (b << shift)
-        if shift == 0 or b < top:
+        # Refining narrows the range at least 2^_RADIX_BITS / 8-fold, so it ends.
+        if shift == 0 or top - b >= 8 or above + hist[b] - rest <= 4 * d:
             return wl, wh
         lo, hi, above = wl, wh, rest
 
