@@ -390,9 +390,9 @@ def _energy_kernel(coef, metric, shifts, shifted, out):
     """Energies of (N, C, P) int64/int32 ``coef`` into ``out`` (N, P) int64, one pass over ``coef``.
 
     ``metric``: 0 L2, 1 L1, 2 LINF. Each block of positions accumulates over the channels (four at a time,
-    so the block's partial energies are read and written once per four channel rows), then is shifted
-    left by ``shifts`` when ``shifted``. Returns (min(0, min coef), max(0, max coef)) for the range check;
-    overflowing sums wrap here and are rejected by the caller from that min and max.
+    so the block's partial energies are read and written once per four channel rows; the first four write
+    them), then is shifted left by ``shifts`` when ``shifted``. Returns (min(0, min coef), max(0, max coef))
+    for the range check; overflowing sums wrap here and are rejected by the caller from that min and max.
     """
     n_, c_, p_ = coef.shape
     lo = np.int64(0)
@@ -402,21 +402,24 @@ def _energy_kernel(coef, metric, shifts, shifted, out):
             p1 = min(p0 + _BLOCK, p_)
             m = p1 - p0
             o = out[n, p0:p1]
-            for i in range(m):
-                o[i] = 0
             c = 0
             while c + 4 <= c_:
                 r0, r1 = coef[n, c, p0:p1], coef[n, c + 1, p0:p1]
                 r2, r3 = coef[n, c + 2, p0:p1], coef[n, c + 3, p0:p1]
+                first = c == 0
                 for i in range(m):
                     a, b = np.int64(r0[i]), np.int64(r1[i])
                     d, f = np.int64(r2[i]), np.int64(r3[i])
                     ab = _combine(_term(a, metric), _term(b, metric), metric)
                     df = _combine(_term(d, metric), _term(f, metric), metric)
-                    o[i] = _combine(o[i], _combine(ab, df, metric), metric)
+                    abdf = _combine(ab, df, metric)
+                    o[i] = abdf if first else _combine(o[i], abdf, metric)
                     lo = min(lo, min(min(a, b), min(d, f)))
                     hi = max(hi, max(max(a, b), max(d, f)))
                 c += 4
+            if c == 0:  # fewer than four channels: nothing has written the block yet
+                for i in range(m):
+                    o[i] = 0
             while c < c_:
                 r0 = coef[n, c, p0:p1]
                 for i in range(m):
