@@ -542,6 +542,15 @@ def _compact(flags, p_, out):
 
 
 @numba.njit(cache=True)
+def _flag_above(keys, thr, bits, flags):
+    """bits = flags = keys > thr (bool and uint8 0/1)."""
+    for i in range(keys.size):
+        keep = keys[i] > thr
+        bits[i] = keep
+        flags[i] = keep
+
+
+@numba.njit(cache=True)
 def _exact_kernel(keys, k, bitmap, idx):
     """Exact top-k of each row of non-negative int64 ``keys`` (N, P) into ``bitmap`` (N, P) and ``idx``
     (N, k); False (outputs unfinished) if a key is negative.
@@ -550,8 +559,8 @@ def _exact_kernel(keys, k, bitmap, idx):
     value range [lo, hi] finds the bucket holding it, the candidates in that bucket are gathered, and the
     range narrows to the bucket until lo == hi. ``need`` is then t's rank among the keys equal to t, i.e.
     the number of ties to keep, and ``ties`` how many keys equal t. The kept set is every key >= t up to
-    ``p_r`` (the position of the need-th tie) and every key > t after it: one pass writes it to the bitmap
-    and to ``flags``, which `_compact` turns into idx. On sampled rows, the candidates of the first round
+    ``p_r`` (the position of the need-th tie) and every key > t after it: `_flag_above`, one threshold per
+    side of ``p_r``, writes it to the bitmap and to ``flags``, which `_compact` turns into idx. On sampled rows, the candidates of the first round
     are the keys inside the sample's window, flagged by the pass that counts the keys above it.
     """
     n_, p_ = keys.shape
@@ -627,9 +636,7 @@ def _exact_kernel(keys, k, bitmap, idx):
         t = lo
         p_r = p_ - 1 if need == ties else _nth_equal(row, t, need)
         brow = bitmap[n]
-        for i in range(p_):
-            keep = row[i] > t - np.int64(i <= p_r)
-            brow[i] = keep
-            flags_u8[i] = keep
+        _flag_above(row[:p_r + 1], t - 1, brow[:p_r + 1], flags_u8[:p_r + 1])
+        _flag_above(row[p_r + 1:], t, brow[p_r + 1:], flags_u8[p_r + 1:p_])
         _compact(flags, p_, idx[n])
     return True
