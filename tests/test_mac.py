@@ -143,3 +143,24 @@ def test_narrow_accumulator_equals_accumulate_of_exact_sum(overflow, bits, cin):
         want, want_n = accumulate(exact, acc_bits, overflow)
         np.testing.assert_array_equal(got, want)
         assert n == want_n
+
+
+@pytest.mark.parametrize("overflow", [Overflow.SATURATE, Overflow.WRAP])
+@pytest.mark.parametrize("n,cout,cin,k,bits", [(3, 5, 40, 7, 8), (2, 4, 1500, 3, 8), (3, 2, 9, 5, 16),
+                                               (2, 3, 4, 0, 8), (0, 3, 4, 5, 8)])
+def test_batch_equals_reference_and_each_image(overflow, n, cout, cin, k, bits):
+    """A batch equals the int64 reference and each image run alone, values and overflow counts, on the
+    float32 (one chunk and chunked) and float64 paths, and for empty batches or columns."""
+    rng = np.random.default_rng(n * 1000 + cin + bits)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    dtype = np.int8 if bits == 8 else np.int64
+    wq = rng.integers(lo, hi + 1, size=(cout, cin)).astype(dtype)
+    xq = rng.integers(lo, hi + 1, size=(n, cin, k)).astype(dtype)
+    spec = MacSpec(acc_bits=20, overflow=overflow)
+    got, count = mac_array(wq, xq, spec)
+    want, want_count = accumulate(_ref(wq, xq), 20, overflow)
+    assert got.shape == (n, cout, k) and got.dtype == np.int32 and count == want_count
+    np.testing.assert_array_equal(got, want)
+    for i in range(n):
+        one, one_count = mac_array(wq, xq[i:i + 1], spec)
+        np.testing.assert_array_equal(one[0], got[i])
