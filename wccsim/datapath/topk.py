@@ -508,9 +508,11 @@ def _add_store8(typingctx, dst, j, src, base):
         s = context.make_array(sig.args[2])(context, builder, args[2])
         vt = ir.VectorType(ir.IntType(64), 8)
         vec = builder.load(builder.bitcast(s.data, vt.as_pointer()), align=8)
-        lane = builder.insert_element(ir.Constant(vt, ir.Undefined), args[3], ir.Constant(ir.IntType(32), 0))
-        splat = builder.shuffle_vector(lane, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
-        builder.store(builder.add(vec, splat), builder.bitcast(builder.gep(d.data, [args[1]]), vt.as_pointer()), align=8)
+        undef, zero = ir.Constant(vt, ir.Undefined), ir.Constant(ir.IntType(32), 0)
+        lane = builder.insert_element(undef, args[3], zero)
+        splat = builder.shuffle_vector(lane, undef, ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+        dst_ptr = builder.bitcast(builder.gep(d.data, [args[1]]), vt.as_pointer())
+        builder.store(builder.add(vec, splat), dst_ptr, align=8)
         return context.get_dummy_value()
     return types.void(dst, types.int64, src, types.int64), codegen
 
@@ -560,8 +562,9 @@ def _exact_kernel(keys, k, bitmap, idx):
     range narrows to the bucket until lo == hi. ``need`` is then t's rank among the keys equal to t, i.e.
     the number of ties to keep, and ``ties`` how many keys equal t. The kept set is every key >= t up to
     ``p_r`` (the position of the need-th tie) and every key > t after it: `_flag_above`, one threshold per
-    side of ``p_r``, writes it to the bitmap and to ``flags``, which `_compact` turns into idx. On sampled rows, the candidates of the first round
-    are the keys inside the sample's window, flagged by the pass that counts the keys above it.
+    side of ``p_r``, writes it to the bitmap and to ``flags``, which `_compact` turns into idx. On sampled
+    rows, the candidates of the first round are the keys inside the sample's window, flagged by the pass
+    that counts the keys above it.
     """
     n_, p_ = keys.shape
     nb = 1 << _RADIX_BITS
