@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "scalesim_results.json")
     args = ap.parse_args(argv)
     from wccsim.cost.bops import kept_columns
-    from wccsim.cost.workload import LayerKind, LayerShape
+    from wccsim.shape import LayerKind, LayerShape
     from wccsim.hw import load_hw
     from wccsim.trace import open_trace
     hw = load_hw(ROOT / "hw_configs" / "edge_npu.yaml")

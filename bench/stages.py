@@ -186,7 +186,7 @@ def cost_call(layer, rate: float) -> dict:
     yaml = Path(__file__).resolve().parent.parent / "hw_configs" / "edge_npu.yaml"
     if layer_cost is None or load_hw is None or not yaml.exists():
         return _missing("wccsim.cost.layer_cost, wccsim.hw.load_hw or hw_configs/edge_npu.yaml")
-    from wccsim.cost.workload import LayerKind, LayerShape
+    from wccsim.shape import LayerKind, LayerShape
     n, cin, h, w = layer.x.shape
     shape = LayerShape(name=layer.name, kind=LayerKind.CONV1X1, cin=cin, cout=int(layer.w.shape[0]), kernel=1,
                        stride=layer.stride, groups=1, h=h, w=w)

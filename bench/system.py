@@ -99,7 +99,7 @@ def _sweep_jobs(src: dict, quick: bool, tid: str) -> tuple[dict, dict]:
     name, grid, grid_note = _SWEEPS[tid]
     if quick:
         return target(tid, name, None, 1.8, "x", status=SKIP, higher_is_better=True, note="--quick"), {}
-    if importlib.util.find_spec("wccsim.sweep") is None or src["path"] is None or not HW_YAML.exists():
+    if importlib.util.find_spec("wccsim.sweeper") is None or src["path"] is None or not HW_YAML.exists():
         return target(tid, name, None, 1.8, "x", status=MISSING, higher_is_better=True,
                       note="wccsim sweep, the real trace or hw_configs/edge_npu.yaml missing"), {}
     walls = {}

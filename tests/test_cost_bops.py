@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from wccsim.cost.bops import hw_bops, kept_columns, level_sum, padded_hw, paper_bops, truncate_billions
-from wccsim.cost.workload import FpLayers, LayerKind, LayerShape, load_workload
+from wccsim.cost.workload import FpLayers, load_workload
+from wccsim.shape import LayerKind, LayerShape
 
 ROOT = Path(__file__).resolve().parents[1]
 

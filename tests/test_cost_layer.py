@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from wccsim.cost import LayerCost, layer_cost, nonzero_fraction, total_cost, workload_cost
-from wccsim.cost.workload import LayerKind, LayerShape, load_workload, rescale_workload
+from wccsim.cost.workload import load_workload, rescale_workload
+from wccsim.shape import LayerKind, LayerShape
 from wccsim.errors import InputError
 from wccsim.hw import load_hw
 

@@ -7,7 +7,8 @@ import pytest
 
 from wccsim.cost.timing import bound, compute_cycles, haar_cycles, memory_cycles, topk_cycles
 from wccsim.cost.traffic import array_reads
-from wccsim.cost.workload import Gemm, LayerKind, LayerShape
+from wccsim.cost.workload import Gemm
+from wccsim.shape import LayerKind, LayerShape
 from wccsim.hw import Dataflow, DramSpec, HaarSpec, MacSpec, TopkMode, TopkSpec
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "scalesim_golden.json").read_text())

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from wccsim.cost import layer_cost
-from wccsim.cost.workload import LayerKind, LayerShape
+from wccsim.shape import LayerKind, LayerShape
 from wccsim.hw import hw_from_dict, load_hw
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ from make_corpus import GOOD_HW_TEXT, write_good_trace  # noqa: E402
 from wccsim.commands.trace import info_table  # noqa: E402
 from wccsim.errors import InputError  # noqa: E402
 from wccsim.hw import HwSpec, hw_from_dict, load_hw, schema_rows, spec_to_dict  # noqa: E402
-from wccsim.run import run  # noqa: E402
+from wccsim.runner import run  # noqa: E402
 from wccsim.trace import open_trace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

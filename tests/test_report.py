@@ -12,8 +12,8 @@ import pytest
 
 from test_run import HW, ROOT, snapshot, write_tiny_trace
 from wccsim.cli import main
-from wccsim.report import FIGURES, report
-from wccsim.sweep import sweep
+from wccsim.reporting import FIGURES, report
+from wccsim.sweeper import sweep
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -96,7 +96,7 @@ def test_run_dir_report_and_network_outputs_are_included(tmp_path, capsys):
 def _tiny_png() -> bytes:
     from matplotlib.figure import Figure
 
-    from wccsim.report.plots import png_bytes
+    from wccsim.reporting.plots import png_bytes
 
     fig = Figure(figsize=(1, 1))
     fig.add_subplot().imshow(np.eye(4))
@@ -157,7 +157,7 @@ def net_dir(tmp_path_factory) -> Path:
 
 
 def test_network_csv_adds_the_quality_vs_bops_figure_and_table(net_dir, tmp_path):
-    from wccsim.report import NETWORK_FIGURE
+    from wccsim.reporting import NETWORK_FIGURE
 
     html = report(net_dir, tmp_path / "r.html")
     page = parse(html)

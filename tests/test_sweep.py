@@ -18,8 +18,8 @@ import pytest
 from test_run import HW, ROOT, snapshot, write_tiny_trace
 from wccsim.cli import main
 from wccsim.errors import InputError
-from wccsim.run import SCHEMES, run
-from wccsim.sweep import JOURNAL, NetworkPoint, _largest_first, _start_method, prepare, sweep
+from wccsim.runner import SCHEMES, run
+from wccsim.sweeper import JOURNAL, NetworkPoint, _largest_first, _start_method, prepare, sweep
 
 HW2 = ROOT / "hw_configs" / "mcu_npu.yaml"
 
@@ -57,7 +57,7 @@ def test_rerun_skips_finished_points_and_is_byte_identical(tiny, tmp_path, monke
     args = dict(rates=[0.5, 0.25], act_bits=[8])
     sweep(HW, tiny, tmp_path, **args)
     first = snapshot(tmp_path)
-    import wccsim.sweep as sw
+    import wccsim.sweeper as sw
 
     def fail(*a, **k):
         raise AssertionError("a finished point was recomputed")
@@ -274,7 +274,7 @@ def test_network_points_rows_bops_and_metrics_as_wccsim_network(net_sweep, tiny,
 def test_network_points_resume_from_a_cut_journal_and_are_never_recomputed(net_sweep, tiny, tmp_path, monkeypatch):
     import shutil
 
-    import wccsim.sweep as sw
+    import wccsim.sweeper as sw
 
     out = tmp_path / "cut"
     shutil.copytree(net_sweep, out)

@@ -5,7 +5,7 @@ __version__ = "0.1.0"
 # Public names loaded on first use (``wccsim.simulate_layer``), so ``import wccsim`` stays cheap.
 _LAZY = {"simulate_layer": "wccsim.api", "simulate_plain": "wccsim.api", "calibrate_layer": "wccsim.api",
          "run_datapath": "wccsim.api",
-         "run": "wccsim.run", "sweep": "wccsim.sweep", "report": "wccsim.report"}
+         "run": "wccsim.runner", "sweep": "wccsim.sweeper", "report": "wccsim.reporting"}
 
 
 def __getattr__(name: str):

@@ -34,6 +34,7 @@ import numpy as np
 
 from wccsim.atomic import atomic_path
 from wccsim.errors import InputError
+from wccsim.shape import LayerShape
 
 __all__ = ["FORMAT", "VERSION", "LayerInfo", "LayerData", "Trace", "open_trace", "write_trace"]
 
@@ -75,6 +76,11 @@ class LayerInfo:
     def macs(self) -> int:
         """Multiply-accumulates per sample: Cout * Cin * Ho * Wo."""
         return self.cout * self.cin * self.ho * self.wo
+
+    @property
+    def shape(self) -> LayerShape:
+        """The layer as the cost model sees it: a 1x1 convolution of this size and stride."""
+        return LayerShape.pointwise(self.name, self.cin, self.cout, self.h, self.w, self.stride)
 
     @property
     def bytes_int8(self) -> int:

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from wccsim.report import report
+    from wccsim.reporting import report
 
     path = report(args.dir, args.out, max_sqnr_drop_db=args.max_sqnr_drop_db)
     print(f"wrote {path} (+ PNGs and {path.stem}_summary.csv beside it)")

@@ -41,7 +41,7 @@ def default_out_dir(hw_path: str, trace_path: str) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
-    import wccsim.run as lib
+    import wccsim.runner as lib
     from wccsim.atomic import write_text
     from wccsim.hw import spec_hash, spec_to_dict
 
@@ -120,7 +120,7 @@ def format_table(df, tot) -> str:
     """
     import pandas as pd
 
-    from wccsim.run import COUNTERS
+    from wccsim.runner import COUNTERS
 
     wcc = df[df.scheme == "wcc"].set_index("layer")
     int8 = df[df.scheme == "int8"].set_index("layer")

@@ -48,8 +48,8 @@ def main(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from wccsim.capture.images import parse_size
-    from wccsim.run import totals
-    from wccsim.sweep import sweep
+    from wccsim.runner import totals
+    from wccsim.sweeper import sweep
 
     jobs = parse_list("jobs", args.jobs, int)[0]
     threshold = None if args.threshold is None else parse_list("threshold", args.threshold, float)[0]

@@ -20,7 +20,8 @@ from wccsim.cost.bops import hw_bops, kept_columns, level_sum, padded_hw, paper_
 from wccsim.cost.energy import OpCounts, layer_energy
 from wccsim.cost.timing import bound, compute_cycles, haar_cycles, memory_cycles, topk_cycles
 from wccsim.cost.traffic import Traffic, effective_act_bits, layer_traffic, tensor_bytes
-from wccsim.cost.workload import FpLayers, LayerShape, Scheme, Workload, layer_gemm
+from wccsim.cost.workload import FpLayers, Scheme, Workload, layer_gemm
+from wccsim.shape import LayerShape
 from wccsim.errors import InputError
 from wccsim.hw import HwSpec, Metric, Normalize, TopkMode
 

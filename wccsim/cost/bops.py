@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import math
 
-from wccsim.cost.workload import FpLayers, LayerShape
+from wccsim.cost.workload import FpLayers
+from wccsim.shape import LayerShape
 
 __all__ = ["level_sum", "padded_hw", "kept_columns", "paper_bops", "paper_fp32_bops", "hw_bops",
            "truncate_billions"]

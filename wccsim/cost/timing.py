@@ -25,7 +25,8 @@ from __future__ import annotations
 import math
 
 from wccsim.cost.bops import level_sum, padded_hw
-from wccsim.cost.workload import Gemm, LayerShape
+from wccsim.cost.workload import Gemm
+from wccsim.shape import LayerShape
 from wccsim.hw import Dataflow, DramSpec, HaarSpec, MacSpec, TopkMode, TopkSpec
 
 __all__ = ["compute_cycles", "haar_cycles", "topk_cycles", "memory_cycles", "bound"]

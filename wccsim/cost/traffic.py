@@ -30,7 +30,8 @@ import math
 from dataclasses import dataclass
 
 from wccsim.cost.bops import kept_columns, padded_hw
-from wccsim.cost.workload import Gemm, LayerShape, Scheme
+from wccsim.cost.workload import Gemm, Scheme
+from wccsim.shape import LayerShape
 from wccsim.datapath.layer import uniform_bits
 from wccsim.hw import Dataflow, HwSpec, MacSpec, Placement, TopkMode
 

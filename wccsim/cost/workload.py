@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from wccsim.errors import InputError
+from wccsim.shape import LayerKind, LayerShape
 
 __all__ = ["LayerKind", "FpLayers", "LayerShape", "Workload", "load_workload", "rescale_workload",
            "workload_to_csv", "parse_input_size", "CSV_COLUMNS", "Scheme", "Gemm", "layer_gemm"]
@@ -35,66 +36,10 @@ _MAX_DIM = 1 << 20
 _MAX_LAYERS = 100_000
 
 
-class LayerKind(enum.Enum):
-    CONV1X1 = "conv1x1"
-    CONV = "conv"
-    DWCONV = "dwconv"
-
-
 class FpLayers(enum.Enum):
     """How the paper's BOPs tables count layers kept in full precision."""
     EXCLUDE = "exclude"
     FP32 = "fp32"
-
-
-@dataclass(frozen=True)
-class LayerShape:
-    """Shape of one convolution layer (input spatial size h x w; 'same' padding).
-
-    Attributes
-    ----------
-    name : str
-    kind : LayerKind
-    cin, cout : int
-        Input and output channels.
-    kernel, stride, groups, dilation : int
-        Square kernel side, stride, channel groups, dilation (dilation does not change the counts).
-    h, w : int
-        Input height and width in pixels.
-    keep_fp : bool
-        The paper keeps this layer in full precision (first conv, classifier's last 1x1).
-    """
-    name: str
-    kind: LayerKind
-    cin: int
-    cout: int
-    kernel: int
-    stride: int
-    groups: int
-    h: int
-    w: int
-    dilation: int = 1
-    keep_fp: bool = False
-
-    @property
-    def ho(self) -> int:
-        """Output height, ceil(h / stride)."""
-        return -(-self.h // self.stride)
-
-    @property
-    def wo(self) -> int:
-        """Output width, ceil(w / stride)."""
-        return -(-self.w // self.stride)
-
-    @property
-    def macs(self) -> int:
-        """Multiply-accumulates: cout * (cin / groups) * kernel^2 * ho * wo."""
-        return self.cout * (self.cin // self.groups) * self.kernel ** 2 * self.ho * self.wo
-
-    @property
-    def is_pointwise(self) -> bool:
-        """A dense 1x1 stride-1 convolution: the layers WCC replaces."""
-        return self.kind is LayerKind.CONV1X1 and self.groups == 1 and self.stride == 1
 
 
 @dataclass(frozen=True)

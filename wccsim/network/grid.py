@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from wccsim.errors import InputError
+from wccsim.shape import LayerShape
 
 __all__ = ["NETWORK_SCHEMES", "NETWORK_COLUMNS", "NetworkSetup", "prepare_network", "network_rows",
            "quality_metric"]
@@ -97,7 +98,7 @@ def network_rows(setup: NetworkSetup, hw, opts, scheme: str) -> list[dict]:
     ----------
     setup : NetworkSetup
     hw : HwSpec
-        Already configured with the point's bit widths (`wccsim.run.configure_datapath`).
+        Already configured with the point's bit widths (`wccsim.runner.configure_datapath`).
     opts : RunOptions
         The point's rate, act_bits, weight_bits (float and int8 points: 1.0, 8, 8).
     scheme : one of `NETWORK_SCHEMES`
@@ -145,7 +146,7 @@ def _scheme(hw, opts, scheme: str):
     from wccsim.cost import layer_cost
     from wccsim.datapath.layer import uniform_bits
     from wccsim.network.hooks import float_hook, uniform_hook, wcc_hook
-    from wccsim.run import configure_datapath
+    from wccsim.runner import configure_datapath
 
     def counts(s, h, name, rate, a, w):
         c = layer_cost(s, h, name, rate, a, w)
@@ -177,10 +178,7 @@ def _used(rate: float, act_bits: int, weight_bits: int, eff: float) -> dict:
 
 def _shape(conv, x: np.ndarray):
     """The cost model's shape of a spliced 1x1 layer from its input (N, Cin, H, W)."""
-    from wccsim.cost.workload import LayerKind, LayerShape
-
-    return LayerShape(name=conv.name, kind=LayerKind.CONV1X1, cin=int(conv.w.shape[1]), cout=int(conv.w.shape[0]),
-                      kernel=1, stride=int(conv.stride), groups=1, h=int(x.shape[2]), w=int(x.shape[3]))
+    return LayerShape.pointwise(conv.name, conv.w.shape[1], conv.w.shape[0], x.shape[2], x.shape[3], conv.stride)
 
 
 def _finite_mean(values) -> float:

@@ -216,7 +216,7 @@ def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5
     """
     from wccsim.capture.images import load_image
     from wccsim.datapath.layer import uniform_bits
-    from wccsim.run import configure_datapath, make_options, progress_bar, resolve_hw
+    from wccsim.runner import configure_datapath, make_options, progress_bar, resolve_hw
 
     import onnxruntime as ort
 

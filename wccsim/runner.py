@@ -25,7 +25,6 @@ import enum
 import fnmatch
 import math
 import sys
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -40,7 +39,7 @@ from wccsim.trace import open_trace
 __all__ = [
     "SCHEMES", "COLUMNS", "TOTAL_COLUMNS", "RunOptions", "make_options", "resolve_hw", "resolve_trace",
     "select_layers", "configure_datapath", "layer_rows", "rows_to_frame", "totals", "run", "progress_bar",
-    "make_callable", "COUNTERS", "CONFIG_KEYS",
+    "COUNTERS", "CONFIG_KEYS",
 ]
 
 SCHEMES = ("wcc", "int8", "uniform_nbit", "zvc")
@@ -273,7 +272,7 @@ def _scheme_row(base: dict, info, hw, scheme: str, result, kept_rate: float, cos
     from wccsim.cost import layer_cost
 
     row = dict(base)
-    cost = layer_cost(_shape(info), hw, scheme, cost_rate, cost_act_bits, int(weight_bits), nonzero_fraction=nz)
+    cost = layer_cost(info.shape, hw, scheme, cost_rate, cost_act_bits, int(weight_bits), nonzero_fraction=nz)
     act_bits = int(cost.act_bits)
     row.update(scheme=scheme, rate=float(kept_rate), act_bits=act_bits, weight_bits=int(weight_bits))
     wcc = scheme == "wcc"
@@ -347,31 +346,3 @@ def _total_row(key: dict, g: pd.DataFrame) -> dict:
     row["sqnr_total_db"] = 10.0 * math.log10(sig / err) if err > 0 else math.inf
     row["max_abs_err"] = float(g["max_abs_err"].max())
     return row
-
-
-def _shape(info):
-    """The cost model's shape of a traced 1x1 convolution."""
-    from wccsim.cost.workload import LayerKind, LayerShape
-
-    return LayerShape(name=info.name, kind=LayerKind.CONV1X1, cin=int(info.cin), cout=int(info.cout), kernel=1,
-                      stride=int(info.stride), groups=1, h=int(info.h), w=int(info.w))
-
-
-def make_callable(module_name: str, func_name: str) -> None:
-    """Let ``wccsim.<module>(...)`` call ``wccsim.<module>.<func>``.
-
-    ``import wccsim.run`` binds the submodule as the package attribute ``run``, shadowing any function
-    of that name; making the module callable keeps ``wccsim.run(hw, trace)`` working in any import order.
-    """
-    module = sys.modules[module_name]
-
-    class _CallableModule(types.ModuleType):
-        __doc__ = module.__doc__
-
-        def __call__(self, *args, **kwargs):
-            return getattr(self, func_name)(*args, **kwargs)
-
-    module.__class__ = _CallableModule
-
-
-make_callable(__name__, "run")

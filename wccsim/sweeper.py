@@ -37,8 +37,8 @@ import pandas as pd
 from wccsim import __version__
 from wccsim.atomic import ensure_dir, write_text
 from wccsim.errors import InputError
-from wccsim.run import (
-    configure_datapath, layer_rows, make_callable, make_options, progress_bar, resolve_hw, resolve_trace,
+from wccsim.runner import (
+    configure_datapath, layer_rows, make_options, progress_bar, resolve_hw, resolve_trace,
     rows_to_frame, select_layers, totals,
 )
 
@@ -219,7 +219,7 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
     out : directory for journal.jsonl, layers.csv, totals.csv, sweep.json and, with a network, network.csv
         (created if missing)
     rates, act_bits, weight_bits : grid values (rates in (0, 1], bits in 2..16)
-    layers : glob over layer names; calib : calibration override (see `wccsim.run.run`)
+    layers : glob over layer names; calib : calibration override (see `wccsim.runner.run`)
     jobs : worker processes on this machine (1 = in process)
     scheduler : dask.distributed scheduler address; when given, points run on that cluster
     progress : progress bar over points; default only when stderr is a TTY
@@ -526,5 +526,3 @@ def _fsync_dir(path: Path) -> None:
     finally:
         os.close(fd)
 
-
-make_callable(__name__, "sweep")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from wccsim.errors import InputError
-from wccsim.run import COLUMNS, CONFIG_KEYS, totals
+from wccsim.runner import COLUMNS, CONFIG_KEYS, totals
 
 __all__ = ["Results", "load_results", "load_network", "summary_table", "focus_config", "hw_roofs"]
 

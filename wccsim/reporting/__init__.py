@@ -19,13 +19,12 @@ import pandas as pd
 from wccsim import __version__
 from wccsim.atomic import write_bytes, write_text
 from wccsim.errors import InputError
-from wccsim.report.html import FigureBlock, render_html
-from wccsim.report.plots import (
+from wccsim.reporting.html import FigureBlock, render_html
+from wccsim.reporting.plots import (
     bops_pareto, cycles_per_layer, png_bytes, quality_vs_bops, roofline, sqnr_vs_bits, traffic_per_layer,
     traffic_vs_rate,
 )
-from wccsim.report.tables import Results, focus_config, hw_roofs, load_network, load_results, summary_table
-from wccsim.run import make_callable
+from wccsim.reporting.tables import Results, focus_config, hw_roofs, load_network, load_results, summary_table
 
 __all__ = ["FIGURES", "NETWORK_FIGURE", "report", "build_figures", "network_quality", "network_items",
            "display_table", "network_table"]
@@ -215,5 +214,3 @@ def _page(res: Results, summary, focus, figures, quality, extras, budget: float)
         sections.append(("Network-level results (wccsim network: whole network on images, output drift)", extras))
     return render_html(f"WCC hardware report: {trace.get('network') or res.path.name}", meta_lines, sections)
 
-
-make_callable(__name__, "report")
