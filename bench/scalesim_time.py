@@ -78,8 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=None, help="only the first N layers")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "scalesim_results.json")
     args = ap.parse_args(argv)
-    from wccsim.cost.bops import kept_columns
-    from wccsim.shape import LayerKind, LayerShape
     from wccsim.hw import load_hw
     from wccsim.trace import open_trace
     hw = load_hw(ROOT / "hw_configs" / "edge_npu.yaml")
@@ -87,9 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     trace = open_trace(ROOT / "traces" / "ppocrv4_det.npz")
     rows = []
     for li in trace.layers[:args.layers]:
-        shape = LayerShape(name=li.name, kind=LayerKind.CONV1X1, cin=li.cin, cout=li.cout, kernel=1,
-                           stride=li.stride, groups=1, h=li.h, w=li.w)
-        m = trace.n * kept_columns(shape, RATE, SPEC.haar.levels)
+        shape = li.shape
+        m = trace.n * shape.wcc_kept(RATE, SPEC.haar.levels)
         ss = scalesim_seconds(args.scalesim_python, cfg, m, li.cout, li.cin)
         ours = layer_cost_seconds(shape, hw)
         rows.append({"layer": li.name, "M": m, "N": li.cout, "K": li.cin, "scalesim_s": ss, "layer_cost_s": ours,

@@ -66,10 +66,11 @@ def unit_profile(unit: str, layer, rate: float, repeats: int = 3) -> dict:
     """Best-of seconds of the parts of a unit on a layer: MAC (int_matmul, accumulate), Haar (forward,
     inverse) or top-k (energy, select)."""
     from wccsim.datapath import haar, mac, topk
+    from wccsim.rules import kept_positions
     xq = _subsample(quantize_int8(layer.x), layer.stride)
     h, w = xq.shape[2:]
     coef = haar.forward_int(xq, SPEC.haar, SPEC.quant.act_bits).coef
-    k = topk.num_kept(rate, coef.shape[2])
+    k = kept_positions(rate, coef.shape[2])
     if unit == "mac":
         rng = np.random.default_rng(0)
         wq = rng.integers(-128, 128, (layer.w.shape[0], xq.shape[1])).astype(np.int8)
@@ -110,12 +111,12 @@ def _topk_call(layer, rate: float) -> dict:
     fwd = _attr("wccsim.datapath.haar", "forward_int")
     energy = _attr("wccsim.datapath.topk", "energy")
     select = _attr("wccsim.datapath.topk", "select")
-    num_kept = _attr("wccsim.datapath.topk", "num_kept")
-    if fwd is None or energy is None or select is None or num_kept is None:
-        return _missing("wccsim.datapath.topk.energy/select/num_kept")
+    kept_positions = _attr("wccsim.rules", "kept_positions")
+    if fwd is None or energy is None or select is None or kept_positions is None:
+        return _missing("wccsim.datapath.topk.energy/select, wccsim.rules.kept_positions")
     xq = _subsample(quantize_int8(layer.x), layer.stride)
     coef = fwd(xq, SPEC.haar, SPEC.quant.act_bits).coef
-    k = num_kept(rate, coef.shape[2])
+    k = kept_positions(rate, coef.shape[2])
     spec, metric = SPEC.topk, SPEC.topk.metric
 
     def call():
@@ -186,10 +187,9 @@ def cost_call(layer, rate: float) -> dict:
     yaml = Path(__file__).resolve().parent.parent / "hw_configs" / "edge_npu.yaml"
     if layer_cost is None or load_hw is None or not yaml.exists():
         return _missing("wccsim.cost.layer_cost, wccsim.hw.load_hw or hw_configs/edge_npu.yaml")
-    from wccsim.shape import LayerKind, LayerShape
+    from wccsim.shape import LayerShape
     n, cin, h, w = layer.x.shape
-    shape = LayerShape(name=layer.name, kind=LayerKind.CONV1X1, cin=cin, cout=int(layer.w.shape[0]), kernel=1,
-                       stride=layer.stride, groups=1, h=h, w=w)
+    shape = LayerShape.pointwise(layer.name, cin, layer.w.shape[0], h, w, layer.stride)
     hw = load_hw(yaml)
     bits = SPEC.quant.act_bits, SPEC.quant.weight_bits
     return {"call": lambda: layer_cost(shape, hw, "wcc", rate, *bits), "bytes": 0,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from wccsim.cost.bops import hw_bops, kept_columns, level_sum, padded_hw, paper_bops, truncate_billions
+from wccsim.cost.bops import hw_bops, paper_bops, truncate_billions
+from wccsim.rules import level_sum, padded_shape
 from wccsim.cost.workload import FpLayers, load_workload
 from wccsim.shape import LayerKind, LayerShape
 
@@ -77,7 +78,7 @@ def test_monodepth2_gap_is_the_full_precision_part():
 
 def test_layer_rule_by_hand():
     s = LayerShape("pw", LayerKind.CONV1X1, 32, 16, 1, 1, 1, 30, 50)
-    hp, wp = padded_hw(30, 50, 3)
+    hp, wp = padded_shape(30, 50, 3)
     assert (hp, wp) == (32, 56)
     want = 64 * 0.25 * s.macs + 64 * 0.25 * 48 * 30 * 50 + 64 * (1 + 1 / 4 + 1 / 16) * 48 * hp * wp
     assert paper_bops(s, True, 0.25, 8, 8) == pytest.approx(want)
@@ -89,7 +90,7 @@ def test_layer_rule_by_hand():
     assert paper_bops(fp, True, 0.5, 8, 8, FpLayers.EXCLUDE) == 0
     assert paper_bops(fp, True, 0.5, 8, 8, FpLayers.FP32) == 1024 * fp.macs
     assert level_sum(3) == 1.3125
-    assert kept_columns(s, 0.25, 3) == 32 * 56 // 4
+    assert s.wcc_kept(0.25, 3) == 32 * 56 // 4 and s.wcc_grid(3) == (hp, wp)
     assert truncate_billions(1_213_999_000_000) == 1213
     assert truncate_billions(99_259_000_000, 2) == 99.25
 

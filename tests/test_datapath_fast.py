@@ -13,6 +13,7 @@ from wccsim.calibrate import QuantParams, requant_params
 from wccsim.datapath import haar, mac, requant, topk
 from wccsim.datapath.shifts import round_shift, saturate
 from wccsim.hw import HaarSpec, MacSpec, Normalize, Overflow, RequantMode, Rounding, TopkMode, TopkSpec
+from wccsim.rules import padded_shape
 
 I32_MIN, I32_MAX = requant.INT32_MIN, requant.INT32_MAX
 
@@ -136,13 +137,20 @@ def test_fused_fixed_point_out_of_range_params_take_numpy(field, value):
 
 # --------------------------------------------------------------------------------------------- haar
 
+def _butterfly(low):
+    """y1..y4 of every 2x2 block [a b; c d] (paper Eq. 3 without 1/2): (N, C, 2h, 2w) -> (N, C, 4, h, w)."""
+    a, b, c, d = low[:, :, 0::2, 0::2], low[:, :, 0::2, 1::2], low[:, :, 1::2, 0::2], low[:, :, 1::2, 1::2]
+    return np.stack([a + b + c + d, a - b + c - d, a + b - c - d, a - b - c + d], axis=2)
+
+
 def _forward_reference(x, spec, in_bits):
     """The numpy formulation: butterfly, round_shift (per_level), saturate, level by level."""
-    hp, wp = haar.pad_shape(x.shape[2], x.shape[3], spec.levels)
-    low = haar._pad(np.asarray(x, np.int64), hp, wp)
+    hp, wp = padded_shape(x.shape[2], x.shape[3], spec.levels)
+    h, w = x.shape[2:]
+    low = np.pad(np.asarray(x, np.int64), ((0, 0), (0, 0), (0, hp - h), (0, wp - w)))
     per_level, sat = [], 0
     for _ in range(spec.levels):
-        y = haar._butterfly(low)
+        y = _butterfly(low)
         if spec.normalize is Normalize.PER_LEVEL:
             y = round_shift(y, 1, spec.rounding)
         y, s = saturate(y, spec.width_bits)
@@ -153,7 +161,7 @@ def _forward_reference(x, spec, in_bits):
 
 
 def _inverse_reference(coef, h, w, spec, width_bits):
-    hp, wp = haar.pad_shape(h, w, spec.levels)
+    hp, wp = padded_shape(h, w, spec.levels)
     coef, sat = saturate(np.asarray(coef, np.int64), width_bits)
     low, details = haar.unpack_layout(coef, hp, wp, spec.levels)
     per_level = spec.normalize is Normalize.PER_LEVEL

@@ -8,12 +8,14 @@ import pywt
 from hypothesis import given, settings, strategies as st
 
 from wccsim.datapath.haar import (
-    forward_float, forward_int, inverse_deferred_exact, inverse_float, inverse_int, inverse_kept, pack_layout,
-    pad_shape, per_level_roundtrip_bound, position_levels, unpack_layout,
+    forward_int, inverse_deferred_exact, inverse_int, inverse_kept, pack_layout, per_level_roundtrip_bound,
+    unpack_layout,
 )
 from wccsim.datapath.shifts import round_shift, saturate
 from wccsim.errors import InputError
 from wccsim.hw import HaarSpec, Normalize, Rounding
+from wccsim.reference import haar_forward, haar_inverse
+from wccsim.rules import padded_shape, position_levels
 
 ROUNDINGS = list(Rounding)
 NORMS = list(Normalize)
@@ -108,7 +110,7 @@ def test_forward_int_matches_slow_model(levels, rounding, normalize, width_bits)
     spec = HaarSpec(levels=levels, normalize=normalize, rounding=rounding, width_bits=width_bits)
     x = rng.integers(-128, 128, size=(2, 2, 7, 10))
     got = forward_int(x, spec, 8)
-    hp, wp = pad_shape(7, 10, levels)
+    hp, wp = padded_shape(7, 10, levels)
     total_sat = 0
     for n in range(2):
         for c in range(2):
@@ -129,7 +131,7 @@ def test_inverse_int_matches_slow_model(levels, rounding, normalize, width_bits)
     rng = np.random.default_rng(levels * 7 + width_bits)
     spec = HaarSpec(levels=levels, normalize=normalize, rounding=rounding, width_bits=16)
     h, w = 9, 6
-    hp, wp = pad_shape(h, w, levels)
+    hp, wp = padded_shape(h, w, levels)
     coef = rng.integers(-300, 300, size=(2, 2, hp * wp))
     got, sat = inverse_int(coef, h, w, spec, width_bits)
     total_sat = 0
@@ -194,11 +196,11 @@ def test_deferred_inverse_rounds_once(rounding, levels):
     """Deferred inverse == the exact float inverse rounded once with the spec's rounding."""
     rng = np.random.default_rng(levels)
     h, w = 11, 13
-    hp, wp = pad_shape(h, w, levels)
+    hp, wp = padded_shape(h, w, levels)
     coef = rng.integers(-500, 500, size=(2, 3, hp * wp))
     spec = HaarSpec(levels=levels, normalize=Normalize.DEFERRED, rounding=rounding, width_bits=24)
     got, sat = inverse_int(coef, h, w, spec, 24)
-    scaled = inverse_float(coef.astype(np.float64), h, w, levels) * (1 << levels)
+    scaled = haar_inverse(coef.astype(np.float64), h, w, levels) * (1 << levels)
     assert np.array_equal(scaled, np.round(scaled))  # exact integer before the final shift
     want = round_shift(scaled.astype(np.int64), levels, rounding)
     assert sat == 0
@@ -208,7 +210,7 @@ def test_deferred_inverse_rounds_once(rounding, levels):
 def test_forward_float_inverse_float_round_trip():
     x = np.random.default_rng(3).standard_normal((2, 3, 13, 21))
     for levels in (1, 2, 3, 4):
-        np.testing.assert_allclose(inverse_float(forward_float(x, levels), 13, 21, levels), x, atol=1e-12)
+        np.testing.assert_allclose(haar_inverse(haar_forward(x, levels), 13, 21, levels), x, atol=1e-12)
 
 
 # ---- PyWavelets ----------------------------------------------------------------------------------------
@@ -217,8 +219,8 @@ def test_forward_float_inverse_float_round_trip():
 @pytest.mark.parametrize("shape", [(8, 8), (13, 21), (32, 16)])
 def test_forward_float_matches_pywavelets(levels, shape):
     x = np.random.default_rng(levels).standard_normal((2, 2) + shape)
-    hp, wp = pad_shape(*shape, levels)
-    ours = forward_float(x, levels)
+    hp, wp = padded_shape(*shape, levels)
+    ours = haar_forward(x, levels)
     pad = np.zeros((2, 2, hp, wp))
     pad[:, :, :shape[0], :shape[1]] = x
     dec = pywt.wavedec2(pad, "haar", mode="periodization", level=levels, axes=(-2, -1))
@@ -230,9 +232,9 @@ def test_forward_float_matches_pywavelets(levels, shape):
     np.testing.assert_allclose(np.abs(ours), np.abs(theirs), atol=1e-10)
     np.testing.assert_allclose(np.abs(ours - theirs) * np.abs(ours + theirs), 0, atol=1e-10)
 
-    # inverse: feed pywt's coefficients (sign-aligned to ours) through inverse_float
+    # inverse: feed pywt's coefficients (sign-aligned to ours) through haar_inverse
     sign = np.where(np.abs(ours - theirs) <= 1e-9, 1.0, -1.0)
-    np.testing.assert_allclose(inverse_float(theirs * sign, hp, wp, levels),
+    np.testing.assert_allclose(haar_inverse(theirs * sign, hp, wp, levels),
                                pywt.waverec2(dec, "haar", mode="periodization", axes=(-2, -1)), atol=1e-10)
 
 
@@ -271,7 +273,7 @@ def test_saturate_primitive():
 def test_layout_matches_per_level(levels):
     x = np.random.default_rng(5).integers(-128, 128, size=(2, 3, 12, 20))
     fwd = forward_int(x, HaarSpec(levels=levels), 8)
-    hp, wp = pad_shape(12, 20, levels)
+    hp, wp = padded_shape(12, 20, levels)
     assert fwd.coef.shape == (2, 3, hp * wp)
     for lev, band in enumerate(fwd.per_level, start=1):
         assert band.shape == (2, 3, 4, hp >> lev, wp >> lev)
@@ -291,9 +293,9 @@ def test_layout_matches_per_level(levels):
 
 
 def test_pad_shape():
-    assert pad_shape(1, 1, 3) == (8, 8)
-    assert pad_shape(16, 17, 3) == (16, 24)
-    assert pad_shape(4, 4, 2) == (4, 4)
+    assert padded_shape(1, 1, 3) == (8, 8)
+    assert padded_shape(16, 17, 3) == (16, 24)
+    assert padded_shape(4, 4, 2) == (4, 4)
 
 
 # ---- input errors --------------------------------------------------------------------------------------
@@ -335,7 +337,7 @@ def test_property_round_trips(levels, h, w, bits, rounding, seed):
     y, sat = inverse_int(fwd.coef, h, w, per, bits + levels + 1)
     assert fwd.saturations == 0 and sat == 0
     assert np.abs(y - x).max() <= per_level_roundtrip_bound(levels)
-    assert (position_levels(*pad_shape(h, w, levels), levels) >= 1).all()
+    assert (position_levels(*padded_shape(h, w, levels), levels) >= 1).all()
 
 
 # ---- fused kernels: any input dtype, per_level bands, inverse_kept -------------------------------------
@@ -365,7 +367,7 @@ def test_forward_int_any_dtype_and_per_level_match_slow_model(dtype, levels, nor
     h, w = 11, 6
     x = rng.integers(-128, 128, size=(2, 3, h, w)).astype(dtype)
     got = forward_int(x, spec, 8)
-    hp, wp = pad_shape(h, w, levels)
+    hp, wp = padded_shape(h, w, levels)
     total_sat = 0
     for n in range(2):
         for c in range(3):
@@ -416,7 +418,7 @@ def _zero_fill(acc, idx, p):
 def test_inverse_kept_equals_inverse_of_zero_fill(levels, rounding, normalize, rate):
     rng = np.random.default_rng(levels * 31 + int(rate * 10))
     h, w = 13, 18
-    hp, wp = pad_shape(h, w, levels)
+    hp, wp = padded_shape(h, w, levels)
     p = hp * wp
     k = max(1, int(rate * p))
     spec = HaarSpec(levels=levels, normalize=normalize, rounding=rounding, width_bits=16)
@@ -435,7 +437,7 @@ def test_inverse_kept_equals_inverse_of_zero_fill(levels, rounding, normalize, r
 def test_inverse_kept_matches_slow_model():
     rng = np.random.default_rng(11)
     levels, h, w = 2, 7, 5
-    hp, wp = pad_shape(h, w, levels)
+    hp, wp = padded_shape(h, w, levels)
     spec = HaarSpec(levels=levels, normalize=Normalize.DEFERRED, rounding=Rounding.HALF_EVEN)
     idx = np.array([[0, 3, 9, 17, 40, 63], [1, 2, 5, 30, 31, 62]], dtype=np.int64)
     acc = rng.integers(-400, 400, size=(2, 2, 6)).astype(np.int32)
@@ -466,7 +468,7 @@ def test_rows_redone_exactly_only_where_values_clip(rounding, normalize, spikes)
     rng = np.random.default_rng(spikes * 7 + ROUNDINGS.index(rounding))
     levels, h, w, width = 2, 13, 22, 12
     spec = HaarSpec(levels=levels, normalize=normalize, rounding=rounding, width_bits=width)
-    hp, wp = pad_shape(h, w, levels)
+    hp, wp = padded_shape(h, w, levels)
     x = rng.integers(-200, 200, size=(1, 2, h, w))
     coef = rng.integers(-300, 300, size=(1, 2, hp * wp))
     for _ in range(spikes):  # a few values far outside the register: only their rows clip

@@ -19,6 +19,7 @@ from wccsim.hw import (
 )
 from wccsim.metrics import error_stats
 from wccsim.reference import ref_conv, ref_wcc
+from wccsim.rules import kept_positions, padded_shape
 
 STAGE_ORDER = ["input_q", "haar_l1", "haar_l2", "haar_l3", "haar_coef", "energy", "bitmap", "kept", "coef_q",
                "weight_q", "acc", "zero_filled", "inverse", "bias_q", "pre_requant", "output_q"]
@@ -67,7 +68,7 @@ def test_errors_are_the_documented_comparisons(layer):
     assert _same_stats(r.errors["total"], error_stats(y_ref, r.y))
     assert _same_stats(r.errors["quant"], error_stats(rw.y, r.y))
     assert _same_stats(r.errors["compress"], error_stats(y_ref, rw.y))
-    assert r.k == rw.k == topk.num_kept(0.3, 24 * 32) and r.positions == 24 * 32
+    assert r.k == rw.k == kept_positions(0.3, 24 * 32) and r.positions == 24 * 32
     assert 0.8 <= r.topk_overlap_with_ref <= 1.0
     assert _same_stats(r.baselines["int8"].errors["total"], error_stats(y_ref, r.baselines["int8"].y))
 
@@ -259,8 +260,8 @@ def test_property_invariants(n, cin, cout, h, w, rate, act_bits, weight_bits, le
                         topk=TopkSpec(metric=metric, mode=mode, tile_positions=16),
                         mac=MacSpec(acc_bits=48))
     r = simulate_layer(x, wt, b, spec, rate)
-    hp, wp = haar.pad_shape(h, w, lev)
-    assert r.positions == hp * wp and r.k == topk.num_kept(rate, hp * wp)
+    hp, wp = padded_shape(h, w, lev)
+    assert r.positions == hp * wp and r.k == kept_positions(rate, hp * wp)
     assert (r.selection.bitmap.sum(axis=1) == r.k).all()
     assert (np.diff(r.selection.idx, axis=1) > 0).all()
     assert r.y.shape == (n, cout, h, w) and np.isfinite(r.y).all()

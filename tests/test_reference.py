@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from wccsim.datapath.haar import forward_float, inverse_float, pad_shape
-from wccsim.datapath.topk import num_kept
 from wccsim.errors import InputError
 from wccsim.hw import Metric
-from wccsim.reference import float_energy, ref_conv, ref_wcc
+from wccsim.reference import float_energy, haar_forward, haar_inverse, ref_conv, ref_wcc
+from wccsim.rules import kept_positions, padded_shape
 
 
 def _rel_err(a, b):
@@ -50,14 +49,14 @@ def test_ref_wcc_matches_explicit_eq9():
     x, w, b = _data(2)
     rate, levels = 0.2, 3
     r = ref_wcc(x, w, b, rate, levels=levels)
-    hp, wp = pad_shape(13, 19, levels)
-    assert r.k == num_kept(rate, hp * wp) == r.selection.idx.shape[1]
-    coef = forward_float(x, levels)
+    hp, wp = padded_shape(13, 19, levels)
+    assert r.k == kept_positions(rate, hp * wp) == r.selection.idx.shape[1]
+    coef = haar_forward(x, levels)
     np.testing.assert_array_equal(r.coef, coef)
     # T H x, zero-filled: keep the same positions in every channel, then convolve all positions
     mask = r.selection.bitmap[:, None, :]
     out = np.einsum("oc,ncp->nop", w, coef * mask)
-    want = inverse_float(out, 13, 19, levels) + b[None, :, None, None]
+    want = haar_inverse(out, 13, 19, levels) + b[None, :, None, None]
     np.testing.assert_allclose(r.y, want, rtol=0, atol=1e-12)
     # the kept positions carry the largest channel energies
     e = float_energy(coef, Metric.L2)

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from wccsim.datapath.haar import forward_float, forward_int, pad_shape, position_levels
-from wccsim.datapath.topk import (
-    Selection, deferred_level_shift, energy, num_kept, overlap, select, tile_quotas,
-)
+from wccsim.datapath.haar import forward_int
+from wccsim.datapath.topk import deferred_level_shift, energy, overlap, select, tile_quotas
 from wccsim.errors import InputError
 from wccsim.hw import HaarSpec, Metric, Normalize, TopkMode, TopkSpec
+from wccsim.reference import haar_forward
+from wccsim.rules import Selection, kept_positions, padded_shape, position_levels
 
 MODES = list(TopkMode)
 
@@ -27,27 +27,27 @@ def _check_selection(sel: Selection, n: int, p: int, k: int) -> None:
     assert np.take_along_axis(sel.bitmap, sel.idx, axis=1).all()
 
 
-# ---- num_kept ------------------------------------------------------------------------------------------
+# ---- kept_positions ------------------------------------------------------------------------------------------
 
 def test_num_kept_exact_decimal():
     assert 0.29 * 100 < 29  # the float product would give 28
-    assert num_kept(0.29, 100) == 29
-    assert num_kept(0.1, 30) == 3  # 0.1 * 30 = 3.0000000000000004 in float; exact is 3 too
-    assert num_kept(0.57, 100) == 57  # 0.57 * 100 = 56.99999999999999 in float
-    assert num_kept(1.0, 1) == 1 and num_kept(1, 64) == 64
-    assert num_kept(1e-9, 64) == 1  # max(1, ...)
-    assert num_kept(0.5, 3) == 1 and num_kept(0.999, 1000) == 999
+    assert kept_positions(0.29, 100) == 29
+    assert kept_positions(0.1, 30) == 3  # 0.1 * 30 = 3.0000000000000004 in float; exact is 3 too
+    assert kept_positions(0.57, 100) == 57  # 0.57 * 100 = 56.99999999999999 in float
+    assert kept_positions(1.0, 1) == 1 and kept_positions(1, 64) == 64
+    assert kept_positions(1e-9, 64) == 1  # max(1, ...)
+    assert kept_positions(0.5, 3) == 1 and kept_positions(0.999, 1000) == 999
 
 
 @pytest.mark.parametrize("rate", [0.0, -0.1, 1.0000001, float("nan"), float("inf"), True, "0.5", None])
 def test_num_kept_rejects_bad_rate(rate):
     with pytest.raises(InputError, match="rate"):
-        num_kept(rate, 10)
+        kept_positions(rate, 10)
 
 
 def test_num_kept_rejects_bad_positions():
     with pytest.raises(InputError, match="positions"):
-        num_kept(0.5, 0)
+        kept_positions(0.5, 0)
 
 
 # ---- energy --------------------------------------------------------------------------------------------
@@ -80,10 +80,10 @@ def test_deferred_level_shift_restores_orthonormal_order(metric):
     """Deferred coefficients weighted by the shift give exactly 4^L (or 2^L) x the orthonormal energy."""
     levels, h, w = 3, 12, 20
     x = np.random.default_rng(1).integers(-128, 128, size=(2, 3, h, w))
-    hp, wp = pad_shape(h, w, levels)
+    hp, wp = padded_shape(h, w, levels)
     fwd = forward_int(x, HaarSpec(levels=levels, normalize=Normalize.DEFERRED, width_bits=20), 8)
     got = energy(fwd.coef, metric, deferred_level_shift(hp, wp, levels, metric))
-    ortho = forward_float(x.astype(np.float64), levels)
+    ortho = haar_forward(x.astype(np.float64), levels)
     if metric is Metric.L2:
         want = (ortho ** 2).sum(axis=1) * 4 ** levels
     elif metric is Metric.L1:
@@ -170,7 +170,7 @@ def test_modes_keep_exactly_k_and_overlap(mode):
         if k == 256 or mode is TopkMode.EXACT:
             assert ov == 1.0
     # sparse data: the approximations find most of the same positions at 30 % kept
-    k = num_kept(0.3, 256)
+    k = kept_positions(0.3, 256)
     ov = overlap(select(e, k, _spec(mode, tile=64)), select(e, k, _spec(TopkMode.EXACT)))
     assert ov > 0.6
 
@@ -202,7 +202,7 @@ def test_select_rejects_bad_k_and_negative_energy():
        seed=st.integers(0, 2**31 - 1))
 def test_property_every_mode_keeps_exactly_k(n, p, rate, tile, hi, mode, seed):
     e = np.random.default_rng(seed).integers(0, hi, size=(n, p), endpoint=True)
-    k = num_kept(rate, p)
+    k = kept_positions(rate, p)
     assert 1 <= k <= p
     sel = select(e, k, _spec(mode, tile=tile))
     _check_selection(sel, n, p, k)

@@ -9,11 +9,11 @@ level shifts, int32 and int64 coefficients and float energies.
 import numpy as np
 import pytest
 
-from wccsim.datapath.haar import pad_shape
 from wccsim.datapath import topk
 from wccsim.datapath.topk import deferred_level_shift, energy, select
 from wccsim.errors import InputError
 from wccsim.hw import Metric, TopkMode, TopkSpec
+from wccsim.rules import padded_shape
 
 EXACT = TopkSpec(mode=TopkMode.EXACT)
 
@@ -56,7 +56,7 @@ def _energy_cases(rng):
         n, c = int(rng.integers(1, 4)), int(rng.integers(1, 11))
         levels = int(rng.integers(1, 4))
         h, w = int(rng.integers(1, 20)), int(rng.integers(1, 20))
-        hp, wp = pad_shape(h, w, levels)
+        hp, wp = padded_shape(h, w, levels)
         if trial % 5 == 0:  # odd P without a level layout
             hp, wp, levels = 1, int(rng.choice([1, 3, 7, 2049])), 0
         bound = int(rng.choice([1, 2, 4, 128, 1 << 15, 1 << 20]))

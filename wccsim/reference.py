@@ -1,9 +1,13 @@
-"""Float64 references: the plain 1x1 convolution and WCC (paper Eq. 9) without quantization.
+"""Float64 references written from the paper, sharing nothing with the datapath but `wccsim.rules`.
 
-`ref_conv` is what the network computes; `ref_wcc` is ``H^T T^T K T H x`` with the same ``k`` rule
-(`wccsim.datapath.topk.num_kept`) and the same selection rule (exact top-k, ties to the lower position)
-as the integer datapath, so "compression-only" error is ``ref_wcc`` against ``ref_conv`` and
-"quantization-only" error is the datapath against ``ref_wcc`` (DESIGN.md section 3).
+`ref_conv` is what the network computes; `ref_wcc` is WCC (paper Eq. 9), ``H^T T^T K T H x``, in float64:
+the orthonormal multilevel 2D Haar transform ``H`` (Eq. 3, written here as two 1D Haar passes, along W
+then along H), the joint top-k ``T`` over per-position energies across channels (exact, ties to the
+lower position), the 1x1 conv ``K`` on the kept columns and the inverse transform. The rules both sides
+must agree on come from `wccsim.rules`: the number of kept positions (`kept_positions`), the zero
+padding (`padded_shape`) and the coefficient layout (`band_shapes`). "Compression-only" error is
+``ref_wcc`` against ``ref_conv``; "quantization-only" error is the datapath against ``ref_wcc``
+(DESIGN.md section 3).
 
 A stride ``s`` subsamples the input first (``x[:, :, ::s, ::s]``, which is what a strided 1x1 conv
 computes); WCC then works on the subsampled map.
@@ -15,12 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wccsim.datapath.haar import forward_float, inverse_float, pad_shape
-from wccsim.datapath.topk import Selection, num_kept, select
 from wccsim.errors import InputError
-from wccsim.hw import Metric, TopkMode, TopkSpec
+from wccsim.hw import Metric
+from wccsim.rules import Selection, band_shapes, kept_positions, padded_shape
 
-__all__ = ["RefWcc", "ref_conv", "ref_wcc", "wcc_dropped", "float_energy", "conv_args"]
+__all__ = ["RefWcc", "ref_conv", "ref_wcc", "wcc_dropped", "haar_forward", "haar_inverse", "float_energy",
+           "top_k", "conv_args"]
 
 _WHERE = "reference"
 _CHUNK_ELEMS = 1 << 18  # coefficients per channel chunk of the float Haar (2 MiB)
@@ -84,7 +88,7 @@ def ref_wcc(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, rate: float, lev
     x, w, b, stride
         As in `ref_conv`.
     rate : float
-        Kept fraction in (0, 1]; ``k = num_kept(rate, hp * wp)`` over the padded positions.
+        Kept fraction in (0, 1]; ``k = kept_positions(rate, hp * wp)`` over the padded positions.
     levels : int
         Haar levels (the paper uses 3); the map is zero padded to a multiple of ``2^levels``.
     metric : Metric
@@ -128,25 +132,108 @@ def wcc_dropped(x: np.ndarray, rate: float, levels: int = 3,
     Returns
     -------
     (np.ndarray, Selection, np.ndarray)
-        Dropped part (N, Cin, H, W) float64, the selection (exact top-k, ties to the lower position) and
-        the orthonormal coefficients (N, Cin, P) float64 in layout order.
+        Dropped part (N, Cin, H, W) float64, the selection (`top_k`) and the orthonormal coefficients
+        (N, Cin, P) float64 in layout order.
     """
     n, cin, h, wd = x.shape
-    hp, wp = pad_shape(h, wd, levels)
+    hp, wp = padded_shape(h, wd, levels)
     step = max(1, _CHUNK_ELEMS // (n * hp * wp))
     chunks = [slice(c, c + step) for c in range(0, cin, step)]
     coef = np.empty((n, cin, hp * wp))
     for c in chunks:  # channel chunks: the float Haar's temporaries stay small (issue #6, memory)
-        coef[:, c] = forward_float(x[:, c], levels)
-    sel = select(float_energy(coef, metric), num_kept(rate, hp * wp), TopkSpec(metric=metric, mode=TopkMode.EXACT))
+        coef[:, c] = haar_forward(x[:, c], levels)
+    sel = top_k(float_energy(coef, metric), kept_positions(rate, hp * wp))
     dropped = np.empty((n, cin, h, wd))
     for c in chunks:
-        dropped[:, c] = inverse_float(np.where(sel.bitmap[:, None, :], 0.0, coef[:, c]), h, wd, levels)
+        dropped[:, c] = haar_inverse(np.where(sel.bitmap[:, None, :], 0.0, coef[:, c]), h, wd, levels)
     return dropped, sel, coef
 
 
+def haar_forward(x: np.ndarray, levels: int) -> np.ndarray:
+    """Orthonormal multilevel 2D Haar transform (paper Eq. 3), zero padded (`padded_shape`).
+
+    Each level halves the current low band along W (pair sums and differences), then along H, and
+    scales by 1/2 (the two 1D passes' 1/sqrt(2) each): for a 2x2 block ``[a b; c d]`` that is
+    ``LL = (a+b+c+d)/2``, ``y2 = (a-b+c-d)/2``, ``y3 = (a+b-c-d)/2``, ``y4 = (a-b-c+d)/2``.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) real
+    levels : int
+
+    Returns
+    -------
+    (N, C, hp * wp) float64 in the layout order of `wccsim.rules.band_shapes`.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 4:
+        raise InputError(_WHERE, "x", "an (N, C, H, W) array", x.shape)
+    n, c, h, w = x.shape
+    hp, wp = padded_shape(h, w, levels)
+    low = np.pad(x, ((0, 0), (0, 0), (0, hp - h), (0, wp - w))) if (h, w) != (hp, wp) else x
+    bands = {}
+    for lev in range(1, levels + 1):
+        lo_w, hi_w = _analysis(low, axis=3)
+        low, y3 = _analysis(lo_w, axis=2)
+        y2, y4 = _analysis(hi_w, axis=2)
+        low *= 0.5
+        bands.update({(lev, 1): y2 * 0.5, (lev, 2): y3 * 0.5, (lev, 3): y4 * 0.5})
+    bands[(levels, 0)] = low
+    return np.concatenate([bands[(lev, b)].reshape(n, c, size) for lev, b, size in band_shapes(hp, wp, levels)],
+                          axis=2)
+
+
+def haar_inverse(coef: np.ndarray, h: int, w: int, levels: int) -> np.ndarray:
+    """Inverse of `haar_forward` (float64), cropped to (h, w).
+
+    Parameters
+    ----------
+    coef : (N, C, P) real in layout order, ``P = hp * wp``
+    h, w : int
+        Unpadded map size.
+    levels : int
+
+    Returns
+    -------
+    (N, C, h, w) float64
+    """
+    coef = np.asarray(coef, dtype=np.float64)
+    hp, wp = padded_shape(h, w, levels)
+    if coef.ndim != 3 or coef.shape[2] != hp * wp:
+        raise InputError(_WHERE, "coef", f"shape (N, C, {hp * wp})", coef.shape)
+    n, c = coef.shape[:2]
+    bands, off = {}, 0
+    for lev, b, size in band_shapes(hp, wp, levels):
+        bands[(lev, b)] = coef[:, :, off:off + size].reshape(n, c, hp >> lev, wp >> lev)
+        off += size
+    low = bands[(levels, 0)]
+    for lev in range(levels, 0, -1):
+        lo_w = _synthesis(low, bands[(lev, 2)], axis=2)
+        hi_w = _synthesis(bands[(lev, 1)], bands[(lev, 3)], axis=2)
+        low = _synthesis(lo_w, hi_w, axis=3) * 0.5
+    return low[:, :, :h, :w]
+
+
+def _analysis(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unnormalized 1D Haar along ``axis``: sums and differences of neighbour pairs (even + odd, even - odd)."""
+    even = x[(slice(None),) * axis + (slice(0, None, 2),)]
+    odd = x[(slice(None),) * axis + (slice(1, None, 2),)]
+    return even + odd, even - odd
+
+
+def _synthesis(lo: np.ndarray, hi: np.ndarray, axis: int) -> np.ndarray:
+    """Inverse of `_analysis` up to a factor 2: interleaves ``lo + hi`` (even) and ``lo - hi`` (odd) along ``axis``."""
+    shape = list(lo.shape)
+    shape[axis] *= 2
+    out = np.empty(shape)
+    out[(slice(None),) * axis + (slice(0, None, 2),)] = lo + hi
+    out[(slice(None),) * axis + (slice(1, None, 2),)] = lo - hi
+    return out
+
+
 def float_energy(coef: np.ndarray, metric: Metric) -> np.ndarray:
-    """Per-position energy of float coefficients (N, C, P) -> (N, P) float64, as `topk.energy` does on ints."""
+    """Per-position energy across channels, (N, C, P) -> (N, P) float64: sum of squares (L2), sum of
+    magnitudes (L1) or largest magnitude (LINF)."""
     if metric is Metric.L2:
         return np.einsum("ncp,ncp->np", coef, coef)
     if metric is Metric.L1:
@@ -154,6 +241,15 @@ def float_energy(coef: np.ndarray, metric: Metric) -> np.ndarray:
     if metric is Metric.LINF:
         return np.abs(coef).max(axis=1)
     raise InputError(_WHERE, "metric", "a Metric member", metric)
+
+
+def top_k(energy: np.ndarray, k: int) -> Selection:
+    """Exact joint top-k per image: the ``k`` largest energies of each row (N, P), ties to the lower position."""
+    order = np.argsort(-energy, axis=1, kind="stable")[:, :k]
+    idx = np.sort(order, axis=1).astype(np.int64)
+    bitmap = np.zeros(energy.shape, dtype=bool)
+    np.put_along_axis(bitmap, idx, True, axis=1)
+    return Selection(bitmap, idx, int(k))
 
 
 def conv_args(x, w, b, stride: int):

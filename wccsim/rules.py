@@ -151,8 +151,8 @@ def check_bits(bits, where: str, field: str) -> int:
 
 
 def _check_levels(levels: int) -> None:
-    if isinstance(levels, bool) or int(levels) != levels or not 1 <= levels <= 8:
-        raise InputError(_WHERE, "levels", "an integer in 1..8", levels)
+    if isinstance(levels, bool) or int(levels) != levels or not 1 <= levels <= 16:
+        raise InputError(_WHERE, "levels", "an integer in 1..16", levels)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from wccsim.rules import kept_positions, padded_shape
+
 __all__ = ["LayerKind", "LayerShape"]
 
 
@@ -63,6 +65,15 @@ class LayerShape:
     def macs(self) -> int:
         """Multiply-accumulates: cout * (cin / groups) * kernel^2 * ho * wo."""
         return self.cout * (self.cin // self.groups) * self.kernel ** 2 * self.ho * self.wo
+
+    def wcc_grid(self, levels: int) -> tuple[int, int]:
+        """Padded (hp, wp) of the map WCC transforms: the ho x wo input a stride leaves (`rules.padded_shape`)."""
+        return padded_shape(self.ho, self.wo, levels)
+
+    def wcc_kept(self, rate, levels: int) -> int:
+        """Positions WCC keeps at ``rate`` on `wcc_grid` (`rules.kept_positions`)."""
+        hp, wp = self.wcc_grid(levels)
+        return kept_positions(rate, hp * wp)
 
     @property
     def is_pointwise(self) -> bool:

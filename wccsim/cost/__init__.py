@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wccsim.cost.bops import hw_bops, kept_columns, level_sum, padded_hw, paper_bops
+from wccsim.cost.bops import hw_bops, paper_bops
 from wccsim.cost.energy import OpCounts, layer_energy
 from wccsim.cost.timing import bound, compute_cycles, haar_cycles, memory_cycles, topk_cycles
 from wccsim.cost.traffic import Traffic, effective_act_bits, layer_traffic, tensor_bytes
@@ -24,6 +24,7 @@ from wccsim.cost.workload import FpLayers, Scheme, Workload, layer_gemm
 from wccsim.shape import LayerShape
 from wccsim.errors import InputError
 from wccsim.hw import HwSpec, Metric, Normalize, TopkMode
+from wccsim.rules import level_sum
 
 __all__ = ["LayerCost", "layer_cost", "workload_cost", "total_cost", "nonzero_fraction", "Scheme"]
 
@@ -123,7 +124,7 @@ def layer_cost(shape: LayerShape, hw: HwSpec, scheme: Scheme | str, rate: float,
     scheme : Scheme or {'wcc', 'int8', 'uniform_nbit', 'zvc'}
     rate : float
         WCC kept fraction in (0, 1]; for uniform_nbit the rate whose equal bit rate sets the stored bits
-        (`wccsim.datapath.layer.uniform_bits`); ignored by int8 and zvc.
+        (`wccsim.rules.uniform_bits`); ignored by int8 and zvc.
     act_bits, weight_bits : int
         Widths in 2..16.
     nonzero_fraction : float, optional
@@ -139,7 +140,7 @@ def layer_cost(shape: LayerShape, hw: HwSpec, scheme: Scheme | str, rate: float,
     dp = hw.datapath
     wcc = scheme is Scheme.WCC and shape.is_pointwise and not shape.keep_fp
     a = effective_act_bits(scheme, rate, act_bits)
-    gemm = layer_gemm(shape, kept_columns(shape, rate, dp.haar.levels) if wcc else None)
+    gemm = layer_gemm(shape, shape.wcc_kept(rate, dp.haar.levels) if wcc else None)
     tr = layer_traffic(tensor_bytes(shape, scheme, rate, act_bits, weight_bits, hw, wcc, nonzero_fraction),
                        gemm, hw, wcc, weight_bits)
     haar_c = haar_cycles(shape, dp.haar) if wcc else 0
@@ -167,7 +168,7 @@ def _op_counts(shape: LayerShape, hw: HwSpec, wcc: bool, macs: int, act_bits: in
     on cout channels), top-k metric ops (one per input coefficient) and compares (one per position per
     selection pass), one requantization per output."""
     levels = hw.datapath.haar.levels
-    hp, wp = padded_hw(shape.h, shape.w, levels)
+    hp, wp = shape.wcc_grid(levels)
     passes = 2 if hw.datapath.topk.mode is TopkMode.THRESHOLD else 1
     adds = round(2 * level_sum(levels) * (shape.cin + shape.cout) * hp * wp) if wcc else 0
     return OpCounts(macs, act_bits, weight_bits, adds, shape.cin * hp * wp if wcc else 0,

@@ -30,27 +30,11 @@ from __future__ import annotations
 import math
 
 from wccsim.cost.workload import FpLayers
+from wccsim.rules import level_sum
 from wccsim.shape import LayerShape
 
-__all__ = ["level_sum", "padded_hw", "kept_columns", "paper_bops", "paper_fp32_bops", "hw_bops",
+__all__ = ["paper_bops", "paper_fp32_bops", "hw_bops",
            "truncate_billions"]
-
-
-def level_sum(levels: int) -> float:
-    """Sum of 4^-l for l = 0 .. levels-1: coefficients per padded pixel over all levels (1.3125 for 3)."""
-    return sum(0.25 ** l for l in range(levels))
-
-
-def padded_hw(h: int, w: int, levels: int) -> tuple[int, int]:
-    """H and W padded with zeros up to a multiple of 2^levels (as the paper's code does)."""
-    m = 1 << levels
-    return -(-h // m) * m, -(-w // m) * m
-
-
-def kept_columns(shape: LayerShape, rate: float, levels: int) -> int:
-    """k = max(1, floor(rate * P)), P = padded positions of the layer's input map."""
-    hp, wp = padded_hw(shape.h, shape.w, levels)
-    return max(1, math.floor(rate * hp * wp + 1e-9))
 
 
 def paper_bops(shape: LayerShape, wcc: bool, rate: float, act_bits: int, weight_bits: int,
@@ -81,9 +65,9 @@ def paper_bops(shape: LayerShape, wcc: bool, rate: float, act_bits: int, weight_
     wa = weight_bits * act_bits
     if not (wcc and shape.is_pointwise):
         return float(wa * shape.macs)
-    hp, wp = padded_hw(shape.h, shape.w, levels)
-    shrink = wa * rate * (shape.cin + shape.cout) * shape.h * shape.w if shrink_term else 0.0
-    return wa * rate * shape.macs + shrink + wa * level_sum(levels) * (shape.cin + shape.cout) * hp * wp
+    hp, wp = shape.wcc_grid(levels)
+    shrink = wa * rate * (shape.cin + shape.cout) * shape.ho * shape.wo if shrink_term else 0.0
+    return wa * rate * shape.macs + shrink + wa * float(level_sum(levels)) * (shape.cin + shape.cout) * hp * wp
 
 
 def paper_fp32_bops(shape: LayerShape, fp_layers: FpLayers = FpLayers.EXCLUDE) -> float:
@@ -115,8 +99,8 @@ def hw_bops(shape: LayerShape, wcc: bool, rate: float, act_bits: int, weight_bit
     wa = weight_bits * act_bits
     if not (wcc and shape.is_pointwise):
         return float(wa * shape.macs)
-    hp, wp = padded_hw(shape.h, shape.w, levels)
-    k = kept_columns(shape, rate, levels)
+    hp, wp = shape.wcc_grid(levels)
+    k = shape.wcc_kept(rate, levels)
     mac = wa * shape.cin * shape.cout * k
     fwd = _haar_add_bops(shape.cin, hp, wp, levels, act_bits, haar_growth_bits)
     inv = _haar_add_bops(shape.cout, hp, wp, levels, acc_bits, 0)

@@ -24,31 +24,25 @@ from __future__ import annotations
 
 import math
 
-from wccsim.cost.bops import level_sum, padded_hw
 from wccsim.cost.workload import Gemm
 from wccsim.shape import LayerShape
-from wccsim.hw import Dataflow, DramSpec, HaarSpec, MacSpec, TopkMode, TopkSpec
+from wccsim.hw import DramSpec, HaarSpec, MacSpec, TopkMode, TopkSpec
+from wccsim.rules import ARRAY_MAPPING, level_sum
 
 __all__ = ["compute_cycles", "haar_cycles", "topk_cycles", "memory_cycles", "bound"]
 
-_STREAM_DIMS = {  # dataflow -> (dimension on rows, on cols, streamed, preload cycles in units of R)
-    Dataflow.WEIGHT_STATIONARY: lambda m, k, n: (k, n, m, 1),
-    Dataflow.OUTPUT_STATIONARY: lambda m, k, n: (m, n, k, 0),
-    Dataflow.INPUT_STATIONARY: lambda m, k, n: (k, m, n, 1),
-}
-
-
 def compute_cycles(gemm: Gemm, mac: MacSpec) -> int:
     """MAC array cycles of `gemm` on a rows x cols array with `mac.dataflow` (formula in the module doc)."""
-    on_rows, on_cols, streamed, preload = _STREAM_DIMS[mac.dataflow](gemm.m, gemm.k, gemm.n)
+    mapping = ARRAY_MAPPING[mac.dataflow]
+    dims = {"m": gemm.m, "k": gemm.k, "n": gemm.n}
+    row_folds, col_folds = mapping.folds(dims, mac.rows, mac.cols)
     r, c = mac.rows, mac.cols
-    folds = math.ceil(on_rows / r) * math.ceil(on_cols / c)
-    return gemm.groups * folds * (preload * r + r + c + streamed - 2)
+    return gemm.groups * row_folds * col_folds * (mapping.preload * r + r + c + dims[mapping.streamed] - 2)
 
 
 def haar_cycles(shape: LayerShape, haar: HaarSpec) -> int:
     """Forward (cin channels) plus inverse (cout channels) Haar transform cycles of a WCC layer."""
-    hp, wp = padded_hw(shape.h, shape.w, haar.levels)
+    hp, wp = shape.wcc_grid(haar.levels)
     elems = level_sum(haar.levels) * hp * wp
     return math.ceil(shape.cin * elems / haar.elems_per_cycle) + math.ceil(shape.cout * elems
                                                                           / haar.elems_per_cycle)
@@ -56,7 +50,7 @@ def haar_cycles(shape: LayerShape, haar: HaarSpec) -> int:
 
 def topk_cycles(shape: LayerShape, topk: TopkSpec, levels: int) -> int:
     """Top-k unit cycles: energy of cin * P coefficients, then 1 (2 for threshold) pass over P positions."""
-    hp, wp = padded_hw(shape.h, shape.w, levels)
+    hp, wp = shape.wcc_grid(levels)
     passes = 2 if topk.mode is TopkMode.THRESHOLD else 1
     return math.ceil(shape.cin * hp * wp / topk.elems_per_cycle) + passes * math.ceil(hp * wp
                                                                                      / topk.elems_per_cycle)

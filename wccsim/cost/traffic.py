@@ -29,11 +29,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from wccsim.cost.bops import kept_columns, padded_hw
 from wccsim.cost.workload import Gemm, Scheme
 from wccsim.shape import LayerShape
-from wccsim.datapath.layer import uniform_bits
-from wccsim.hw import Dataflow, HwSpec, MacSpec, Placement, TopkMode
+from wccsim.hw import HwSpec, MacSpec, Placement, TopkMode
+from wccsim.rules import ARRAY_MAPPING, uniform_bits
 
 __all__ = ["Tensors", "Traffic", "effective_act_bits", "tensor_bytes", "choose_tiling", "array_reads",
            "layer_traffic"]
@@ -44,7 +43,7 @@ def _bytes(elems: int | float, bits: int) -> int:
 
 
 def effective_act_bits(scheme: Scheme, rate: float, act_bits: int) -> int:
-    """Activation width the scheme stores: the datapath's `uniform_bits` rule for uniform_nbit
+    """Activation width the scheme stores: `wccsim.rules.uniform_bits` for uniform_nbit
     (``max(2, floor(rate * act_bits + 1/2))``), else act_bits."""
     return uniform_bits(rate, act_bits) if scheme is Scheme.UNIFORM_NBIT else act_bits
 
@@ -70,8 +69,8 @@ def tensor_bytes(shape: LayerShape, scheme: Scheme, rate: float, act_bits: int, 
     out = _bytes(shape.cout * shape.ho * shape.wo, a)
     if wcc:
         levels = hw.datapath.haar.levels
-        hp, wp = padded_hw(shape.h, shape.w, levels)
-        k = kept_columns(shape, rate, levels)
+        hp, wp = shape.wcc_grid(levels)
+        k = shape.wcc_kept(rate, levels)
         payload, bitmap = _bytes(shape.cin * k, a), _bytes(hp * wp, 1)
         if hw.placement is Placement.COMPRESS_ON_WRITE:
             return Tensors(payload, bitmap, payload + bitmap, shape.cin * k, weight, out, 1)
@@ -109,23 +108,28 @@ def choose_tiling(act_sram_bytes: int, act_fetch_bytes: int, weight_bytes: int, 
 
 
 def array_reads(gemm: Gemm, mac: MacSpec) -> tuple[int, int, int]:
-    """Operand element reads by the MAC array and the reduction folds, per dataflow.
+    """Operand element reads by the MAC array and the reduction folds, from the dataflow's mapping.
+
+    Each operand (ifmap m x k, weights k x n) is read once per fold of every array dimension it does not
+    span (`wccsim.rules.ArrayMapping`): weight-stationary reads the ifmap ceil(n / cols) times and the
+    weights once; output-stationary the ifmap ceil(n / cols) and the weights ceil(m / rows) times;
+    input-stationary the ifmap once and the weights ceil(m / cols) times. Partial sums leave the array
+    ``k_folds`` = ceil(k / rows) times when k is on the array (ws, is), once when it streams (os).
 
     Returns
     -------
     (ifmap_elems, weight_elems, k_folds)
-        weight-stationary: weights loaded once, ifmap read once per column fold (ceil(n / cols));
-        output-stationary: ifmap read once per column fold, weights once per row fold (ceil(m / rows)),
-        partial sums stay in the PEs (k_folds = 1); input-stationary: ifmap loaded once, weights read once
-        per column fold (ceil(m / cols)). k_folds = ceil(k / rows) for ws and is.
     """
-    g, m, k, n = gemm.groups, gemm.m, gemm.k, gemm.n
-    rows, cols = mac.rows, mac.cols
-    if mac.dataflow is Dataflow.WEIGHT_STATIONARY:
-        return g * m * k * math.ceil(n / cols), g * n * k, math.ceil(k / rows)
-    if mac.dataflow is Dataflow.OUTPUT_STATIONARY:
-        return g * m * k * math.ceil(n / cols), g * n * k * math.ceil(m / rows), 1
-    return g * m * k, g * n * k * math.ceil(m / cols), math.ceil(k / rows)
+    mapping = ARRAY_MAPPING[mac.dataflow]
+    dims = {"m": gemm.m, "k": gemm.k, "n": gemm.n}
+    row_folds, col_folds = mapping.folds(dims, mac.rows, mac.cols)
+    folds = {mapping.rows: row_folds, mapping.cols: col_folds}
+
+    def reads(operand: str) -> int:
+        rereads = math.prod(f for dim, f in folds.items() if dim not in operand)
+        return gemm.groups * dims[operand[0]] * dims[operand[1]] * rereads
+
+    return reads("mk"), reads("kn"), folds.get("k", 1)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""Shift-add multilevel 2D Haar unit (forward and inverse), bit-accurate, plus a float64 orthonormal twin.
+"""Shift-add multilevel 2D Haar unit (forward and inverse), bit-accurate.
+
+The float64 transform it is checked against is `wccsim.reference.haar_forward` (written apart).
 
 Hardware model (DESIGN.md section 2, steps 2 and 7)
 ---------------------------------------------------
@@ -24,11 +26,9 @@ Each level's outputs are saturated to the signed range of ``width_bits`` (the re
 clipped value is counted. The butterfly adders themselves carry 2 guard bits, so only the register
 (after that level's normalization) clips.
 
-Coefficient layout (defines position indices, tie order and bitmap bit order)::
-
-    [LL_L, y2_L, y3_L, y4_L, y2_{L-1}, y3_{L-1}, y4_{L-1}, ..., y2_1, y3_1, y4_1]
-
-each band in raster order; ``P = hp * wp`` positions.
+Coefficients come out in the layout of `wccsim.rules.band_shapes` (which fixes position indices, tie
+order and bitmap bit order): ``[LL_L, y2_L, y3_L, y4_L, ..., y2_1, y3_1, y4_1]``, each band in raster
+order, ``P = hp * wp`` positions.
 
 Round-trip guarantees (tested in ``tests/test_haar.py``)
 -------------------------------------------------------
@@ -55,11 +55,11 @@ import numpy as np
 from wccsim.datapath.shifts import signed_range
 from wccsim.errors import InputError
 from wccsim.hw import HaarSpec, Normalize, Rounding
+from wccsim.rules import band_shapes, padded_shape, position_levels
 
 __all__ = [
-    "HaarForward", "pad_shape", "position_levels", "band_shapes", "pack_layout", "unpack_layout",
+    "HaarForward", "pack_layout", "unpack_layout",
     "forward_int", "inverse_int", "inverse_kept", "inverse_deferred_exact", "per_level_roundtrip_bound",
-    "forward_float", "inverse_float",
 ]
 
 _WHERE = "haar"
@@ -123,49 +123,6 @@ class HaarForward:
         return tuple(bands)
 
 
-def pad_shape(h: int, w: int, levels: int) -> tuple[int, int]:
-    """Padded map size ``(hp, wp)``: ``h`` and ``w`` rounded up to a multiple of ``2^levels``.
-
-    >>> pad_shape(5, 8, 3)
-    (8, 8)
-    """
-    _check_levels(levels)
-    for name, v in (("h", h), ("w", w)):
-        if int(v) != v or v < 1:
-            raise InputError(_WHERE, name, "a positive integer", v)
-    m = 1 << levels
-    return -(-int(h) // m) * m, -(-int(w) // m) * m
-
-
-def band_shapes(hp: int, wp: int, levels: int) -> list[tuple[int, int, int]]:
-    """Bands in layout order as ``(level, band, size)``; band is 0 for LL_L, 1..3 for y2..y4.
-
-    >>> band_shapes(4, 4, 1)
-    [(1, 0, 4), (1, 1, 4), (1, 2, 4), (1, 3, 4)]
-    """
-    _check_padded(hp, wp, levels)
-    size = (hp >> levels) * (wp >> levels)
-    bands = [(levels, 0, size)]
-    for lev in range(levels, 0, -1):
-        size = (hp >> lev) * (wp >> lev)
-        bands += [(lev, b, size) for b in (1, 2, 3)]
-    return bands
-
-
-def position_levels(hp: int, wp: int, levels: int) -> np.ndarray:
-    """Level of each position in layout order: LL_L positions -> ``levels``, detail bands of level l -> l.
-
-    Returns
-    -------
-    np.ndarray
-        (P,) int64 with ``P = hp * wp``.
-
-    >>> position_levels(4, 4, 1).tolist() == [1] * 16
-    True
-    """
-    return np.concatenate([np.full(size, lev, dtype=np.int64) for lev, _, size in band_shapes(hp, wp, levels)])
-
-
 def pack_layout(per_level: tuple | list) -> np.ndarray:
     """Flatten per-level band arrays into the layout order.
 
@@ -202,7 +159,7 @@ def unpack_layout(coef: np.ndarray, hp: int, wp: int, levels: int) -> tuple[np.n
         LL_L as (N, C, hp >> L, wp >> L) and a list whose entry ``l-1`` is the (N, C, 3, hp >> l, wp >> l)
         detail bands y2..y4 of level ``l``. Views where possible, same dtype.
     """
-    _check_padded(hp, wp, levels)
+    band_shapes(hp, wp, levels)  # validates the padded size
     if coef.ndim != 3 or coef.shape[2] != hp * wp:
         raise InputError(_WHERE, "coef", f"shape (N, C, {hp * wp})", coef.shape)
     n, c = coef.shape[:2]
@@ -240,7 +197,7 @@ def forward_int(x: np.ndarray, spec: HaarSpec, in_bits: int) -> HaarForward:
     x = _check_int_input(x, in_bits)
     n, c, h, w = x.shape
     levels = spec.levels
-    hp, wp = pad_shape(h, w, levels)
+    hp, wp = padded_shape(h, w, levels)
     coef = np.empty((n, c, hp * wp), dtype=np.int64)
     lo, hi = signed_range(spec.width_bits)
     per_level = spec.normalize is Normalize.PER_LEVEL
@@ -265,7 +222,7 @@ def inverse_int(coef: np.ndarray, h: int, w: int, spec: HaarSpec, width_bits: in
     ----------
     coef : np.ndarray
         (N, C, P) integer, layout order, orthonormal units (for both normalizations), ``P = hp * wp``
-        with ``(hp, wp) = pad_shape(h, w, spec.levels)``.
+        with ``(hp, wp) = padded_shape(h, w, spec.levels)``.
     h, w : int
         Unpadded output size (the padding is cropped).
     spec : HaarSpec
@@ -288,7 +245,7 @@ def inverse_int(coef: np.ndarray, h: int, w: int, spec: HaarSpec, width_bits: in
     """
     _check_spec(spec)
     _check_width(width_bits)
-    hp, wp = pad_shape(h, w, spec.levels)
+    hp, wp = padded_shape(h, w, spec.levels)
     coef = np.asarray(coef)
     if coef.ndim != 3 or coef.shape[2] != hp * wp:
         raise InputError(_WHERE, "coef", f"shape (N, C, {hp * wp})", coef.shape)
@@ -313,7 +270,7 @@ def inverse_kept(acc: np.ndarray, idx: np.ndarray, h: int, w: int, spec: HaarSpe
         (N, C, k) integer (int32 or int64): the kept columns, layout order, orthonormal units.
     idx : np.ndarray
         (N, k) integer (int64): strictly ascending positions in ``[0, P)``, ``P = hp * wp`` with
-        ``(hp, wp) = pad_shape(h, w, spec.levels)``.
+        ``(hp, wp) = padded_shape(h, w, spec.levels)``.
     h, w : int
         Unpadded output size (the padding is cropped).
     spec : HaarSpec
@@ -328,7 +285,7 @@ def inverse_kept(acc: np.ndarray, idx: np.ndarray, h: int, w: int, spec: HaarSpe
     """
     _check_spec(spec)
     _check_width(width_bits)
-    hp, wp = pad_shape(h, w, spec.levels)
+    hp, wp = padded_shape(h, w, spec.levels)
     acc, idx = np.asarray(acc), np.asarray(idx)
     if acc.ndim != 3 or not np.issubdtype(acc.dtype, np.integer):
         raise InputError(_WHERE, "acc", "an (N, C, k) integer array", f"{acc.dtype} {acc.shape}")
@@ -370,7 +327,7 @@ def inverse_deferred_exact(coef: np.ndarray, h: int, w: int, levels: int) -> np.
     ValueError
         If the result is not a multiple of ``4^L`` (the input was not a deferred forward output).
     """
-    hp, wp = pad_shape(h, w, levels)
+    hp, wp = padded_shape(h, w, levels)
     coef = np.asarray(coef, dtype=np.int64)
     common = coef << (levels - position_levels(hp, wp, levels))
     low, details = unpack_layout(common, hp, wp, levels)
@@ -394,64 +351,6 @@ def per_level_roundtrip_bound(levels: int) -> int:
     for _ in range(levels):
         err2 = 2 * ((3 + err2 // 2) // 2)  # floor(3/2 + E/2) with E = err2 / 2
     return err2 // 2
-
-
-def forward_float(x: np.ndarray, levels: int) -> np.ndarray:
-    """Orthonormal multilevel 2D Haar transform in float64 (butterflies / 2), zero padded.
-
-    Parameters
-    ----------
-    x : np.ndarray
-        (N, C, H, W) real.
-    levels : int
-
-    Returns
-    -------
-    np.ndarray
-        (N, C, hp * wp) float64 in layout order.
-    """
-    x = _check_nchw(x).astype(np.float64)
-    hp, wp = pad_shape(x.shape[2], x.shape[3], levels)
-    low = _pad(x, hp, wp)
-    per_level = []
-    for _ in range(levels):
-        y = _butterfly(low) * 0.5
-        per_level.append(y)
-        low = y[:, :, 0]
-    return pack_layout(per_level)
-
-
-def inverse_float(coef: np.ndarray, h: int, w: int, levels: int) -> np.ndarray:
-    """Inverse of `forward_float` (float64), cropped to (h, w).
-
-    Parameters
-    ----------
-    coef : np.ndarray
-        (N, C, P) real in layout order, ``P = hp * wp``.
-
-    Returns
-    -------
-    np.ndarray
-        (N, C, h, w) float64.
-    """
-    hp, wp = pad_shape(h, w, levels)
-    low, details = unpack_layout(np.asarray(coef, dtype=np.float64), hp, wp, levels)
-    for lev in range(levels, 0, -1):
-        low = _inverse_butterfly(low, details[lev - 1]) * 0.5
-    return low[:, :, :h, :w]
-
-
-def _butterfly(low: np.ndarray) -> np.ndarray:
-    """(N, C, 2h, 2w) -> (N, C, 4, h, w): y1..y4 of every 2x2 block, unnormalized."""
-    a, b = low[:, :, 0::2, 0::2], low[:, :, 0::2, 1::2]
-    c, d = low[:, :, 1::2, 0::2], low[:, :, 1::2, 1::2]
-    s_top, d_top, s_bot, d_bot = a + b, a - b, c + d, c - d
-    out = np.empty(s_top.shape[:2] + (4,) + s_top.shape[2:], dtype=s_top.dtype)
-    np.add(s_top, s_bot, out=out[:, :, 0])
-    np.add(d_top, d_bot, out=out[:, :, 1])
-    np.subtract(s_top, s_bot, out=out[:, :, 2])
-    np.subtract(d_top, d_bot, out=out[:, :, 3])
-    return out
 
 
 def _round_params(shift: int, rounding: Rounding) -> tuple[int, int, int]:
@@ -481,7 +380,7 @@ def _half_args(rounding: Rounding) -> tuple:
 
 def _inverse_args(h: int, w: int, spec: HaarSpec, width_bits: int) -> tuple:
     """Scalar arguments of `_inverse_plane` after ``src, out`` and the scratch buffers."""
-    hp, wp = pad_shape(h, w, spec.levels)
+    hp, wp = padded_shape(h, w, spec.levels)
     lo, hi = signed_range(width_bits)
     if spec.normalize is Normalize.DEFERRED:
         return (spec.levels, hp, wp, h, w, None, None, _round_params(spec.levels, spec.rounding), lo, hi)
@@ -769,24 +668,9 @@ def _inverse_butterfly(low: np.ndarray, det: np.ndarray) -> np.ndarray:
     return out
 
 
-def _pad(x: np.ndarray, hp: int, wp: int) -> np.ndarray:
-    """Zero pad (N, C, H, W) at the bottom and right to (N, C, hp, wp)."""
-    h, w = x.shape[2:]
-    if (h, w) == (hp, wp):
-        return x
-    return np.pad(x, ((0, 0), (0, 0), (0, hp - h), (0, wp - w)))
-
-
 def _check_levels(levels: int) -> None:
     if int(levels) != levels or not 1 <= levels <= 16:
         raise InputError(_WHERE, "levels", "an integer in 1..16", levels)
-
-
-def _check_padded(hp: int, wp: int, levels: int) -> None:
-    _check_levels(levels)
-    m = 1 << levels
-    if hp < m or wp < m or hp % m or wp % m:
-        raise InputError(_WHERE, "padded shape", f"multiples of {m}", (hp, wp))
 
 
 def _check_width(width_bits: int) -> None:

@@ -1,8 +1,7 @@
 """Joint top-k selector with bitmap (DESIGN.md section 2, step 3).
 
 One energy per spatial position, computed across channels on the Haar unit's integer output, picks the
-same ``k`` positions for every channel. ``k = max(1, floor(rate * P))`` with the rate taken as the exact
-decimal it is written as (`num_kept`). The output is a P-bit bitmap (bit p = position p of the Haar
+same ``k`` positions for every channel; ``k`` is the caller's (`wccsim.rules.kept_positions`). The output is a P-bit bitmap (bit p = position p of the Haar
 layout) and the kept indices in ascending position order, i.e. the column order of the C x k matrix
 that the MAC array reads.
 
@@ -26,9 +25,6 @@ Energies are non-negative; `select` accepts int64 (hardware) or float64 (the flo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from fractions import Fraction
-import math
 
 import numba
 import numpy as np
@@ -36,53 +32,16 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from wccsim.datapath.haar import position_levels
 from wccsim.errors import InputError
 from wccsim.hw import Metric, TopkMode, TopkSpec
+from wccsim.rules import Selection, position_levels
 
 __all__ = [
-    "Selection", "num_kept", "energy", "deferred_level_shift", "select", "gather", "tile_quotas", "overlap",
+    "energy", "deferred_level_shift", "select", "gather", "tile_quotas", "overlap",
 ]
 
 _WHERE = "topk"
 _INT64_MAX = (1 << 63) - 1
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Kept positions of a batch.
-
-    Attributes
-    ----------
-    bitmap : np.ndarray
-        (N, P) bool, True where the position is kept; exactly ``k`` per row.
-    idx : np.ndarray
-        (N, k) int64 kept positions, ascending per row.
-    k : int
-        Number of kept positions per row.
-    """
-    bitmap: np.ndarray
-    idx: np.ndarray
-    k: int
-
-
-def num_kept(rate: float, positions: int) -> int:
-    """Number of kept positions ``k = max(1, floor(rate * P))``, computed exactly.
-
-    The rate is read as the shortest decimal that prints it (``Fraction(repr(rate))``), so
-    ``num_kept(0.29, 100) == 29`` although ``0.29 * 100 == 28.999999999999996`` in float.
-
-    >>> num_kept(0.29, 100), num_kept(0.001, 10), num_kept(1.0, 7)
-    (29, 1, 7)
-    """
-    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating, np.integer)):
-        raise InputError(_WHERE, "rate", "a number in (0, 1]", rate)
-    if not math.isfinite(float(rate)) or not 0 < rate <= 1:
-        raise InputError(_WHERE, "rate", "a number in (0, 1]", rate)
-    if isinstance(positions, bool) or int(positions) != positions or positions < 1:
-        raise InputError(_WHERE, "positions", "a positive integer", positions)
-    exact = Fraction(repr(float(rate))) * int(positions)
-    return max(1, math.floor(exact))
 
 
 def energy(coef: np.ndarray, metric: Metric, level_shift: np.ndarray | None = None) -> np.ndarray:
