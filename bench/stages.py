@@ -134,7 +134,7 @@ def unit_call(unit: str, layer, rate: float) -> dict:
 def _datapath(layer, rate: float):
     """`run_datapath` (keep=False) with parameters from `calibrate_layer` (offline, not timed), and the bit
     check of its output against `simulate_layer`'s (which also runs the float references and baselines)."""
-    from wccsim.datapath.layer import calibrate_layer, run_datapath, simulate_layer
+    from wccsim.simulate import calibrate_layer, run_datapath, simulate_layer
     params = calibrate_layer(layer.x, layer.w, layer.b, SPEC, rate, layer.stride)
     run = lambda: run_datapath(layer.x, params, SPEC, rate, layer.stride, keep=False)  # noqa: E731
     expected = simulate_layer(layer.x, layer.w, layer.b, SPEC, rate, layer.stride).y
@@ -162,8 +162,8 @@ def stage_profile(layer, rate: float, repeats: int = 3) -> dict:
 def datapath_call(layer, rate: float) -> dict:
     """The whole bit-accurate layer, datapath only: `run_datapath` (stages 1-8, output dequantized; stages
     not recorded, as in `wccsim run`) with offline parameters from `calibrate_layer`."""
-    if _attr("wccsim.datapath.layer", "run_datapath") is None:
-        return _missing("wccsim.datapath.layer.run_datapath")
+    if _attr("wccsim.simulate", "run_datapath") is None:
+        return _missing("wccsim.simulate.run_datapath")
     run, exact = _datapath(layer, rate)
     how = "layer.run_datapath (" + ("bit-exact vs simulate_layer" if exact else
                                     "MISMATCH vs simulate_layer output_q") + ")"
@@ -172,9 +172,9 @@ def datapath_call(layer, rate: float) -> dict:
 
 def simulate_layer_call(layer, rate: float) -> dict:
     """`simulate_layer` as a whole (datapath + calibration + float references + baselines), for information."""
-    sim = _attr("wccsim.datapath.layer", "simulate_layer")
+    sim = _attr("wccsim.simulate", "simulate_layer")
     if sim is None:
-        return _missing("wccsim.datapath.layer.simulate_layer")
+        return _missing("wccsim.simulate.simulate_layer")
     return {"call": lambda: sim(layer.x, layer.w, layer.b, SPEC, rate, layer.stride), "bytes": 0,
             "how": "layer.simulate_layer (everything)"}
 

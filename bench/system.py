@@ -38,7 +38,7 @@ _IMPORT_ALL = ("import pkgutil, importlib, wccsim; "
 
 
 _SIMULATE_ONE = (_IMPORT_ALL + "; from wccsim.trace import open_trace; from wccsim.hw import DatapathSpec; "
-                 "from wccsim.datapath.layer import simulate_layer; ld = open_trace({trace!r}).layer({layer!r}); "
+                 "from wccsim.simulate import simulate_layer; ld = open_trace({trace!r}).layer({layer!r}); "
                  "simulate_layer(ld.x, ld.w, ld.b, DatapathSpec(), 0.5, ld.stride)")
 
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wccsim.calibrate import CalibSample, act_params
-from wccsim.datapath import layer as layer_mod
-from wccsim.datapath.layer import run_datapath, calibrate_layer, simulate_layer, simulate_plain
+from wccsim.simulate import layer as layer_mod
+from wccsim.simulate import run_datapath, calibrate_layer, simulate_layer, simulate_plain
 from wccsim.hw import ActSign, CalibMethod, DatapathSpec, QuantSpec, RequantMode, RequantSpec, WeightGranularity
 from wccsim.metrics import ErrorSum, error_stats
 
@@ -42,7 +42,7 @@ def test_many_blocks_equal_one_block(data, name, monkeypatch):
     spec = SPECS[name]
     one = simulate_layer(x, w, b, spec, 0.4, stride=1)
     monkeypatch.setattr(layer_mod, "_BLOCK_ELEMS", 1)
-    assert len(layer_mod._channel_blocks(7, 19 * 22)) == 7
+    assert len(layer_mod.prepare(x, w, b, 1).blocks()) == 7
     many = simulate_layer(x, w, b, spec, 0.4, stride=1)
     assert list(one.stages) == list(many.stages)
     for s in one.stages:

@@ -40,7 +40,7 @@ def _update(h, arr) -> None:
 def digest(trace_path: str, layer: str, rate: float = 0.25) -> dict:
     """sha256 of every integer stage, the selection, the counters and the dequantized outputs of
     `simulate_layer` (WCC and baselines), and of the `wccsim.runner` table as CSV."""
-    from wccsim.datapath.layer import simulate_layer
+    from wccsim.simulate import simulate_layer
     from wccsim.hw import load_hw
     from wccsim.runner import run
     from wccsim.trace import open_trace

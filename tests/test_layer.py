@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from wccsim.calibrate import quantize
 from wccsim.datapath import haar, topk
-from wccsim.datapath.layer import (
-    calibrate_and_run, calibrate_layer, run_datapath, simulate_layer, simulate_plain, uniform_bits,
+from wccsim.simulate import (
+    calibrate_and_run, calibrate_layer, run_datapath, simulate_layer, simulate_plain,
 )
 from wccsim.datapath.mac import accumulate, int_matmul
 from wccsim.errors import InputError
@@ -19,7 +19,7 @@ from wccsim.hw import (
 )
 from wccsim.metrics import error_stats
 from wccsim.reference import ref_conv, ref_wcc
-from wccsim.rules import kept_positions, padded_shape
+from wccsim.rules import kept_positions, padded_shape, uniform_bits
 
 STAGE_ORDER = ["input_q", "haar_l1", "haar_l2", "haar_l3", "haar_coef", "energy", "bitmap", "kept", "coef_q",
                "weight_q", "acc", "zero_filled", "inverse", "bias_q", "pre_requant", "output_q"]

@@ -243,7 +243,7 @@ def test_plain_int8_baseline_float32_equals_onnxruntime(per_channel):
     """End to end: the plain int8 baseline's own integers and scales, run by onnxruntime QLinearConv, give
     exactly its output_q (realistic layer: 96 -> 96 channels at 80x80, smooth signed input)."""
     pytest.importorskip("onnxruntime")
-    from wccsim.datapath.layer import simulate_plain
+    from wccsim.simulate import simulate_plain
     from wccsim.hw import DatapathSpec, QuantSpec, RequantSpec, WeightGranularity
 
     rng = np.random.default_rng(11)

@@ -18,7 +18,7 @@ import pytest
 from wccsim.datapath.haar import forward_int, inverse_int
 from wccsim.hw import HaarSpec, Normalize, Rounding, load_hw
 from wccsim.trace import open_trace
-from wccsim.datapath.layer import simulate_layer
+from wccsim.simulate import simulate_layer
 from wccsim.vectors import Tile, crop_tile, haar_testbenches, read_manifest, to_hex_words, write_vectors
 
 ROOT = Path(__file__).resolve().parents[1]

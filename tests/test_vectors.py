@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from wccsim.cli import main
-from wccsim.datapath.layer import simulate_layer
+from wccsim.simulate import simulate_layer
 from wccsim.errors import InputError
 from wccsim.hw import DatapathSpec, HaarSpec, Normalize, Rounding
 from wccsim.trace import LayerData, write_trace

@@ -9,7 +9,7 @@
 (64, 256, (1, 4, 16, 16))
 """
 
-from wccsim.datapath.layer import (
+from wccsim.simulate import (
     BaselineResult, DatapathResult, LayerParams, LayerResult, Stage, calibrate_and_run, calibrate_layer,
     run_datapath, simulate_layer, simulate_plain,
 )

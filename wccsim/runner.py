@@ -164,7 +164,7 @@ def layer_rows(trace, index: int, info, hw, opts: RunOptions) -> list[dict]:
         Already configured with the run's bit widths (`configure_datapath`).
     opts : RunOptions
     """
-    from wccsim.datapath.layer import simulate_layer, simulate_plain
+    from wccsim.simulate import simulate_layer, simulate_plain
 
     data = trace.layer(info.name)
     # keep=False: errors and counters only, computed block by block (bounded memory, issue #6)

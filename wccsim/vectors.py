@@ -1,7 +1,7 @@
 """Test vectors for RTL: every datapath stage of one layer as ``$readmemh`` hex files plus a manifest.
 
 A vectors directory holds, for one layer (or one spatial tile of it) simulated by
-`wccsim.datapath.layer.simulate_layer`:
+`wccsim.simulate.simulate_layer`:
 
 - one ``<stage>.hex`` file per stage, in the hardware order of ``LayerResult.stages``: one word per line,
   lower-case hex, ``ceil(width_bits / 4)`` digits, two's complement at the declared width for signed
@@ -109,7 +109,7 @@ def export_layer(layer, hw, rate: float, out_dir: str | os.PathLike, tile: Tile 
     Path
         ``out_dir``.
     """
-    from wccsim.datapath.layer import simulate_layer
+    from wccsim.simulate import simulate_layer
 
     x = crop_tile(layer.x, tile)
     result = simulate_layer(x, layer.w, layer.b, hw.datapath, rate, stride=layer.stride)

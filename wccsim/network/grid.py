@@ -144,7 +144,7 @@ def quality_metric(kind: str) -> tuple[str, str]:
 def _scheme(hw, opts, scheme: str):
     """(hook, cost(shape) -> (macs, bops, bops_hw), the row's rate / act_bits / weight_bits / eff bits)."""
     from wccsim.cost import layer_cost
-    from wccsim.datapath.layer import uniform_bits
+    from wccsim.rules import uniform_bits
     from wccsim.network.hooks import float_hook, uniform_hook, wcc_hook
     from wccsim.runner import configure_datapath
 

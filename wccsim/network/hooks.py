@@ -33,16 +33,16 @@ def wcc_hook(spec, rate: float) -> Hook:
     """Hook running the bit-accurate WCC datapath at `rate`: `calibrate_and_run` on the layer's input (the
     output `simulate_layer` gives, without its references, baselines and stages)."""
     def hook(x, w, b, stride):
-        from wccsim.datapath.layer import calibrate_and_run
+        from wccsim.simulate import calibrate_and_run
 
         return np.asarray(calibrate_and_run(x, w, b, spec, rate, stride=stride, keep=False)[1].y, np.float32)
     return hook
 
 
 def uniform_hook(spec, act_bits: int) -> Hook:
-    """Hook running `wccsim.datapath.layer.simulate_plain` (quantize, MAC, requantize) at `act_bits`."""
+    """Hook running `wccsim.simulate.simulate_plain` (quantize, MAC, requantize) at `act_bits`."""
     def hook(x, w, b, stride):
-        from wccsim.datapath.layer import simulate_plain
+        from wccsim.simulate import simulate_plain
 
         return np.asarray(simulate_plain(x, w, b, spec, act_bits, stride=stride).y, np.float32)
     return hook

@@ -198,7 +198,7 @@ def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5
         Fraction of Haar positions kept in every spliced layer.
     act_bits : int in 2..16, optional
         Activation bits (default: the hardware spec's); the uniform baseline gets
-        `wccsim.datapath.layer.uniform_bits` (max(2, floor(rate * act_bits + 1/2))).
+        `wccsim.rules.uniform_bits` (max(2, floor(rate * act_bits + 1/2))).
     threshold : float in (0, 1)
         Binarization threshold of a probability-map output for the IoU (DB's default 0.3).
     size : (H, W) pixels, optional
@@ -215,7 +215,7 @@ def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5
     NetworkResult
     """
     from wccsim.capture.images import load_image
-    from wccsim.datapath.layer import uniform_bits
+    from wccsim.rules import uniform_bits
     from wccsim.runner import configure_datapath, make_options, progress_bar, resolve_hw
 
     import onnxruntime as ort

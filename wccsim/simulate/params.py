@@ -1,0 +1,165 @@
+"""Offline (float) parameters of a simulated layer: quantizers, quantized weights and bias, requant records.
+
+Choices (tested in tests/test_layer.py):
+
+* Input scale: calibrated on the whole input ``x`` (the tensor the previous layer wrote) with
+  ``spec.quant`` (bits, sign, method); output scale: calibrated on ``ref_conv``'s output with the same
+  method, sign chosen from the data (``AUTO``). WCC and baselines share both (same calibration, fair).
+* Coefficient quantization (`LayerParams`, made by `wccsim.simulate.wcc`): the scale is calibrated
+  (same method, signed) on the real values of the kept coefficients; the integer coefficients are
+  requantized with the gemmlowp fixed-point multiplier (always ``FIXED_POINT``; ``spec.requant.mode``
+  applies to the output stage), with the input pre-shifted into the int32 headroom
+  (``in_bits = haar.width_bits``, see `requant_params`). With ``DEFERRED`` Haar the multiplier is per
+  level and also divides by ``2^l``, so ``coef_q`` is in orthonormal units and rounding happens once.
+* Bias: ``rint(b / (s_coef * s_w))`` saturated to int32, added after the inverse transform.
+* Baselines (`PlainParams`): no Haar; the input quantized at their own bits, the same output register.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from wccsim.calibrate import CalibSample, QuantParams, act_params, quantize, requant_params, weight_params
+from wccsim.datapath.chain import int_dtype
+from wccsim.datapath.requant import INT32_MAX, INT32_MIN, RequantParams
+from wccsim.hw import ActSign, DatapathSpec, Normalize, RequantMode
+from wccsim.rules import position_levels
+from wccsim.simulate.layer import Layer
+
+__all__ = ["LayerParams", "PlainParams", "input_params", "quantize_input", "output_params", "quantize_weights",
+           "quantize_bias", "output_requant", "output_scale", "level_scales", "position_scales", "plain_params"]
+
+
+@dataclass(frozen=True)
+class LayerParams:
+    """Offline record of one layer: everything the integer datapath needs, made in float by `calibrate_layer`.
+
+    Attributes
+    ----------
+    input_qp : QuantParams
+        Input quantizer (``act_bits``, ``spec.quant`` sign and method), calibrated on the whole input.
+    weight_q : (Cout, Cin) int64
+        Weights, ``weight_bits`` signed symmetric.
+    weight_scale : (Cout, 1) float64
+        Real units of one weight step (all rows equal per tensor).
+    coef_qp : QuantParams
+        Coefficient quantizer (``act_bits`` signed, orthonormal units), calibrated on the kept coefficients.
+    coef_requant : RequantParams
+        ``FIXED_POINT`` record per Haar level, fields shaped (L,): entry ``l-1`` maps level-l coefficients
+        (``haar.width_bits``) to ``coef_qp``.
+    bias_q : (Cout,) int64
+        Bias at scale ``coef_qp.scale * weight_scale``, saturated to int32.
+    bias_saturations : int
+        Bias values clipped to int32 by that rounding.
+    output_qp : QuantParams
+        Output quantizer (``act_bits``, sign from the data), calibrated on ``ref_conv``'s output.
+    output_requant : RequantParams
+        Output record, fields (1, Cout, 1, 1) against (N, Cout, H, W) integers at
+        ``coef_qp.scale * weight_scale``.
+    """
+    input_qp: QuantParams
+    weight_q: np.ndarray
+    weight_scale: np.ndarray
+    coef_qp: QuantParams
+    coef_requant: RequantParams
+    bias_q: np.ndarray
+    bias_saturations: int
+    output_qp: QuantParams
+    output_requant: RequantParams
+
+
+@dataclass(frozen=True)
+class PlainParams:
+    """Offline record of a plain (no Haar) layer: input quantizer, weights, bias, output requant."""
+    in_qp: QuantParams
+    weight_q: np.ndarray
+    weight_scale: np.ndarray
+    bias_q: np.ndarray
+    bias_saturations: int
+    out_qp: QuantParams
+    out_requant: RequantParams
+    out_scale: float | np.ndarray
+
+
+def input_params(x_full, bits: int, spec: DatapathSpec) -> QuantParams:
+    """Input quantizer calibrated on the whole input (the tensor the previous layer wrote)."""
+    q = spec.quant
+    return act_params(x_full, bits, q.act_sign, q.calib, q.percentile)
+
+
+def quantize_input(x_n: np.ndarray, qp: QuantParams) -> tuple[np.ndarray, np.ndarray]:
+    """Quantize one (strided) image; returns the codes (zero point included, int64) and codes - zero
+    point in the narrowest integer dtype holding them (int8 for signed 8-bit: cheap for the MAC)."""
+    xq = quantize(x_n, qp)
+    x_int = xq - qp.zero_point if qp.zero_point else xq
+    return xq, x_int.astype(int_dtype(qp.bits + (0 if qp.signed else 1)))
+
+
+def output_params(layer: Layer, bits: int, spec: DatapathSpec) -> QuantParams:
+    """Output quantizer calibrated on ``ref_conv``'s output, computed image by image, block by block
+    (`CalibSample` keeps what the method reads)."""
+    q = spec.quant
+    sample = CalibSample(math.prod(layer.output_shape), q.calib)
+    for n in range(layer.xs.shape[0]):
+        x_n = layer.image(n)
+        for blk in layer.blocks():
+            sample.add(layer.ref_block(x_n, blk))
+    return sample.params(bits, ActSign.AUTO, q.percentile)
+
+
+def quantize_weights(w2: np.ndarray, bits: int, spec: DatapathSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Weights quantized symmetric; returns wq (Cout, Cin) int64 and the scale shaped (Cout, 1)."""
+    s = np.broadcast_to(np.asarray(weight_params(w2, bits, spec.quant.weight_granularity), np.float64),
+                        (w2.shape[0],)).reshape(-1, 1)
+    return quantize(w2, QuantParams(1.0, 0, bits, True), scale=s), s
+
+
+def quantize_bias(b, s_acc: np.ndarray, cout: int) -> tuple[np.ndarray, int]:
+    """Bias at the accumulator scale (s_acc (Cout, 1)), int32 saturating, and its saturation count;
+    zeros without bias."""
+    if b is None:
+        return np.zeros(cout, dtype=np.int64), 0
+    raw = np.rint(b / s_acc[:, 0])
+    sat = int(np.count_nonzero((raw < INT32_MIN) | (raw > INT32_MAX)))
+    return np.clip(raw, INT32_MIN, INT32_MAX).astype(np.int64), sat
+
+
+def output_requant(act_scale: float, s_w: np.ndarray, out_qp: QuantParams) -> RequantParams:
+    """Output record for (N, Cout, H, W) integers at scale ``act_scale * s_w`` (s_w (Cout, 1)); fields
+    shaped (1, Cout, 1, 1). The two scales go to `requant_params` separately, so ``FLOAT32`` forms its
+    multiplier exactly as onnxruntime's QLinearConv does."""
+    return requant_params(act_scale, out_qp, weight_scale=s_w[None, :, :, None])
+
+
+def output_scale(act_scale: float, s_w: np.ndarray, out_qp: QuantParams, rp: RequantParams, mode: RequantMode):
+    """Real units of one output step: the calibrated scale, or with ``POW2`` the one the shifter realizes,
+    ``act_scale * s_w * 2^pow2_shift`` (per channel with per-channel weights), shaped (1, Cout, 1, 1)."""
+    if mode is RequantMode.POW2:
+        return act_scale * s_w[None, :, :, None] * np.exp2(rp.pow2_shift)
+    return out_qp.scale
+
+
+def level_scales(in_scale: float, hs) -> np.ndarray:
+    """(L,) float64 real units of the level-l coefficients (entry l-1): ``in_scale / 2^l`` when deferred."""
+    if hs.normalize is Normalize.DEFERRED:
+        return in_scale / np.exp2(np.arange(1, hs.levels + 1))
+    return np.full(hs.levels, in_scale)
+
+
+def position_scales(in_scale: float, spec: DatapathSpec, hp: int, wp: int) -> np.ndarray:
+    """(P,) float64 real units of each Haar position (layout order)."""
+    return level_scales(in_scale, spec.haar)[position_levels(hp, wp, spec.haar.levels) - 1]
+
+
+def plain_params(layer: Layer, spec: DatapathSpec, act_bits: int, weight_bits: int,
+                 out_qp: QuantParams) -> PlainParams:
+    """Offline record of the plain path at ``act_bits`` inputs and ``weight_bits`` weights."""
+    in_qp = input_params(layer.x, act_bits, spec)
+    wq, s_w = quantize_weights(layer.w2, weight_bits, spec)
+    bq, bias_sat = quantize_bias(layer.b, in_qp.scale * s_w, wq.shape[0])
+    rp = output_requant(in_qp.scale, s_w, out_qp)
+    return PlainParams(in_qp, wq, s_w, bq, bias_sat, out_qp, rp,
+                       output_scale(in_qp.scale, s_w, out_qp, rp, spec.requant.mode))

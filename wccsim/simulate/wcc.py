@@ -1,0 +1,395 @@
+"""One 1x1 conv layer through the bit-accurate WCC datapath, beside its float references and baselines.
+
+`calibrate_layer` makes, offline and in float, the small frozen record the integer datapath needs
+(`LayerParams`); `run_datapath` runs only the integer stages with it (`wccsim.datapath.chain`) and records
+each one as a `Stage` (integers, declared width, signedness, real scale, axis order); these become RTL
+test vectors (`wccsim.vectors`). `simulate_layer` = `calibrate_layer` + `run_datapath` on the same tensor
+(stages 1-4a shared, not run twice) + float references, errors and baselines.
+``real = (values - zero_point) * scale``; ``scale`` is None where it has no meaning (energy, bitmap) and
+an array broadcasting against ``values`` where it varies (deferred Haar levels, per-channel weights).
+
+=============  ==========  ======================================================================
+stage          order       contents (width)
+=============  ==========  ======================================================================
+input_q        N,C,H,W     input quantized to act_bits, zero point included (act_bits)
+haar_l<l>      N,C,4,h,w   forward Haar level l = 1..L: y1..y4 of each 2x2 block (haar.width_bits)
+haar_coef      N,C,P       all coefficients in layout order (haar.width_bits)
+energy         N,P         per-position energy across channels, deferred weighting applied (unsigned)
+bitmap         N,P         1 = position kept (1 bit, unsigned)
+kept           N,C,k       kept coefficient columns, ascending position (haar.width_bits)
+coef_q         N,C,k       kept coefficients requantized to act_bits signed, orthonormal units
+weight_q       Cout,Cin    weights, weight_bits signed symmetric
+acc            N,Cout,k    MAC accumulators (mac.acc_bits)
+zero_filled    N,Cout,P    accumulators scattered back to P positions, zeros elsewhere (mac.acc_bits)
+inverse        N,Cout,H,W  inverse Haar, cropped (acc_bits + L per_level, acc_bits + 2L deferred)
+bias_q         Cout        bias at scale s_coef * s_w (32)
+pre_requant    N,Cout,H,W  inverse + bias (inverse width or 32, whichever is larger, + 1)
+output_q       N,Cout,H,W  output requantized to act_bits (spec.requant.mode), zero point included
+=============  ==========  ======================================================================
+
+H, W are the (strided) spatial size, P = hp * wp padded positions, k kept positions. Calibration choices:
+`wccsim.simulate.params`. Fixed scales: `run_datapath` applies a `LayerParams` to any input of the layer
+(as a chip does); only the integers, the top-k selection and the counters follow that input.
+
+Working set (issue #6): the layer runs image by image (top-k is per image) and, after the MAC, channel
+block by channel block, references and baselines included, so no stage of the whole output tensor need
+exist at once. ``keep=False`` (`wccsim run`, sweeps) keeps no stage and no output: errors and counters are
+accumulated block by block. ``keep=True`` joins the blocks into the stages above and the outputs. Both
+run the same code in the same block order, so their numbers are identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from wccsim.calibrate import CalibSample, QuantParams, requant_params
+from wccsim.datapath import chain, topk
+from wccsim.datapath.chain import Front
+from wccsim.errors import InputError
+from wccsim.hw import ActSign, DatapathSpec
+from wccsim.reference import wcc_dropped
+from wccsim.rules import Selection, padded_shape, uniform_bits
+from wccsim.simulate.layer import Layer, output_block, output_stages, prepare
+from wccsim.simulate.params import (
+    LayerParams, PlainParams, input_params, level_scales, output_params, output_requant, output_scale,
+    plain_params, position_scales, quantize_bias, quantize_input, quantize_weights,
+)
+from wccsim.simulate.plain import plain_image, plain_result
+from wccsim.simulate.record import Outcome, make_stage
+
+__all__ = ["DatapathResult", "LayerResult", "calibrate_layer", "run_datapath", "calibrate_and_run",
+           "simulate_layer"]
+
+_WHERE = "layer"
+
+
+@dataclass(frozen=True)
+class DatapathResult:
+    """Integer WCC datapath result (`run_datapath`).
+
+    Attributes
+    ----------
+    y : (N, Cout, Ho, Wo) float64 or None
+        Dequantized datapath output (None from ``simulate_layer(..., keep=False)``).
+    stages : dict[str, Stage]
+        Every stage in hardware order (module docstring); empty unless kept.
+    k, positions : int
+        Kept and padded positions per image.
+    selection : Selection
+        Datapath selection (bitmap, idx).
+    counters : dict[str, int]
+        haar_saturations, coef_saturations, acc_overflows, inverse_saturations, bias_saturations (offline,
+        from `LayerParams`), output_saturations.
+    output_shape : tuple
+        (N, Cout, Ho, Wo).
+    """
+    y: np.ndarray | None
+    stages: dict
+    k: int
+    positions: int
+    selection: Selection
+    counters: dict
+    output_shape: tuple
+
+
+@dataclass(frozen=True)
+class LayerResult(DatapathResult):
+    """WCC layer result: `DatapathResult` plus the comparisons with the float references and baselines.
+
+    Attributes
+    ----------
+    errors : dict[str, ErrorStats]
+        'compress' (ref_wcc vs ref_conv), 'quant' (datapath vs ref_wcc), 'total' (datapath vs ref_conv).
+    topk_overlap_with_ref : float
+        Fraction of the datapath's kept positions that the float reference keeps too.
+    baselines : dict[str, BaselineResult]
+        'int8' and 'uniform_nbit'.
+    """
+    errors: dict
+    topk_overlap_with_ref: float
+    baselines: dict
+
+
+# ------------------------------------------------------------------------------- stages 1-4a
+
+@dataclass(frozen=True)
+class _Image:
+    """Stages 1-4a of one image: the chain's `Front`, the real units (1, 1, k) of its kept columns and, when
+    stages are kept, the input codes (1, C, H, W) int64."""
+    front: Front
+    kept_scale: np.ndarray
+    input_q: np.ndarray | None
+
+
+def _images(layer: Layer, in_qp: QuantParams, spec: DatapathSpec, rate: float, keep: bool) -> list[_Image]:
+    """Stages 1 (quantize) and 2-4a (`chain.front`) of every image."""
+    out = []
+    in_bits = spec.quant.act_bits + (0 if in_qp.signed else 1)
+    scales = level_scales(in_qp.scale, spec.haar)
+    for n in range(layer.xs.shape[0]):
+        xq, x_int = quantize_input(layer.image(n), in_qp)                                    # 1. input
+        f = chain.front(x_int, in_bits, spec, rate, keep)                                    # 2-4a.
+        out.append(_Image(f, scales[f.kept_level - 1], xq if keep else None))
+    return out
+
+
+def _front_stages(images: list[_Image], in_qp: QuantParams, spec: DatapathSpec) -> dict:
+    """Stages input_q, haar_l<l>, haar_coef, energy, bitmap, kept of the images."""
+    hs = spec.haar
+    fronts = [im.front for im in images]
+    hp, wp = padded_shape(*fronts[0].shape, hs.levels)
+    level = level_scales(in_qp.scale, hs)
+    shift = chain.energy_shift(hp, wp, spec)
+    stages = {"input_q": make_stage(np.concatenate([im.input_q for im in images]), in_qp.bits, in_qp.signed,
+                                    in_qp.scale, "N,C,H,W", in_qp.zero_point)}
+    stages.update({f"haar_l{i}": make_stage(np.concatenate([f.fwd.per_level[i - 1] for f in fronts]), hs.width_bits,
+                                            True, level[i - 1], "N,C,4,h,w") for i in range(1, hs.levels + 1)})
+    stages["haar_coef"] = make_stage(np.concatenate([f.fwd.coef for f in fronts]), hs.width_bits, True,
+                                     position_scales(in_qp.scale, spec, hp, wp), "N,C,P")
+    stages["energy"] = make_stage(np.concatenate([f.energy for f in fronts]),
+                                  chain.energy_bits(fronts[0].kept.shape[1], spec, shift), False, None, "N,P")
+    stages["bitmap"] = make_stage(np.concatenate([f.sel.bitmap for f in fronts]).astype(np.int64), 1, False, None,
+                                  "N,P")
+    stages["kept"] = make_stage(np.concatenate([f.kept for f in fronts]), hs.width_bits, True,
+                                np.concatenate([im.kept_scale for im in images]), "N,C,k")
+    return stages
+
+
+# ------------------------------------------------------------------------------- calibration
+
+def _calibrate(layer: Layer, spec: DatapathSpec, rate: float, keep: bool) -> tuple[LayerParams, list[_Image]]:
+    """`calibrate_layer` on a prepared layer; also returns the images' stages 1-4a it had to compute."""
+    q = spec.quant
+    in_qp = input_params(layer.x, q.act_bits, spec)
+    images = _images(layer, in_qp, spec, rate, keep)
+    sample = CalibSample(sum(im.front.kept.size for im in images), q.calib)
+    for im in images:
+        sample.add(im.front.kept * im.kept_scale)                                           # real units
+    cqp = sample.params(q.act_bits, ActSign.SIGNED, q.percentile)
+    coef_requant = requant_params(level_scales(in_qp.scale, spec.haar), cqp, in_bits=min(spec.haar.width_bits, 32))
+    wq, s_w = quantize_weights(layer.w2, q.weight_bits, spec)
+    bq, bias_sat = quantize_bias(layer.b, cqp.scale * s_w, wq.shape[0])
+    out_qp = output_params(layer, q.act_bits, spec)
+    params = LayerParams(in_qp, wq, s_w, cqp, coef_requant, bq, bias_sat, out_qp,
+                         output_requant(cqp.scale, s_w, out_qp))
+    return params, images
+
+
+def calibrate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: DatapathSpec, rate: float,
+                    stride: int = 1) -> LayerParams:
+    """Calibrate one 1x1 conv layer offline (float) for `run_datapath`.
+
+    The coefficient scale is calibrated on the real values of the coefficients the datapath keeps, so
+    this runs stages 1-4a (quantize, Haar, top-k, gather) on ``x``; the output scale on ``ref_conv``'s
+    output (float64). Choices: `wccsim.simulate.params`.
+
+    Parameters
+    ----------
+    x : (N, Cin, H, W) float
+        Calibration input (real units).
+    w : (Cout, Cin) or (Cout, Cin, 1, 1) float
+    b : (Cout,) float or None
+    spec : DatapathSpec
+    rate : float in (0, 1]
+        Kept fraction of the padded Haar positions.
+    stride : int
+        1x1 conv stride.
+
+    Returns
+    -------
+    LayerParams
+    """
+    return _calibrate(prepare(x, w, b, stride), spec, rate, False)[0]
+
+
+# ------------------------------------------------------------------------------- stages 4b-8
+
+def _wcc_image(n: int, im: _Image, blocks: list, p: LayerParams, spec: DatapathSpec, out: Outcome):
+    """Stages 4b-8 of image ``n`` with the offline record ``p``: coefficient requant and MAC for the image,
+    then per channel block zero-fill, inverse Haar, bias + requant; yields (blk, dequantized output block)."""
+    f = im.front
+    cq, coef_sat, acc, ovf = chain.coef_mac(f, p.coef_requant, p.weight_q, spec)             # 4b-5.
+    out.counters.update(haar_saturations=f.haar_saturations, coef_saturations=coef_sat, acc_overflows=ovf)
+    out.pieces.add(n, "coef_q", cq)
+    out.pieces.add(n, "acc", acc)
+    out_scale = output_scale(p.coef_qp.scale, p.weight_scale, p.output_qp, p.output_requant, spec.requant.mode)
+    for blk in blocks:
+        spatial, inv_sat = chain.inverse(acc[:, blk], f, spec)                              # 6-7.
+        y, out_sat = output_block(spatial, blk, p.bias_q, p.output_qp.zero_point, p.output_requant,  # 8.
+                                  out_scale, spec.requant.mode, n, out)
+        out.counters.update(inverse_saturations=inv_sat, output_saturations=out_sat)
+        if out.pieces.keep:
+            zf = np.zeros(acc[:, blk].shape[:2] + (f.positions,), dtype=np.int64)
+            np.put_along_axis(zf, f.sel.idx[:, None, :], acc[:, blk], axis=2)
+            out.pieces.add(n, "zero_filled", zf)
+            out.pieces.add(n, "inverse", spatial)
+        yield blk, y
+        del spatial, y  # free this block before the next is made
+
+
+def _wcc_result(cls, images: list[_Image], p: LayerParams, spec: DatapathSpec, out: Outcome, layer: Layer,
+                **extra):
+    """`DatapathResult` (or `LayerResult` with ``extra``) of a finished `_wcc_image` loop."""
+    q = spec.quant
+    stages = {}
+    if out.pieces.keep:
+        s_acc = p.coef_qp.scale * p.weight_scale
+        width = chain.inverse_width(spec)
+        out_scale = output_scale(p.coef_qp.scale, p.weight_scale, p.output_qp, p.output_requant, spec.requant.mode)
+        stages = {**_front_stages(images, p.input_qp, spec),
+                  "coef_q": make_stage(out.pieces.join("coef_q"), q.act_bits, True, p.coef_qp.scale, "N,C,k"),
+                  "weight_q": make_stage(p.weight_q, q.weight_bits, True, p.weight_scale, "Cout,Cin"),
+                  "acc": make_stage(out.pieces.join("acc"), spec.mac.acc_bits, True, s_acc[None, :, :], "N,Cout,k"),
+                  "zero_filled": make_stage(out.pieces.join("zero_filled"), spec.mac.acc_bits, True,
+                                            s_acc[None, :, :], "N,Cout,P"),
+                  "inverse": make_stage(out.pieces.join("inverse"), width, True, s_acc[None, :, :, None],
+                                        "N,Cout,H,W"),
+                  **output_stages(out.pieces, width, p.bias_q, p.coef_qp.scale, p.weight_scale, p.output_qp,
+                                  out_scale)}
+    sel = _selection([im.front.sel for im in images])
+    counters = {name: int(out.counters[name]) for name in
+                ("haar_saturations", "coef_saturations", "acc_overflows", "inverse_saturations")}
+    counters.update(bias_saturations=p.bias_saturations, output_saturations=int(out.counters["output_saturations"]))
+    return cls(out.y, stages, sel.k, images[0].front.positions, sel, counters, layer.output_shape, **extra)
+
+
+def _selection(images: list[Selection]) -> Selection:
+    """The images' selections as one batch."""
+    return Selection(np.concatenate([s.bitmap for s in images]), np.concatenate([s.idx for s in images]),
+                     images[0].k)
+
+
+def _check_params(params: LayerParams, spec: DatapathSpec, cin: int) -> None:
+    """``params`` must be made for ``spec`` (act_bits, haar.levels) and this layer's Cin."""
+    if params.weight_q.shape[1] != cin:
+        raise InputError(_WHERE, "x", f"a non-empty (N, {params.weight_q.shape[1]}, H, W) array", cin)
+    made_for = (params.input_qp.bits, params.coef_qp.bits, np.shape(params.coef_requant.multiplier))
+    if made_for != (spec.quant.act_bits,) * 2 + ((spec.haar.levels,),):
+        raise InputError(_WHERE, "params", "calibrated for this spec (act_bits, haar.levels)", made_for)
+
+
+def run_datapath(x: np.ndarray, params: LayerParams, spec: DatapathSpec, rate: float,
+                 stride: int = 1, keep: bool = True) -> DatapathResult:
+    """Run the integer WCC datapath (stages 1-8) on ``x`` with fixed, offline parameters.
+
+    Only integer stages run (quantize, Haar, top-k, gather + coefficient requant, MAC, zero-fill,
+    inverse Haar, bias + requant): no calibration, float reference or baseline. ``params`` may come from
+    another tensor of the same layer (fixed scales, as a chip has them).
+
+    Parameters
+    ----------
+    x : (N, Cin, H, W) float
+        Input activations (real units).
+    params : LayerParams
+        From `calibrate_layer` with the same ``spec``.
+    spec : DatapathSpec
+    rate : float in (0, 1]
+        Kept fraction of the padded Haar positions, ``k = kept_positions(rate, P)`` (`wccsim.rules`).
+    stride : int
+        1x1 conv stride (the input is subsampled first).
+    keep : bool
+        Record the stages (False: output, selection and counters only).
+
+    Returns
+    -------
+    DatapathResult
+    """
+    x = np.asarray(x)
+    if x.ndim != 4 or 0 in x.shape:
+        raise InputError(_WHERE, "x", f"a non-empty (N, {params.weight_q.shape[1]}, H, W) array", x.shape)
+    _check_params(params, spec, x.shape[1])
+    layer = prepare(x, params.weight_q, None, stride)
+    return _run(layer, params, _images(layer, params.input_qp, spec, rate, keep), spec, keep)
+
+
+def calibrate_and_run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: DatapathSpec, rate: float,
+                      stride: int = 1, keep: bool = True) -> tuple[LayerParams, DatapathResult]:
+    """`calibrate_layer` then `run_datapath` on the same ``x``, with stages 1-4a run once (calibration
+    needs them): the output `simulate_layer` gives, without its references and baselines.
+
+    Parameters and ``keep`` as in `simulate_layer`.
+
+    Returns
+    -------
+    (LayerParams, DatapathResult)
+    """
+    layer = prepare(x, w, b, stride)
+    params, images = _calibrate(layer, spec, rate, keep)
+    return params, _run(layer, params, images, spec, keep)
+
+
+def _run(layer: Layer, params: LayerParams, images: list[_Image], spec: DatapathSpec, keep: bool) -> DatapathResult:
+    """Stages 4b-8 of every image from its stages 1-4a; the output is always kept."""
+    out = Outcome(keep, layer.output_shape, keep_y=True)
+    for n, im in enumerate(images):
+        for _ in _wcc_image(n, im, layer.blocks(), params, spec, out):
+            pass  # each block's output lands in out.y
+    return _wcc_result(DatapathResult, images, params, spec, out, layer)
+
+
+# ------------------------------------------------------------------------------- with references
+
+def _compare_image(n: int, layer: Layer, im: _Image, rate: float, params: LayerParams,
+                   plains: dict[str, PlainParams], spec: DatapathSpec, wcc: Outcome, bases: dict) -> Selection:
+    """Image ``n``, channel block by channel block: ``ref_conv``, ``ref_wcc``, the datapath (4b-8) and the
+    baselines, compared as they go; returns the float reference's selection (one function per image, so
+    that its arrays are freed before the next image)."""
+    x_n = layer.image(n)
+    dropped, ref_sel = wcc_dropped(x_n, rate, spec.haar.levels, spec.topk.metric)[:2]
+    dropped = dropped.reshape(x_n.shape[1], -1)
+    blocks = layer.blocks()
+    schemes = [_wcc_image(n, im, blocks, params, spec, wcc)] + \
+        [plain_image(n, x_n, blocks, p, spec, bases[name]) for name, p in plains.items()]
+    for (blk, y), *base_blocks in zip(*schemes):
+        y_ref = layer.ref_block(x_n, blk)
+        y_rw = y_ref - np.matmul(layer.w2[blk], dropped).reshape(y_ref.shape)
+        wcc.error("compress", y_ref, y_rw)
+        wcc.error("quant", y_rw, y)
+        wcc.error("total", y_ref, y)
+        for name, (_, y_b) in zip(plains, base_blocks):
+            bases[name].error("total", y_ref, y_b)
+        del y_ref, y_rw, y, base_blocks, y_b  # free this block before the next is made
+    return ref_sel
+
+
+def simulate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: DatapathSpec, rate: float,
+                   stride: int = 1, keep: bool = True) -> LayerResult:
+    """Simulate one 1x1 conv layer through the bit-accurate WCC datapath, with references and baselines.
+
+    ``calibrate_layer`` on ``x`` then ``run_datapath`` on ``x``, except that stages 1-4a run once:
+    calibration needs them (the coefficient scale) and hands them to stages 4b-8. Then image by image and
+    channel block by channel block: ``ref_conv``, ``ref_wcc`` (`wccsim.reference.wcc_dropped`), the
+    datapath and the baselines 'int8' and 'uniform_nbit' (`wccsim.rules.uniform_bits` inputs), compared
+    as they go.
+
+    Parameters
+    ----------
+    x : (N, Cin, H, W) float
+        Input activations (real units).
+    w : (Cout, Cin) or (Cout, Cin, 1, 1) float
+    b : (Cout,) float or None
+    spec : DatapathSpec
+    rate : float in (0, 1]
+        Kept fraction of the padded Haar positions, ``k = kept_positions(rate, P)`` (`wccsim.rules`).
+    stride : int
+        1x1 conv stride (the input is subsampled first).
+    keep : bool
+        Keep outputs and stages (False: errors, counters and selection only, bounded memory).
+
+    Returns
+    -------
+    LayerResult
+    """
+    layer = prepare(x, w, b, stride)
+    params, images = _calibrate(layer, spec, rate, keep)                                   # calibration, 1-4a
+    q = spec.quant
+    bits = {"int8": (8, 8), "uniform_nbit": (uniform_bits(rate, q.act_bits), q.weight_bits)}
+    plains = {name: plain_params(layer, spec, a, wb, params.output_qp) for name, (a, wb) in bits.items()}
+    wcc, bases = Outcome(keep, layer.output_shape), {name: Outcome(keep, layer.output_shape) for name in bits}
+    refs = [_compare_image(n, layer, im, rate, params, plains, spec, wcc, bases) for n, im in enumerate(images)]
+    baselines = {name: plain_result(layer, plains[name], spec, *bits[name], bases[name]) for name in bits}
+    overlap = topk.overlap(_selection([im.front.sel for im in images]), _selection(refs))
+    return _wcc_result(LayerResult, images, params, spec, wcc, layer, errors=wcc.stats(),
+                       topk_overlap_with_ref=overlap, baselines=baselines)
