@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from wccsim.runner import COLUMNS, TOTAL_COLUMNS
+from wccsim.results import COLUMNS, TOTAL_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -10,7 +10,8 @@ import pytest
 
 from wccsim.cli import main
 from wccsim.errors import InputError
-from wccsim.runner import COLUMNS, SCHEMES, TOTAL_COLUMNS, run, totals
+from wccsim.results import COLUMNS, SCHEMES, TOTAL_COLUMNS, totals
+from wccsim.runner import run
 from wccsim.trace import LayerData, write_trace
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,8 @@ import pytest
 from test_run import HW, ROOT, snapshot, write_tiny_trace
 from wccsim.cli import main
 from wccsim.errors import InputError
-from wccsim.runner import SCHEMES, run
+from wccsim.results import SCHEMES
+from wccsim.runner import run
 from wccsim.sweeper import JOURNAL, NetworkPoint, _largest_first, _start_method, prepare, sweep
 
 HW2 = ROOT / "hw_configs" / "mcu_npu.yaml"
@@ -243,7 +244,7 @@ def net_sweep(tiny, tmp_path_factory) -> Path:
 
 
 def test_network_points_rows_bops_and_metrics_as_wccsim_network(net_sweep, tiny, tmp_path):
-    from wccsim.network.grid import NETWORK_COLUMNS
+    from wccsim.results import NETWORK_COLUMNS
     from wccsim.network.simulate import simulate_network
 
     net = pd.read_csv(net_sweep / "network.csv")

@@ -1,16 +1,16 @@
-"""wccsim: bit-accurate integer simulator and cost model for Wavelet Compressed Convolution hardware."""
+"""wccsim: bit-accurate integer simulator and cost model for Wavelet Compressed Convolution hardware.
+
+The library API is `wccsim.api`; its names are also reachable here (``wccsim.run``, ``wccsim.simulate_layer``)
+and load on first use, so ``import wccsim`` stays cheap. No module of the package is named after one of them.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-# Public names loaded on first use (``wccsim.simulate_layer``), so ``import wccsim`` stays cheap.
-_LAZY = {"simulate_layer": "wccsim.api", "simulate_plain": "wccsim.api", "calibrate_layer": "wccsim.api",
-         "run_datapath": "wccsim.api",
-         "run": "wccsim.runner", "sweep": "wccsim.sweeper", "report": "wccsim.reporting"}
-
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+    api = importlib.import_module("wccsim.api")
+    if name in api.__all__:
+        return getattr(api, name)
     raise AttributeError(f"module 'wccsim' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Public Python API of the bit-accurate datapath (one call per layer; the CLI uses the same functions).
+"""The library API: every function and type the command line uses, for notebooks and scripts as well.
 
 >>> import numpy as np
 >>> from wccsim.api import simulate_layer
@@ -7,12 +7,46 @@
 >>> r = simulate_layer(rng.normal(size=(1, 8, 16, 16)), rng.normal(size=(4, 8)), None, DatapathSpec(), 0.25)
 >>> r.k, r.positions, r.y.shape
 (64, 256, (1, 4, 16, 16))
+
+A name is loaded from its module (`_HOME`) on first use (PEP 562), so ``import wccsim.api`` (and the CLI's
+start) stays cheap: ``wccsim trace info`` never loads numba, ``wccsim cost`` never loads the simulator.
 """
 
-from wccsim.simulate import (
-    BaselineResult, DatapathResult, LayerParams, LayerResult, Stage, calibrate_and_run, calibrate_layer,
-    run_datapath, simulate_layer, simulate_plain,
-)
+from __future__ import annotations
 
-__all__ = ["simulate_layer", "simulate_plain", "calibrate_layer", "run_datapath", "calibrate_and_run", "LayerResult",
-           "DatapathResult", "LayerParams", "BaselineResult", "Stage"]
+import importlib
+
+_HOME = {
+    "wccsim.simulate": ("simulate_layer", "simulate_plain", "calibrate_layer", "run_datapath", "calibrate_and_run",
+                        "LayerResult", "DatapathResult", "LayerParams", "BaselineResult", "Stage"),
+    "wccsim.runner": ("run",),
+    "wccsim.sweeper": ("sweep",),
+    "wccsim.reporting": ("report",),
+    "wccsim.results": ("totals", "COLUMNS", "TOTAL_COLUMNS", "COUNTERS", "SCHEMES"),
+    "wccsim.options": ("resolve_hw", "resolve_trace", "make_options"),
+    "wccsim.hw": ("load_hw", "spec_hash", "spec_to_dict"),
+    "wccsim.trace": ("open_trace", "Trace"),
+    "wccsim.cost": ("layer_cost", "workload_cost", "total_cost", "LayerCost", "Scheme"),
+    "wccsim.cost.workload": ("load_workload", "rescale_workload", "parse_input_size"),
+    "wccsim.network.simulate": ("simulate_network",),
+    "wccsim.network.outputs": ("write_network_outputs",),
+    "wccsim.capture.images": ("parse_size",),
+    "wccsim.capture.onnx": ("capture_onnx_trace",),
+    "wccsim.vectors": ("export_layer", "parse_tile", "read_manifest"),
+    "wccsim.atomic": ("write_text", "atomic_path"),
+}
+_MODULE = {name: module for module, names in _HOME.items() for name in names}
+
+__all__ = sorted(_MODULE)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE:
+        raise AttributeError(f"module 'wccsim.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE[name]), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -21,134 +21,21 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import enum
-import fnmatch
 import math
-import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable
 
-import numpy as np
 import pandas as pd
 
-from wccsim.errors import InputError
-from wccsim.hw import CalibMethod, HwSpec, load_hw
-from wccsim.trace import open_trace
-
-__all__ = [
-    "SCHEMES", "COLUMNS", "TOTAL_COLUMNS", "RunOptions", "make_options", "resolve_hw", "resolve_trace",
-    "select_layers", "configure_datapath", "layer_rows", "rows_to_frame", "totals", "run", "progress_bar",
-    "COUNTERS", "CONFIG_KEYS",
-]
-
-SCHEMES = ("wcc", "int8", "uniform_nbit", "zvc")
-
-# Datapath saturation / overflow counters (events per layer), reported per row and summed in totals.
-COUNTERS = ("acc_overflows", "haar_saturations", "coef_saturations", "inverse_saturations",
-             "bias_saturations", "output_saturations")
-# Cost-model fields copied into each row (`wccsim.cost.LayerCost`; units in the names, ops, cycles).
-_COST_INTS = ("macs", "dram_read_bytes", "dram_write_bytes", "sram_read_bytes", "sram_write_bytes",
-              "act_read_bytes", "weight_read_bytes", "bitmap_bytes", "output_write_bytes", "cycles",
-              "compute_cycles", "memory_cycles", "haar_cycles", "topk_cycles")
-_COST_FLOATS = ("bops", "bops_hw", "energy_pj", "energy_mac_pj", "energy_haar_pj", "energy_topk_pj",
-                "energy_requant_pj", "energy_sram_pj", "energy_dram_pj")
-# Output columns, in order (units in docs/usage.md). cfg_* identify the requested configuration; rate,
-# act_bits, weight_bits are what the row's scheme actually uses (int8: 1.0, 8, 8).
-COLUMNS = (
-    "hw", "layer_index", "layer", "scheme", "cfg_rate", "cfg_act_bits", "cfg_weight_bits",
-    "cin", "cout", "h", "w", "stride", "rate", "k", "positions", "act_bits", "weight_bits",
-    "eff_bits_per_act", "macs", "bops", "bops_hw", "dram_read_bytes", "dram_write_bytes", "sram_read_bytes",
-    "sram_write_bytes", "act_read_bytes", "weight_read_bytes", "bitmap_bytes", "output_write_bytes",
-    "cycles", "compute_cycles", "memory_cycles", "haar_cycles", "topk_cycles", "bound", "tiling",
-    "energy_pj", "energy_mac_pj", "energy_haar_pj", "energy_topk_pj", "energy_requant_pj", "energy_sram_pj",
-    "energy_dram_pj", "mse_compress", "mse_quant", "mse_total", "sqnr_compress_db",
-    "sqnr_quant_db", "sqnr_total_db", "max_abs_err", "ref_power", "out_elems", *COUNTERS,
+from wccsim.cost import cost_fields, layer_cost
+from wccsim.options import (
+    RunOptions, configure_datapath, make_options, progress_bar, resolve_hw, resolve_trace, select_layers,
 )
-CONFIG_KEYS = ("hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits")
-_SUM_COLUMNS = (*_COST_INTS, *_COST_FLOATS, *COUNTERS)
-TOTAL_COLUMNS = (
-    *CONFIG_KEYS, "scheme", "rate", "act_bits", "weight_bits", "layers", "eff_bits_per_act", *_COST_INTS,
-    "memory_bound_layers", *_COST_FLOATS, "mse_total", "sqnr_total_db", "max_abs_err", *COUNTERS,
-)
+from wccsim.results import COUNTERS, rows_to_frame
+from wccsim.simulate import simulate_layer, simulate_plain
 
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Validated options of one run. ``calib`` None keeps the hardware YAML's calibration method."""
-    rate: float = 0.5
-    act_bits: int = 8
-    weight_bits: int = 8
-    layers: str | None = None
-    calib: CalibMethod | None = None
-
+__all__ = ["layer_rows", "run"]
 
 # --------------------------------------------------------------------------------------------- stages
-
-def make_options(hw, rate=0.5, act_bits=None, weight_bits=None, layers=None, calib=None) -> RunOptions:
-    """Validate user options; act_bits / weight_bits default to the hardware spec's quantizer widths.
-
-    Raises `InputError` (one line) for a rate outside (0, 1], bits outside 2..16 or an unknown calibration.
-    """
-    quant = hw.datapath.quant
-    act_bits = quant.act_bits if act_bits is None else act_bits
-    weight_bits = quant.weight_bits if weight_bits is None else weight_bits
-    _check_rate(rate)
-    _check_bits("act_bits", act_bits)
-    _check_bits("weight_bits", weight_bits)
-    if calib is not None and not isinstance(calib, CalibMethod):
-        allowed = [m.value for m in CalibMethod]
-        if calib not in allowed:
-            raise InputError("options", "calib", f"one of {allowed}", calib)
-        calib = CalibMethod(calib)
-    return RunOptions(float(rate), int(act_bits), int(weight_bits), layers, calib)
-
-
-def _check_rate(rate) -> None:
-    ok = isinstance(rate, (int, float, np.floating)) and not isinstance(rate, bool)
-    if not ok or not math.isfinite(rate) or not 0.0 < rate <= 1.0:
-        raise InputError("options", "rate", "a number in (0, 1]", rate)
-
-
-def _check_bits(name: str, bits) -> None:
-    ok = isinstance(bits, (int, np.integer)) and not isinstance(bits, bool)
-    if not ok or not 2 <= bits <= 16:
-        raise InputError("options", name, "an integer in 2..16", bits)
-
-
-def resolve_hw(hw):
-    """A `HwSpec` as given, or loaded from a YAML path (missing file -> `InputError`)."""
-    if isinstance(hw, HwSpec):
-        return hw
-    return load_hw(Path(hw))  # refuses a missing file, a directory, ... with a one-line InputError
-
-
-def resolve_trace(trace):
-    """A `Trace` as given, or opened from an ``.npz`` path (missing file -> `InputError`)."""
-    if not isinstance(trace, (str, Path)):
-        return trace
-    return open_trace(Path(trace))  # refuses a missing file, a directory, ... with a one-line InputError
-
-
-def select_layers(trace, pattern: str | None) -> list:
-    """Trace layers (`LayerInfo`, trace order) whose name matches the glob; a glob matching none is an error."""
-    infos = list(trace.layers)
-    if pattern is None:
-        return infos
-    chosen = [info for info in infos if fnmatch.fnmatchcase(info.name, pattern)]
-    if not chosen:
-        raise InputError("options", "layers", f"a glob matching a layer of the trace ({len(infos)} layers)",
-                         pattern)
-    return chosen
-
-
-def configure_datapath(hw, opts: RunOptions):
-    """The hardware spec with the run's bit widths (and calibration, if given) in its quantizer."""
-    quant = dataclasses.replace(hw.datapath.quant, act_bits=opts.act_bits, weight_bits=opts.weight_bits)
-    if opts.calib is not None:
-        quant = dataclasses.replace(quant, calib=opts.calib)
-    return dataclasses.replace(hw, datapath=dataclasses.replace(hw.datapath, quant=quant))
-
 
 def layer_rows(trace, index: int, info, hw, opts: RunOptions) -> list[dict]:
     """Simulate one layer (datapath + cost) for every scheme; returns one row dict per scheme.
@@ -164,8 +51,6 @@ def layer_rows(trace, index: int, info, hw, opts: RunOptions) -> list[dict]:
         Already configured with the run's bit widths (`configure_datapath`).
     opts : RunOptions
     """
-    from wccsim.simulate import simulate_layer, simulate_plain
-
     data = trace.layer(info.name)
     # keep=False: errors and counters only, computed block by block (bounded memory, issue #6)
     wcc = simulate_layer(data.x, data.w, data.b, hw.datapath, opts.rate, stride=data.stride, keep=False)
@@ -184,29 +69,6 @@ def layer_rows(trace, index: int, info, hw, opts: RunOptions) -> list[dict]:
                 uniform.weight_bits, None),
                (hw, "zvc", plain, 1.0, 1.0, opts.act_bits, opts.weight_bits, plain.input_nonzero_fraction))
     return [_scheme_row(base, info, *spec) for spec in schemes]
-
-
-def rows_to_frame(rows: Iterable[dict]) -> pd.DataFrame:
-    """Rows -> DataFrame with `COLUMNS` in order, sorted deterministically (config, trace order, scheme)."""
-    df = pd.DataFrame(list(rows), columns=list(COLUMNS))
-    if df.empty:
-        return df
-    order = {s: i for i, s in enumerate(SCHEMES)}
-    df["_scheme_order"] = df["scheme"].map(order)
-    df = df.sort_values([*CONFIG_KEYS, "layer_index", "_scheme_order"], kind="mergesort")
-    return df.drop(columns="_scheme_order").reset_index(drop=True)
-
-
-def totals(df: pd.DataFrame) -> pd.DataFrame:
-    """Network totals per (config, scheme): summed counts, element-weighted errors, network SQNR.
-
-    Network SQNR (dB) = 10 log10(sum_l ref_power_l * out_elems_l / sum_l mse_total_l * out_elems_l);
-    ``eff_bits_per_act`` is weighted by each layer's input elements (cin * h * w).
-    """
-    out = []
-    for key, g in df.groupby([*CONFIG_KEYS, "scheme"], sort=False):
-        out.append(_total_row(dict(zip([*CONFIG_KEYS, "scheme"], key)), g))
-    return pd.DataFrame(out, columns=list(TOTAL_COLUMNS))
 
 
 # ------------------------------------------------------------------------------------------ top level
@@ -249,15 +111,6 @@ def run(hw, trace, *, rate: float = 0.5, act_bits: int | None = None, weight_bit
 
 # -------------------------------------------------------------------------------------------- helpers
 
-def progress_bar(items, desc: str, enabled: bool | None = None, total: int | None = None):
-    """tqdm over `items` on stderr; by default shown only when stderr is a TTY."""
-    from tqdm import tqdm
-
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    return tqdm(items, desc=desc, total=total, disable=not enabled, file=sys.stderr, leave=False)
-
-
 def _base_row(hw, index: int, info, opts: RunOptions) -> dict:
     return {
         "hw": hw.name, "layer_index": int(index), "layer": info.name, "cfg_rate": opts.rate,
@@ -269,8 +122,6 @@ def _base_row(hw, index: int, info, opts: RunOptions) -> dict:
 def _scheme_row(base: dict, info, hw, scheme: str, result, kept_rate: float, cost_rate: float,
                 cost_act_bits: int, weight_bits: int, nz: float | None) -> dict:
     """One table row: identity, effective bits, cost-model counts, errors and overflow counters."""
-    from wccsim.cost import layer_cost
-
     row = dict(base)
     cost = layer_cost(info.shape, hw, scheme, cost_rate, cost_act_bits, int(weight_bits), nonzero_fraction=nz)
     act_bits = int(cost.act_bits)
@@ -279,7 +130,7 @@ def _scheme_row(base: dict, info, hw, scheme: str, result, kept_rate: float, cos
     row["k"] = int(result.k) if wcc else int(info.h) * int(info.w)
     row["positions"] = int(result.positions) if wcc else int(info.h) * int(info.w)
     row["eff_bits_per_act"] = _eff_bits(scheme, kept_rate, act_bits, nz)
-    row.update(_cost_fields(cost))
+    row.update(cost_fields(cost))
     row.update(_error_fields(result.errors, math.prod(result.output_shape)))
     row.update({c: int(result.counters.get(c, 0)) for c in COUNTERS})
     return row
@@ -293,14 +144,6 @@ def _eff_bits(scheme: str, rate: float, act_bits: int, nz: float | None) -> floa
     if scheme == "zvc":
         return float(nz * act_bits + 1.0)
     return float(act_bits)
-
-
-def _cost_fields(cost) -> dict:
-    row = {f: int(getattr(cost, f)) for f in _COST_INTS}
-    row.update({f: float(getattr(cost, f)) for f in _COST_FLOATS})
-    row["bound"] = cost.bound.value if isinstance(cost.bound, enum.Enum) else str(cost.bound)
-    row["tiling"] = str(cost.tiling)
-    return row
 
 
 def _error_fields(errors: dict, out_elems: int) -> dict:
@@ -330,19 +173,3 @@ class _NoError:
 _NO_ERROR = _NoError()
 
 
-def _total_row(key: dict, g: pd.DataFrame) -> dict:
-    first = g.iloc[0]
-    row = dict(key, rate=float(first.rate), act_bits=int(first.act_bits), weight_bits=int(first.weight_bits),
-               layers=len(g))
-    in_elems = (g["cin"] * g["h"] * g["w"]).astype(float)
-    row["eff_bits_per_act"] = float((g["eff_bits_per_act"] * in_elems).sum() / in_elems.sum())
-    for col in _SUM_COLUMNS:
-        row[col] = g[col].sum().item()
-    row["memory_bound_layers"] = int((g["bound"] == "memory").sum())
-    elems = g["out_elems"].astype(float)
-    err = float((g["mse_total"] * elems).sum())
-    sig = float((g["ref_power"].fillna(0.0) * elems).sum())
-    row["mse_total"] = err / float(elems.sum())
-    row["sqnr_total_db"] = 10.0 * math.log10(sig / err) if err > 0 else math.inf
-    row["max_abs_err"] = float(g["max_abs_err"].max())
-    return row

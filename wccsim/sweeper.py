@@ -37,10 +37,11 @@ import pandas as pd
 from wccsim import __version__
 from wccsim.atomic import ensure_dir, write_text
 from wccsim.errors import InputError
-from wccsim.runner import (
-    configure_datapath, layer_rows, make_options, progress_bar, resolve_hw, resolve_trace,
-    rows_to_frame, select_layers, totals,
-)
+from wccsim.hw import spec_hash, spec_to_dict
+from wccsim.network.grid import network_rows, prepare_network
+from wccsim.options import configure_datapath, make_options, progress_bar, resolve_hw, resolve_trace, select_layers
+from wccsim.results import NETWORK_COLUMNS, rows_to_frame, totals
+from wccsim.runner import layer_rows
 
 __all__ = ["Point", "NetworkPoint", "JOURNAL", "plan_points", "plan_network_points", "read_journal", "Journal",
            "compute_point", "sweep"]
@@ -166,8 +167,6 @@ def compute_point(ctx: _Context, p: Point | NetworkPoint) -> tuple[str, list[dic
     hw = ctx.hws[p.hw_index]
     opts = make_options(hw, p.rate, p.act_bits, p.weight_bits, None, ctx.calib)
     if isinstance(p, NetworkPoint):
-        from wccsim.network.grid import network_rows
-
         return point_key(ctx, p), network_rows(ctx.network, configure_datapath(hw, opts), opts, p.scheme)
     trace = _cached_trace(ctx.trace_path)
     info = trace.layers[p.layer_index]
@@ -264,8 +263,6 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
 def prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, network=None):
     """Validate everything before any file is touched; returns (context, points, sweep.json dict).
     `network`: None or the keyword arguments of `wccsim.network.grid.prepare_network`."""
-    from wccsim.hw import spec_hash, spec_to_dict
-
     specs = tuple(resolve_hw(h) for h in _as_list(hws))
     names = [h.name for h in specs]
     if not specs or len(set(names)) != len(names):
@@ -283,8 +280,6 @@ def prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, netwo
     index = {info.name: i for i, info in enumerate(trace.layers)}
     hashes = tuple(spec_hash(h) for h in specs)
     if network is not None:
-        from wccsim.network.grid import prepare_network
-
         network = prepare_network(**network)
     ctx = _Context(specs, hashes, str(Path(trace.path).resolve()), trace.sha256, opts[0].calib, network,
                    tuple(_layer_work(info, getattr(trace, "n", 1)) for info in trace.layers))
@@ -333,8 +328,6 @@ def _network_options(onnx, images, size, preprocess, threshold) -> dict | None:
 
 
 def _network_frame(rows) -> pd.DataFrame:
-    from wccsim.network.grid import NETWORK_COLUMNS
-
     return pd.DataFrame(list(rows), columns=list(NETWORK_COLUMNS))
 
 

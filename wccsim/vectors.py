@@ -38,6 +38,7 @@ import numpy as np
 from wccsim import __version__
 from wccsim.atomic import ensure_dir
 from wccsim.errors import InputError
+from wccsim.simulate import simulate_layer
 
 __all__ = ["FORMAT", "VERSION", "MANIFEST", "Tile", "parse_tile", "crop_tile", "export_layer",
            "write_vectors", "read_vectors", "read_manifest", "haar_testbenches", "to_hex_words",
@@ -109,8 +110,6 @@ def export_layer(layer, hw, rate: float, out_dir: str | os.PathLike, tile: Tile 
     Path
         ``out_dir``.
     """
-    from wccsim.simulate import simulate_layer
-
     x = crop_tile(layer.x, tile)
     result = simulate_layer(x, layer.w, layer.b, hw.datapath, rate, stride=layer.stride)
     return write_vectors(result, hw, out_dir, layer.name, tile=tile, rate=rate)

@@ -7,12 +7,9 @@ import csv
 import dataclasses
 import io
 
-from wccsim.atomic import write_text
+from wccsim import api
 from wccsim.commands._args import bits, fraction, rate
-from wccsim.cost import LayerCost, Scheme, total_cost, workload_cost
-from wccsim.cost.workload import load_workload, parse_input_size, rescale_workload
 from wccsim.errors import InputError
-from wccsim.hw import load_hw
 
 __all__ = ["register", "cost_table"]
 
@@ -41,7 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--workload", required=True, metavar="W.csv", help="workload CSV (workloads/*.csv)")
     p.add_argument("--input", metavar="HxW", help="rescale the workload to this input size")
     p.add_argument("--rate", required=True, type=rate, help="WCC kept fraction in (0, 1]")
-    p.add_argument("--scheme", default="wcc", choices=[s.value for s in Scheme])
+    p.add_argument("--scheme", default="wcc", choices=[s.value for s in api.Scheme])
     p.add_argument("--act-bits", type=bits, help="activation bits (default: the hw quant.act_bits)")
     p.add_argument("--weight-bits", type=bits, help="weight bits (default: the hw quant.weight_bits)")
     p.add_argument("--nonzero-fraction", type=fraction, help="measured non-zero fraction (scheme zvc)")
@@ -50,31 +47,31 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    hw = load_hw(args.hw)
-    wl = load_workload(args.workload)
+    hw = api.load_hw(args.hw)
+    wl = api.load_workload(args.workload)
     if args.input:
-        wl = rescale_workload(wl, parse_input_size("wccsim cost", "--input", args.input))
+        wl = api.rescale_workload(wl, api.parse_input_size("wccsim cost", "--input", args.input))
     if args.scheme == "zvc" and args.nonzero_fraction is None:
         raise InputError("wccsim cost", "--nonzero-fraction", "a measured fraction for --scheme zvc", "nothing")
     q = hw.datapath.quant
-    costs = workload_cost(wl, hw, args.scheme, args.rate, args.act_bits or q.act_bits,
+    costs = api.workload_cost(wl, hw, args.scheme, args.rate, args.act_bits or q.act_bits,
                           args.weight_bits or q.weight_bits, args.nonzero_fraction)
     print(f"# {wl.network} {wl.input_hw[0]}x{wl.input_hw[1]} on {hw.name}: scheme {args.scheme}, rate "
           f"{args.rate:g}, W{costs[0].weight_bits}/A{costs[0].act_bits}, {hw.datapath.mac.rows}x"
           f"{hw.datapath.mac.cols} {hw.datapath.mac.dataflow.value}, {hw.clock_mhz:g} MHz")
     print(cost_table(costs))
     if args.csv:
-        write_text(args.csv, _csv(costs))
+        api.write_text(args.csv, _csv(costs))
         print(f"wrote {args.csv}")
     return 0
 
 
-def cost_table(costs: list[LayerCost]) -> str:
+def cost_table(costs: list) -> str:
     """Fixed-width text table: one row per layer (units in the headers), then the total."""
     head = ["layer"] + [c[0] for c in _COLUMNS] + ["bound", "tiling"]
     rows = [[c.name] + [fmt.format(getattr(c, f) * sc) for _, f, sc, fmt in _COLUMNS] + [c.bound, c.tiling]
             for c in costs]
-    tot = total_cost(costs)
+    tot = api.total_cost(costs)
     rows.append(["TOTAL"] + [fmt.format(tot[f] * sc) for _, f, sc, fmt in _COLUMNS]
                 + [f"{tot['memory_bound_layers']}/{tot['layers']} mem", ""])
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head) - 1)]
@@ -85,9 +82,9 @@ def cost_table(costs: list[LayerCost]) -> str:
     return "\n".join(lines)
 
 
-def _csv(costs: list[LayerCost]) -> str:
+def _csv(costs: list) -> str:
     out = io.StringIO()
-    names = [f.name for f in dataclasses.fields(LayerCost)]
+    names = [f.name for f in dataclasses.fields(api.LayerCost)]
     w = csv.writer(out, lineterminator="\n")
     w.writerow(names)
     for c in costs:

@@ -6,6 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
+from wccsim import api
 from wccsim.commands._args import number
 
 
@@ -55,16 +56,12 @@ def format_summary(summary: dict) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from wccsim.capture.images import parse_size
-    from wccsim.network.outputs import write_outputs
-    from wccsim.network.simulate import simulate_network
-
-    size = parse_size(args.size) if args.size else None
+    size = api.parse_size(args.size) if args.size else None
     out = Path(args.out) if args.out else Path("runs") / f"network_{Path(args.onnx).stem}"
-    result = simulate_network(args.onnx, args.image, args.hw, rate=args.rate, act_bits=args.act_bits,
+    result = api.simulate_network(args.onnx, args.image, args.hw, rate=args.rate, act_bits=args.act_bits,
                               threshold=args.threshold, size=size, preprocess=args.preprocess,
                               calib=args.calib)
-    written = write_outputs(result, out)
+    written = api.write_network_outputs(result, out)
     print(format_summary(result.summary), end="")
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from wccsim import api
+
 __all__ = ["register"]
 
 
@@ -18,8 +20,6 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from wccsim.reporting import report
-
-    path = report(args.dir, args.out, max_sqnr_drop_db=args.max_sqnr_drop_db)
+    path = api.report(args.dir, args.out, max_sqnr_drop_db=args.max_sqnr_drop_db)
     print(f"wrote {path} (+ PNGs and {path.stem}_summary.csv beside it)")
     return 0

@@ -10,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from wccsim import __version__
+from wccsim import __version__, api
 from wccsim.commands._args import number
 from wccsim.errors import InputError
 
@@ -41,26 +41,22 @@ def default_out_dir(hw_path: str, trace_path: str) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
-    import wccsim.runner as lib
-    from wccsim.atomic import write_text
-    from wccsim.hw import spec_hash, spec_to_dict
-
     if args.format not in _FORMATS:
         raise InputError("options", "format", f"one of {list(_FORMATS)}", args.format)
     out = Path(args.out) if args.out else default_out_dir(args.hw, args.trace)
-    hw = lib.resolve_hw(args.hw)                                              # 1. inputs
-    opts = lib.make_options(hw, args.rate, args.act_bits, args.weight_bits, args.layers, args.calib)
-    trace = lib.resolve_trace(args.trace)
-    df = lib.run(hw, trace, rate=opts.rate, act_bits=opts.act_bits, weight_bits=opts.weight_bits,
+    hw = api.resolve_hw(args.hw)                                              # 1. inputs
+    opts = api.make_options(hw, args.rate, args.act_bits, args.weight_bits, args.layers, args.calib)
+    trace = api.resolve_trace(args.trace)
+    df = api.run(hw, trace, rate=opts.rate, act_bits=opts.act_bits, weight_bits=opts.weight_bits,
                  layers=opts.layers, calib=opts.calib)                       # 2. simulate
-    tot = lib.totals(df)
+    tot = api.totals(df)
     options = {"rate": opts.rate, "act_bits": opts.act_bits, "weight_bits": opts.weight_bits,
                "layers": opts.layers, "calib": (opts.calib or hw.datapath.quant.calib).value}
-    meta = run_metadata(spec_to_dict(hw), spec_hash(hw), trace, options, tot)
+    meta = run_metadata(api.spec_to_dict(hw), api.spec_hash(hw), trace, options, tot)
     files = {"layers.csv": df.to_csv(index=False), "totals.csv": tot.to_csv(index=False),   # 3. outputs
              "run.json": json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n"}
     for name, text in files.items():
-        write_text(out / name, text)
+        api.write_text(out / name, text)
     _write_parquet(df, out / "layers.parquet")
     sys.stdout.write(_render(args.format, df, tot, meta))                    # 4. print
     if args.format == "table":
@@ -98,9 +94,7 @@ def _write_parquet(df, path: Path) -> None:
 
     if importlib.util.find_spec("pyarrow") is None:
         return
-    from wccsim.atomic import atomic_path
-
-    with atomic_path(path, suffix=".parquet") as tmp:
+    with api.atomic_path(path, suffix=".parquet") as tmp:
         df.to_parquet(tmp, index=False)
 
 
@@ -120,8 +114,6 @@ def format_table(df, tot) -> str:
     """
     import pandas as pd
 
-    from wccsim.runner import COUNTERS
-
     wcc = df[df.scheme == "wcc"].set_index("layer")
     int8 = df[df.scheme == "int8"].set_index("layer")
     layers = pd.DataFrame({
@@ -130,14 +122,14 @@ def format_table(df, tot) -> str:
         "dram_kB": ((wcc.dram_read_bytes + wcc.dram_write_bytes) / 1e3).round(1),
         "int8_dram_kB": ((int8.dram_read_bytes + int8.dram_write_bytes) / 1e3).round(1),
         "cycles": wcc.cycles, "int8_cycles": int8.cycles, "bound": wcc.bound,
-        "energy_uJ": (wcc.energy_pj / 1e6).round(3), "saturations": wcc[list(COUNTERS)].sum(axis=1),
+        "energy_uJ": (wcc.energy_pj / 1e6).round(3), "saturations": wcc[list(api.COUNTERS)].sum(axis=1),
     })
     net = pd.DataFrame({
         "scheme": tot.scheme, "rate": tot.cfg_rate.where(tot.scheme == "wcc", 1.0),
         "bits_per_act": tot.eff_bits_per_act.round(3), "GBOPs": (tot.bops / 1e9).round(3),
         "dram_MB": ((tot.dram_read_bytes + tot.dram_write_bytes) / 1e6).round(3),
         "Mcycles": (tot.cycles / 1e6).round(3), "energy_uJ": (tot.energy_pj / 1e6).round(2),
-        "sqnr_db": tot.sqnr_total_db.round(2), "saturations": tot[list(COUNTERS)].sum(axis=1),
+        "sqnr_db": tot.sqnr_total_db.round(2), "saturations": tot[list(api.COUNTERS)].sum(axis=1),
     })
     return (f"per layer (WCC beside the int8 baseline):\n{layers.to_string(index=False)}\n\n"
             f"network totals ({int(tot.layers.iloc[0])} layers):\n{net.to_string(index=False)}\n")

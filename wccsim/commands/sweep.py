@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from wccsim import api
 from wccsim.errors import InputError
 
 __all__ = ["register", "parse_list"]
@@ -47,19 +48,15 @@ def parse_list(field: str, text: str, kind) -> list:
 def main(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from wccsim.capture.images import parse_size
-    from wccsim.runner import totals
-    from wccsim.sweeper import sweep
-
     jobs = parse_list("jobs", args.jobs, int)[0]
     threshold = None if args.threshold is None else parse_list("threshold", args.threshold, float)[0]
-    df = sweep(args.hw, args.trace, args.out, rates=parse_list("rates", args.rates, float),
+    df = api.sweep(args.hw, args.trace, args.out, rates=parse_list("rates", args.rates, float),
                act_bits=parse_list("act_bits", args.act_bits, int),
                weight_bits=parse_list("weight_bits", args.weight_bits, int), layers=args.layers,
                calib=args.calib, jobs=jobs, scheduler=args.scheduler, onnx=args.onnx, images=args.image,
-               size=parse_size(args.size) if args.size else None, preprocess=args.preprocess,
+               size=api.parse_size(args.size) if args.size else None, preprocess=args.preprocess,
                threshold=threshold)
-    tot = totals(df)
+    tot = api.totals(df)
     cols = ["hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "scheme", "eff_bits_per_act", "bops",
             "dram_read_bytes", "cycles", "energy_pj", "sqnr_total_db"]
     print(tot[cols].to_string(index=False))

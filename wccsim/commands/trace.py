@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+from wccsim import api
 from wccsim.errors import InputError
-from wccsim.trace import Trace, open_trace
 
 __all__ = ["register", "info_table"]
 
@@ -40,23 +40,20 @@ def _capture(args: argparse.Namespace) -> int:
     if missing:
         raise InputError("wccsim trace capture", "", "the capture extra (pip install 'wccsim[capture]')",
                          f"missing {', '.join(missing)}")
-    from wccsim.capture.images import parse_size
-    from wccsim.capture.onnx import capture_onnx_trace
-
-    layers = capture_onnx_trace(args.onnx, args.image, args.output, preset=args.preprocess,
-                                size=parse_size(args.size) if args.size else None,
-                                store_dtype="float16" if args.float16 else "float32",
-                                compress=args.compress, store_y=not args.no_y)
+    layers = api.capture_onnx_trace(args.onnx, args.image, args.output, preset=args.preprocess,
+                                    size=api.parse_size(args.size) if args.size else None,
+                                    store_dtype="float16" if args.float16 else "float32",
+                                    compress=args.compress, store_y=not args.no_y)
     print(f"wrote {args.output}: {len(layers)} layers")
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
-    print(info_table(open_trace(args.trace)))
+    print(info_table(api.open_trace(args.trace)))
     return 0
 
 
-def info_table(trace: Trace) -> str:
+def info_table(trace) -> str:
     """Text table: one row per layer (sizes per sample), then network totals and the 1x1 share of MACs."""
     m = trace.meta
     head = ("layer", "Cin", "Cout", "H", "W", "stride", "MACs", "bytes_int8")

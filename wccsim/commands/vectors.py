@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from wccsim import api
 from wccsim.commands._args import rate
 
 
@@ -24,15 +25,11 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from wccsim.hw import load_hw
-    from wccsim.trace import open_trace
-    from wccsim.vectors import export_layer, parse_tile, read_manifest
-
-    tile = parse_tile(args.tile) if args.tile else None               # 1. inputs
-    hw = load_hw(args.hw)
-    layer = open_trace(args.trace).layer(args.layer)
-    out = export_layer(layer, hw, args.rate, args.out, tile)          # 2. simulate and write
-    manifest = read_manifest(out)                                     # 3. summary
+    tile = api.parse_tile(args.tile) if args.tile else None           # 1. inputs
+    hw = api.load_hw(args.hw)
+    layer = api.open_trace(args.trace).layer(args.layer)
+    out = api.export_layer(layer, hw, args.rate, args.out, tile)      # 2. simulate and write
+    manifest = api.read_manifest(out)                                 # 3. summary
     for st in manifest["stages"]:
         sign = "s" if st["signed"] else "u"
         print(f"{st['stage']:<14} {st['count']:>9} x {sign}{st['width_bits']:<3} {st['shape']}")

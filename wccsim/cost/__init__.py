@@ -24,14 +24,18 @@ from wccsim.cost.workload import FpLayers, Scheme, Workload, layer_gemm
 from wccsim.shape import LayerShape
 from wccsim.errors import InputError
 from wccsim.hw import HwSpec, Metric, Normalize, TopkMode
-from wccsim.rules import level_sum
+from wccsim.rules import check_bits, check_rate, level_sum
 
-__all__ = ["LayerCost", "layer_cost", "workload_cost", "total_cost", "nonzero_fraction", "Scheme"]
+__all__ = ["LayerCost", "IDENTITY", "COST_COLUMNS", "SUMMED", "cost_fields", "layer_cost", "workload_cost", "total_cost", "nonzero_fraction", "Scheme"]
 
 
 @dataclass(frozen=True)
 class LayerCost:
-    """Cost of one layer under one (hardware, scheme, rate, bits). Units are in the field names."""
+    """Cost of one layer under one (hardware, scheme, rate, bits). Units are in the field names.
+
+    The fields after `IDENTITY` are the cost columns of every result table, in this order (`COST_COLUMNS`);
+    the numeric ones are summed over layers (`SUMMED`). A new cost term is one new field here.
+    """
     name: str
     scheme: str
     rate: float
@@ -42,7 +46,7 @@ class LayerCost:
     bops_hw: float             # hardware-realistic count (bops.hw_bops)
     dram_read_bytes: int
     dram_write_bytes: int
-    sram_read_bytes: int
+    sram_read_bytes: int       # all three buffers
     sram_write_bytes: int
     ifmap_sram_read_bytes: int
     ifmap_sram_write_bytes: int
@@ -50,9 +54,9 @@ class LayerCost:
     weight_sram_write_bytes: int
     ofmap_sram_read_bytes: int
     ofmap_sram_write_bytes: int
-    bitmap_bytes: int          # bitmap metadata read from DRAM (WCC compress_on_write, ZVC)
     act_read_bytes: int        # activation payload read from DRAM (re-reads and passes included)
     weight_read_bytes: int
+    bitmap_bytes: int          # bitmap metadata read from DRAM (WCC compress_on_write, ZVC)
     output_write_bytes: int
     cycles: int
     compute_cycles: int
@@ -60,19 +64,31 @@ class LayerCost:
     haar_cycles: int
     topk_cycles: int
     bound: str                 # 'compute' or 'memory'
+    tiling: str
     energy_pj: float
     energy_mac_pj: float
     energy_haar_pj: float
     energy_topk_pj: float
     energy_requant_pj: float
     energy_sram_pj: float
+    energy_ifmap_sram_pj: float
+    energy_weight_sram_pj: float
+    energy_ofmap_sram_pj: float
     energy_dram_pj: float
-    tiling: str
 
 
+IDENTITY = ("name", "scheme", "rate", "act_bits", "weight_bits")
+COST_COLUMNS = tuple(f.name for f in dataclasses.fields(LayerCost) if f.name not in IDENTITY)
+SUMMED = tuple(f.name for f in dataclasses.fields(LayerCost) if f.name in COST_COLUMNS and f.type in ("int", "float"))
 # The byte counts and the tiling come straight from `Traffic` (its fetch counts stay internal).
-_TRAFFIC_FIELDS = tuple(f.name for f in dataclasses.fields(Traffic)
-                        if f.name in {g.name for g in dataclasses.fields(LayerCost)})
+_TRAFFIC_FIELDS = tuple(f.name for f in dataclasses.fields(Traffic) if f.name in COST_COLUMNS)
+
+
+def cost_fields(cost: LayerCost) -> dict:
+    """The cost columns of one layer as plain Python ints, floats and strings (a table row's cost part)."""
+    cast = {"int": int, "float": float, "str": str}
+    return {f.name: cast[f.type](getattr(cost, f.name)) for f in dataclasses.fields(LayerCost)
+            if f.name in COST_COLUMNS}
 
 
 def nonzero_fraction(x, scale: float | None = None) -> float:
@@ -102,11 +118,9 @@ def _check(shape, scheme, rate, act_bits, weight_bits, nzf) -> Scheme:
     except ValueError:
         raise InputError("layer_cost", "scheme", "one of " + ", ".join(s.value for s in Scheme),
                          repr(scheme)) from None
-    if not (isinstance(rate, (int, float)) and 0 < rate <= 1):
-        raise InputError("layer_cost", "rate", "a number in (0, 1]", rate)
-    for name, bits in (("act_bits", act_bits), ("weight_bits", weight_bits)):
-        if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
-            raise InputError("layer_cost", name, "an integer in [2, 16]", bits)
+    check_rate(rate, "layer_cost", "rate")
+    check_bits(act_bits, "layer_cost", "act_bits")
+    check_bits(weight_bits, "layer_cost", "weight_bits")
     if scheme is Scheme.ZVC and (nzf is None or not 0 <= nzf <= 1):
         raise InputError("layer_cost", "nonzero_fraction", "a measured fraction in [0, 1] for scheme zvc", nzf)
     return scheme
@@ -158,9 +172,8 @@ def layer_cost(shape: LayerShape, hw: HwSpec, scheme: Scheme | str, rate: float,
                         dp.topk.metric is Metric.L2),
         **{f: getattr(tr, f) for f in _TRAFFIC_FIELDS},
         cycles=cycles, compute_cycles=comp_c, memory_cycles=mem_c,
-        haar_cycles=haar_c, topk_cycles=topk_c, bound=bnd, energy_pj=en.total_pj, energy_mac_pj=en.mac_pj,
-        energy_haar_pj=en.haar_pj, energy_topk_pj=en.topk_pj, energy_requant_pj=en.requant_pj,
-        energy_sram_pj=en.sram_pj, energy_dram_pj=en.dram_pj)
+        haar_cycles=haar_c, topk_cycles=topk_c, bound=bnd, energy_pj=en.total_pj,
+        **{f"energy_{f.name}": getattr(en, f.name) for f in dataclasses.fields(en)})
 
 
 def _op_counts(shape: LayerShape, hw: HwSpec, wcc: bool, macs: int, act_bits: int, weight_bits: int) -> OpCounts:
@@ -182,18 +195,10 @@ def workload_cost(wl: Workload, hw: HwSpec, scheme: Scheme | str, rate: float, a
             for s in wl.layers]
 
 
-_SUMMED = ("macs", "bops", "bops_hw", "dram_read_bytes", "dram_write_bytes", "sram_read_bytes",
-           "sram_write_bytes", "ifmap_sram_read_bytes", "ifmap_sram_write_bytes", "weight_sram_read_bytes",
-           "weight_sram_write_bytes", "ofmap_sram_read_bytes", "ofmap_sram_write_bytes", "bitmap_bytes", "act_read_bytes", "weight_read_bytes", "output_write_bytes",
-           "cycles", "compute_cycles", "memory_cycles", "haar_cycles", "topk_cycles", "energy_pj",
-           "energy_mac_pj", "energy_haar_pj", "energy_topk_pj", "energy_requant_pj", "energy_sram_pj",
-           "energy_dram_pj")
-
-
 def total_cost(costs: list[LayerCost]) -> dict:
     """Sum of the additive fields over layers (layers run one after another), plus the count of
     memory-bound layers."""
-    out = {f: sum(getattr(c, f) for c in costs) for f in _SUMMED}
+    out = {f: sum(getattr(c, f) for c in costs) for f in SUMMED}
     out["memory_bound_layers"] = sum(c.bound == "memory" for c in costs)
     out["layers"] = len(costs)
     return out

@@ -40,12 +40,15 @@ class OpCounts:
 
 @dataclass(frozen=True)
 class Energy:
-    """Energy of one layer by component, in pJ."""
+    """Energy of one layer by component, in pJ (``sram_pj`` is the sum of the three buffers')."""
     mac_pj: float
     haar_pj: float
     topk_pj: float
     requant_pj: float
     sram_pj: float
+    ifmap_sram_pj: float
+    weight_sram_pj: float
+    ofmap_sram_pj: float
     dram_pj: float
 
     @property
@@ -62,10 +65,10 @@ def layer_energy(ops: OpCounts, traffic: Traffic, hw: HwSpec) -> Energy:
     """Energy of one layer from its operation counts and traffic (rules in the module docstring)."""
     e, q = hw.energy, hw.datapath.quant
     scale = (ops.act_bits * ops.weight_bits) / (q.act_bits * q.weight_bits)
-    sram = (_sram_pj(hw.ifmap_sram, traffic.ifmap_sram_read_bytes, traffic.ifmap_sram_write_bytes)
-            + _sram_pj(hw.weight_sram, traffic.weight_sram_read_bytes, traffic.weight_sram_write_bytes)
-            + _sram_pj(hw.ofmap_sram, traffic.ofmap_sram_read_bytes, traffic.ofmap_sram_write_bytes))
+    ifmap = _sram_pj(hw.ifmap_sram, traffic.ifmap_sram_read_bytes, traffic.ifmap_sram_write_bytes)
+    weight = _sram_pj(hw.weight_sram, traffic.weight_sram_read_bytes, traffic.weight_sram_write_bytes)
+    ofmap = _sram_pj(hw.ofmap_sram, traffic.ofmap_sram_read_bytes, traffic.ofmap_sram_write_bytes)
     dram = (traffic.dram_read_bytes + traffic.dram_write_bytes) * hw.dram.energy_pj_per_byte
     return Energy(ops.macs * e.mac_pj * scale, ops.haar_adds * e.add_pj,
                   ops.topk_metric_ops * e.metric_pj + ops.topk_compares * e.compare_pj,
-                  ops.requants * e.requant_pj, sram, dram)
+                  ops.requants * e.requant_pj, ifmap + weight + ofmap, ifmap, weight, ofmap, dram)

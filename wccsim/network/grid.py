@@ -25,19 +25,21 @@ from typing import Sequence
 
 import numpy as np
 
+from wccsim.capture.images import PRESETS, load_image
+from wccsim.cost import layer_cost
 from wccsim.errors import InputError
+from wccsim.network.drift import output_drift, output_kind
+from wccsim.network.hooks import float_hook, uniform_hook, wcc_hook
+from wccsim.network.preprocess import network_input, resolve_preset
+from wccsim.network.simulate import check_threshold, load_model
+from wccsim.network.splice import plan_graph, run_plan
+from wccsim.options import configure_datapath
+from wccsim.results import NETWORK_METRICS, NETWORK_SCHEMES
+from wccsim.rules import uniform_bits
 from wccsim.shape import LayerShape
 
-__all__ = ["NETWORK_SCHEMES", "NETWORK_COLUMNS", "NetworkSetup", "prepare_network", "network_rows",
-           "quality_metric"]
+__all__ = ["NetworkSetup", "prepare_network", "network_rows"]
 
-# Row order within a configuration; float and int8 are one point per hw (cfg 1.0 / 8 / 8).
-NETWORK_SCHEMES = ("float", "int8", "wcc", "uniform_nbit")
-_METRICS = ("mse", "sqnr_db", "max_abs", "rel_l2", "iou", "top1_agree", "kl_nats")
-NETWORK_COLUMNS = (
-    "hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "scheme", "rate", "act_bits", "weight_bits",
-    "eff_bits_per_act", "output", "kind", "images", "layers", "macs", "bops", "bops_hw", *_METRICS,
-)
 _FLOAT_BITS = 32
 
 
@@ -72,10 +74,6 @@ def prepare_network(onnx, images: Sequence[str], size=None, preprocess: str = "a
 
     Every image is loaded and preprocessed once here, so a bad image or size is refused up front.
     """
-    from wccsim.capture.images import load_image
-    from wccsim.network.preprocess import network_input, resolve_preset
-    from wccsim.network.simulate import check_threshold, load_model
-
     images = tuple(str(i) for i in images)
     if not images:
         raise InputError("options", "image", "at least one --image with --onnx", "none")
@@ -98,20 +96,17 @@ def network_rows(setup: NetworkSetup, hw, opts, scheme: str) -> list[dict]:
     ----------
     setup : NetworkSetup
     hw : HwSpec
-        Already configured with the point's bit widths (`wccsim.runner.configure_datapath`).
+        Already configured with the point's bit widths (`wccsim.options.configure_datapath`).
     opts : RunOptions
         The point's rate, act_bits, weight_bits (float and int8 points: 1.0, 8, 8).
-    scheme : one of `NETWORK_SCHEMES`
+    scheme : one of `wccsim.results.NETWORK_SCHEMES`
 
     Returns
     -------
-    list of dict, one per graph output, with `NETWORK_COLUMNS`: metrics are means over the images of the
+    list of dict, one per graph output, with `wccsim.results.NETWORK_COLUMNS`: metrics are means over the images of the
     finite per-image values (nan when none is finite), BOPs and MACs means over the images (the sum over
     the spliced layers of one image).
     """
-    from wccsim.network.drift import output_kind, output_drift
-    from wccsim.network.splice import run_plan
-
     net = _cached_network(setup)
     hook, cost, used = _scheme(hw, opts, scheme)
     drifts, counts = [], []
@@ -128,26 +123,15 @@ def network_rows(setup: NetworkSetup, hw, opts, scheme: str) -> list[dict]:
                "cfg_weight_bits": opts.weight_bits, "scheme": scheme, **used, "output": name,
                "kind": output_kind(net.references[0][name]).value, "images": len(net.inputs),
                "layers": len(net.plan.layers), "macs": float(macs), "bops": float(bops), "bops_hw": float(bops_hw)}
-        row.update({m: _finite_mean([d[name].get(m, math.nan) for d in drifts]) for m in _METRICS})
+        row.update({m: _finite_mean([d[name].get(m, math.nan) for d in drifts]) for m in NETWORK_METRICS})
         rows.append(row)
     return rows
-
-
-def quality_metric(kind: str) -> tuple[str, str]:
-    """(column, axis label) of the output-quality measure the report plots for an output kind."""
-    return {"prob_map": ("iou", "IoU of the binarized map vs float"),
-            "classes": ("top1_agree", "top-1 agreement with float")}.get(kind, ("sqnr_db", "output SQNR vs float [dB]"))
 
 
 # -------------------------------------------------------------------------------------------- helpers
 
 def _scheme(hw, opts, scheme: str):
     """(hook, cost(shape) -> (macs, bops, bops_hw), the row's rate / act_bits / weight_bits / eff bits)."""
-    from wccsim.cost import layer_cost
-    from wccsim.rules import uniform_bits
-    from wccsim.network.hooks import float_hook, uniform_hook, wcc_hook
-    from wccsim.runner import configure_datapath
-
     def counts(s, h, name, rate, a, w):
         c = layer_cost(s, h, name, rate, a, w)
         return c.macs, c.bops, c.bops_hw
@@ -204,12 +188,6 @@ def _cached_network(setup: NetworkSetup) -> _Network:
     """Plan, preprocessed inputs and float-network outputs, built once per process per setup."""
     if setup not in _NETWORKS:
         import onnxruntime as ort
-
-        from wccsim.capture.images import load_image
-        from wccsim.capture.images import PRESETS
-        from wccsim.network.preprocess import network_input
-        from wccsim.network.simulate import load_model
-        from wccsim.network.splice import plan_graph
 
         model = load_model(setup.model_path)
         plan = plan_graph(model)

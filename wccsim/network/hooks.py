@@ -11,6 +11,8 @@ import enum
 import numpy as np
 
 from wccsim.network.splice import Hook
+from wccsim.reference import ref_conv
+from wccsim.simulate import calibrate_and_run, simulate_plain
 
 __all__ = ["Mode", "float_hook", "wcc_hook", "uniform_hook", "make_hooks"]
 
@@ -24,8 +26,6 @@ class Mode(enum.Enum):
 
 def float_hook(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int) -> np.ndarray:
     """Float64 1x1 convolution (`wccsim.reference.ref_conv`), returned as float32."""
-    from wccsim.reference import ref_conv
-
     return np.asarray(ref_conv(x, w, b, stride=stride), np.float32)
 
 
@@ -33,8 +33,6 @@ def wcc_hook(spec, rate: float) -> Hook:
     """Hook running the bit-accurate WCC datapath at `rate`: `calibrate_and_run` on the layer's input (the
     output `simulate_layer` gives, without its references, baselines and stages)."""
     def hook(x, w, b, stride):
-        from wccsim.simulate import calibrate_and_run
-
         return np.asarray(calibrate_and_run(x, w, b, spec, rate, stride=stride, keep=False)[1].y, np.float32)
     return hook
 
@@ -42,8 +40,6 @@ def wcc_hook(spec, rate: float) -> Hook:
 def uniform_hook(spec, act_bits: int) -> Hook:
     """Hook running `wccsim.simulate.simulate_plain` (quantize, MAC, requantize) at `act_bits`."""
     def hook(x, w, b, stride):
-        from wccsim.simulate import simulate_plain
-
         return np.asarray(simulate_plain(x, w, b, spec, act_bits, stride=stride).y, np.float32)
     return hook
 

@@ -19,7 +19,7 @@ from wccsim.atomic import write_bytes, write_text
 from wccsim.network.drift import OutputKind, output_kind, probabilities
 from wccsim.network.hooks import Mode
 
-__all__ = ["figure_png", "write_outputs"]
+__all__ = ["figure_png", "write_network_outputs"]
 
 _COLUMNS = ((Mode.FLOAT, "float"), (Mode.WCC, "WCC"), (Mode.UNIFORM, "uniform"))
 
@@ -101,7 +101,7 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def write_outputs(result, out_dir) -> list[Path]:
+def write_network_outputs(result, out_dir) -> list[Path]:
     """Write network.json, network_layers.csv and the PNGs into `out_dir`; returns the paths written."""
     out = Path(out_dir)
     written = [out / "network.json", out / "network_layers.csv"]

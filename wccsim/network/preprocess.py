@@ -9,12 +9,15 @@ only picks the preset for a model and returns the picture the network sees, for 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 
 from wccsim.capture.images import PRESETS, Preprocess, preprocess_images
 from wccsim.errors import InputError
+
+if TYPE_CHECKING:  # onnx is an optional extra, imported where a model is loaded
+    import onnx
 
 __all__ = ["AUTO", "resolve_preset", "network_input", "image_label"]
 

@@ -18,17 +18,22 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
-import onnx
 import pandas as pd
 
+from wccsim.capture.images import load_image
 from wccsim.errors import InputError
 from wccsim.network.drift import output_drift, tensor_error
 from wccsim.network.hooks import Mode, make_hooks
 from wccsim.network.preprocess import AUTO, image_label, network_input, resolve_preset
 from wccsim.network.splice import Hook, Plan, plan_graph, run_plan
+from wccsim.options import configure_datapath, make_options, progress_bar, resolve_hw
+from wccsim.rules import uniform_bits
+
+if TYPE_CHECKING:  # onnx is an optional extra, imported where a model is loaded
+    import onnx
 
 __all__ = ["ImageRun", "NetworkResult", "check_threshold", "load_model", "simulate_image",
            "simulate_network"]
@@ -61,6 +66,8 @@ class NetworkResult:
 
 def load_model(path) -> onnx.ModelProto:
     """Load an ONNX model with one graph input; bad paths and files are `InputError`s."""
+    import onnx
+
     p = Path(path)
     if not p.is_file():
         raise InputError("--onnx", str(p), "an existing ONNX model file", "no such file")
@@ -214,10 +221,6 @@ def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5
     -------
     NetworkResult
     """
-    from wccsim.capture.images import load_image
-    from wccsim.rules import uniform_bits
-    from wccsim.runner import configure_datapath, make_options, progress_bar, resolve_hw
-
     import onnxruntime as ort
 
     if not images:

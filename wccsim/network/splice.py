@@ -15,11 +15,12 @@ with a 1x1 kernel is run by onnxruntime in float and listed in `Plan.unhandled` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
+
+if TYPE_CHECKING:  # onnx is an optional extra: imported by the functions that need it
+    import onnx
 
 __all__ = ["SplicedConv", "Segment", "Unhandled", "Plan", "Hook", "plan_graph", "run_plan"]
 
@@ -75,6 +76,8 @@ class Plan:
 
 def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:
     """Value of a Constant node's tensor-valued attribute, or None (sparse / string forms)."""
+    from onnx import helper, numpy_helper
+
     for a in node.attribute:
         if a.name == "value":
             return numpy_helper.to_array(a.t)
@@ -89,6 +92,8 @@ def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:
 
 def _fold_constants(graph: onnx.GraphProto) -> tuple[dict, list]:
     """Initializers and Constant-node values as one name -> array table; the remaining nodes."""
+    from onnx import numpy_helper
+
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     nodes = []
     for n in graph.node:
@@ -112,6 +117,8 @@ def _subgraph_free_names(g: onnx.GraphProto) -> set[str]:
 
 def _node_reads(node: onnx.NodeProto) -> set[str]:
     """Every tensor a node reads: explicit inputs plus outer-scope names of its subgraphs."""
+    import onnx
+
     reads = {i for i in node.input if i}
     for a in node.attribute:
         for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
@@ -136,6 +143,8 @@ def _toposort(nodes: list, available: set[str]) -> list:
 
 
 def _attr(node: onnx.NodeProto, name: str, default):
+    from onnx import helper
+
     for a in node.attribute:
         if a.name == name:
             return helper.get_attribute_value(a)
@@ -265,7 +274,9 @@ def plan_graph(model: onnx.ModelProto) -> Plan:
 
 def _session(plan: Plan, index: int, feeds: Mapping[str, np.ndarray]):
     """onnxruntime session of segment `index`, built on first use with the fed tensors' element types."""
+    import onnx
     import onnxruntime as ort
+    from onnx import helper, numpy_helper
 
     seg = plan.steps[index]
     key = (index, tuple(str(feeds[n].dtype) for n in seg.inputs))

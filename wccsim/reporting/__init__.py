@@ -25,6 +25,7 @@ from wccsim.reporting.plots import (
     traffic_vs_rate,
 )
 from wccsim.reporting.tables import Results, focus_config, hw_roofs, load_network, load_results, summary_table
+from wccsim.results import quality_metric
 
 __all__ = ["FIGURES", "NETWORK_FIGURE", "report", "build_figures", "network_quality", "network_items",
            "display_table", "network_table"]
@@ -98,14 +99,13 @@ def build_figures(res: Results, summary: pd.DataFrame, focus: dict) -> list[Figu
         ("Roofline", f"{cfg}: each layer's attained MACs/cycle vs MACs per DRAM byte under the hw roofs.",
          roofline(wcc, int8, peak, bw, f"Roofline: {cfg}")),
     ]
-    return [FigureBlock(fid, title, caption, png_bytes(fig)) for fid, (title, caption, fig) in zip(FIGURES, figs)]
+    return [FigureBlock(fid, title, caption, png_bytes(fig))
+            for fid, (title, caption, fig) in zip(FIGURES, figs, strict=True)]
 
 
 def network_quality(net: pd.DataFrame | None, hw: str) -> tuple[FigureBlock, pd.DataFrame, str] | None:
     """The Figure 4 analogue for `hw` (its first graph output) and the table of every network row, or None
     without network.csv. Returns (figure, display table, caption text)."""
-    from wccsim.network.grid import quality_metric
-
     if net is None:
         return None
     main = net.output.iloc[0]

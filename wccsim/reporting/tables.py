@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from wccsim.errors import InputError
-from wccsim.runner import COLUMNS, CONFIG_KEYS, totals
+from wccsim.results import COLUMNS, CONFIG_KEYS, NETWORK_COLUMNS, totals
 
 __all__ = ["Results", "load_results", "load_network", "summary_table", "focus_config", "hw_roofs"]
 
@@ -44,10 +44,8 @@ def load_results(directory) -> Results:
 
 
 def load_network(directory) -> pd.DataFrame | None:
-    """``network.csv`` of a sweep with network-level points (`wccsim.network.grid.NETWORK_COLUMNS`), or None
+    """``network.csv`` of a sweep with network-level points (`wccsim.results.NETWORK_COLUMNS`), or None
     when the directory has none."""
-    from wccsim.network.grid import NETWORK_COLUMNS
-
     csv = Path(directory) / "network.csv"
     if not csv.is_file():
         return None

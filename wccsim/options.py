@@ -1,0 +1,91 @@
+"""Options shared by every orchestration (`wccsim.runner`, `wccsim.sweeper`, `wccsim.network`): validated
+run options, hardware and trace resolution, layer selection, the datapath configured with the run's
+widths, and the progress bar."""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from wccsim.errors import InputError
+from wccsim.hw import CalibMethod, HwSpec, load_hw
+from wccsim.rules import check_bits, check_rate
+from wccsim.trace import open_trace
+
+__all__ = ["RunOptions", "make_options", "resolve_hw", "resolve_trace", "select_layers", "configure_datapath",
+           "progress_bar"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Validated options of one run. ``calib`` None keeps the hardware YAML's calibration method."""
+    rate: float = 0.5
+    act_bits: int = 8
+    weight_bits: int = 8
+    layers: str | None = None
+    calib: CalibMethod | None = None
+
+
+def make_options(hw, rate=0.5, act_bits=None, weight_bits=None, layers=None, calib=None) -> RunOptions:
+    """Validate user options; act_bits / weight_bits default to the hardware spec's quantizer widths.
+
+    Raises `InputError` (one line) for a rate outside (0, 1], bits outside 2..16 or an unknown calibration.
+    """
+    quant = hw.datapath.quant
+    act_bits = quant.act_bits if act_bits is None else act_bits
+    weight_bits = quant.weight_bits if weight_bits is None else weight_bits
+    check_rate(rate)
+    check_bits(act_bits, "options", "act_bits")
+    check_bits(weight_bits, "options", "weight_bits")
+    if calib is not None and not isinstance(calib, CalibMethod):
+        allowed = [m.value for m in CalibMethod]
+        if calib not in allowed:
+            raise InputError("options", "calib", f"one of {allowed}", calib)
+        calib = CalibMethod(calib)
+    return RunOptions(float(rate), int(act_bits), int(weight_bits), layers, calib)
+
+
+def resolve_hw(hw):
+    """A `HwSpec` as given, or loaded from a YAML path (missing file -> `InputError`)."""
+    if isinstance(hw, HwSpec):
+        return hw
+    return load_hw(Path(hw))  # refuses a missing file, a directory, ... with a one-line InputError
+
+
+def resolve_trace(trace):
+    """A `Trace` as given, or opened from an ``.npz`` path (missing file -> `InputError`)."""
+    if not isinstance(trace, (str, Path)):
+        return trace
+    return open_trace(Path(trace))  # refuses a missing file, a directory, ... with a one-line InputError
+
+
+def select_layers(trace, pattern: str | None) -> list:
+    """Trace layers (`LayerInfo`, trace order) whose name matches the glob; a glob matching none is an error."""
+    infos = list(trace.layers)
+    if pattern is None:
+        return infos
+    chosen = [info for info in infos if fnmatch.fnmatchcase(info.name, pattern)]
+    if not chosen:
+        raise InputError("options", "layers", f"a glob matching a layer of the trace ({len(infos)} layers)",
+                         pattern)
+    return chosen
+
+
+def configure_datapath(hw, opts: RunOptions):
+    """The hardware spec with the run's bit widths (and calibration, if given) in its quantizer."""
+    quant = dataclasses.replace(hw.datapath.quant, act_bits=opts.act_bits, weight_bits=opts.weight_bits)
+    if opts.calib is not None:
+        quant = dataclasses.replace(quant, calib=opts.calib)
+    return dataclasses.replace(hw, datapath=dataclasses.replace(hw.datapath, quant=quant))
+
+
+def progress_bar(items, desc: str, enabled: bool | None = None, total: int | None = None):
+    """tqdm over `items` on stderr; by default shown only when stderr is a TTY."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    return tqdm(items, desc=desc, total=total, disable=not enabled, file=sys.stderr, leave=False)

@@ -1,0 +1,93 @@
+"""The result tables wccsim writes and reads, defined once: columns of ``layers.csv``, ``totals.csv`` and
+``network.csv``, their row order, and how totals are summed.
+
+The producers (`wccsim.runner`, `wccsim.sweeper`, `wccsim.network`) and the reader (`wccsim.reporting`)
+share this schema; the cost columns come from the fields of `wccsim.cost.LayerCost` (`COST_COLUMNS`), so
+a new cost term reaches rows, totals and the README's column check by adding one field there.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import pandas as pd
+
+from wccsim.cost import COST_COLUMNS, SUMMED
+
+__all__ = ["SCHEMES", "COUNTERS", "CONFIG_KEYS", "COLUMNS", "TOTAL_COLUMNS", "NETWORK_SCHEMES", "NETWORK_METRICS",
+           "NETWORK_COLUMNS", "quality_metric", "rows_to_frame", "totals"]
+
+SCHEMES = ("wcc", "int8", "uniform_nbit", "zvc")
+# Datapath saturation / overflow counters (events per layer), reported per row and summed in totals.
+COUNTERS = ("acc_overflows", "haar_saturations", "coef_saturations", "inverse_saturations",
+            "bias_saturations", "output_saturations")
+CONFIG_KEYS = ("hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits")
+_ERRORS = ("mse_compress", "mse_quant", "mse_total", "sqnr_compress_db", "sqnr_quant_db", "sqnr_total_db",
+           "max_abs_err", "ref_power", "out_elems")
+# layers.csv, in order (units in the README). cfg_* identify the requested configuration; rate, act_bits,
+# weight_bits are what the row's scheme actually uses (int8: 1.0, 8, 8).
+COLUMNS = (
+    "hw", "layer_index", "layer", "scheme", "cfg_rate", "cfg_act_bits", "cfg_weight_bits",
+    "cin", "cout", "h", "w", "stride", "rate", "k", "positions", "act_bits", "weight_bits", "eff_bits_per_act",
+    *COST_COLUMNS, *_ERRORS, *COUNTERS,
+)
+TOTAL_COLUMNS = (
+    *CONFIG_KEYS, "scheme", "rate", "act_bits", "weight_bits", "layers", "eff_bits_per_act", *SUMMED,
+    "memory_bound_layers", "mse_total", "sqnr_total_db", "max_abs_err", *COUNTERS,
+)
+
+# network.csv: one row per (config, scheme, graph output); float and int8 are one point per hw.
+NETWORK_SCHEMES = ("float", "int8", "wcc", "uniform_nbit")
+NETWORK_METRICS = ("mse", "sqnr_db", "max_abs", "rel_l2", "iou", "top1_agree", "kl_nats")
+NETWORK_COLUMNS = (
+    "hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "scheme", "rate", "act_bits", "weight_bits",
+    "eff_bits_per_act", "output", "kind", "images", "layers", "macs", "bops", "bops_hw", *NETWORK_METRICS,
+)
+
+
+def quality_metric(kind: str) -> tuple[str, str]:
+    """(network.csv column, axis label) of the output-quality measure of an output kind."""
+    return {"prob_map": ("iou", "IoU of the binarized map vs float"),
+            "classes": ("top1_agree", "top-1 agreement with float")}.get(kind, ("sqnr_db", "output SQNR vs float [dB]"))
+
+
+def rows_to_frame(rows: Iterable[dict]) -> pd.DataFrame:
+    """Rows -> DataFrame with `COLUMNS` in order, sorted deterministically (config, trace order, scheme)."""
+    df = pd.DataFrame(list(rows), columns=list(COLUMNS))
+    if df.empty:
+        return df
+    order = {s: i for i, s in enumerate(SCHEMES)}
+    df["_scheme_order"] = df["scheme"].map(order)
+    df = df.sort_values([*CONFIG_KEYS, "layer_index", "_scheme_order"], kind="mergesort")
+    return df.drop(columns="_scheme_order").reset_index(drop=True)
+
+
+def totals(df: pd.DataFrame) -> pd.DataFrame:
+    """Network totals per (config, scheme): summed counts, element-weighted errors, network SQNR.
+
+    Network SQNR (dB) = 10 log10(sum_l ref_power_l * out_elems_l / sum_l mse_total_l * out_elems_l);
+    ``eff_bits_per_act`` is weighted by each layer's input elements (cin * h * w).
+    """
+    out = []
+    for key, g in df.groupby([*CONFIG_KEYS, "scheme"], sort=False):
+        out.append(_total_row(dict(zip([*CONFIG_KEYS, "scheme"], key)), g))
+    return pd.DataFrame(out, columns=list(TOTAL_COLUMNS))
+
+
+def _total_row(key: dict, g: pd.DataFrame) -> dict:
+    first = g.iloc[0]
+    row = dict(key, rate=float(first.rate), act_bits=int(first.act_bits), weight_bits=int(first.weight_bits),
+               layers=len(g))
+    in_elems = (g["cin"] * g["h"] * g["w"]).astype(float)
+    row["eff_bits_per_act"] = float((g["eff_bits_per_act"] * in_elems).sum() / in_elems.sum())
+    for col in (*SUMMED, *COUNTERS):
+        row[col] = g[col].sum().item()
+    row["memory_bound_layers"] = int((g["bound"] == "memory").sum())
+    elems = g["out_elems"].astype(float)
+    err = float((g["mse_total"] * elems).sum())
+    sig = float((g["ref_power"].fillna(0.0) * elems).sum())
+    row["mse_total"] = err / float(elems.sum())
+    row["sqnr_total_db"] = 10.0 * math.log10(sig / err) if err > 0 else math.inf
+    row["max_abs_err"] = float(g["max_abs_err"].max())
+    return row
