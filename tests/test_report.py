@@ -305,6 +305,8 @@ BAD_RESULTS = [  # (id, base directory, edit of a copy, strings the one-line err
     ("totals_csv_row_missing", "sweep", _cells("totals.csv", lambda r: r[:-1]), ("totals.csv", "rows")),
     ("totals_csv_missing_column", "run", _cells("totals.csv", _drop_col("bops")), ("totals.csv", "columns", "bops")),
     ("totals_csv_absent", "run", _unlink("totals.csv"), ("no totals.csv",)),
+    ("network_json_truncated", "run", lambda d: (d / "network.json").write_text('{"rate": 0.'),
+     ("network.json", "valid JSON")),
     ("not_a_result_no_json", "run", _unlink("run.json"), ("run.json or sweep.json",)),
     ("not_a_result_both_json", "run", lambda d: (d / "sweep.json").write_text("{}"), ("both run.json and sweep.json",)),
     ("not_a_result_other_files", "run",
