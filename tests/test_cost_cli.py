@@ -54,7 +54,7 @@ def test_bad_yaml_exit_2_one_line(tmp_path, capsys, old, new):
     p.write_text(GOOD.replace(old, new, 1))
     assert main(["cost", "--hw", str(p), "--workload", WL, "--rate", "0.5"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("wccsim: error: bad.yaml: ")
+    assert err.count("\n") == 1 and err.startswith(f"wccsim: error: {p}: ")
 
 
 def test_empty_and_directory_yaml(tmp_path, capsys):

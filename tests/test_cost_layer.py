@@ -109,4 +109,22 @@ def test_bad_workload_one_line_error(tmp_path, text, message):
     p.write_text(text)
     with pytest.raises(InputError, match=message) as e:
         load_workload(p)
-    assert "\n" not in str(e.value) and str(e.value).startswith("w.csv: ")
+    assert "\n" not in str(e.value) and str(e.value).startswith(f"{p}: ")
+
+
+_HEADER = "name,kind,cin,cout,kernel,stride,groups,h,w,dilation,keep_fp\n"
+_ROW = "a,conv,4,4,3,1,1,8,8,1,0\n"
+
+
+@pytest.mark.parametrize("text,line,field", [
+    (_HEADER + "b,conv,4,x,3,1,1,8,8,1,0\n", 2, "cout"),
+    ("# network: n\n# input: 8x8\n#\n" + _HEADER + _ROW + "\n" + "b,conv,4,4,3,1,1,8,8,1,2\n", 7, "keep_fp"),
+    ("# network: n\n\n" + _HEADER + "# a note between rows\n" + _ROW + _ROW + "c,fc,1,1,1,1,1,1,1,1,0\n", 7, "kind"),
+])
+def test_workload_errors_give_the_files_own_line_number(tmp_path, text, line, field):
+    p = tmp_path / "w.csv"
+    p.write_text(text)
+    assert text.splitlines()[line - 1].startswith(("b,", "c,"))  # the line the error must name
+    with pytest.raises(InputError) as e:
+        load_workload(p)
+    assert str(e.value).startswith(f"{p}: line {line}: {field}: expected ")

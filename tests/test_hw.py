@@ -93,8 +93,36 @@ def test_bad_yaml_one_line_error(tmp_path, text, message):
         load_hw(p)
     msg = str(e.value)
     assert "\n" not in msg
-    assert msg.startswith("edge_npu.yaml: ")
+    assert msg.startswith(f"{p}: ")
     assert message in msg, msg
+
+
+DUPLICATES = [  # (yaml text, key path, line of the second key, line of the first)
+    ("name: t\nclock_mhz: 500\nmac:\n  rows: 16\n  cols: 16\n  rows: 4\n", "mac.rows", 6, 4),
+    ("name: t\nclock_mhz: 500\nname: u\n", "name", 3, 1),
+    ("name: t\nclock_mhz: 500\nsram:\n  ifmap: {size_bytes: 4096, size_bytes: 8}\n", "sram.ifmap.size_bytes", 4, 4),
+    ("name: t\nclock_mhz: 500\nmac: {rows: 16}\nmac: {cols: 16}\n", "mac", 4, 3),
+]
+
+
+@pytest.mark.parametrize("text,key,line,first", DUPLICATES)
+def test_duplicate_key_names_key_path_and_both_lines(tmp_path, text, key, line, first):
+    p = tmp_path / "dup.yaml"
+    p.write_text(text)
+    with pytest.raises(InputError) as e:
+        load_hw(p)
+    assert str(e.value) == f"{p}: {key}: expected each key once per mapping (first at line {first}), " \
+                           f"got it again at line {line}"
+
+
+def test_errors_name_the_path_as_given(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "bad.yaml").write_text("name: t\nclock_mhz: fast\n")
+    monkeypatch.chdir(tmp_path)
+    for given in ("cfg/bad.yaml", "./cfg/bad.yaml", str(tmp_path / "cfg" / "bad.yaml")):
+        with pytest.raises(InputError) as e:
+            load_hw(given)
+        assert str(e.value).startswith(f"{given}: clock_mhz: expected a number")
 
 
 def test_empty_file_directory_missing(tmp_path):

@@ -1,9 +1,12 @@
 """wccsim report: self-contained HTML structure, every figure present, files beside it, headless Chromium."""
 
 import base64
+import csv
+import io
 import json
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -179,3 +182,169 @@ def test_bad_network_csv_exits_2(net_dir, tmp_path, capsys):
     assert main(["report", str(bad), "-o", str(tmp_path / "r.html")]) == 2
     err = capsys.readouterr().err
     assert "network.csv" in err and err.count("\n") == 1 and not (tmp_path / "r.html").exists()
+
+
+# ------------------------------------------------------------------ bad result directories (issue 19)
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("report_run")
+    out = base / "run"
+    assert main(["run", "--hw", str(HW), "--trace", str(write_tiny_trace(base / "tiny.npz", n_layers=2)),
+                 "--out", str(out)]) == 0
+    return out
+
+
+def _text(path: Path, fn):
+    path.write_text(fn(path.read_text()))
+
+
+def _json(name: str, fn):
+    def edit(d: Path):
+        doc = json.loads((d / name).read_text())
+        fn(doc)
+        (d / name).write_text(json.dumps(doc))
+    return edit
+
+
+def _cells(name: str, fn):
+    """Edit a CSV as a list of rows (header first) and write it back as wccsim does."""
+    def edit(d: Path):
+        rows = list(csv.reader(io.StringIO((d / name).read_text())))
+        rows = fn(rows) or rows
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(rows)
+        (d / name).write_text(buf.getvalue())
+    return edit
+
+
+def _set(col: str, row: int, value: str):
+    """Set cell `col` of data row `row` (1 = first row below the header)."""
+    def fn(rows):
+        rows[row][rows[0].index(col)] = value
+    return fn
+
+
+def _times2(col: str):
+    def fn(rows):
+        i = rows[0].index(col)
+        rows[1][i] = repr(float(rows[1][i]) * 2)
+    return fn
+
+
+def _drop_col(col: str):
+    def fn(rows):
+        i = rows[0].index(col)
+        return [r[:i] + r[i + 1:] for r in rows]
+    return fn
+
+
+def _unlink(name: str):
+    return lambda d: (d / name).unlink()
+
+
+BAD_RESULTS = [  # (id, base directory, edit of a copy, strings the one-line error must contain)
+    ("run_json_truncated", "run", lambda d: _text(d / "run.json", lambda t: t[:len(t) // 2]),
+     ("run.json", "valid JSON")),
+    ("run_json_malformed", "run", lambda d: (d / "run.json").write_text("{'hw': edge}\n"), ("run.json", "valid JSON")),
+    ("run_json_not_an_object", "run", lambda d: (d / "run.json").write_text("[1, 2]\n"), ("run.json", "a JSON object")),
+    ("run_json_without_layers", "run", _json("run.json", lambda m: m.pop("layers")), ("run.json", "layers", "missing")),
+    ("run_json_options_not_a_mapping", "run", _json("run.json", lambda m: m.update(options=[0.5])),
+     ("run.json", "options.rate", "missing")),
+    ("run_json_other_rate", "run", _json("run.json", lambda m: m["options"].update(rate=0.25)),
+     ("layers.csv", "cfg_rate", "0.5")),
+    ("run_json_more_layers", "run", _json("run.json", lambda m: m["layers"].append("conv9")),
+     ("layers.csv", "layer", "'conv9'")),
+    ("run_json_scheme_not_in_table", "run", _json("run.json", lambda m: m["schemes"].append("fp16")),
+     ("layers.csv", "scheme", "'fp16'")),
+    ("sweep_json_truncated", "sweep", lambda d: _text(d / "sweep.json", lambda t: t[:100]),
+     ("sweep.json", "valid JSON")),
+    ("sweep_json_empty", "sweep", lambda d: (d / "sweep.json").write_text(""), ("sweep.json", "valid JSON")),
+    ("sweep_json_without_rates", "sweep", _json("sweep.json", lambda m: m["grid"].pop("rates")),
+     ("sweep.json", "grid.rates", "missing")),
+    ("sweep_json_hw_not_a_list", "sweep", _json("sweep.json", lambda m: m.update(hw={"name": "edge_npu"})),
+     ("sweep.json", "hw", "a list")),
+    ("sweep_json_rates_not_numbers", "sweep", _json("sweep.json", lambda m: m["grid"].update(rates=[[1]])),
+     ("sweep.json", "grid.rates", "names or numbers")),
+    ("sweep_json_fewer_act_bits", "sweep", _json("sweep.json", lambda m: m["grid"].update(act_bits=[8])),
+     ("layers.csv", "cfg_act_bits", "4")),
+    ("layers_csv_cut_short", "sweep", lambda d: _text(d / "layers.csv", lambda t: t[:3000]),
+     ("layers.csv", "cut short")),
+    ("layers_csv_cut_at_a_line_end", "sweep", lambda d: _text(d / "layers.csv",
+                                                               lambda t: "".join(t.splitlines(True)[:40])),
+     ("layers.csv", "hw", "none for 'mcu_npu'")),
+    ("layers_csv_run_cut_short", "run", lambda d: _text(d / "layers.csv", lambda t: "".join(t.splitlines(True)[:7])),
+     ("layers.csv", "rows", "expected 8 rows", "got 6;")),
+    ("layers_csv_empty", "run", lambda d: (d / "layers.csv").write_text(""), ("layers.csv", "empty file")),
+    ("layers_csv_header_only", "run", lambda d: _text(d / "layers.csv", lambda t: t.splitlines(True)[0]),
+     ("layers.csv", "rows", "none")),
+    ("layers_csv_not_utf8", "run", lambda d: (d / "layers.csv").write_bytes(b"\xff\xfe\x00garbage\n"),
+     ("layers.csv", "UTF-8")),
+    ("layers_csv_not_a_table", "run", lambda d: (d / "layers.csv").write_text("<html>not a table</html>\n"),
+     ("layers.csv", "columns", "missing hw")),
+    ("layers_csv_cycles_abc", "run", _cells("layers.csv", _set("cycles", 3, "abc")),
+     ("layers.csv", "line 4: cycles", "a number", "'abc'")),
+    ("layers_csv_bits_text", "sweep", _cells("layers.csv", _set("cfg_act_bits", 7, "eight")),
+     ("layers.csv", "line 8: cfg_act_bits", "'eight'")),
+    ("layers_csv_empty_label", "run", _cells("layers.csv", _set("bound", 2, "")),
+     ("layers.csv", "line 3: bound", "a non-empty label")),
+    ("layers_csv_missing_column", "run", _cells("layers.csv", _drop_col("energy_pj")),
+     ("layers.csv", "columns", "missing energy_pj")),
+    ("layers_csv_row_short_a_cell", "run", _cells("layers.csv", lambda r: r[2].pop() and None),
+     ("layers.csv", "line 3", "cells")),
+    ("layers_csv_duplicate_row", "sweep", _cells("layers.csv", lambda r: r[:-1] + [r[1]]),
+     ("layers.csv", "rows", "twice")),
+    ("layers_csv_other_hw", "run", _cells("layers.csv", _set("hw", 1, "npu_32x32")),
+     ("layers.csv", "hw", "'npu_32x32'")),
+    ("totals_csv_cut_short", "sweep", lambda d: _text(d / "totals.csv", lambda t: t[:700]),
+     ("totals.csv", "cut short")),
+    ("totals_csv_cycles_abc", "run", _cells("totals.csv", _set("cycles", 1, "abc")),
+     ("totals.csv", "line 2: cycles", "'abc'")),
+    ("totals_csv_energy_edited", "sweep", _cells("totals.csv", _times2("energy_pj")),
+     ("totals.csv", "energy_pj", "the totals of layers.csv")),
+    ("totals_csv_row_missing", "sweep", _cells("totals.csv", lambda r: r[:-1]), ("totals.csv", "rows")),
+    ("totals_csv_missing_column", "run", _cells("totals.csv", _drop_col("bops")), ("totals.csv", "columns", "bops")),
+    ("totals_csv_absent", "run", _unlink("totals.csv"), ("no totals.csv",)),
+    ("network_json_truncated", "run", lambda d: (d / "network.json").write_text('{"rate": 0.'),
+     ("network.json", "valid JSON")),
+    ("not_a_result_no_json", "run", _unlink("run.json"), ("run.json or sweep.json",)),
+    ("not_a_result_both_json", "run", lambda d: (d / "sweep.json").write_text("{}"), ("both run.json and sweep.json",)),
+    ("not_a_result_other_files", "run",
+     lambda d: [p.unlink() for p in d.iterdir()] and (d / "notes.txt").write_text("hello\n"),
+     ("layers.csv, totals.csv", "no layers.csv, totals.csv, run.json or sweep.json")),
+]
+
+
+@pytest.mark.parametrize("name,base,edit,expect", BAD_RESULTS, ids=[c[0] for c in BAD_RESULTS])
+def test_bad_result_directory_exits_2_with_one_line_and_writes_nothing(run_dir, sweep_dir, tmp_path, capsys,
+                                                                        name, base, edit, expect):
+    d = tmp_path / "res"
+    shutil.copytree({"run": run_dir, "sweep": sweep_dir}[base], d)
+    edit(d)
+    before = snapshot(tmp_path)
+    assert main(["report", str(d)]) == 2       # default output DIR/report.html: must not appear
+    err = capsys.readouterr().err
+    assert err.startswith(f"wccsim: error: {d}") and err.count("\n") == 1 and "Traceback" not in err, err
+    for text in expect:
+        assert text in err, f"{text!r} not in {err!r}"
+    assert snapshot(tmp_path) == before
+
+
+def test_good_result_directories_pass_the_checks(run_dir, sweep_dir):
+    from wccsim.reporting.tables import load_results
+
+    for d, kind, rows in ((run_dir, "run", 2 * 4), (sweep_dir, "sweep", 2 * 3 * 2 * 3 * 4)):
+        res = load_results(d)
+        assert res.kind == kind and len(res.layers) == rows
+        meta = json.loads((d / f"{kind}.json").read_text())
+        assert meta["schemes"] == list(dict.fromkeys(res.layers.scheme))
+
+
+def test_truncated_json_exits_2_in_a_real_process(run_dir, tmp_path):
+    d = tmp_path / "res"
+    shutil.copytree(run_dir, d)
+    _text(d / "run.json", lambda t: t[:200])
+    r = subprocess.run([sys.executable, "-m", "wccsim", "report", str(d)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "run.json" in r.stderr, r.stderr
+    assert not (d / "report.html").exists()

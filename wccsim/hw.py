@@ -327,12 +327,48 @@ def _cross_checks(where: str, hw: HwSpec) -> None:
                              sram.size_bytes)
 
 
-def _read_yaml(path: Path):
-    where = path.name
+class _DuplicateKey(yaml.YAMLError):
+    """A key given twice in one YAML mapping: its key path and both 1-based line numbers."""
+
+    def __init__(self, key_path: str, line: int, first_line: int):
+        super().__init__(key_path)
+        self.key_path, self.line, self.first_line = key_path, line, first_line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key repeated within one mapping (PyYAML keeps the last silently)."""
+
+    def construct_document(self, node):
+        _check_unique_keys(node, "", set())
+        return super().construct_document(node)
+
+
+def _check_unique_keys(node, prefix: str, seen: set) -> None:
+    """Raise `_DuplicateKey` for the first repeated scalar key in any mapping below `node`. `seen` holds the
+    ids of nodes already checked, so an alias is walked once (no blow-up on alias bombs or cycles)."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key is not None and key in first:
+                raise _DuplicateKey(path, key_node.start_mark.line + 1, first[key])
+            if key is not None:
+                first[key] = key_node.start_mark.line + 1
+            _check_unique_keys(value_node, path, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique_keys(item, f"{prefix}[{i}]", seen)
+
+
+def _read_yaml(path: Path, where: str):
     if not path.exists():
-        raise InputError(str(path), "", "an existing YAML file", "no such file")
+        raise InputError(where, "", "an existing YAML file", "no such file")
     if path.is_dir():
-        raise InputError(str(path), "", "a YAML file", "a directory")
+        raise InputError(where, "", "a YAML file", "a directory")
     if path.stat().st_size > _MAX_FILE_BYTES:
         raise InputError(where, "", f"a YAML file under {_MAX_FILE_BYTES} bytes", path.stat().st_size)
     try:
@@ -340,7 +376,10 @@ def _read_yaml(path: Path):
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(where, "", "a readable UTF-8 text file", type(e).__name__) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as e:
+        raise InputError(where, e.key_path, f"each key once per mapping (first at line {e.first_line})",
+                         f"it again at line {e.line}") from None
     except yaml.constructor.ConstructorError as e:
         mark = f" at line {e.problem_mark.line + 1}" if e.problem_mark else ""
         raise InputError(where, "", "plain YAML without language tags (e.g. !!python/object)",
@@ -405,12 +444,13 @@ def load_hw(path: str | os.PathLike) -> HwSpec:
     Raises
     ------
     InputError
-        One line ``<file>: <key.path>: expected ..., got ...`` for a missing file, a directory, an empty
-        file, invalid YAML, a language tag, an unknown key (with the closest valid key), a wrong type, an
+        One line ``<file>: <key.path>: expected ..., got ...`` (the file as `path` was given) for a missing
+        file, a directory, an empty file, invalid YAML, a language tag, a key repeated in one mapping (with
+        both lines), an unknown key (with the closest valid key), a wrong type, an
         out-of-range value, or an accumulator narrower than act_bits + weight_bits.
     """
-    path = Path(path)
-    return hw_from_dict(_read_yaml(path), where=path.name)
+    where = os.fspath(path)  # errors name the path as the caller gave it
+    return hw_from_dict(_read_yaml(Path(path), where), where=where)
 
 
 def _enum_plain(obj):

@@ -9,7 +9,8 @@ is rewritten in sorted order and the tables are written atomically:
 
 - ``DIR/layers.csv``: one row per (hw, rate, act_bits, weight_bits, layer, scheme), columns as ``wccsim run``;
 - ``DIR/totals.csv``: network totals per (config, scheme);
-- ``DIR/sweep.json``: version, trace sha256, hardware specs and hashes, the grid (no timestamps, no --jobs).
+- ``DIR/sweep.json``: version, trace sha256, hardware specs and hashes, the grid and the schemes (no timestamps,
+  no --jobs).
 
 With a network (``onnx`` and ``images``), the grid also has one *network point* per (hw, rate, act_bits,
 weight_bits, scheme) for the WCC and uniform schemes plus a float and an int8 reference point per hw
@@ -40,7 +41,7 @@ from wccsim.errors import InputError
 from wccsim.hw import spec_hash, spec_to_dict
 from wccsim.network.grid import network_rows, prepare_network
 from wccsim.options import configure_datapath, make_options, progress_bar, resolve_hw, resolve_trace, select_layers
-from wccsim.results import NETWORK_COLUMNS, rows_to_frame, totals
+from wccsim.results import NETWORK_COLUMNS, SCHEMES, rows_to_frame, totals
 from wccsim.runner import layer_rows
 
 __all__ = ["Point", "NetworkPoint", "JOURNAL", "plan_points", "plan_network_points", "read_journal", "Journal",
@@ -295,6 +296,7 @@ def prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, netwo
                  "layers": [name for _, name in sorted({(p.layer_index, p.layer) for p in points})],
                  "calib": None if ctx.calib is None else ctx.calib.value},
         "points": len(points),
+        "schemes": list(SCHEMES),  # with the grid: the rows layers.csv must hold (wccsim report checks)
     }
     if network is not None:
         meta["network"] = network.meta()

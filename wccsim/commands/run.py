@@ -52,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     tot = api.totals(df)
     options = {"rate": opts.rate, "act_bits": opts.act_bits, "weight_bits": opts.weight_bits,
                "layers": opts.layers, "calib": (opts.calib or hw.datapath.quant.calib).value}
-    meta = run_metadata(api.spec_to_dict(hw), api.spec_hash(hw), trace, options, tot)
+    meta = run_metadata(api.spec_to_dict(hw), api.spec_hash(hw), trace, options, df, tot)
     files = {"layers.csv": df.to_csv(index=False), "totals.csv": tot.to_csv(index=False),   # 3. outputs
              "run.json": json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n"}
     for name, text in files.items():
@@ -64,8 +64,9 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_metadata(hw_dict: dict, hw_hash: str, trace, options: dict, tot) -> dict:
-    """run.json content: version, command line, options, hw spec + hash, trace sha256, totals."""
+def run_metadata(hw_dict: dict, hw_hash: str, trace, options: dict, df, tot) -> dict:
+    """run.json content: version, command line, options, hw spec + hash, trace sha256, the layers (trace
+    order) and schemes of the table `df` (what ``wccsim report`` checks layers.csv against), totals."""
     return {
         "wccsim_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -73,6 +74,7 @@ def run_metadata(hw_dict: dict, hw_hash: str, trace, options: dict, tot) -> dict
         "options": options,
         "hw": hw_dict, "hw_hash": hw_hash,
         "trace": {"file": Path(trace.path).name, "sha256": trace.sha256, "network": trace.meta.get("network")},
+        "layers": list(dict.fromkeys(df.layer)), "schemes": list(dict.fromkeys(df.scheme)),
         "totals": _json_records(tot),
     }
 

@@ -88,24 +88,26 @@ def parse_input_size(where: str, field: str, text: str) -> tuple[int, int]:
 
 
 def load_workload(path: str | os.PathLike) -> Workload:
-    """Read a workload CSV (format in the module docstring); one-line `InputError` on any problem."""
+    """Read a workload CSV (format in the module docstring); one-line `InputError` on any problem, naming
+    the file as `path` was given and, for a layer row, its line number in the file (``#`` lines counted)."""
+    where = os.fspath(path)
     path = Path(path)
-    where = path.name
     if not path.is_file():
-        raise InputError(str(path), "", "an existing workload CSV file", "a directory" if path.is_dir()
+        raise InputError(where, "", "an existing workload CSV file", "a directory" if path.is_dir()
                          else "no such file")
     text = path.read_text(encoding="utf-8", errors="replace")
-    meta, body = {}, []
-    for line in text.splitlines():
+    meta, body = {}, []  # body: (file line number, line) of the CSV lines
+    for line_no, line in enumerate(text.splitlines(), 1):
         if line.startswith("#"):
             key, _, value = line[1:].partition(":")
             meta[key.strip()] = value.strip()
         elif line.strip():
-            body.append(line)
-    reader = csv.DictReader(io.StringIO("\n".join(body)))
+            body.append((line_no, line))
+    reader = csv.DictReader(line for _, line in body)
     if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
         raise InputError(where, "header", ",".join(CSV_COLUMNS), ",".join(reader.fieldnames or ()) or "nothing")
-    layers = tuple(_layer(where, i + 2, row) for i, row in enumerate(reader) if i < _MAX_LAYERS)
+    layers = tuple(_layer(where, body[reader.line_num - 1][0], row) for i, row in enumerate(reader)
+                   if i < _MAX_LAYERS)
     if not layers:
         raise InputError(where, "layers", "at least one layer row", "none")
     fp = meta.get("paper_fp_layers", "exclude")

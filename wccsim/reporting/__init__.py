@@ -10,7 +10,6 @@ Pictures and ``network.json`` that ``wccsim network`` left in the directory are 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from wccsim.reporting.plots import (
     bops_pareto, cycles_per_layer, png_bytes, quality_vs_bops, roofline, sqnr_vs_bits, traffic_per_layer,
     traffic_vs_rate,
 )
+from wccsim.reporting.inputs import read_json
 from wccsim.reporting.tables import Results, focus_config, hw_roofs, load_network, load_results, summary_table
 from wccsim.results import quality_metric
 
@@ -142,7 +142,7 @@ def network_items(directory: Path, out: Path) -> list:
     items = []
     net = directory / "network.json"
     if net.is_file():
-        doc = json.loads(net.read_text())
+        doc = read_json(net)
         settings = {k: v for k, v in doc.items()
                     if isinstance(v, (str, int, float)) and k != "reproduction_max_err"}
         items.append(("text", "wccsim network: " + ", ".join(f"{k} {v}" for k, v in settings.items())))

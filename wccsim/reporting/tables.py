@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from wccsim.errors import InputError
+from wccsim.reporting.inputs import NUMBER, TEXT, check_equal, check_grid, grid_values, read_json, read_table
 from wccsim.results import COLUMNS, CONFIG_KEYS, NETWORK_COLUMNS, totals
 
-__all__ = ["Results", "load_results", "load_network", "summary_table", "focus_config", "hw_roofs"]
+__all__ = ["Results", "LAYER_KINDS", "load_results", "load_network", "summary_table", "focus_config", "hw_roofs"]
+
+# What each layers.csv column holds: the label columns are text, every other column of COLUMNS a number.
+LAYER_KINDS = {c: TEXT if c in ("hw", "layer", "scheme", "bound", "tiling") else NUMBER for c in COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -25,22 +28,30 @@ class Results:
 
 
 def load_results(directory) -> Results:
-    """Read ``layers.csv`` plus ``run.json`` or ``sweep.json`` from a ``wccsim run`` / ``sweep`` directory."""
+    """Read a ``wccsim run`` / ``sweep`` directory, checked: ``run.json`` or ``sweep.json``, ``layers.csv``
+    (`LAYER_KINDS`) and ``totals.csv``. layers.csv must hold exactly the rows the JSON records (hw x
+    configuration x layers x schemes) and totals.csv the totals of those rows; anything else is a one-line
+    `InputError` naming the file (under `directory` as given) and the field."""
     path = Path(directory)
     if not path.is_dir():
         raise InputError(str(path), "", "a wccsim run or sweep directory", "no such directory")
-    csv = path / "layers.csv"
-    if not csv.is_file():
-        raise InputError(str(path), "layers.csv", "a results table written by wccsim run or sweep", "missing")
-    kind = "sweep" if (path / "sweep.json").is_file() else "run"
-    meta_file = path / f"{kind}.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    df = pd.read_csv(csv, keep_default_na=False, na_values=["", "nan", "NaN"])
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing or df.empty:
-        raise InputError(str(csv), "columns", "the columns of wccsim run output", f"missing {missing}"
-                         if missing else "no rows")
-    return Results(path, kind, df, totals(df), meta)
+    metas = [name for name in ("run.json", "sweep.json") if (path / name).is_file()]
+    absent = [name for name in ("layers.csv", "totals.csv") if not (path / name).is_file()]
+    if len(metas) > 1 or absent or not metas:
+        raise InputError(str(path), "", "a wccsim run or sweep directory (layers.csv, totals.csv and run.json or "
+                         "sweep.json)", "both run.json and sweep.json" if len(metas) > 1 else
+                         "no " + ", ".join(absent + ([] if metas else ["run.json or sweep.json"])))
+    meta_path = path / metas[0]
+    kind = meta_path.stem
+    meta = read_json(meta_path)
+    grid = grid_values(meta, meta_path, kind)
+    df = read_table(path / "layers.csv", LAYER_KINDS)
+    check_grid(df, path / "layers.csv", grid, meta_path)
+    tot = totals(df)
+    found = read_table(path / "totals.csv", {c: NUMBER if pd.api.types.is_numeric_dtype(tot[c]) else TEXT
+                                             for c in tot.columns})
+    check_equal(found, tot, [*CONFIG_KEYS, "scheme"], path / "totals.csv", "the totals of layers.csv")
+    return Results(path, kind, df, tot, meta)
 
 
 def load_network(directory) -> pd.DataFrame | None:
