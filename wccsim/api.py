@@ -24,6 +24,7 @@ _HOME = {
     "wccsim.reporting": ("report",),
     "wccsim.results": ("totals", "COLUMNS", "TOTAL_COLUMNS", "COUNTERS", "SCHEMES"),
     "wccsim.options": ("resolve_hw", "resolve_trace", "make_options"),
+    "wccsim.rules": ("check_rate", "check_bits"),
     "wccsim.hw": ("load_hw", "spec_hash", "spec_to_dict"),
     "wccsim.trace": ("open_trace", "Trace"),
     "wccsim.cost": ("layer_cost", "workload_cost", "total_cost", "LayerCost", "Scheme"),

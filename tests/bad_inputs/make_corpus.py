@@ -307,12 +307,12 @@ def _cli_cases(d: Path, trace: Path, hw: Path) -> list[Case]:
     good_workload.write_text("name,kind,cin,cout,kernel,stride,groups,h,w,dilation,keep_fp\n"
                              "conv0,conv1x1,16,32,1,1,1,8,8,1,0\n")
     cases = [Case(f"cli/rate_{name}", (*run, "--rate", value), ("rate", *expect)) for name, value, expect in [
-        ("zero", "0", ("(0, 1]", "got 0")), ("above_one", "1.5", ("(0, 1]", "1.5")),
+        ("zero", "0", ("(0, 1]", "got '0'")), ("above_one", "1.5", ("(0, 1]", "1.5")),
         ("negative", "-0.25", ("(0, 1]", "-0.25")), ("nan", "nan", ("(0, 1]", "nan")),
         ("inf", "inf", ("(0, 1]", "inf")), ("text", "half", ("expected a number", "half"))]]
     cases += [
-        Case("cli/act_bits_1", (*run, "--act-bits", "1"), ("act_bits", "2..16", "got 1")),
-        Case("cli/weight_bits_99", (*run, "--weight-bits", "99"), ("weight_bits", "2..16", "got 99")),
+        Case("cli/act_bits_1", (*run, "--act-bits", "1"), ("--act-bits", "2..16", "got '1'")),
+        Case("cli/weight_bits_99", (*run, "--weight-bits", "99"), ("--weight-bits", "2..16", "got '99'")),
         Case("cli/missing_trace_option", ("run", "--hw", h, "--out", OUT), ("--trace", "required")),
         Case("cli/missing_hw_option", ("run", "--trace", t, "--out", OUT), ("--hw", "required")),
         Case("cli/missing_trace_file", ("run", "--hw", h, "--trace", str(d / "nope.npz"), "--out", OUT),

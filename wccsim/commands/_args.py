@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import math
 
+from wccsim import api
+from wccsim.errors import InputError
+
 __all__ = ["number", "rate", "bits", "fraction"]
 
 
@@ -32,18 +35,21 @@ def _float_or_nan(text: str) -> float:
 
 
 def rate(text: str) -> float:
-    """A WCC kept fraction in (0, 1]."""
+    """A WCC kept fraction, as the library's rule (`wccsim.rules.check_rate`) accepts it."""
     r = _float_or_nan(text)
-    if not 0.0 < r <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    try:
+        api.check_rate(r)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(f"expected {e.expected}, got {text!r}") from None
     return r
 
 
 def bits(text: str) -> int:
-    """A bit width in 2..16."""
-    if not text.isdigit() or not 2 <= int(text) <= 16:
-        raise argparse.ArgumentTypeError(f"expected an integer in [2, 16], got {text!r}")
-    return int(text)
+    """A bit width, as the library's rule (`wccsim.rules.check_bits`) accepts it."""
+    try:
+        return api.check_bits(int(text) if text.isdigit() else text, "options", "bits")
+    except InputError as e:
+        raise argparse.ArgumentTypeError(f"expected {e.expected}, got {text!r}") from None
 
 
 def fraction(text: str) -> float:

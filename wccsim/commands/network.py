@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from wccsim import api
-from wccsim.commands._args import number
+from wccsim.commands._args import bits, number, rate
 
 
 __all__ = ["register", "format_summary"]
@@ -21,8 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--image", required=True, action="append", metavar="IMG",
                    help="image file or skimage:NAME (repeatable)")
     p.add_argument("--hw", required=True, help="hardware YAML (e.g. hw_configs/edge_npu.yaml)")
-    p.add_argument("--rate", required=True, type=number(float), help="fraction of Haar positions kept, (0, 1]")
-    p.add_argument("--act-bits", type=number(int), default=None, help="activation bits 2..16 (default: YAML)")
+    p.add_argument("--rate", required=True, type=rate, help="fraction of Haar positions kept, (0, 1]")
+    p.add_argument("--act-bits", type=bits, default=None, help="activation bits 2..16 (default: YAML)")
     p.add_argument("--calib", default=None, help="calibration: max, percentile or mse (default: YAML)")
     p.add_argument("--threshold", type=number(float), default=0.3,
                    help="probability-map binarization threshold for the IoU (DB default 0.3)")

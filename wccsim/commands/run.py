@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from wccsim import __version__, api
-from wccsim.commands._args import number
+from wccsim.commands._args import bits, rate
 from wccsim.errors import InputError
 
 __all__ = ["register", "default_out_dir", "run_metadata", "format_table"]
@@ -24,9 +24,9 @@ def register(subparsers) -> None:
                               description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("--hw", required=True, help="hardware YAML (e.g. hw_configs/edge_npu.yaml)")
     p.add_argument("--trace", required=True, help="trace .npz (e.g. traces/ppocrv4_det.npz)")
-    p.add_argument("--rate", type=number(float), default=0.5, help="fraction of Haar positions kept, (0, 1]")
-    p.add_argument("--act-bits", type=number(int), default=None, help="activation bits 2..16 (default: YAML)")
-    p.add_argument("--weight-bits", type=number(int), default=None, help="weight bits 2..16 (default: YAML)")
+    p.add_argument("--rate", type=rate, default=0.5, help="fraction of Haar positions kept, (0, 1]")
+    p.add_argument("--act-bits", type=bits, default=None, help="activation bits 2..16 (default: YAML)")
+    p.add_argument("--weight-bits", type=bits, default=None, help="weight bits 2..16 (default: YAML)")
     p.add_argument("--layers", default=None, metavar="GLOB", help="only layers whose name matches GLOB")
     p.add_argument("--calib", default=None, help="calibration: max, percentile or mse (default: YAML)")
     p.add_argument("--out", default=None, metavar="DIR",
