@@ -148,7 +148,8 @@ def test_cli_torch_factory_capture_then_run(factory):
 
 @pytest.mark.parametrize("args, words", [
     (["--torch", "wcc_tiny_factory", "--weights", "W"], ["MODULE:FACTORY"]),
-    (["--torch", "no_such_module_here:build", "--weights", "W"], ["no_such_module_here:build: MODULE", "ModuleNotFound"]),
+    (["--torch", "no_such_module_here:build", "--weights", "W"],
+     ["no_such_module_here:build: MODULE", "ModuleNotFound"]),
     (["--torch", "wcc_tiny_factory:nope", "--weights", "W"], ["FACTORY", "a callable"]),
     (["--torch", "wcc_tiny_factory:build", "--weights", "W"], ["state dict", "2 of other shape", "head.weight"]),
     (["--torch", "wcc_tiny_factory:build", "--weights", "W", "--factory-arg", "num_classes=3", "--factory-arg",
@@ -190,7 +191,8 @@ def test_cli_torchscript_capture(factory, script):
     assert t.meta["source"]["model_file"] == "tiny.pt" and t.meta["source"]["sha256"] == sha256_file(tmp / "tiny.pt")
     assert t.meta["input"]["preprocess"] == "unit"
     for ld, mod in zip(t, (net.pw, net.head)):
-        assert np.array_equal(ld.w, mod.weight.detach().numpy()[:, :, 0, 0]) and np.array_equal(ld.b, mod.bias.detach().numpy())
+        assert np.array_equal(ld.w, mod.weight.detach().numpy()[:, :, 0, 0])
+        assert np.array_equal(ld.b, mod.bias.detach().numpy())
         assert np.linalg.norm(ref_conv(ld.x, ld.w, ld.b, stride=ld.stride) - ld.y) <= 1e-4 * np.linalg.norm(ld.y)
 
 

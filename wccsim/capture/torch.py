@@ -66,8 +66,6 @@ def load_factory_model(spec: str, weights: str | Path, factory_args: dict | None
         One line: malformed spec, module not importable, no such factory, factory failing or not returning
         an ``nn.Module``, unreadable weights, or a state dict that does not match the model.
     """
-    import torch
-
     model = _build(spec, dict(factory_args or {}))
     state = _read_state_dict(Path(weights))
     mismatch = _state_mismatch(model.state_dict(), state)
