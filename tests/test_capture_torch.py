@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,13 @@ def test_cli_torch_bad_inputs_exit_2_in_one_line(factory, args, words):
     assert not (tmp / "bad.npz").exists()
 
 
+def _jit(script, net, x=None):
+    """``torch.jit.script`` or ``torch.jit.trace`` of `net` (deprecated from torch 2.14 on, still supported)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.(script|trace|trace_method)` is deprecated")
+        return torch.jit.script(net) if script else torch.jit.trace(net, x)
+
+
 @pytest.mark.parametrize("script", [True, False], ids=["scripted", "traced"])
 def test_cli_torchscript_capture(factory, script):
     """A TorchScript file (scripted or traced): captured through the checked ONNX export; BatchNorm is folded
@@ -180,8 +188,7 @@ def test_cli_torchscript_capture(factory, script):
     pytest.importorskip("onnxruntime")
     tmp, net = factory
     x = torch.zeros(1, 3, 32, 32)
-    ts = torch.jit.script(net) if script else torch.jit.trace(net, x)
-    ts.save(str(tmp / "tiny.pt"))
+    _jit(script, net, x).save(str(tmp / "tiny.pt"))
     out = tmp / "ts.npz"
     r = _cli("trace", "capture", "--torchscript", str(tmp / "tiny.pt"), "--image", "skimage:chelsea", "--size",
              "32x40", "--preprocess", "unit", "-o", str(out))
@@ -200,7 +207,7 @@ def test_torchscript_export_check_refuses_a_different_output(factory, monkeypatc
     """If the exported graph did not reproduce TorchScript's output, the capture stops (no trace written)."""
     pytest.importorskip("onnxruntime")
     tmp, net = factory
-    torch.jit.script(net).save(str(tmp / "tiny.pt"))
+    _jit(True, net).save(str(tmp / "tiny.pt"))
     monkeypatch.setattr(torchscript, "run_onnx", lambda path, batch: [np.zeros((1, 3, 8, 8), np.float32)])
     with pytest.raises(RuntimeError, match="differs from TorchScript"):
         torchscript.capture_torchscript_trace(tmp / "tiny.pt", ["skimage:coffee"], tmp / "x.npz", size=(16, 16))

@@ -38,7 +38,9 @@ def load_torchscript(path: str | Path):
     if not Path(path).is_file():
         raise InputError(str(path), "", "a TorchScript file (torch.jit.save)", "no such file")
     try:
-        return torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():  # torch >= 2.14 deprecates TorchScript, the format these files are in
+            warnings.filterwarnings("ignore", message="`torch.jit.load` is deprecated")
+            return torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as e:  # not a TorchScript archive, or saved by an incompatible torch
         raise InputError(str(path), "", "a TorchScript file (torch.jit.save)",
                          f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
