@@ -156,3 +156,18 @@ def test_image_and_size_errors():
     line = preprocess_images([load_image("skimage:text")], PRESETS["ppocr_cls"])
     assert line.shape == (1, 3, 48, 192) and np.all(line[0, :, :, 126:] == 0)  # 48*448/172 -> 126 wide
     assert preprocess_images([load_image("skimage:page")], PRESETS["ppocr_rec"]).shape == (1, 3, 48, 320)
+
+
+@pytest.mark.parametrize("name, lo, hi", [("imagenet", -0.485 / 0.229, (1 - 0.406) / 0.225), ("unit", 0.0, 1.0),
+                                          ("signed_unit", -1.0, 1.0)])
+def test_generic_presets_rgb_range_and_default_size(name, lo, hi):
+    """RGB order (a pure-red image lights channel 0 only), the documented value range, and the default size:
+    short side 512, sides multiples of 32 (coffee is 400x600 -> 512x768)."""
+    red = np.zeros((20, 30, 3), np.uint8)
+    red[..., 0] = 255
+    x = preprocess_images([red], PRESETS[name], (20, 30))
+    p = PRESETS[name]
+    want = [(255 / 255 - p.mean[0]) / p.std[0], (0 - p.mean[1]) / p.std[1], (0 - p.mean[2]) / p.std[2]]
+    np.testing.assert_allclose(x[0, :, 10, 15], want, rtol=1e-6)
+    assert np.isclose(x.min(), min(want)) and min(want) >= lo - 1e-6 and max(want) <= hi + 1e-6
+    assert preprocess_images([load_image("skimage:coffee")], p).shape == (1, 3, 512, 768)

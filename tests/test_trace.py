@@ -172,3 +172,59 @@ def test_write_validates_and_leaves_no_file(tmp_path):
         with pytest.raises(InputError, match=word):
             write_trace(p, {}, [ld])
     assert list(tmp_path.iterdir()) == []
+
+
+def _design_only(path, arrays, layers, **meta_fields):
+    """A trace written with plain numpy from DESIGN.md section 6 alone: no ``n``, no per-layer ``has_y``."""
+    meta = {"format": "wccsim-trace", "version": 1, "network": "toy", "input": {},
+            "source": {"tool": "np.savez", "model_file": "none", "sha256": "0" * 64},
+            "layers": layers, **meta_fields}
+    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+    return path
+
+
+def _design_arrays(rng, n=3):
+    """Layer a (stride 2, no bias, with y) and layer b (bias, no y), and their section-6 meta entries."""
+    arrays = {"a.x": rng.standard_normal((n, 3, 5, 6)).astype(np.float32),
+              "a.w": rng.standard_normal((4, 3)).astype(np.float32),
+              "a.y": rng.standard_normal((n, 4, 3, 3)).astype(np.float32),
+              "b.x": rng.standard_normal((n, 4, 5, 6)).astype(np.float16),
+              "b.w": rng.standard_normal((2, 4)).astype(np.float32),
+              "b.b": rng.standard_normal(2).astype(np.float32)}
+    layers = [{"name": "a", "cin": 3, "cout": 4, "h": 5, "w": 6, "stride": 2, "has_bias": False},
+              {"name": "b", "cin": 4, "cout": 2, "h": 5, "w": 6, "stride": 1, "has_bias": True}]
+    return arrays, layers
+
+
+def test_design_only_trace_loads_with_n_and_has_y_from_the_arrays(tmp_path):
+    arrays, layers = _design_arrays(np.random.default_rng(3))
+    t = open_trace(_design_only(tmp_path / "d.npz", arrays, layers))
+    assert "n" not in t.meta and t.n == 3
+    assert t.layers == [tr.LayerInfo("a", 3, 4, 5, 6, 2, False, True), tr.LayerInfo("b", 4, 2, 5, 6, 1, True, False)]
+    a, b = t.layer("a"), t.layer("b")
+    assert np.array_equal(a.x, arrays["a.x"]) and np.array_equal(a.y, arrays["a.y"]) and a.b is None
+    assert np.array_equal(b.x, arrays["b.x"].astype(np.float32)) and np.array_equal(b.b, arrays["b.b"])
+    assert b.y is None
+    # written and agreeing with the arrays is as good as absent
+    agreeing = [dict(layers[0], has_y=True), dict(layers[1], has_y=False)]
+    assert open_trace(_design_only(tmp_path / "e.npz", arrays, agreeing, n=3)).layers == t.layers
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda a, l, m: m.update(n=2), ("meta.n", "3 (the image count of a.x)", "got 2")),
+    (lambda a, l, m: m.update(n=0), ("meta.n", "positive integer")),
+    (lambda a, l, m: a.update({"b.x": a["b.x"][:2]}), ("b.x", "shape (3, 4, 5, 6)", "shape (2, 4, 5, 6)")),
+    (lambda a, l, m: a.update({"a.y": a["a.y"][:2]}), ("a.y", "shape (3, 4, 3, 3)", "shape (2, 4, 3, 3)")),
+    (lambda a, l, m: a.update({"a.x": a["a.x"][0]}), ("a.x", "(N, 3, 5, 6)", "shape (3, 5, 6)")),
+    (lambda a, l, m: a.update({"a.w": a["a.w"][:, :2]}), ("a.w", "shape (4, 3)", "shape (4, 2)")),
+    (lambda a, l, m: l[0].update(has_y=False), ("a.y", "an unexpected member")),
+    (lambda a, l, m: l[1].update(has_y=True), ("b.y", "missing")),
+    (lambda a, l, m: l[1].update(has_y="no"), ("meta.layers[1].has_y", "true or false")),
+    (lambda a, l, m: l[0].update(has_bias=True), ("a.b", "missing")),
+    (lambda a, l, m: a.pop("a.x"), ("a.x", "missing")),
+])
+def test_design_only_trace_inconsistencies_refused_in_one_line(tmp_path, change, words):
+    arrays, layers = _design_arrays(np.random.default_rng(4))
+    meta = {}
+    change(arrays, layers, meta)
+    _refused(_design_only(tmp_path / "bad.npz", arrays, layers, **meta), *words)

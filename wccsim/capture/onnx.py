@@ -19,7 +19,6 @@ Steps (`capture_onnx`):
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib.resources
 import re
@@ -28,11 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from wccsim.capture.images import PRESETS, load_image, preprocess_images
-from wccsim.capture.layer_check import checked_layer
+from wccsim.capture.layer_check import checked_layer, write_captured
 from wccsim.errors import InputError
-from wccsim.trace import LayerData, LayerInfo, write_trace
+from wccsim.trace import LayerData, LayerInfo
 
-__all__ = ["KNOWN_MODELS", "resolve_model", "capture_onnx", "capture_onnx_trace", "sha256_file"]
+__all__ = ["KNOWN_MODELS", "resolve_model", "capture_onnx", "capture_onnx_trace", "run_onnx", "sha256_file"]
 
 # Models shipped in the rapidocr-onnxruntime 1.4.4 wheel -> preprocessing preset.
 KNOWN_MODELS = {
@@ -70,7 +69,8 @@ def sha256_file(path: str | Path) -> str:
 
 def capture_onnx_trace(model: str, images: list[str], out: str | Path, *, preset: str | None = None,
                        size: tuple[int, int] | None = None, store_dtype: str = "float32",
-                       compress: bool = False, store_y: bool = True) -> list[LayerInfo]:
+                       compress: bool = False, store_y: bool = True,
+                       keep: list[str] | None = None) -> list[LayerInfo]:
     """Load the model and images, preprocess, capture and write the trace to `out` (atomically).
 
     Parameters
@@ -84,6 +84,8 @@ def capture_onnx_trace(model: str, images: list[str], out: str | Path, *, preset
     compress : deflate the members.
     store_y : keep each layer's ``y`` (without it the file is about 3x smaller; the per-layer check of
         step 3 still runs at capture).
+    keep : globs on layer names: store only the matching layers (the others are listed in
+        ``meta["skipped"]``); None stores all.
     """
     path = resolve_model(model)
     preset = preset or KNOWN_MODELS.get(path.name)
@@ -91,11 +93,8 @@ def capture_onnx_trace(model: str, images: list[str], out: str | Path, *, preset
         raise InputError(str(path), "preprocess", f"one of {sorted(PRESETS)} (unknown model: name it)", preset)
     batch = preprocess_images([load_image(s) for s in images], PRESETS[preset], size)
     meta, layers = capture_onnx(path, batch, store_dtype=store_dtype)
-    meta["input"] = {"images": list(images), "size_hw_px": list(batch.shape[2:]), "preprocess": preset}
-    if not store_y:
-        layers = [dataclasses.replace(ld, y=None) for ld in layers]
-        meta["y_source"] = None
-    return write_trace(out, meta, layers, store_dtype=store_dtype, compress=compress)
+    return write_captured(out, meta, layers, batch, {"images": list(images), "preprocess": preset},
+                          store_dtype=store_dtype, compress=compress, store_y=store_y, keep=keep)
 
 
 def capture_onnx(model_path: str | Path, batch: np.ndarray, *,
@@ -218,6 +217,12 @@ def _run_exposed(model, input_name: str, batch: np.ndarray) -> dict[str, np.ndar
     values = dict(zip(names, sess.run(names, {input_name: batch})))
     values[input_name] = batch
     return values
+
+
+def run_onnx(model_path: str | Path, batch: np.ndarray) -> list[np.ndarray]:
+    """onnxruntime's outputs (CPU, graph order) of the model with one input fed `batch` (float32)."""
+    sess = _session(Path(model_path).read_bytes())
+    return sess.run(None, {sess.get_inputs()[0].name: np.asarray(batch, np.float32)})
 
 
 def _run_single_conv(w: np.ndarray, b: np.ndarray | None, stride: int, x: np.ndarray) -> np.ndarray:

@@ -12,20 +12,30 @@ Steps (`capture_torch`), mirroring `wccsim.capture.onnx`:
    input reproduces the hooked output (relative L2 error <= 1e-5).
 4. ``y`` is torch's output for exactly the stored ``x`` (recomputed with ``conv2d`` on the float16-rounded
    ``x`` for float16 storage).
+
+`capture_factory_trace` is what ``wccsim trace capture --torch MODULE:FACTORY --weights FILE`` calls: it
+builds the model with the factory (parameters named ``weights*``, torchvision's pretrained-weight
+arguments, are passed None so nothing is downloaded), loads the user's state dict strictly (every
+parameter and buffer present, same shapes: the weights match the model), then captures as above.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import importlib
+import inspect
 import re
+from pathlib import Path
 
 import numpy as np
 
-from wccsim.capture.layer_check import checked_layer
-from wccsim.trace import LayerData, LayerInfo, write_trace
+from wccsim.capture.images import PRESETS, load_image, preprocess_images
+from wccsim.capture.layer_check import checked_layer, write_captured
+from wccsim.capture.onnx import sha256_file
+from wccsim.errors import InputError
+from wccsim.trace import LayerData, LayerInfo
 
-__all__ = ["capture_torch", "capture_torch_trace"]
+__all__ = ["capture_torch", "capture_torch_trace", "load_factory_model", "capture_factory_trace"]
 
 
 def capture_torch_trace(model, batch, out, *, network: str = "torch-model", input_meta: dict | None = None,
@@ -36,11 +46,57 @@ def capture_torch_trace(model, batch, out, *, network: str = "torch-model", inpu
     `input_meta` (e.g. images and preprocessing) is stored as ``meta["input"]``.
     """
     meta, layers = capture_torch(model, batch, network=network, store_dtype=store_dtype)
-    meta["input"] = dict(input_meta or {}, size_hw_px=list(np.shape(batch)[2:]))
-    if not store_y:
-        layers = [dataclasses.replace(ld, y=None) for ld in layers]
-        meta["y_source"] = None
-    return write_trace(out, meta, layers, store_dtype=store_dtype, compress=compress)
+    return write_captured(out, meta, layers, batch, input_meta, store_dtype=store_dtype, compress=compress,
+                          store_y=store_y)
+
+
+def load_factory_model(spec: str, weights: str | Path, factory_args: dict | None = None):
+    """Build ``MODULE:FACTORY`` in eval mode with the state dict in `weights` loaded strictly.
+
+    Parameters
+    ----------
+    spec : ``MODULE:FACTORY``, e.g. ``torchvision.models.segmentation:deeplabv3_mobilenet_v3_large``.
+    weights : file written by ``torch.save(model.state_dict(), FILE)``; read with ``weights_only=True``.
+    factory_args : keyword arguments for the factory (e.g. ``{"num_classes": 3}``); the factory's
+        parameters named ``weights*`` that are not given here are passed None.
+
+    Raises
+    ------
+    InputError
+        One line: malformed spec, module not importable, no such factory, factory failing or not returning
+        an ``nn.Module``, unreadable weights, or a state dict that does not match the model.
+    """
+    model = _build(spec, dict(factory_args or {}))
+    state = _read_state_dict(Path(weights))
+    mismatch = _state_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise InputError(str(weights), "state dict", f"the parameters and buffers of {spec}", mismatch)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def capture_factory_trace(spec: str, weights: str | Path, images: list[str], out: str | Path, *,
+                          preset: str = "imagenet", size: tuple[int, int] | None = None,
+                          factory_args: dict | None = None, store_dtype: str = "float32",
+                          compress: bool = False, store_y: bool = True,
+                          keep: list[str] | None = None) -> list[LayerInfo]:
+    """Build the model (`load_factory_model`), preprocess `images` with `preset`, capture, write `out`.
+
+    ``meta.source`` names the factory and the weights file (``model_file``, ``sha256`` of the file);
+    ``state_sha256`` is the hash of the loaded state_dict tensors (see `capture_torch`). `keep`: as in
+    `wccsim.capture.onnx.capture_onnx_trace`.
+    """
+    if preset not in PRESETS:
+        raise InputError(spec, "preprocess", f"one of {sorted(PRESETS)}", preset)
+    model = load_factory_model(spec, weights, factory_args)
+    batch = preprocess_images([load_image(s) for s in images], PRESETS[preset], size)
+    meta, layers = capture_torch(model, batch, network=spec.rpartition(":")[2], store_dtype=store_dtype)
+    meta["source"] = dict(meta["source"], factory=spec, factory_args=dict(factory_args or {}),
+                          model_file=Path(weights).name, sha256=sha256_file(weights),
+                          sha256_of="model_file", state_sha256=meta["source"]["sha256"])
+    input_meta = {"images": list(images), "preprocess": preset}
+    return write_captured(out, meta, layers, batch, input_meta, store_dtype=store_dtype, compress=compress,
+                          store_y=store_y, keep=keep)
 
 
 def capture_torch(model, batch, *, network: str = "torch-model",
@@ -143,3 +199,65 @@ def _state_sha256(model) -> str:
         h.update(key.encode())
         h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def _build(spec: str, factory_args: dict):
+    """Call the factory named by ``MODULE:FACTORY``; torchvision-style ``weights*`` parameters default to None."""
+    import torch
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise InputError("--torch", "", "MODULE:FACTORY, e.g. torchvision.models.segmentation:deeplabv3_"
+                         "mobilenet_v3_large", repr(spec))
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # any failure importing the user's module is bad input, reported in one line
+        raise InputError(spec, "MODULE", "an importable Python module", _one_line(e)) from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise InputError(spec, "FACTORY", f"a callable in {module_name}", f"{type(factory).__name__}")
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    kwargs = {**{k: None for k in params if k.startswith("weights")}, **factory_args}
+    try:
+        model = factory(**kwargs)
+    except Exception as e:  # the factory's own refusal of these arguments
+        raise InputError(spec, "FACTORY", f"a model built from arguments {kwargs}", _one_line(e)) from None
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(spec, "FACTORY", "a factory returning a torch.nn.Module", type(model).__name__)
+    return model
+
+
+def _read_state_dict(path: Path) -> dict:
+    """The name -> tensor mapping in `path` (``torch.load(weights_only=True)``: nothing else is unpickled)."""
+    import torch
+
+    if not path.is_file():
+        raise InputError(str(path), "", "a state dict file (torch.save(model.state_dict(), FILE))", "no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt file, pickled objects other than tensors, ...
+        raise InputError(str(path), "", "a state dict loadable with torch.load(weights_only=True)",
+                         _one_line(e)) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        keys = list(state)[:4] if isinstance(state, dict) else type(state).__name__
+        raise InputError(str(path), "", "a state dict (parameter name -> tensor)", f"{keys}")
+    return state
+
+
+def _state_mismatch(want: dict, got: dict) -> str | None:
+    """One-line summary of missing, unexpected and mis-shaped entries of `got` against `want`, or None."""
+    missing = [k for k in want if k not in got]
+    unexpected = [k for k in got if k not in want]
+    shapes = [f"{k} {tuple(got[k].shape)} vs {tuple(want[k].shape)}" for k in want
+              if k in got and got[k].shape != want[k].shape]
+    parts = [f"{len(v)} {what} ({', '.join(v[:3])}{', ...' if len(v) > 3 else ''})"
+             for what, v in (("missing", missing), ("unexpected", unexpected), ("of other shape", shapes)) if v]
+    return "; ".join(parts) or None
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:300]}"

@@ -1,8 +1,11 @@
-"""``wccsim trace``: capture a trace from an ONNX model (``capture``) and summarize one (``info``)."""
+"""``wccsim trace``: capture a trace from an ONNX, PyTorch or TorchScript model (``capture``) and
+summarize one (``info``)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 from collections import Counter
 
 from wccsim import api
@@ -13,15 +16,29 @@ __all__ = ["register", "info_table"]
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("trace", help="capture or inspect layer traces (.npz, format v1)",
-                              description="capture a trace from an ONNX model (capture) or summarize one (info)")
+                              description="capture a trace from an ONNX, PyTorch or TorchScript model (capture) "
+                                          "or summarize one (info)")
     sub = p.add_subparsers(dest="trace_command", parser_class=type(p))
-    cap = sub.add_parser("capture", help="run an ONNX model on images and record every 1x1 conv")
-    cap.add_argument("--onnx", required=True, metavar="MODEL",
-                     help="ONNX file, or rapidocr:NAME for a model in the rapidocr-onnxruntime wheel")
+    cap = sub.add_parser("capture", help="run a model on images and record every 1x1 conv")
+    model = cap.add_mutually_exclusive_group(required=True)
+    model.add_argument("--onnx", metavar="MODEL",
+                       help="ONNX file, or rapidocr:NAME for a model in the rapidocr-onnxruntime wheel")
+    model.add_argument("--torch", metavar="MODULE:FACTORY",
+                       help="PyTorch model factory, e.g. torchvision.models.segmentation:deeplabv3_mobilenet_v3_large "
+                            "(needs --weights)")
+    model.add_argument("--torchscript", metavar="FILE.pt", help="TorchScript file (torch.jit.save)")
+    cap.add_argument("--weights", metavar="FILE", help="state dict for --torch (torch.save(model.state_dict()))")
+    cap.add_argument("--factory-arg", action="append", default=[], type=_factory_arg, metavar="KEY=VALUE",
+                     help="keyword argument for the --torch factory, VALUE as JSON or a string "
+                          "(e.g. num_classes=3, aux_loss=true); repeat for more")
     cap.add_argument("--image", required=True, action="append", metavar="IMG",
                      help="image file or skimage:NAME (repeat for a batch; all resized to one size)")
     cap.add_argument("--size", metavar="HxW", help="input size in pixels (default: from the preset)")
-    cap.add_argument("--preprocess", help="preprocessing preset (default: from the model file name)")
+    cap.add_argument("--preprocess", choices=sorted(api.PRESETS),
+                     help="preprocessing preset (default: from the ONNX model file name; imagenet for "
+                          "--torch and --torchscript)")
+    cap.add_argument("--layers", action="append", metavar="GLOB",
+                     help="store only the captured layers whose name matches GLOB (repeat for more)")
     cap.add_argument("--float16", action="store_true", help="store x as float16 (y recomputed on it)")
     cap.add_argument("--no-y", action="store_true", help="do not store the framework outputs y")
     cap.add_argument("--compress", action="store_true", help="deflate the members")
@@ -33,17 +50,42 @@ def register(subparsers) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
-def _capture(args: argparse.Namespace) -> int:
-    import importlib.util
+def _factory_arg(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a Python identifier as KEY, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
-    missing = [m for m in ("onnx", "onnxruntime", "skimage") if importlib.util.find_spec(m) is None]
+
+_EXTRAS = {"onnx": ("onnx", "onnxruntime", "skimage"), "torch": ("torch", "skimage"),
+           "torchscript": ("torch", "onnx", "onnxruntime", "skimage")}
+
+
+def _capture(args: argparse.Namespace) -> int:
+    kind = next(k for k in _EXTRAS if getattr(args, k))
+    missing = [m for m in _EXTRAS[kind] if importlib.util.find_spec(m) is None]
     if missing:
-        raise InputError("wccsim trace capture", "", "the capture extra (pip install 'wccsim[capture]')",
+        extra = "torch,capture" if kind != "onnx" else "capture"
+        raise InputError("wccsim trace capture", "", f"the {extra} extras (pip install 'wccsim[{extra}]')",
                          f"missing {', '.join(missing)}")
-    layers = api.capture_onnx_trace(args.onnx, args.image, args.output, preset=args.preprocess,
-                                    size=api.parse_size(args.size) if args.size else None,
-                                    store_dtype="float16" if args.float16 else "float32",
-                                    compress=args.compress, store_y=not args.no_y)
+    if (args.weights is not None) != (kind == "torch") or (args.factory_arg and kind != "torch"):
+        raise InputError("wccsim trace capture", "--weights/--factory-arg", "--weights with --torch (and only "
+                         "there), --factory-arg only with --torch", "--weights missing" if kind == "torch" else
+                         f"with --{kind}")
+    common = dict(size=api.parse_size(args.size) if args.size else None, compress=args.compress,
+                  store_dtype="float16" if args.float16 else "float32", store_y=not args.no_y, keep=args.layers)
+    if kind == "onnx":
+        layers = api.capture_onnx_trace(args.onnx, args.image, args.output, preset=args.preprocess, **common)
+    elif kind == "torch":
+        layers = api.capture_factory_trace(args.torch, args.weights, args.image, args.output,
+                                           preset=args.preprocess or "imagenet",
+                                           factory_args=dict(args.factory_arg), **common)
+    else:
+        layers = api.capture_torchscript_trace(args.torchscript, args.image, args.output,
+                                               preset=args.preprocess or "imagenet", **common)
     print(f"wrote {args.output}: {len(layers)} layers")
     return 0
 
