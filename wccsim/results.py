@@ -16,7 +16,7 @@ import pandas as pd
 from wccsim.cost import COST_COLUMNS, SUMMED
 
 __all__ = ["SCHEMES", "COUNTERS", "CONFIG_KEYS", "COLUMNS", "TOTAL_COLUMNS", "NETWORK_SCHEMES", "NETWORK_METRICS",
-           "NETWORK_COLUMNS", "quality_metric", "rows_to_frame", "totals"]
+           "NETWORK_COLUMNS", "SAVINGS", "quality_metric", "rows_to_frame", "totals", "savings"]
 
 SCHEMES = ("wcc", "int8", "uniform_nbit", "zvc")
 # Datapath saturation / overflow counters (events per layer), reported per row and summed in totals.
@@ -44,6 +44,11 @@ NETWORK_COLUMNS = (
     "hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "scheme", "rate", "act_bits", "weight_bits",
     "eff_bits_per_act", "output", "kind", "images", "layers", "macs", "bops", "bops_hw", *NETWORK_METRICS,
 )
+
+
+# Each saving and the network total it compares against int8 on the same hardware (`savings`).
+SAVINGS = {"dram_saving_pct": "dram_bytes", "energy_saving_pct": "energy_pj", "cycle_saving_pct": "cycles",
+           "bops_saving_pct": "bops"}
 
 
 def quality_metric(kind: str) -> tuple[str, str]:
@@ -91,3 +96,23 @@ def _total_row(key: dict, g: pd.DataFrame) -> dict:
     row["sqnr_total_db"] = 10.0 * math.log10(sig / err) if err > 0 else math.inf
     row["max_abs_err"] = float(g["max_abs_err"].max())
     return row
+
+
+def savings(tot: pd.DataFrame) -> pd.DataFrame:
+    """Totals plus ``dram_bytes`` (DRAM reads + writes), ``sqnr_drop_db`` and every `SAVINGS` column.
+
+    A saving is ``100 * (1 - scheme / int8)`` of the named total, against the int8 row of the same hardware
+    (int8 is the same 8-bit network in every configuration of a sweep); positive = the scheme moves, spends
+    or takes less. ``sqnr_drop_db`` = int8's network SQNR minus the row's (positive = worse than int8).
+    Every command and the report use this one definition.
+    """
+    t = tot.copy()
+    t["dram_bytes"] = t.dram_read_bytes + t.dram_write_bytes
+    int8 = t[t.scheme == "int8"].drop_duplicates("hw").set_index("hw")
+    missing = sorted(set(t.hw) - set(int8.index))
+    if missing:
+        raise ValueError(f"savings: no int8 row for hw {missing}")
+    t["sqnr_drop_db"] = t.hw.map(int8.sqnr_total_db) - t.sqnr_total_db
+    for name, col in SAVINGS.items():
+        t[name] = 100.0 * (1.0 - t[col].astype(float) / t.hw.map(int8[col]).astype(float))
+    return t

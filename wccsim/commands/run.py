@@ -14,7 +14,7 @@ from wccsim import __version__, api
 from wccsim.commands._args import bits, rate
 from wccsim.errors import InputError
 
-__all__ = ["register", "default_out_dir", "run_metadata", "format_table"]
+__all__ = ["register", "default_out_dir", "run_metadata", "format_table", "verdict"]
 
 _FORMATS = ("table", "csv", "json")
 
@@ -60,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
     _write_parquet(df, out / "layers.parquet")
     sys.stdout.write(_render(args.format, df, tot, meta))                    # 4. print
     if args.format == "table":
-        print(f"\nwrote {out}/layers.csv, totals.csv, run.json")
+        print(f"\n{verdict(tot)}\nwrote {out}/layers.csv, totals.csv, run.json")
     return 0
 
 
@@ -135,3 +135,28 @@ def format_table(df, tot) -> str:
     })
     return (f"per layer (WCC beside the int8 baseline):\n{layers.to_string(index=False)}\n\n"
             f"network totals ({int(tot.layers.iloc[0])} layers):\n{net.to_string(index=False)}\n")
+
+
+def verdict(tot) -> str:
+    """The block a team lead pastes: WCC's savings against int8 and its quality cost, then uniform n-bit at
+    the same stored bits per activation and ZVC, all from `wccsim.results.savings` of the network totals."""
+    s = api.savings(tot).set_index("scheme")
+    w, u, z, i8 = (s.loc[name] for name in ("wcc", "uniform_nbit", "zvc", "int8"))
+    lines = [f"verdict ({w.hw}, {int(w.layers)} layers; savings = 100 x (1 - scheme / int8) of the network totals "
+             f"on the same hardware; SQNR = layer aggregate):",
+             f"  WCC at rate {w.cfg_rate:g}, {int(w.act_bits)}-bit: {_saves(w.dram_saving_pct)} DRAM (reads + writes, "
+             f"{i8.dram_bytes / 1e6:.2f} -> {w.dram_bytes / 1e6:.2f} MB), {_saves(w.energy_saving_pct)} energy, "
+             f"{_saves(w.cycle_saving_pct)} cycles, {_saves(w.bops_saving_pct)} BOPs; SQNR {w.sqnr_total_db:.2f} dB "
+             f"vs int8 {i8.sqnr_total_db:.2f} dB ({-w.sqnr_drop_db:+.2f} dB)",
+             f"  uniform {int(u.act_bits)}-bit (the same {u.eff_bits_per_act:g} stored bits per activation): "
+             f"{_saves(u.dram_saving_pct)} DRAM, {_saves(u.energy_saving_pct)} energy, SQNR {u.sqnr_total_db:.2f} dB; "
+             f"WCC has {w.sqnr_total_db - u.sqnr_total_db:+.2f} dB SQNR and {(w.dram_bytes - u.dram_bytes) / 1e6:+.2f} MB "
+             f"DRAM against it",
+             f"  ZVC ({int(z.act_bits)}-bit, lossless on top of it): {_saves(z.dram_saving_pct)} DRAM, "
+             f"{_saves(z.energy_saving_pct)} energy"]
+    return "\n".join(lines) + "\n"
+
+
+def _saves(pct: float) -> str:
+    """'saves 19.7%' or 'costs 3.4% more'."""
+    return f"saves {pct:.1f}%" if pct >= 0 else f"costs {-pct:.1f}% more"

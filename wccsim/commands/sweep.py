@@ -8,7 +8,7 @@ from pathlib import Path
 from wccsim import api
 from wccsim.errors import InputError
 
-__all__ = ["register", "parse_list"]
+__all__ = ["format_totals", "register", "parse_list"]
 
 
 def register(subparsers) -> None:
@@ -56,10 +56,7 @@ def main(args: argparse.Namespace) -> int:
                calib=args.calib, jobs=jobs, scheduler=args.scheduler, onnx=args.onnx, images=args.image,
                size=api.parse_size(args.size) if args.size else None, preprocess=args.preprocess,
                threshold=threshold)
-    tot = api.totals(df)
-    cols = ["hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "scheme", "eff_bits_per_act", "bops",
-            "dram_read_bytes", "cycles", "energy_pj", "sqnr_total_db"]
-    print(tot[cols].to_string(index=False))
+    print(format_totals(api.savings(api.totals(df))))
     if args.onnx is None:
         print(f"\nwrote {args.out}/layers.csv, totals.csv, sweep.json ({len(df)} rows)")
         return 0
@@ -69,3 +66,17 @@ def main(args: argparse.Namespace) -> int:
     print(f"\nwrote {args.out}/layers.csv, totals.csv, network.csv, sweep.json ({len(df)} rows, "
           f"{len(net)} network rows)")
     return 0
+
+
+def format_totals(s) -> str:
+    """Network totals per configuration and scheme in reading units, with the savings vs int8 (same hw)."""
+    import pandas as pd
+
+    table = pd.DataFrame({
+        "hw": s.hw, "rate": s.cfg_rate, "act_bits": s.cfg_act_bits, "weight_bits": s.cfg_weight_bits,
+        "scheme": s.scheme, "bits/act": s.eff_bits_per_act.round(3), "GBOPs": (s.bops / 1e9).round(3),
+        "DRAM_rd+wr_MB": (s.dram_bytes / 1e6).round(3), "Mcycles": (s.cycles / 1e6).round(3),
+        "energy_uJ": (s.energy_pj / 1e6).round(2), "SQNR_dB": s.sqnr_total_db.round(2),
+        "DRAM_saved_%": s.dram_saving_pct.round(1), "energy_saved_%": s.energy_saving_pct.round(1),
+    })
+    return table.to_string(index=False)

@@ -24,7 +24,9 @@ from wccsim.reporting.plots import (
     traffic_vs_rate,
 )
 from wccsim.reporting.inputs import read_json
-from wccsim.reporting.tables import Results, focus_config, hw_roofs, load_network, load_results, summary_table
+from wccsim.reporting.tables import (
+    Results, focus_config, headline, hw_roofs, load_network, load_results, summary_table,
+)
 from wccsim.results import quality_metric
 
 __all__ = ["FIGURES", "NETWORK_FIGURE", "report", "build_figures", "network_quality", "network_items",
@@ -34,8 +36,9 @@ FIGURES = ("traffic_layers", "traffic_rate", "sqnr_bits", "bops_pareto", "cycles
 NETWORK_FIGURE = "network_quality"  # only when the directory has network.csv
 _SUMMARY_COLS = ("hw", "scheme", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "rate", "act_bits", "weight_bits",
                  "eff_bits_per_act", "bops",
-                 "dram_read_bytes", "dram_write_bytes", "cycles", "energy_pj", "sqnr_total_db", "sqnr_drop_db",
-                 "dram_saving_pct", "energy_saving_pct", "cycle_saving_pct", "within_budget", "best")
+                 "dram_read_bytes", "dram_write_bytes", "dram_bytes", "cycles", "energy_pj", "sqnr_total_db",
+                 "sqnr_drop_db", "dram_saving_pct", "energy_saving_pct", "cycle_saving_pct", "bops_saving_pct",
+                 "within_budget", "best")
 
 
 def report(directory, out=None, *, max_sqnr_drop_db: float = 1.0) -> Path:
@@ -175,11 +178,11 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "hw": s.hw, "scheme": s.scheme, "rate": s.rate, "act_bits": s.act_bits, "weight_bits": s.weight_bits,
         "bits/act": s.eff_bits_per_act.round(3), "GBOPs": (s.bops / 1e9).round(4),
-        "DRAM MB": ((s.dram_read_bytes + s.dram_write_bytes) / 1e6).round(4),
+        "DRAM rd+wr MB": (s.dram_bytes / 1e6).round(4),
         "Mcycles": (s.cycles / 1e6).round(4), "energy uJ": (s.energy_pj / 1e6).round(3),
         "SQNR dB": s.sqnr_total_db.round(2), "drop dB": s.sqnr_drop_db.round(2),
-        "DRAM saved %": s.dram_saving_pct.round(1), "energy saved %": s.energy_saving_pct.round(1),
-        "cycles saved %": s.cycle_saving_pct.round(1),
+        "DRAM rd+wr saved %": s.dram_saving_pct.round(1), "energy saved %": s.energy_saving_pct.round(1),
+        "cycles saved %": s.cycle_saving_pct.round(1), "BOPs saved %": s.bops_saving_pct.round(1),
     })
 
 
@@ -189,18 +192,17 @@ def _page(res: Results, summary, focus, figures, quality, extras, budget: float)
         f"wccsim {__version__}; results directory {res.path.name} ({res.kind}); trace {trace.get('file')} "
         f"(network {trace.get('network')}, sha256 {str(trace.get('sha256'))[:16]}...)",
         f"{res.layers.layer.nunique()} layers; hardware: {', '.join(sorted(res.layers.hw.unique()))}; "
-        f"error budget: network SQNR at most {budget:g} dB below int8. Savings are relative to int8 on the "
-        f"same hardware. Traffic, cycles and energy are sums over the simulated 1x1 layers.",
+        f"error budget: layer-aggregate SQNR (the simulated 1x1 layers' output errors summed, not the whole "
+        f"network's output) at most {budget:g} dB below int8. Savings are 100 x (1 - scheme / int8) of the "
+        f"network totals on the same hardware (DRAM = reads + writes); traffic, cycles and energy are sums over "
+        f"the simulated 1x1 layers.",
     ]
     unique = summary.drop_duplicates(["hw", "scheme", "rate", "act_bits", "weight_bits"])
     unique = unique.sort_values(["hw", "scheme", "eff_bits_per_act", "rate"], ascending=[True, True, False, False],
                                 kind="mergesort")
     best = unique[unique.best | (unique.scheme == "int8")]
-    note = "Best = lowest energy among settings within the budget, per hw and scheme (int8 is the reference)."
-    missing = [f"{hw}/{scheme}" for (hw, scheme), g in unique[unique.scheme != "int8"].groupby(["hw", "scheme"])
-               if not g.best.any()]
-    if missing:
-        note += f" No setting within the budget for: {', '.join(missing)} (see All settings)."
+    note = ("Best = lowest energy among the settings within the budget that save energy against int8, per hw "
+            "and scheme (int8 is the reference). " + " ".join(headline(summary, budget)))
     sections = [
         ("Summary: best setting under the error budget",
          [("text", note), (display_table(best), best.best.map({True: "best", False: ""}), "summary-best")]),

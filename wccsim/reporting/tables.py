@@ -9,9 +9,10 @@ import pandas as pd
 
 from wccsim.errors import InputError
 from wccsim.reporting.inputs import NUMBER, TEXT, check_equal, check_grid, grid_values, read_json, read_table
-from wccsim.results import COLUMNS, CONFIG_KEYS, NETWORK_COLUMNS, totals
+from wccsim.results import COLUMNS, CONFIG_KEYS, NETWORK_COLUMNS, savings, totals
 
-__all__ = ["Results", "LAYER_KINDS", "load_results", "load_network", "summary_table", "focus_config", "hw_roofs"]
+__all__ = ["Results", "LAYER_KINDS", "load_results", "load_network", "summary_table", "headline", "focus_config",
+           "hw_roofs"]
 
 # What each layers.csv column holds: the label columns are text, every other column of COLUMNS a number.
 LAYER_KINDS = {c: TEXT if c in ("hw", "layer", "scheme", "bound", "tiling") else NUMBER for c in COLUMNS}
@@ -69,27 +70,54 @@ def load_network(directory) -> pd.DataFrame | None:
 
 
 def summary_table(tot: pd.DataFrame, max_sqnr_drop_db: float) -> pd.DataFrame:
-    """Totals with the SQNR drop vs int8 (same hw), savings vs int8, the budget flag and the best rows.
+    """Totals with the savings vs int8 (`wccsim.results.savings`), the budget flag and the best rows.
 
-    ``best`` marks, per (hw, scheme), the setting with the lowest energy among those whose network SQNR is
-    at most `max_sqnr_drop_db` below the int8 baseline (ties: less DRAM traffic, then higher SQNR).
+    ``best`` marks, per (hw, scheme), the setting with the lowest energy among those that save energy
+    against int8 (``energy_saving_pct > 0``) and whose network SQNR is at most `max_sqnr_drop_db` below
+    int8's (ties: less DRAM traffic, then higher SQNR). A setting that saves nothing is never best.
     """
-    t = tot.copy()
-    int8 = t[t.scheme == "int8"].drop_duplicates("hw").set_index("hw")
-    ref = t.hw.map(int8.sqnr_total_db)
-    t["sqnr_drop_db"] = ref - t.sqnr_total_db
-    for col, name in (("dram_read_bytes", "dram_saving_pct"), ("energy_pj", "energy_saving_pct"),
-                      ("cycles", "cycle_saving_pct")):
-        base = t.hw.map(int8[col]).astype(float)
-        t[name] = 100.0 * (1.0 - t[col] / base)
+    t = savings(tot)
     t["within_budget"] = t.sqnr_drop_db <= max_sqnr_drop_db + 1e-12
     t["best"] = False
-    cands = t[t.within_budget & (t.scheme != "int8")]
-    cands = cands.assign(_dram=cands.dram_read_bytes + cands.dram_write_bytes)
-    cands = cands.sort_values(["energy_pj", "_dram", "sqnr_total_db"], ascending=[True, True, False],
+    cands = t[t.within_budget & (t.scheme != "int8") & (t.energy_saving_pct > 0)]
+    cands = cands.sort_values(["energy_pj", "dram_bytes", "sqnr_total_db"], ascending=[True, True, False],
                               kind="mergesort")
     t.loc[cands.groupby(["hw", "scheme"], sort=False).head(1).index, "best"] = True
     return t
+
+
+def headline(summary: pd.DataFrame, max_sqnr_drop_db: float) -> list[str]:
+    """One sentence per (hw, scheme other than int8): its cheapest setting within the budget with what it
+    saves, or that none exists and the closest one (smallest SQNR drop among those saving energy) with
+    its shortfall."""
+    lines = []
+    for (hw, scheme), g in summary[summary.scheme != "int8"].groupby(["hw", "scheme"], sort=False):
+        best = g[g.best]
+        if len(best):
+            r = best.iloc[0]
+            lines.append(f"{hw}, {scheme}: {_setting(r)} is the cheapest within budget: saves "
+                         f"{_pct(r.dram_saving_pct)} DRAM (reads + writes), {_pct(r.energy_saving_pct)} energy, "
+                         f"{_pct(r.cycle_saving_pct)} cycles vs int8, SQNR {r.sqnr_drop_db:.2f} dB below int8.")
+            continue
+        saving = g[g.energy_saving_pct > 0]
+        if saving.empty:
+            lines.append(f"{hw}, {scheme}: no setting saves energy against int8.")
+            continue
+        r = saving.sort_values(["sqnr_drop_db", "energy_pj"], kind="mergesort").iloc[0]
+        lines.append(f"{hw}, {scheme}: no setting within the budget; the closest, {_setting(r)}, is "
+                     f"{r.sqnr_drop_db:.2f} dB below int8 ({r.sqnr_drop_db - max_sqnr_drop_db:.2f} dB over the "
+                     f"{max_sqnr_drop_db:g} dB budget) and saves {_pct(r.dram_saving_pct)} DRAM, "
+                     f"{_pct(r.energy_saving_pct)} energy.")
+    return lines
+
+
+def _setting(r) -> str:
+    rate = f"rate {r.rate:g}, " if r.scheme == "wcc" else ""
+    return f"{rate}{int(r.act_bits)}-bit activations, {int(r.weight_bits)}-bit weights"
+
+
+def _pct(v: float) -> str:
+    return f"{v:.1f}%"
 
 
 def focus_config(summary: pd.DataFrame) -> dict:
