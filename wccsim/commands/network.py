@@ -6,6 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
+from wccsim.atomic import check_output_dir
 from wccsim.commands._args import number
 
 
@@ -60,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
     from wccsim.network.simulate import simulate_network
 
     size = parse_size(args.size) if args.size else None
-    out = Path(args.out) if args.out else Path("runs") / f"network_{Path(args.onnx).stem}"
+    out = check_output_dir(Path(args.out) if args.out else Path("runs") / f"network_{Path(args.onnx).stem}")
     result = simulate_network(args.onnx, args.image, args.hw, rate=args.rate, act_bits=args.act_bits,
                               threshold=args.threshold, size=size, preprocess=args.preprocess,
                               calib=args.calib)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from wccsim.atomic import check_output_file
 
 __all__ = ["register"]
 
@@ -20,6 +23,7 @@ def register(subparsers) -> None:
 def main(args: argparse.Namespace) -> int:
     from wccsim.reporting import report
 
+    check_output_file(args.out if args.out is not None else Path(args.dir) / "report.html")
     path = report(args.dir, args.out, max_sqnr_drop_db=args.max_sqnr_drop_db)
     print(f"wrote {path} (+ PNGs and {path.stem}_summary.csv beside it)")
     return 0

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from wccsim import __version__
+from wccsim.atomic import check_output_dir
 from wccsim.commands._args import number
 from wccsim.errors import InputError
 
@@ -51,6 +52,7 @@ def main(args: argparse.Namespace) -> int:
     hw = lib.resolve_hw(args.hw)                                              # 1. inputs
     opts = lib.make_options(hw, args.rate, args.act_bits, args.weight_bits, args.layers, args.calib)
     trace = lib.resolve_trace(args.trace)
+    check_output_dir(out)                                                     # before simulating
     df = lib.run(hw, trace, rate=opts.rate, act_bits=opts.act_bits, weight_bits=opts.weight_bits,
                  layers=opts.layers, calib=opts.calib)                       # 2. simulate
     tot = lib.totals(df)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from wccsim.atomic import check_output_dir
 from wccsim.commands._args import rate
 
 
@@ -29,6 +30,7 @@ def main(args: argparse.Namespace) -> int:
     from wccsim.vectors import export_layer, parse_tile, read_manifest
 
     tile = parse_tile(args.tile) if args.tile else None               # 1. inputs
+    check_output_dir(args.out)
     hw = load_hw(args.hw)
     layer = open_trace(args.trace).layer(args.layer)
     out = export_layer(layer, hw, args.rate, args.out, tile)          # 2. simulate and write
