@@ -48,11 +48,10 @@ def main(args: argparse.Namespace) -> int:
 
     if args.format not in _FORMATS:
         raise InputError("options", "format", f"one of {list(_FORMATS)}", args.format)
-    out = Path(args.out) if args.out else default_out_dir(args.hw, args.trace)
+    out = check_output_dir(Path(args.out) if args.out else default_out_dir(args.hw, args.trace))  # 0. first
     hw = lib.resolve_hw(args.hw)                                              # 1. inputs
     opts = lib.make_options(hw, args.rate, args.act_bits, args.weight_bits, args.layers, args.calib)
     trace = lib.resolve_trace(args.trace)
-    check_output_dir(out)                                                     # before simulating
     df = lib.run(hw, trace, rate=opts.rate, act_bits=opts.act_bits, weight_bits=opts.weight_bits,
                  layers=opts.layers, calib=opts.calib)                       # 2. simulate
     tot = lib.totals(df)
