@@ -1,0 +1,57 @@
+"""Issue 21, acceptance 1: the sweep S on a 2-worker dask LocalCluster against ``--jobs 2``.
+
+S = ``wccsim sweep --hw hw_configs/edge_npu.yaml --hw hw_configs/mcu_npu.yaml --trace traces/ppocr_cls.npz
+--rates 1,0.5,0.25,0.125 --act-bits 8,6,4``. The cluster (separate worker processes under dask Nannies, one
+thread each, 127.0.0.1) is started before the clock; each sweep is one ``python -m wccsim`` process timed
+from start to exit into a fresh directory. Target: cluster time <= 1.2 x ``--jobs 2``, files byte-identical.
+
+    python bench/cluster.py            # prints one JSON object; exit 0 when the target holds
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+S = ["sweep", "--hw", "hw_configs/edge_npu.yaml", "--hw", "hw_configs/mcu_npu.yaml", "--trace",
+     "traces/ppocr_cls.npz", "--rates", "1,0.5,0.25,0.125", "--act-bits", "8,6,4"]
+TARGET_RATIO = 1.2  # issue 21: the cluster at most 1.2 x the local pool
+WORKERS = 2
+
+
+def timed_sweep(out: Path, *extra: str) -> float:
+    """Wall seconds of one ``wccsim sweep`` process (S plus `extra`) writing into `out`."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "wccsim", *S, "--out", str(out), *extra], cwd=ROOT, env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def main() -> int:
+    from distributed import LocalCluster
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local_s = timed_sweep(Path(tmp) / "jobs2", "--jobs", str(WORKERS))
+        with LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as cluster:
+            cluster_s = timed_sweep(Path(tmp) / "dask", "--scheduler", cluster.scheduler_address)
+        identical = files(Path(tmp) / "jobs2") == files(Path(tmp) / "dask")
+    ratio = cluster_s / local_s
+    print(json.dumps({"jobs2_s": round(local_s, 2), "cluster_s": round(cluster_s, 2), "ratio": round(ratio, 3),
+                      "target_ratio": TARGET_RATIO, "identical": identical, "cpus": os.cpu_count()}))
+    return 0 if identical and ratio <= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
