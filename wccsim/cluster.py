@@ -113,13 +113,14 @@ def _check_identity(address: str, timeout_s: float) -> None:
     try:
         reply = asyncio.run(asyncio.wait_for(_identity(address, timeout_s), timeout_s))
     except asyncio.TimeoutError:
-        reply = f"no dask reply within {timeout_s:g} s"
-    except Exception as e:  # noqa: BLE001 - whatever a foreign server makes the protocol raise
-        reply = f"not the dask protocol ({type(e).__name__})"
-    if not (isinstance(reply, dict) and reply.get("type") == "Scheduler"):
-        found = reply if isinstance(reply, str) else f"a {reply.get('type', 'non-scheduler')} server" \
-            if isinstance(reply, dict) else "an unexpected reply"
-        raise InputError(*_FIELD, "a dask.distributed scheduler", f"{address}: {found}")
+        found = f"no dask reply within {timeout_s:g} s"
+    except Exception as e:  # noqa: BLE001 - whatever a foreign server's bytes make the protocol raise
+        found = f"not the dask protocol ({type(e).__name__})"
+    else:
+        if isinstance(reply, dict) and reply.get("type") == "Scheduler":
+            return
+        found = f"a dask {reply.get('type')} instead" if isinstance(reply, dict) else "an unexpected reply"
+    raise InputError(*_FIELD, "a dask.distributed scheduler", f"{address}: {found}")
 
 
 async def _identity(address: str, timeout_s: float):
@@ -155,8 +156,8 @@ def _local_copy(sha256: str, name: str, data: bytes) -> str:
 
 @functools.cache
 def _tune_allocator() -> None:
-    """Set glibc's trim and mmap thresholds to the values its dynamic rule reaches (see module doc); on a
-    C library without `mallopt` (musl, macOS) there is no such setting and nothing is done."""
+    """Set glibc's trim and mmap thresholds to the values its dynamic rule reaches (see module doc), once
+    per process; on a C library without `mallopt` (musl, macOS) there is no such setting: nothing is done."""
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None
     if libc is None or not hasattr(libc, "mallopt"):

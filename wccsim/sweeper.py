@@ -472,11 +472,11 @@ def _exclusive(out: Path) -> Iterator[Path]:
     """Hold an exclusive, non-blocking `filelock.FileLock` on DIR/.lock (an flock: released by the kernel
     even on SIGKILL) and yield `out`; a directory another sweep holds is a one-line `InputError`."""
     lock = FileLock(str(out / ".lock"), blocking=False)
-    try:
-        with write_errors(out / ".lock"):
+    with write_errors(out / ".lock"):
+        try:
             lock.acquire()
-    except Timeout:
-        raise InputError(str(out), "", "a sweep directory no other sweep is writing", "locked") from None
+        except Timeout:  # an OSError too: refused here, before `write_errors` sees it
+            raise InputError(str(out), "", "a sweep directory no other sweep is writing", "locked") from None
     try:
         yield out
     finally:
