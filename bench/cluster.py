@@ -23,13 +23,15 @@ S = ["sweep", "--hw", "hw_configs/edge_npu.yaml", "--hw", "hw_configs/mcu_npu.ya
      "traces/ppocr_cls.npz", "--rates", "1,0.5,0.25,0.125", "--act-bits", "8,6,4"]
 TARGET_RATIO = 1.2  # issue 21: the cluster at most 1.2 x the local pool
 WORKERS = 2
+# The environment of a user's shell, taken before LocalCluster's nannies (in this process) add their
+# pre-spawn variables (MALLOC_TRIM_THRESHOLD_, OMP_NUM_THREADS, ...) to os.environ.
+_SHELL_ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 
 def timed_sweep(out: Path, *extra: str) -> float:
     """Wall seconds of one ``wccsim sweep`` process (S plus `extra`) writing into `out`."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "wccsim", *S, "--out", str(out), *extra], cwd=ROOT, env=env,
+    subprocess.run([sys.executable, "-m", "wccsim", *S, "--out", str(out), *extra], cwd=ROOT, env=_SHELL_ENV,
                    check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
