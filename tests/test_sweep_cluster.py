@@ -2,6 +2,7 @@
 never answers, one that answers garbage) are one line and exit 2 within 15 s with nothing created in
 ``--out``; workers that cannot see the client's files get what each point needs and give identical files."""
 
+import dataclasses
 import http.server
 import os
 import shutil
@@ -16,7 +17,10 @@ import pytest
 
 from test_run import HW, ROOT, snapshot, write_tiny_trace
 from wccsim.cli import main
-from wccsim.sweeper import sweep
+from wccsim.cluster import parse_scheduler
+from wccsim.errors import InputError
+from wccsim.network.grid import NetworkSetup
+from wccsim.sweeper import prepare, sweep
 
 distributed = pytest.importorskip("distributed", reason="dask extra not installed")
 
@@ -110,6 +114,35 @@ def test_bad_scheduler_is_one_line_within_15_s_and_creates_nothing(bad, tiny, tm
     assert status == 2 and elapsed < 15, (status, elapsed, err)
     assert err.startswith("wccsim: error: options: scheduler: expected ") and err.count("\n") == 1, err
     assert os.listdir(out) == []
+
+
+@pytest.mark.parametrize("given, used", [("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"),
+                                         ("sched.example.org:8786", "tcp://sched.example.org:8786"),
+                                         ("tls://[::1]:8786", "tls://[::1]:8786"),
+                                         ("inproc://192.168.1.2/123/4", "inproc://192.168.1.2/123/4")])
+def test_good_scheduler_addresses_are_accepted(given, used):
+    assert parse_scheduler(given) == used
+
+
+@pytest.mark.parametrize("bad", ["tcp://host", "tcp://:8786", "tcp://host:0", "udp://host:8786", "inproc://",
+                                 "tcp://host:8786/path", " tcp://host:8786"])
+def test_malformed_scheduler_addresses_are_refused(bad):
+    with pytest.raises(InputError, match="^options: scheduler: expected tcp://HOST:PORT"):
+        parse_scheduler(bad)
+
+
+def test_shipped_files_are_the_trace_model_and_image_files(tiny, tmp_path):
+    ctx, _, _ = prepare(HW, tiny, [1], [8], [8], None, None, 1)
+    image = tmp_path / "line.png"
+    image.write_bytes(b"png")
+    net = NetworkSetup(str(tmp_path / "m.onnx"), "sha", (str(image), "skimage:text"), ("a", "b"), None, "auto", 0.3)
+    ctx = dataclasses.replace(ctx, network=net)
+    assert ctx.input_files() == (ctx.trace_path, net.model_path, str(image))
+    local = dict(zip(ctx.input_files(), ("/w/t.npz", "/w/m.onnx", "/w/line.png")))
+    moved = ctx.with_files(local)
+    assert (moved.trace_path, moved.network.model_path, moved.network.images) == \
+        ("/w/t.npz", "/w/m.onnx", ("/w/line.png", "skimage:text"))
+    assert moved.network.key() == net.key() and moved.hws == ctx.hws  # journal keys do not change
 
 
 def _private_mounts_work() -> bool:
