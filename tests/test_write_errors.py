@@ -190,3 +190,13 @@ def test_probe_failure_is_refused_before_the_sweep_locks_or_computes(tiny, tmp_p
 def test_commands_check_their_output_location_first(argv, capsys):
     assert main(argv) == 2  # the layer and model do not exist and ROOT is no run: only a first check names /proc
     _one_line_error(capsys.readouterr().err, "/proc")
+
+
+def test_a_file_behind_a_symlink_in_the_way_is_named_as_what_it_is(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing")
+    for name, kind in (("link", "a regular file"), ("dangling", "a broken symlink")):
+        assert main(["run", "--hw", str(HW), "--trace", str(BUNDLED), "--out", str(tmp_path / name / "out")]) == 2
+        assert capsys.readouterr().err == (f"wccsim: error: {tmp_path / name}: expected an output directory (or a "
+                                           f"path where one can be created), got {kind} in the way\n")

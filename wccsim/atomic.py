@@ -64,7 +64,7 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        blocker = next(p for p in (path, *path.parents) if os.path.lexists(p) and not p.is_dir())
+        blocker = next((p for p in (path, *path.parents) if os.path.lexists(p) and not p.is_dir()), path)
         raise InputError(str(blocker), "", "an output directory (or a path where one can be created)",
                          f"{_kind(blocker)} in the way") from None
     except OSError as e:
@@ -91,7 +91,7 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
                 os.fsync(f.fileno())
             os.replace(tmp, dest)
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # renamed (gone), or a cleanup failing after the reported error
             tmp.unlink()
 
 
@@ -129,8 +129,11 @@ def _reason(e: OSError) -> str:
 
 
 def _kind(path: Path) -> str:
-    """What sits at `path`, in words: a regular file, a directory, a character device, ..."""
-    mode = os.lstat(path).st_mode
+    """What sits at `path` (through a symlink), in words: a regular file, a directory, a character device."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = os.lstat(path).st_mode
     for test, words in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
                         (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                         (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a broken symlink")):
