@@ -84,14 +84,14 @@ def run_points(client, compute: Callable, ctx, points: list) -> Iterator[tuple[s
     """Run ``compute(ctx, p)`` for each point on the cluster, submitted in the given order; yields results
     as they finish. `ctx` must offer ``input_files()`` (paths the points read) and ``with_files(mapping)``
     (the same context reading the mapped local copies instead)."""
+    from distributed import as_completed
+
     shipped = {}
     for path in ctx.input_files():
         data = Path(path).read_bytes()
         shipped[path] = (hashlib.sha256(data).hexdigest(), client.scatter(data, broadcast=True, hash=False))
     ctx_future = client.scatter(ctx, broadcast=True, hash=False)
     futures = [client.submit(_on_worker, compute, ctx_future, shipped, p, pure=False) for p in points]
-    from distributed import as_completed
-
     for fut in as_completed(futures):
         yield fut.result()
 
