@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from filelock import FileLock
 
 from test_run import HW, ROOT, snapshot, write_tiny_trace
 from wccsim.cli import main
@@ -221,8 +222,16 @@ def test_bad_arguments_exit_2_and_write_nothing(tiny, tmp_path, capsys, extra):
 def test_locked_directory_is_refused(tiny, tmp_path):
     with open(tmp_path / ".lock", "a") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        with pytest.raises(InputError, match="locked"):
+        with pytest.raises(InputError, match="no other sweep is writing, got locked$"):
             sweep(HW, tiny, tmp_path, rates=[0.5])
+
+
+def test_second_sweep_into_a_held_directory_exits_2_with_one_line(tiny, tmp_path, capsys):
+    with FileLock(str(tmp_path / ".lock"), blocking=False):  # as a running sweep holds it
+        assert main(["sweep", "--hw", str(HW), "--trace", str(tiny), "--out", str(tmp_path), "--rates", "0.5"]) == 2
+    assert capsys.readouterr().err == \
+        f"wccsim: error: {tmp_path}: expected a sweep directory no other sweep is writing, got locked\n"
+    assert os.listdir(tmp_path) == [".lock"]
 
 
 # ------------------------------------------------------------------------- network-level points

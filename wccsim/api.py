@@ -36,7 +36,7 @@ _HOME = {
     "wccsim.capture.torch": ("capture_factory_trace",),
     "wccsim.capture.torchscript": ("capture_torchscript_trace",),
     "wccsim.vectors": ("export_layer", "parse_tile", "read_manifest"),
-    "wccsim.atomic": ("write_text", "atomic_path"),
+    "wccsim.atomic": ("write_text", "atomic_path", "check_output_dir", "check_output_file"),
 }
 _MODULE = {name: module for module, names in _HOME.items() for name in names}
 

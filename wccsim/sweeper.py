@@ -21,7 +21,7 @@ network nothing changes. The same command with any ``--jobs`` gives byte-identic
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import dataclasses
 import itertools
 import json
 import os
@@ -34,9 +34,12 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import pandas as pd
+from filelock import FileLock, Timeout
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from wccsim import __version__
-from wccsim.atomic import ensure_dir, write_text
+from wccsim.atomic import check_output_dir, ensure_dir, write_errors, write_text
+from wccsim.cluster import connect, parse_scheduler, run_points
 from wccsim.errors import InputError
 from wccsim.hw import spec_hash, spec_to_dict
 from wccsim.network.grid import network_rows, prepare_network
@@ -83,6 +86,20 @@ class _Context:
     calib: object
     network: object = None  # wccsim.network.grid.NetworkSetup or None
     layer_work: tuple = ()  # estimated cost of each trace layer (`_layer_work`), for largest-first scheduling
+
+    def input_files(self) -> tuple[str, ...]:
+        """The files the points read (trace; with a network its model and image files), for shipping."""
+        if self.network is None:
+            return (self.trace_path,)
+        images = tuple(i for i in self.network.images if Path(i).is_file())
+        return (self.trace_path, self.network.model_path, *images)
+
+    def with_files(self, local: dict[str, str]) -> "_Context":
+        """This context reading `local[path]` instead of each path of `input_files` (on a dask worker)."""
+        network = None if self.network is None else dataclasses.replace(
+            self.network, model_path=local[self.network.model_path],
+            images=tuple(local.get(i, i) for i in self.network.images))
+        return dataclasses.replace(self, trace_path=local[self.trace_path], network=network)
 
 
 # --------------------------------------------------------------------------------------------- stages
@@ -134,7 +151,7 @@ def read_journal(path: Path) -> dict[str, list[dict]]:
         except (ValueError, KeyError, TypeError):
             continue  # a line damaged by a crash of a foreign writer; its point is recomputed
     if end < len(data):
-        with open(path, "rb+") as f:
+        with write_errors(path), open(path, "rb+") as f:
             f.truncate(end)
             os.fsync(f.fileno())
     return done
@@ -142,25 +159,29 @@ def read_journal(path: Path) -> dict[str, list[dict]]:
 
 class Journal:
     """Append-only JSON-lines journal; `append` returns after the line is on disk (flush + fsync).
-    The file is opened (created) at the first append, so a sweep that computes nothing writes nothing."""
+    The file is opened (created) at the first append, so a sweep that computes nothing writes nothing.
+    An `OSError` (disk full, ...) is a one-line `InputError` naming the journal; the lines already on disk
+    stay, and a torn last line is dropped by the next `read_journal`."""
 
     def __init__(self, path: Path):
         self.path, self._f = path, None
 
     def append(self, key: str, rows: list[dict]) -> None:
-        if self._f is None:
-            new = not self.path.exists()
-            self._f = open(self.path, "ab")
-            if new:
-                _fsync_dir(self.path.parent)
         line = json.dumps({"key": key, "rows": rows}, sort_keys=True) + "\n"
-        self._f.write(line.encode("utf-8"))
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        with write_errors(self.path):
+            if self._f is None:
+                new = not self.path.exists()
+                self._f = open(self.path, "ab")
+                if new:
+                    _fsync_dir(self.path.parent)
+            self._f.write(line.encode("utf-8"))
+            self._f.flush()
+            os.fsync(self._f.fileno())
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
+            with contextlib.suppress(OSError):  # a failed flush here was already reported by `append`
+                self._f.close()
 
 
 def compute_point(ctx: _Context, p: Point | NetworkPoint) -> tuple[str, list[dict]]:
@@ -175,18 +196,17 @@ def compute_point(ctx: _Context, p: Point | NetworkPoint) -> tuple[str, list[dic
 
 
 @contextlib.contextmanager
-def execute(ctx: _Context, points: list, jobs: int, scheduler: str | None,
-            lock_fd: int | None = None) -> Iterator[Iterator[tuple[str, list]]]:
+def execute(ctx: _Context, points: list, jobs: int, client=None) -> Iterator[Iterator[tuple[str, list]]]:
     """Context giving an iterator of (key, rows), one per point as it finishes: in process, on a process
-    pool, or on dask. Pool and cluster get the points largest first (`_largest_first`). A pool's workers
-    start on entry, before the caller starts anything else (a progress bar's thread); `lock_fd`, the sweep
-    directory's lock, is closed in forked workers so that only the sweep process holds it."""
-    if scheduler:
-        yield _execute_dask(ctx, _largest_first(ctx, points), scheduler)
+    pool, or on the dask cluster of `client` (`wccsim.cluster`). Pool and cluster get the points largest
+    first (`_largest_first`). A pool's workers start on entry, before the caller starts anything else (a
+    progress bar's thread)."""
+    if client is not None:
+        yield run_points(client, compute_point, ctx, _largest_first(ctx, points))
     elif jobs <= 1 or len(points) <= 1:
         yield (compute_point(ctx, p) for p in points)
     else:
-        with _execute_pool(ctx, _largest_first(ctx, points), jobs, lock_fd) as results:
+        with _execute_pool(ctx, _largest_first(ctx, points), jobs) as results:
             yield results
 
 
@@ -214,14 +234,14 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
     Parameters
     ----------
     hws : HwSpec, path, or a sequence of them
-    trace : Trace or path to a ``.npz`` trace (workers open it by path: on a cluster it must be readable
-        at the same path on every worker)
+    trace : Trace or path to a ``.npz`` trace (on a cluster its bytes are sent to every worker)
     out : directory for journal.jsonl, layers.csv, totals.csv, sweep.json and, with a network, network.csv
         (created if missing)
     rates, act_bits, weight_bits : grid values (rates in (0, 1], bits in 2..16)
     layers : glob over layer names; calib : calibration override (see `wccsim.runner.run`)
     jobs : worker processes on this machine (1 = in process)
-    scheduler : dask.distributed scheduler address; when given, points run on that cluster
+    scheduler : dask.distributed scheduler address (`wccsim.cluster.parse_scheduler`); when given, points
+        run on that cluster, which must answer before anything is created in `out`
     progress : progress bar over points; default only when stderr is a TTY
     onnx, images, size, preprocess, threshold : optional network-level points, as ``wccsim network``
         (model path, image files or ``skimage:NAME``, (H, W) pixels, preset, IoU threshold; defaults
@@ -231,12 +251,14 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
     -------
     pandas.DataFrame -- the rows of layers.csv (every point of the grid).
     """
-    if scheduler and jobs != 1:
+    if scheduler is not None and jobs != 1:
         raise InputError("options", "jobs", "1 (the default) with --scheduler: points run on the cluster", jobs)
+    address = None if scheduler is None else parse_scheduler(scheduler)
     network = _network_options(onnx, images, size, preprocess, threshold)
     ctx, points, meta = prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, network)  # 1.
-    out = ensure_dir(out)
-    with _exclusive(out) as lock_fd:                                         # 2. one writer per directory
+    check_output_dir(out)
+    with contextlib.nullcontext() if address is None else connect(address) as client, \
+            _exclusive(ensure_dir(out)) as out:                               # 2. cluster, then the lock
         _remove_stale_temporaries(out)
         journal_path = out / JOURNAL
         done = read_journal(journal_path)                                    # 3. finished points
@@ -247,7 +269,7 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
         pending = [p for p in every if point_key(ctx, p) not in done]
         journal = Journal(journal_path)
         try:                                                                 # 4. compute the rest
-            with execute(ctx, pending, jobs, scheduler, lock_fd) as results:
+            with execute(ctx, pending, jobs, client) as results:
                 bar = progress_bar(results, "points", progress, len(every))
                 bar.update(len(every) - len(pending))
                 for key, rows in bar:
@@ -375,21 +397,20 @@ def _single_threaded_children() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _execute_pool(ctx: _Context, points: list, jobs: int,
-                  lock_fd: int | None = None) -> Iterator[Iterator[tuple[str, list]]]:
+def _execute_pool(ctx: _Context, points: list, jobs: int) -> Iterator[Iterator[tuple[str, list]]]:
     """Points on `jobs` worker processes, submitted in the given order; the iterator yields each as it
     finishes. The workers start on entry; on exit, points not started are cancelled and the pool shut down.
 
     Workers are forked from this process where that is safe (`_start_method`): they start in milliseconds
     with numpy, pandas and wccsim already imported, instead of fresh interpreters importing everything again
     (about a second of serial start-up, comparable to a small sweep's compute). The context goes to each
-    worker once (initializer), not with every point."""
+    worker once (initializer), not with every point. A forked worker does not keep the directory lock:
+    filelock closes its descriptor in the child."""
     import multiprocessing
 
     method = _start_method(ctx)
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(points)), mp_context=multiprocessing.get_context(method),
-                               initializer=_init_worker,
-                               initargs=(ctx, os.getpid(), lock_fd if method == "fork" else None))
+                               initializer=_init_worker, initargs=(ctx, os.getpid()))
     with pool:
         futures = []
         try:
@@ -403,65 +424,27 @@ def _execute_pool(ctx: _Context, points: list, jobs: int,
 
 def _start_method(ctx: _Context) -> str:
     """"fork" on Linux when nothing in this process makes it unsafe: no other Python thread (a lock held at
-    the fork would stay locked in the child), no network points (onnxruntime thread pools), and a BLAS whose
-    thread count the child can set to 1 (`_blas_thread_setters`); "spawn" otherwise (fresh interpreters,
-    started with the single-thread environment)."""
+    the fork would stay locked in the child), no network points (onnxruntime thread pools), and only
+    OpenBLAS among the thread pools threadpoolctl finds (the child limits it to one thread; OpenMP, MKL and
+    BLIS runtimes are not known to survive a fork); "spawn" otherwise (fresh interpreters, started with the
+    single-thread environment)."""
     import multiprocessing
 
     if (sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
-            and ctx.network is None and threading.active_count() == 1 and _blas_thread_setters() is not None):
+            and ctx.network is None and threading.active_count() == 1
+            and all(pool["internal_api"] == "openblas" for pool in threadpool_info())):
         return "fork"
     return "spawn"
-
-
-def _blas_thread_setters() -> list | None:
-    """The thread-count setters of the OpenBLAS libraries loaded in this process (numpy's bundled
-    scipy-openblas or a system OpenBLAS, read from /proc/self/maps), or None when a BLAS or threading
-    runtime is loaded that we cannot limit or that is not known to survive a fork (MKL, BLIS, OpenMP, TBB)."""
-    import ctypes
-
-    try:
-        with open("/proc/self/maps") as f:
-            libs = sorted({line.split(None, 5)[5].strip() for line in f if len(line.split(None, 5)) == 6})
-    except OSError:
-        return None
-    setters = []
-    for path in libs:
-        base = os.path.basename(path).lower()
-        if not base.startswith("lib") or ".so" not in base:
-            continue  # not a shared library (extension modules: cpython-*.so, named after the module)
-        if any(k in base for k in ("mkl", "blis", "iomp", "gomp", "libomp", "tbb")):
-            return None
-        if "blas" not in base:
-            continue
-        if "openblas" not in base:
-            return None  # a BLAS we do not know how to limit
-        try:
-            lib = ctypes.CDLL(path)  # already loaded: the same handle
-        except OSError:
-            return None
-        found = [getattr(lib, s) for s in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                                           "openblas_set_num_threads64_", "openblas_set_num_threads")
-                 if hasattr(lib, s)]
-        if not found:
-            return None
-        setters.append(found[0])
-    return setters
 
 
 _WORKER: dict = {}
 
 
-def _init_worker(ctx: _Context, parent_pid: int, lock_fd: int | None) -> None:
-    """Worker initializer: keep the context, one BLAS thread, exit with the sweep process, and (forked) drop
-    the inherited descriptor of the directory lock, so a killed sweep's lock is free as soon as it dies."""
+def _init_worker(ctx: _Context, parent_pid: int) -> None:
+    """Worker initializer: keep the context, one BLAS thread, exit with the sweep process."""
     _WORKER["ctx"] = ctx
     os.environ.update({v: "1" for v in _THREAD_VARS})  # for whatever this worker loads later
-    for setter in _blas_thread_setters() or ():
-        setter(1)
-    if lock_fd is not None:
-        with contextlib.suppress(OSError):
-            os.close(lock_fd)
+    threadpool_limits(1)
     _exit_with_parent(parent_pid)
 
 
@@ -479,39 +462,28 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="wccsim-parent-watch", daemon=True).start()
 
 
-def _execute_dask(ctx: _Context, points: list[Point], address: str) -> Iterator[tuple[str, list]]:
-    try:
-        from distributed import Client, as_completed as dask_completed
-    except ImportError:
-        raise InputError("options", "scheduler", "the dask extra installed (pip install 'wccsim[dask]')",
-                         "distributed not importable") from None
-    try:
-        client = Client(address, timeout=30)
-    except OSError as e:
-        raise InputError("options", "scheduler", "a reachable dask.distributed scheduler address",
-                         f"{address} ({e})") from None
-    with client:
-        futures = [client.submit(compute_point, ctx, p, pure=False) for p in points]
-        for fut in dask_completed(futures):
-            yield fut.result()
-
-
 @contextlib.contextmanager
-def _exclusive(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on DIR/.lock (released by the kernel even on SIGKILL)."""
-    with open(out / ".lock", "a") as f:
+def _exclusive(out: Path) -> Iterator[Path]:
+    """Hold an exclusive, non-blocking `filelock.FileLock` on DIR/.lock (an flock: released by the kernel
+    even on SIGKILL) and yield `out`; a directory another sweep holds is a one-line `InputError`."""
+    lock = FileLock(str(out / ".lock"), blocking=False)
+    with write_errors(out / ".lock"):
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            lock.acquire()
+        except Timeout:  # an OSError too: refused here, before `write_errors` sees it
             raise InputError(str(out), "", "a sweep directory no other sweep is writing", "locked") from None
-        yield f.fileno()
+    try:
+        yield out
+    finally:
+        lock.release()
 
 
 def _remove_stale_temporaries(out: Path) -> None:
     """Temporaries of our atomic writes left by a killed run (`wccsim.atomic` names them .<name>.*.tmp)."""
     for name in _OUTPUTS:
         for tmp in out.glob(f".{name}.*.tmp"):
-            tmp.unlink()
+            with write_errors(tmp):
+                tmp.unlink()
 
 
 def _fsync_dir(path: Path) -> None:

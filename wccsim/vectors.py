@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from wccsim import __version__
-from wccsim.atomic import ensure_dir
+from wccsim.atomic import ensure_dir, write_errors
 from wccsim.errors import InputError
 from wccsim.simulate import simulate_layer
 
@@ -289,15 +289,16 @@ def write_vectors(result, hw, out_dir: str | os.PathLike, layer_name: str, tile=
     _check_replaceable(out_dir)
     ensure_dir(out_dir.parent)
     tmp = out_dir.parent / f".{out_dir.name}.{uuid.uuid4().hex}.tmp"
-    tmp.mkdir()  # honours the umask, unlike tempfile.mkdtemp
-    try:
-        for fname, text, _ in files:
-            _write_synced(tmp / fname, text)
-        _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1, allow_nan=False) + "\n")
-        _swap_in(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    with write_errors(out_dir):
+        tmp.mkdir()  # honours the umask, unlike tempfile.mkdtemp
+        try:
+            for fname, text, _ in files:
+                _write_synced(tmp / fname, text)
+            _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1, allow_nan=False) + "\n")
+            _swap_in(tmp, out_dir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
     return out_dir
 
 

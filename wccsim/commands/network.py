@@ -57,7 +57,7 @@ def format_summary(summary: dict) -> str:
 
 def main(args: argparse.Namespace) -> int:
     size = api.parse_size(args.size) if args.size else None
-    out = Path(args.out) if args.out else Path("runs") / f"network_{Path(args.onnx).stem}"
+    out = api.check_output_dir(Path(args.out) if args.out else Path("runs") / f"network_{Path(args.onnx).stem}")
     result = api.simulate_network(args.onnx, args.image, args.hw, rate=args.rate, act_bits=args.act_bits,
                               threshold=args.threshold, size=size, preprocess=args.preprocess,
                               calib=args.calib)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from wccsim import api
 
@@ -20,6 +21,7 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    api.check_output_file(args.out if args.out is not None else Path(args.dir) / "report.html")
     path = api.report(args.dir, args.out, max_sqnr_drop_db=args.max_sqnr_drop_db)
     print(f"wrote {path} (+ PNGs and {path.stem}_summary.csv beside it)")
     return 0

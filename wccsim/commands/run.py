@@ -43,7 +43,7 @@ def default_out_dir(hw_path: str, trace_path: str) -> Path:
 def main(args: argparse.Namespace) -> int:
     if args.format not in _FORMATS:
         raise InputError("options", "format", f"one of {list(_FORMATS)}", args.format)
-    out = Path(args.out) if args.out else default_out_dir(args.hw, args.trace)
+    out = api.check_output_dir(Path(args.out) if args.out else default_out_dir(args.hw, args.trace))  # 0. first
     hw = api.resolve_hw(args.hw)                                              # 1. inputs
     opts = api.make_options(hw, args.rate, args.act_bits, args.weight_bits, args.layers, args.calib)
     trace = api.resolve_trace(args.trace)

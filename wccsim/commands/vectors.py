@@ -26,6 +26,7 @@ def register(subparsers) -> None:
 
 def main(args: argparse.Namespace) -> int:
     tile = api.parse_tile(args.tile) if args.tile else None           # 1. inputs
+    api.check_output_dir(args.out)
     hw = api.load_hw(args.hw)
     layer = api.open_trace(args.trace).layer(args.layer)
     out = api.export_layer(layer, hw, args.rate, args.out, tile)      # 2. simulate and write
