@@ -6,9 +6,11 @@ import re
 
 import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
 
 from test_run import HW, ROOT, write_tiny_trace
 from wccsim.cli import main
+from wccsim.reporting.plots import HW_MARKERS, OKABE_ITO, bops_pareto, sqnr_vs_bits
 from wccsim.reporting.tables import headline, load_results, summary_table
 from wccsim.results import SAVINGS, savings
 from wccsim.sweeper import sweep
@@ -75,3 +77,22 @@ def test_run_ends_with_a_verdict_built_from_the_totals(tmp_path, capsys):
     assert said(tot.loc["uniform_nbit", "dram_saving_pct"]) in uni
     zvc = re.search(r"  ZVC .*", block).group(0)
     assert said(tot.loc["zvc", "dram_saving_pct"]) in zvc
+
+
+def test_plots_tell_hardware_schemes_and_bit_widths_apart(sweep_totals):
+    """BOPs vs SQNR: one marker per hardware config; SQNR vs bits: one colour per (scheme, act_bits) line;
+    every axis names a unit."""
+    fig = bops_pareto(sweep_totals, "t")
+    ax = fig.axes[0]
+    markers = {}
+    for coll in ax.collections:
+        hw = coll.get_label().rsplit(" on ", 1)[1]
+        markers.setdefault(hw, set()).add(tuple(map(tuple, coll.get_paths()[0].vertices.round(6))))
+    assert len(markers) == sweep_totals.hw.nunique() == 2
+    assert all(len(v) == 1 for v in markers.values()) and len({next(iter(v)) for v in markers.values()}) == 2
+    for hw_name in sweep_totals.hw.unique():
+        one = sqnr_vs_bits(sweep_totals[sweep_totals.hw == hw_name], "t").axes[0]
+        colours = [to_hex(line.get_color()) for line in one.get_lines() if line.get_label() != "int8"]
+        assert len(colours) == 4 and len(set(colours)) == 4 and set(colours) <= {c.lower() for c in OKABE_ITO}
+        assert "[bit]" in one.get_xlabel() and "[dB]" in one.get_ylabel()
+    assert "[G bit-op]" in ax.get_xlabel() and "[dB]" in ax.get_ylabel() and len(HW_MARKERS) >= 2

@@ -1,6 +1,8 @@
 """Report figures (matplotlib, no pyplot state): each function takes result tables and returns a Figure.
 
-Units: bytes for traffic (plotted in kB / MB), cycles, MACs, BOPs, dB.
+Units: bytes for traffic (plotted in kB / MB), cycles, MACs, BOPs, dB; every axis names its unit. Colours
+come from the Okabe-Ito palette (distinguishable with the common colour-vision deficiencies); hardware
+configs are told apart by marker, schemes by colour and line style, bit widths by colour.
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["TRAFFIC_PARTS", "traffic_per_layer", "traffic_vs_rate", "sqnr_vs_bits", "bops_pareto",
+__all__ = ["TRAFFIC_PARTS", "OKABE_ITO", "HW_MARKERS", "traffic_per_layer", "traffic_vs_rate", "sqnr_vs_bits", "bops_pareto",
            "cycles_per_layer", "roofline", "quality_vs_bops", "png_bytes"]
 
 # DRAM traffic components (column, legend label), stacked in this order.
 TRAFFIC_PARTS = (("act_read_bytes", "activations"), ("weight_read_bytes", "weights"),
                  ("bitmap_bytes", "bitmap"), ("output_write_bytes", "outputs"))
-_COLORS = {"activations": "#4C72B0", "weights": "#DD8452", "bitmap": "#55A868", "outputs": "#8172B3"}
-_SCHEME_STYLE = {"wcc": ("#C44E52", "o"), "uniform_nbit": ("#4C72B0", "s"), "int8": ("black", "*"),
-                 "zvc": ("#8C8C8C", "^")}
-_BOUND_COLORS = {"compute": "#4C72B0", "memory": "#C44E52"}
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+_COLORS = {"activations": "#0072B2", "weights": "#E69F00", "bitmap": "#009E73", "outputs": "#CC79A7"}
+_SCHEME_STYLE = {"wcc": ("#D55E00", "o"), "uniform_nbit": ("#0072B2", "s"), "int8": ("#000000", "*"),
+                 "zvc": ("#009E73", "^")}
+_BOUND_COLORS = {"compute": "#0072B2", "memory": "#D55E00"}
+HW_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<")
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -82,15 +86,15 @@ def sqnr_vs_bits(tot: pd.DataFrame, title: str) -> Figure:
     act_bits (which is also the output register width of both), int8 as a star."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    top = tot.cfg_act_bits.max()
-    for scheme, style, what in (("wcc", "o-", "WCC"), ("uniform_nbit", "s--", "uniform")):
-        for bits, g in tot[tot.scheme == scheme].groupby("cfg_act_bits"):
-            g = g.drop_duplicates("eff_bits_per_act").sort_values("eff_bits_per_act")
-            ax.plot(g.eff_bits_per_act, g.sqnr_total_db, style, color=_SCHEME_STYLE[scheme][0],
-                    alpha=0.35 + 0.65 * bits / top, label=f"{what}, act_bits={bits}")
+    lines = [(scheme, style, what, bits, g) for scheme, style, what in (("wcc", "o-", "WCC"), ("uniform_nbit", "s--",
+                                                                                            "uniform"))
+             for bits, g in tot[tot.scheme == scheme].groupby("cfg_act_bits")]
+    for i, (scheme, style, what, bits, g) in enumerate(lines):
+        g = g.drop_duplicates("eff_bits_per_act").sort_values("eff_bits_per_act")
+        ax.plot(g.eff_bits_per_act, g.sqnr_total_db, style, color=OKABE_ITO[i % 7], label=f"{what}, act_bits={bits}")
     int8 = tot[tot.scheme == "int8"].drop_duplicates("sqnr_total_db")
-    ax.plot(int8.eff_bits_per_act, int8.sqnr_total_db, "*", ms=12, color="black", label="int8")
-    ax.set_xlabel("effective bits per activation (rate x act_bits; bitmap excluded)")
+    ax.plot(int8.eff_bits_per_act, int8.sqnr_total_db, "*", ms=12, color="#000000", label="int8")
+    ax.set_xlabel("effective bits per activation [bit] (rate x act_bits; bitmap excluded)")
     ax.set_ylabel("network SQNR vs float conv [dB]")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
@@ -99,18 +103,22 @@ def sqnr_vs_bits(tot: pd.DataFrame, title: str) -> Figure:
 
 
 def bops_pareto(tot: pd.DataFrame, title: str) -> Figure:
-    """Network BOPs (log) vs network SQNR for every setting and scheme; the Pareto front is drawn."""
+    """Network BOPs (log) vs network SQNR for every setting and scheme (colour) and hardware config (marker);
+    the Pareto front is drawn per hardware config."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    pts = tot.drop_duplicates(["scheme", "bops", "sqnr_total_db"])
-    for scheme, g in pts.groupby("scheme", sort=True):
-        color, marker = _SCHEME_STYLE.get(scheme, ("gray", "x"))
-        ax.scatter(g.bops / 1e9, g.sqnr_total_db, c=color, marker=marker, s=40, label=scheme, zorder=3)
-    front = pareto_front(pts.bops.to_numpy(float), pts.sqnr_total_db.to_numpy(float))
-    f = pts.iloc[front].sort_values("bops")
-    ax.step(f.bops / 1e9, f.sqnr_total_db, where="post", color="black", lw=1, alpha=0.6, label="Pareto front")
+    pts = tot.drop_duplicates(["hw", "scheme", "bops", "sqnr_total_db"])
+    for h, (hw, per_hw) in enumerate(pts.groupby("hw", sort=True)):
+        marker = HW_MARKERS[h % len(HW_MARKERS)]
+        for scheme, g in per_hw.groupby("scheme", sort=True):
+            ax.scatter(g.bops / 1e9, g.sqnr_total_db, c=_SCHEME_STYLE.get(scheme, ("#000000",))[0], marker=marker,
+                       s=40, label=f"{scheme} on {hw}", zorder=3)
+        front = pareto_front(per_hw.bops.to_numpy(float), per_hw.sqnr_total_db.to_numpy(float))
+        f = per_hw.iloc[front].sort_values("bops")
+        ax.step(f.bops / 1e9, f.sqnr_total_db, where="post", color="#000000", lw=1, alpha=0.6,
+                ls=("-", "--", ":", "-.")[h % 4], label=f"Pareto front, {hw}")
     ax.set_xscale("log")
-    ax.set_xlabel("network BOPs [G]  (MACs x weight_bits x act_bits + Haar adds)")
+    ax.set_xlabel("network BOPs [G bit-op]  (MACs x weight_bits x act_bits + Haar adds)")
     ax.set_ylabel("network SQNR [dB]")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
@@ -144,7 +152,7 @@ def cycles_per_layer(wcc: pd.DataFrame, int8: pd.DataFrame, title: str) -> Figur
     ax.set_xscale("log")
     ax.set_yticks(y, list(wcc.layer), fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("cycles per layer  (upper bar WCC, lower hatched bar int8)")
+    ax.set_xlabel("cycles per layer [cycle]  (upper bar WCC, lower hatched bar int8)")
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3, which="both")
@@ -170,7 +178,7 @@ def roofline(wcc: pd.DataFrame, int8: pd.DataFrame, peak_macs: float | None, bw_
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("operational intensity [MACs per DRAM byte]")
-    ax.set_ylabel("attained MACs per cycle")
+    ax.set_ylabel("attained MACs per cycle [MAC/cycle]")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
@@ -187,25 +195,25 @@ def quality_vs_bops(net: pd.DataFrame, metric: str, label: str, title: str) -> F
     """
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.add_subplot()
-    top = net.cfg_act_bits.max()
-    for scheme, style, what in (("wcc", "o-", "WCC"), ("uniform_nbit", "s--", "uniform")):
-        rows = net[net.scheme == scheme]
-        for (a, w), g in rows.groupby(["cfg_act_bits", "cfg_weight_bits"], sort=False):
-            g = g.sort_values("bops")
-            ax.plot(g.bops / 1e9, g[metric], style, color=_SCHEME_STYLE[scheme][0], alpha=0.35 + 0.65 * a / top,
-                    label=f"{what}, act_bits={a}, weight_bits={w}")
-            for x, y, r, n in zip(g.bops / 1e9, g[metric], g.cfg_rate, g.act_bits):
-                ax.annotate(f"r={r:g}" if scheme == "wcc" else f"{n}b", (x, y), textcoords="offset points",
-                            xytext=(4, 3), fontsize=6, color=_SCHEME_STYLE[scheme][0])
+    lines = [(scheme, style, what, a, w, g) for scheme, style, what in (("wcc", "o-", "WCC"), ("uniform_nbit", "s--",
+                                                                                               "uniform"))
+             for (a, w), g in net[net.scheme == scheme].groupby(["cfg_act_bits", "cfg_weight_bits"], sort=False)]
+    for i, (scheme, style, what, a, w, g) in enumerate(lines):
+        g = g.sort_values("bops")
+        color = OKABE_ITO[i % 7]
+        ax.plot(g.bops / 1e9, g[metric], style, color=color, label=f"{what}, act_bits={a}, weight_bits={w}")
+        for x, y, r, n in zip(g.bops / 1e9, g[metric], g.cfg_rate, g.act_bits):
+            ax.annotate(f"r={r:g}" if scheme == "wcc" else f"{n}b", (x, y), textcoords="offset points",
+                        xytext=(4, 3), fontsize=6, color=color)
     int8 = net[net.scheme == "int8"]
-    ax.plot(int8.bops / 1e9, int8[metric], "*", ms=13, color="black", label="int8", zorder=4)
+    ax.plot(int8.bops / 1e9, int8[metric], "*", ms=13, color="#000000", label="int8", zorder=4)
     fp = net[net.scheme == "float"]
     if len(fp):
         ax.axvline(float(fp.bops.iloc[0]) / 1e9, color="gray", ls=":", label="float (32 x 32 bit per MAC)")
         if metric != "sqnr_db":
             ax.plot(fp.bops / 1e9, fp[metric], "D", ms=7, color="gray", zorder=4)
     ax.set_xscale("log")
-    ax.set_xlabel("BOPs of the spliced 1x1 layers [G]  (MACs x weight_bits x act_bits + Haar term)")
+    ax.set_xlabel("BOPs of the spliced 1x1 layers [G bit-op]  (MACs x weight_bits x act_bits + Haar term)")
     ax.set_ylabel(label)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
