@@ -5,6 +5,9 @@ from pathlib import Path
 import pytest
 
 from wccsim.cli import main
+from wccsim.cost import total_cost, workload_cost
+from wccsim.cost.workload import load_workload
+from wccsim.hw import load_hw
 
 ROOT = Path(__file__).resolve().parents[1]
 HW = str(ROOT / "hw_configs" / "edge_npu.yaml")
@@ -19,7 +22,7 @@ def test_cost_prints_per_layer_and_total(capsys, tmp_path):
     lines = out.splitlines()
     assert "DRAM_rd[KB]" in lines[1] and "cycles[k]" in lines[1] and "energy[uJ]" in lines[1]
     assert any(line.startswith("head.aspp.project") for line in lines)
-    assert lines[-2].startswith("TOTAL")
+    assert any(line.startswith("TOTAL") for line in lines)
     rows = out_csv.read_text().splitlines()
     assert rows[0].startswith("name,scheme,rate") and len(rows) == 1 + 64
 
@@ -73,3 +76,25 @@ def test_empty_and_directory_yaml(tmp_path, capsys):
 def test_bad_arguments_exit_2(capsys, argv):
     assert main(["cost", "--hw", HW, "--workload", WL] + argv) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [[], ["--scheme", "int8"], ["--rate", "0.25", "--nonzero-fraction", "0.6"]])
+def test_cost_prints_every_scheme_side_by_side_with_savings(capsys, argv):
+    """int8 needs no --rate; the totals table has every scheme (zvc with a measured fraction) in units, and each
+    saving is 100 x (1 - scheme / int8) of the model's own totals."""
+    assert main(["cost", "--hw", HW, "--workload", WL, *argv]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("every scheme"):].splitlines()
+    head = table[1].split()
+    assert {"GBOPs", "DRAM_rd+wr_MB", "Mcycles", "energy_uJ", "DRAM_saved_%", "energy_saved_%"} <= set(head)
+    rows = {ln.split()[0]: dict(zip(head, ln.split())) for ln in table[2:] if ln and not ln.startswith("(")}
+    rate = float(argv[argv.index("--rate") + 1]) if "--rate" in argv else 0.5
+    assert set(rows) == ({"wcc", "int8", "uniform_nbit", "zvc"} if "--nonzero-fraction" in argv
+                         else {"wcc", "int8", "uniform_nbit"})
+    hw, wl = load_hw(HW), load_workload(WL)
+    int8 = total_cost(workload_cost(wl, hw, "int8", rate, 8, 8))
+    for scheme, row in rows.items():
+        tot = total_cost(workload_cost(wl, hw, scheme, rate, 8, 8, 0.6 if scheme == "zvc" else None))
+        dram = (tot["dram_read_bytes"] + tot["dram_write_bytes"]) / (int8["dram_read_bytes"] + int8["dram_write_bytes"])
+        assert float(row["DRAM_saved_%"]) == pytest.approx(100 * (1 - dram), abs=0.051)
+        assert float(row["energy_saved_%"]) == pytest.approx(100 * (1 - tot["energy_pj"] / int8["energy_pj"]), abs=0.051)

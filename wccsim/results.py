@@ -99,7 +99,8 @@ def _total_row(key: dict, g: pd.DataFrame) -> dict:
 
 
 def savings(tot: pd.DataFrame) -> pd.DataFrame:
-    """Totals plus ``dram_bytes`` (DRAM reads + writes), ``sqnr_drop_db`` and every `SAVINGS` column.
+    """Totals plus ``dram_bytes`` (DRAM reads + writes), ``sqnr_drop_db`` (when the totals have a SQNR) and
+    every `SAVINGS` column.
 
     A saving is ``100 * (1 - scheme / int8)`` of the named total, against the int8 row of the same hardware
     (int8 is the same 8-bit network in every configuration of a sweep); positive = the scheme moves, spends
@@ -112,7 +113,8 @@ def savings(tot: pd.DataFrame) -> pd.DataFrame:
     missing = sorted(set(t.hw) - set(int8.index))
     if missing:
         raise ValueError(f"savings: no int8 row for hw {missing}")
-    t["sqnr_drop_db"] = t.hw.map(int8.sqnr_total_db) - t.sqnr_total_db
+    if "sqnr_total_db" in t:                                  # cost-only totals have no quality
+        t["sqnr_drop_db"] = t.hw.map(int8.sqnr_total_db) - t.sqnr_total_db
     for name, col in SAVINGS.items():
         t[name] = 100.0 * (1.0 - t[col].astype(float) / t.hw.map(int8[col]).astype(float))
     return t

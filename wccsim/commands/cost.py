@@ -11,7 +11,7 @@ from wccsim import api
 from wccsim.commands._args import bits, fraction, rate
 from wccsim.errors import InputError
 
-__all__ = ["register", "cost_table"]
+__all__ = ["register", "cost_table", "schemes_table"]
 
 # (header with unit, LayerCost field or total key, scale, format)
 _COLUMNS = (
@@ -37,8 +37,10 @@ def register(subparsers) -> None:
     p.add_argument("--hw", required=True, metavar="HW.yaml", help="hardware config (hw_configs/*.yaml)")
     p.add_argument("--workload", required=True, metavar="W.csv", help="workload CSV (workloads/*.csv)")
     p.add_argument("--input", metavar="HxW", help="rescale the workload to this input size")
-    p.add_argument("--rate", required=True, type=rate, help="WCC kept fraction in (0, 1]")
-    p.add_argument("--scheme", default="wcc", choices=[s.value for s in api.Scheme])
+    p.add_argument("--rate", default=0.5, type=rate,
+                   help="WCC kept fraction in (0, 1], also sets uniform_nbit's bits (default 0.5; int8 ignores it)")
+    p.add_argument("--scheme", default="wcc", choices=[s.value for s in api.Scheme],
+                   help="scheme of the per-layer table (default wcc); the totals show every scheme")
     p.add_argument("--act-bits", type=bits, help="activation bits (default: the hw quant.act_bits)")
     p.add_argument("--weight-bits", type=bits, help="weight bits (default: the hw quant.weight_bits)")
     p.add_argument("--nonzero-fraction", type=fraction, help="measured non-zero fraction (scheme zvc)")
@@ -60,10 +62,36 @@ def _run(args: argparse.Namespace) -> int:
           f"{args.rate:g}, W{costs[0].weight_bits}/A{costs[0].act_bits}, {hw.datapath.mac.rows}x"
           f"{hw.datapath.mac.cols} {hw.datapath.mac.dataflow.value}, {hw.clock_mhz:g} MHz")
     print(cost_table(costs))
+    print(f"\n{schemes_table(wl, hw, args)}")
     if args.csv:
         api.write_text(args.csv, _csv(costs))
         print(f"wrote {args.csv}")
     return 0
+
+
+def schemes_table(wl, hw, args: argparse.Namespace) -> str:
+    """Network totals of every scheme side by side, in units, with the savings vs int8 on the same hardware
+    (`wccsim.results.savings`: 100 x (1 - scheme / int8), DRAM = reads + writes). ZVC needs a measured
+    non-zero fraction; without ``--nonzero-fraction`` its row is left out and the table says so."""
+    import pandas as pd
+
+    q = hw.datapath.quant
+    a, w = args.act_bits or q.act_bits, args.weight_bits or q.weight_bits
+    schemes = [s.value for s in api.Scheme if s.value != "zvc" or args.nonzero_fraction is not None]
+    rows = [{"hw": hw.name, "scheme": s, **api.total_cost(api.workload_cost(wl, hw, s, args.rate, 8 if s == "int8"
+                                                                                    else a, 8 if s == "int8" else w,
+                                                                                    args.nonzero_fraction))}
+            for s in schemes]
+    t = api.savings(pd.DataFrame(rows))
+    table = pd.DataFrame({
+        "scheme": t.scheme, "GBOPs": (t.bops / 1e9).round(3), "DRAM_rd_MB": (t.dram_read_bytes / 1e6).round(3),
+        "DRAM_wr_MB": (t.dram_write_bytes / 1e6).round(3), "DRAM_rd+wr_MB": (t.dram_bytes / 1e6).round(3),
+        "Mcycles": (t.cycles / 1e6).round(3), "energy_uJ": (t.energy_pj / 1e6).round(2),
+        "DRAM_saved_%": t.dram_saving_pct.round(1), "energy_saved_%": t.energy_saving_pct.round(1),
+        "cycles_saved_%": t.cycle_saving_pct.round(1), "BOPs_saved_%": t.bops_saving_pct.round(1)})
+    note = "" if args.nonzero_fraction is not None else "\n(zvc: give --nonzero-fraction, a measured fraction)"
+    return (f"every scheme (network totals; int8 at 8/8 bits, wcc at rate {args.rate:g}, uniform_nbit at the same "
+            f"stored bits; savings vs int8):\n{table.to_string(index=False)}{note}")
 
 
 def cost_table(costs: list) -> str:
