@@ -59,7 +59,12 @@ class TopkMode(enum.Enum):
 
 
 class Overflow(enum.Enum):
+    """Accumulator overflow: ``saturate`` clips the exact sum once at the end (a wide adder tree or guard
+    bits, clipped when the register is written out); ``saturate_each_add`` clips after every addition in
+    the array's reduction order (a saturating accumulator register, as ARM ``QADD``/``SQADD``); ``wrap``
+    keeps the low bits (a plain two's-complement adder; identical at the end or per addition)."""
     SATURATE = "saturate"
+    SATURATE_EACH_ADD = "saturate_each_add"
     WRAP = "wrap"
 
 
@@ -191,7 +196,8 @@ class MacSpec:
     dataflow: Dataflow = _knob(Dataflow.WEIGHT_STATIONARY, "which operand stays in the PEs")
     acc_bits: int = _knob(32, "accumulator width (>= act_bits + weight_bits; at most 63: the simulator "
                           "holds exact sums in int64)", "bit", 4, 63)
-    overflow: Overflow = _knob(Overflow.SATURATE, "accumulator overflow behaviour")
+    overflow: Overflow = _knob(Overflow.SATURATE, "accumulator overflow: clip the exact sum once at the end, "
+                               "clip at every addition (ascending input channel), or wrap")
 
 
 @dataclass(frozen=True)
