@@ -204,7 +204,7 @@ def test_rescale_unit_corners(mode):
 
 
 def test_coef_yaml_is_validated():
-    base = spec_to_dict(load_hw(ROOT / "hw_configs" / "edge_npu.yaml"))
+    base = spec_to_dict(load_hw(ROOT / "hw_configs" / "edge_npu_paper.yaml"))
     hw = hw_from_dict({**base, "coef": {"granularity": "per_band", "scale": "pow2", "ll_bits": 10}})
     assert (hw.datapath.coef_bits, hw.datapath.coef_ll_bits) == (8, 10)
     assert hw_from_dict(spec_to_dict(hw)) == hw
