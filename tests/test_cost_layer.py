@@ -11,7 +11,7 @@ from wccsim.cost import LayerCost, layer_cost, nonzero_fraction, total_cost, wor
 from wccsim.cost.workload import load_workload, rescale_workload
 from wccsim.shape import LayerKind, LayerShape
 from wccsim.errors import InputError
-from wccsim.hw import load_hw
+from wccsim.hw import CoefGranularity, CoefScale, Normalize, load_hw
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE = load_hw(ROOT / "hw_configs" / "edge_npu.yaml")
@@ -128,3 +128,27 @@ def test_workload_errors_give_the_files_own_line_number(tmp_path, text, line, fi
     with pytest.raises(InputError) as e:
         load_workload(p)
     assert str(e.value).startswith(f"{p}: line {line}: {field}: expected ")
+
+
+@pytest.mark.parametrize("gran,scale,normalize,want_bytes", [
+    ("per_tensor", "fixed_point", "per_level", 5),            # one int32 multiplier + shift
+    ("per_tensor", "fixed_point", "deferred", 3 * 5),         # one per level (deferred units differ)
+    ("per_level", "fixed_point", "per_level", 4 * 5 + 4 * 3),  # L + 1 groups, each with a 16-bit rescale
+    ("per_band", "pow2", "per_level", 10 * 1 + 10 * 1),       # 3L + 1 shifts in 4b and in 5b
+    ("per_band", "float", "deferred", 10 * 4 + 10 * 4),
+])
+def test_coefficient_quantizer_costs(gran, scale, normalize, want_bytes):
+    """Scale records per layer and the rescale unit's energy: one multiply (or shift) per accumulator of a
+    kept column, none with one scale; other layers and schemes pay nothing."""
+    hw = dataclasses.replace(EDGE, datapath=dataclasses.replace(
+        EDGE.datapath, coef=dataclasses.replace(EDGE.datapath.coef, granularity=CoefGranularity(gran),
+                                                scale=CoefScale(scale)),
+        haar=dataclasses.replace(EDGE.datapath.haar, normalize=Normalize(normalize), width_bits=20)))
+    shape = LayerShape("pw", LayerKind.CONV1X1, 24, 40, 1, 1, 1, 16, 16)
+    c = layer_cost(shape, hw, "wcc", 0.5, 8, 8)
+    assert c.coef_scale_bytes == want_bytes
+    rescales = 0 if gran == "per_tensor" else 40 * shape.wcc_kept(0.5, 3)
+    per_op = hw.energy.add_pj if scale == "pow2" else hw.energy.requant_pj
+    assert c.energy_rescale_pj == pytest.approx(rescales * per_op, rel=1e-12)
+    assert layer_cost(shape, hw, "int8", 0.5, 8, 8).coef_scale_bytes == 0
+    assert layer_cost(shape, hw, "int8", 0.5, 8, 8).energy_rescale_pj == 0

@@ -127,8 +127,8 @@ def test_conv_counts_input_once_and_im2col_reads():
 
 def test_energy_is_the_sum_of_its_parts():
     c = layer_cost(_pw(32, 32, 32, 32), EDGE, "wcc", 0.5, 8, 8)
-    parts = (c.energy_mac_pj + c.energy_haar_pj + c.energy_topk_pj + c.energy_requant_pj + c.energy_sram_pj
-             + c.energy_dram_pj)
+    parts = (c.energy_mac_pj + c.energy_haar_pj + c.energy_topk_pj + c.energy_requant_pj + c.energy_rescale_pj
+             + c.energy_sram_pj + c.energy_dram_pj)
     assert c.energy_requant_pj == pytest.approx(32 * 32 * 32 * EDGE.energy.requant_pj)
     assert c.energy_pj == pytest.approx(parts)
     assert c.energy_dram_pj == pytest.approx((c.dram_read_bytes + c.dram_write_bytes) * 162.5)

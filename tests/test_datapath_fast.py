@@ -223,7 +223,7 @@ def test_exact_selection_equals_stable_sort():
 
 # ---------------------------------------------------------------------------------------------- mac
 
-@pytest.mark.parametrize("overflow", list(Overflow))
+@pytest.mark.parametrize("overflow", [Overflow.SATURATE, Overflow.WRAP])  # the end-of-sum modes
 def test_mac_narrow_inputs_equal_int64_matmul(overflow):
     rng = np.random.default_rng(3)
     for trial in range(40):

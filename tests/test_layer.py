@@ -288,8 +288,9 @@ def test_run_datapath_with_calibrated_params_is_simulate_layer(layer, spec, stri
     r = simulate_layer(x, w, b, spec, 0.3, stride)
     params = calibrate_layer(x, w, b, spec, 0.3, stride)
     both_params, both = calibrate_and_run(x, w, b, spec, 0.3, stride)
-    assert (both_params.input_qp, both_params.coef_qp, both_params.output_qp) == \
-        (params.input_qp, params.coef_qp, params.output_qp)
+    assert (both_params.input_qp, both_params.coef_ref_scale, both_params.output_qp) == \
+        (params.input_qp, params.coef_ref_scale, params.output_qp)
+    np.testing.assert_array_equal(both_params.coef_scale, params.coef_scale)
     assert np.array_equal(both_params.weight_q, params.weight_q) and np.array_equal(both_params.bias_q, params.bias_q)
     for d in (run_datapath(x, params, spec, 0.3, stride), both):
         assert list(d.stages) == list(r.stages) == STAGE_ORDER
@@ -314,7 +315,7 @@ def test_params_from_one_tensor_apply_to_another(layer):
     d = run_datapath(other, params, spec, 0.5)
     own = simulate_layer(other, w, b, spec, 0.5)
     assert d.stages["input_q"].scale == params.input_qp.scale != own.stages["input_q"].scale
-    assert d.stages["coef_q"].scale == params.coef_qp.scale != own.stages["coef_q"].scale
+    assert d.stages["coef_q"].scale == params.coef_ref_scale != own.stages["coef_q"].scale
     out = d.stages["output_q"]
     assert out.scale == params.output_qp.scale
     np.testing.assert_array_equal((out.values - out.zero_point) * out.scale, d.y)

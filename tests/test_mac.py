@@ -129,7 +129,7 @@ def test_result_dtype_rule():
         assert acc.dtype == dtype
 
 
-@pytest.mark.parametrize("overflow", list(Overflow))
+@pytest.mark.parametrize("overflow", [Overflow.SATURATE, Overflow.WRAP])  # the end-of-sum modes
 @pytest.mark.parametrize("bits,cin", [(8, 4096), (12, 2048), (16, 300)])
 def test_narrow_accumulator_equals_accumulate_of_exact_sum(overflow, bits, cin):
     rng = np.random.default_rng(bits * cin)
@@ -164,3 +164,54 @@ def test_batch_equals_reference_and_each_image(overflow, n, cout, cin, k, bits):
     for i in range(n):
         one, one_count = mac_array(wq, xq[i:i + 1], spec)
         np.testing.assert_array_equal(one[0], got[i])
+
+
+def _each_add_ref(wq, xq, acc_bits):
+    """Plain Python: a saturating register clipped after every addition, ascending input channel."""
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    out, count = np.zeros((xq.shape[0], wq.shape[0], xq.shape[2]), np.int64), 0
+    for n in range(xq.shape[0]):
+        for o in range(wq.shape[0]):
+            for j in range(xq.shape[2]):
+                acc, hit = 0, False
+                for c in range(wq.shape[1]):
+                    acc += int(wq[o, c]) * int(xq[n, c, j])
+                    if not lo <= acc <= hi:
+                        acc, hit = min(max(acc, lo), hi), True
+                out[n, o, j] = acc
+                count += hit
+    return out, count
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 2), st.integers(1, 6), st.integers(1, 90), st.integers(1, 5), st.integers(14, 20),
+       st.booleans(), st.integers(0, 2**32 - 1))
+def test_saturate_each_add_equals_plain_loop(n, cout, cin, k, acc_bits, skew, seed):
+    """Per-addition saturation in ascending-channel order, bit for bit, with its overflow count; where no
+    partial sum leaves the range it equals the end-of-sum clip. ``skew``: same-sign products first, so partial
+    sums overshoot and come back (the case where the two clips differ)."""
+    rng = np.random.default_rng(seed)
+    wq = rng.integers(-128, 128, size=(cout, cin))
+    xq = rng.integers(-128, 128, size=(n, cin, k))
+    if skew:
+        wq = np.sort(wq, axis=1)[:, ::-1]
+        xq = np.abs(xq)
+    got, ovf = mac_array(wq, xq, MacSpec(acc_bits=acc_bits, overflow=Overflow.SATURATE_EACH_ADD))
+    want, count = _each_add_ref(wq, xq, acc_bits)
+    np.testing.assert_array_equal(got, want)
+    assert ovf == count
+    end, _ = mac_array(wq, xq, MacSpec(acc_bits=acc_bits, overflow=Overflow.SATURATE))
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    bound = _ref(np.abs(wq), np.abs(xq))
+    np.testing.assert_array_equal(got[bound <= hi], end[bound <= hi])
+
+
+def test_saturate_each_add_differs_from_end_clip():
+    """+100 x 127 three times, then -100 x 127 three times, at 16 bits: the register clips at 32767 on the way
+    up (38100), so it ends at 32767 - 38100 = -5333 instead of the exact 0 that the end-of-sum clip keeps."""
+    wq = np.array([[100, 100, 100, -100, -100, -100]])
+    xq = np.full((1, 6, 1), 127)
+    each, ovf = mac_array(wq, xq, MacSpec(acc_bits=16, overflow=Overflow.SATURATE_EACH_ADD))
+    end, ovf_end = mac_array(wq, xq, MacSpec(acc_bits=16, overflow=Overflow.SATURATE))
+    assert each[0, 0, 0] == 32767 - 38100 and ovf == 1
+    assert end[0, 0, 0] == 0 and ovf_end == 0

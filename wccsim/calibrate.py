@@ -206,7 +206,8 @@ def _quantize_fused(x, scale, zero_point, qmin, qmax, out):
 
 
 def requant_params(in_scale: float | np.ndarray, out_qp: QuantParams,
-                   weight_scale: float | np.ndarray = 1.0, in_bits: int = 32) -> RequantParams:
+                   weight_scale: float | np.ndarray = 1.0, in_bits: int = 32,
+                   out_scale: float | np.ndarray | None = None) -> RequantParams:
     """Requantization record from real scales (offline, float).
 
     Parameters
@@ -221,6 +222,8 @@ def requant_params(in_scale: float | np.ndarray, out_qp: QuantParams,
         Signed width of the input values (2..32). Below 32 the fixed-point path pre-shifts the input
         left by ``p = 31 - in_bits`` (the int32 headroom; reduced so that the right shift stays <= 31)
         and shifts ``p`` more to the right, which makes the double rounding negligible.
+    out_scale : float or float64 ndarray, optional
+        Overrides ``out_qp.scale`` (one output scale per entry, e.g. per coefficient band).
 
     Returns
     -------
@@ -234,11 +237,12 @@ def requant_params(in_scale: float | np.ndarray, out_qp: QuantParams,
     """
     if not 2 <= in_bits <= 32:
         raise ValueError(f"requant_params: in_bits must be in 2..32, got {in_bits}")
-    real = np.asarray(in_scale, dtype=np.float64) * np.asarray(weight_scale, dtype=np.float64) / out_qp.scale
+    out_s = out_qp.scale if out_scale is None else np.asarray(out_scale, dtype=np.float64)
+    real = np.asarray(in_scale, dtype=np.float64) * np.asarray(weight_scale, dtype=np.float64) / out_s
     if not np.all(np.isfinite(real)) or np.any(real <= 0):
         raise ValueError(f"requant_params: real scale must be finite and > 0, got {real}")
     f32 = (np.asarray(in_scale, dtype=np.float32) * np.asarray(weight_scale, dtype=np.float32)
-           / np.float32(out_qp.scale)).astype(np.float32)
+           / np.asarray(out_s, dtype=np.float32)).astype(np.float32)
     multiplier, e = quantize_multiplier(real)
     pre = np.clip(31 - in_bits, 0, np.maximum(31 - e, 0))
     pow2 = np.clip(np.ceil(-np.log2(real)), -31, 62).astype(np.int64)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -24,8 +25,8 @@ from wccsim.errors import InputError
 
 __all__ = [
     "Normalize", "Rounding", "Metric", "TopkMode", "Overflow", "Dataflow", "RequantMode",
-    "Placement", "WeightGranularity", "ActSign", "CalibMethod",
-    "QuantSpec", "HaarSpec", "TopkSpec", "MacSpec", "RequantSpec", "DatapathSpec",
+    "Placement", "WeightGranularity", "ActSign", "CalibMethod", "CoefGranularity", "CoefScale",
+    "QuantSpec", "CoefSpec", "HaarSpec", "TopkSpec", "MacSpec", "RequantSpec", "DatapathSpec",
     "SramSpec", "DramSpec", "EnergySpec", "HwSpec",
     "load_hw", "hw_from_dict", "spec_to_dict", "spec_hash", "schema_rows", "schema_markdown",
 ]
@@ -58,7 +59,12 @@ class TopkMode(enum.Enum):
 
 
 class Overflow(enum.Enum):
+    """Accumulator overflow: ``saturate`` clips the exact sum once at the end (a wide adder tree or guard
+    bits, clipped when the register is written out); ``saturate_each_add`` clips after every addition in
+    the array's reduction order (a saturating accumulator register, as ARM ``QADD``/``SQADD``); ``wrap``
+    keeps the low bits (a plain two's-complement adder; identical at the end or per addition)."""
     SATURATE = "saturate"
+    SATURATE_EACH_ADD = "saturate_each_add"
     WRAP = "wrap"
 
 
@@ -99,6 +105,22 @@ class CalibMethod(enum.Enum):
     MSE = "mse"
 
 
+class CoefGranularity(enum.Enum):
+    """Scales of the wavelet coefficients: one per layer (paper); LL_L and each level's details; LL_L and
+    each level's LH, HL, HH (``rules.band_groups``)."""
+    PER_TENSOR = "per_tensor"
+    PER_LEVEL = "per_level"
+    PER_BAND = "per_band"
+
+
+class CoefScale(enum.Enum):
+    """How the chip holds and applies coefficient scales: float32 multiplier, integer multiplier + shift,
+    or shifts only (scales are powers of two apart)."""
+    FLOAT = "float"
+    FIXED_POINT = "fixed_point"
+    POW2 = "pow2"
+
+
 # ---------------------------------------------------------------------------------------------
 # Field metadata: unit, allowed range and a one-line description. `load_hw` validates against it
 # and docs/hw_schema.md is generated from it (`schema_markdown`), so code and docs cannot drift.
@@ -108,9 +130,10 @@ _MAX_FLOAT = 1e12
 _MAX_REGISTER_BITS = 60  # widest register the int64 datapath simulates (wccsim.datapath.haar._MAX_WIDTH_BITS)
 
 
-def _knob(default, doc: str, unit: str = "", lo=None, hi=None, required: bool = False):
-    """A dataclass field carrying its unit, range and description for validation and docs."""
-    meta = {"doc": doc, "unit": unit, "lo": lo, "hi": hi, "required": required}
+def _knob(default, doc: str, unit: str = "", lo=None, hi=None, required: bool = False, default_doc: str = ""):
+    """A dataclass field carrying its unit, range and description for validation and docs (``default_doc``
+    names the field a None default follows)."""
+    meta = {"doc": doc, "unit": unit, "lo": lo, "hi": hi, "required": required, "default_doc": default_doc}
     if required:
         return field(metadata=meta)
     return field(default=default, metadata=meta)
@@ -127,6 +150,20 @@ class QuantSpec:
                                                   "weight scale per tensor (paper) or per output channel")
     calib: CalibMethod = _knob(CalibMethod.MSE, "calibration method for activation scales")
     percentile: float = _knob(99.99, "percentile for `calib: percentile`", "%", 50.0, 100.0)
+
+
+@dataclass(frozen=True)
+class CoefSpec:
+    """Wavelet-coefficient quantizer (docs/datapath_numerics.md). ``bits``/``ll_bits`` None = the default
+    (``quant.act_bits``, then ``bits``); read them through `DatapathSpec.coef_bits` / ``coef_ll_bits``."""
+    granularity: CoefGranularity = _knob(CoefGranularity.PER_TENSOR, "one coefficient scale per layer "
+                                         "(paper), per Haar level (LL_L apart), or per band")
+    scale: CoefScale = _knob(CoefScale.FIXED_POINT, "coefficient requant and band rescale arithmetic: "
+                             "float32 multiply, integer multiplier + shift, or shift only")
+    bits: int | None = _knob(None, "width of the stored detail coefficients", "bit", 2, 16,
+                             default_doc="quant.act_bits")
+    ll_bits: int | None = _knob(None, "width of the stored LL_L coefficients (= bits with per_tensor)",
+                                "bit", 2, 16, default_doc="coef.bits")
 
 
 @dataclass(frozen=True)
@@ -159,7 +196,8 @@ class MacSpec:
     dataflow: Dataflow = _knob(Dataflow.WEIGHT_STATIONARY, "which operand stays in the PEs")
     acc_bits: int = _knob(32, "accumulator width (>= act_bits + weight_bits; at most 63: the simulator "
                           "holds exact sums in int64)", "bit", 4, 63)
-    overflow: Overflow = _knob(Overflow.SATURATE, "accumulator overflow behaviour")
+    overflow: Overflow = _knob(Overflow.SATURATE, "accumulator overflow: clip the exact sum once at the end, "
+                               "clip at every addition (ascending input channel), or wrap")
 
 
 @dataclass(frozen=True)
@@ -175,6 +213,17 @@ class DatapathSpec:
     topk: TopkSpec = field(default_factory=TopkSpec)
     mac: MacSpec = field(default_factory=MacSpec)
     requant: RequantSpec = field(default_factory=RequantSpec)
+    coef: CoefSpec = field(default_factory=CoefSpec)
+
+    @property
+    def coef_bits(self) -> int:
+        """Width of the stored detail coefficients: ``coef.bits``, default ``quant.act_bits``."""
+        return self.quant.act_bits if self.coef.bits is None else self.coef.bits
+
+    @property
+    def coef_ll_bits(self) -> int:
+        """Width of the stored LL_L coefficients: ``coef.ll_bits``, default `coef_bits`."""
+        return self.coef_bits if self.coef.ll_bits is None else self.coef.ll_bits
 
 
 @dataclass(frozen=True)
@@ -233,6 +282,7 @@ _SECTIONS = {
     "topk": (("datapath", "topk"), TopkSpec),
     "mac": (("datapath", "mac"), MacSpec),
     "requant": (("datapath", "requant"), RequantSpec),
+    "coef": (("datapath", "coef"), CoefSpec),
     "sram.ifmap": (("ifmap_sram",), SramSpec),
     "sram.weight": (("weight_sram",), SramSpec),
     "sram.ofmap": (("ofmap_sram",), SramSpec),
@@ -240,7 +290,7 @@ _SECTIONS = {
     "energy": (("energy",), EnergySpec),
 }
 _TOP_SCALARS = ("name", "clock_mhz", "placement")
-_TOP_KEYS = _TOP_SCALARS + ("quant", "haar", "topk", "mac", "requant", "sram", "dram", "energy")
+_TOP_KEYS = _TOP_SCALARS + ("quant", "haar", "topk", "mac", "requant", "coef", "sram", "dram", "energy")
 _SRAM_KEYS = ("ifmap", "weight", "ofmap")
 _MAX_FILE_BYTES = 1 << 20
 
@@ -287,6 +337,12 @@ def _scalar(where: str, path: str, value, typ, meta):
     return value
 
 
+def _plain_type(typ):
+    """``X`` of an optional field's ``X | None``; other types as they are."""
+    args = [a for a in typing.get_args(typ) if a is not type(None)]
+    return args[0] if typing.get_origin(typ) in (typing.Union, types.UnionType) and len(args) == 1 else typ
+
+
 def _build(where: str, prefix: str, cls, data):
     """Build dataclass `cls` from mapping `data`, validating every key."""
     data = {} if data is None else data
@@ -299,7 +355,7 @@ def _build(where: str, prefix: str, cls, data):
         if name in data:
             if data[name] is None:
                 raise InputError(where, path, "a value", "nothing (empty value)")
-            kwargs[name] = _scalar(where, path, data[name], hints[name], f.metadata)
+            kwargs[name] = _scalar(where, path, data[name], _plain_type(hints[name]), f.metadata)
         elif f.metadata.get("required"):
             raise InputError(where, path, "a value (required key)", "nothing (missing)")
     return cls(**kwargs)
@@ -320,11 +376,28 @@ def _cross_checks(where: str, hw: HwSpec) -> None:
     if haar.width_bits < q.act_bits:
         raise InputError(where, "haar.width_bits", f"at least quant.act_bits = {q.act_bits}",
                          hw.datapath.haar.width_bits)
+    _coef_checks(where, hw.datapath)
     for key in _SRAM_KEYS:
         sram = getattr(hw, f"{key}_sram")
         if sram.size_bytes * 8 < sram.word_bits:
             raise InputError(where, f"sram.{key}.size_bytes", f"at least one word ({sram.word_bits} bit)",
                              sram.size_bytes)
+
+
+def _coef_checks(where: str, dp: DatapathSpec) -> None:
+    """One scale cannot serve two widths; the band rescale (stage 5b) is a 32 x 16-bit multiplier."""
+    if dp.coef.granularity is CoefGranularity.PER_TENSOR and dp.coef_ll_bits != dp.coef_bits:
+        raise InputError(where, "coef.ll_bits", f"coef.bits = {dp.coef_bits} with granularity per_tensor (one "
+                         "scale for every band)", dp.coef_ll_bits)
+    if dp.coef.granularity is not CoefGranularity.PER_TENSOR and dp.mac.acc_bits > 32:
+        raise InputError(where, "mac.acc_bits", "at most 32 with coef.granularity per_level or per_band (the band "
+                         "rescale takes a 32-bit accumulator)", dp.mac.acc_bits)
+    if dp.haar.width_bits < max(dp.coef_bits, dp.coef_ll_bits):
+        raise InputError(where, "haar.width_bits", f"at least the coefficient widths (coef.bits, coef.ll_bits) = "
+                         f"{max(dp.coef_bits, dp.coef_ll_bits)}", dp.haar.width_bits)
+    if dp.mac.acc_bits < max(dp.coef_bits, dp.coef_ll_bits) + dp.quant.weight_bits:
+        raise InputError(where, "mac.acc_bits", f"at least the coefficient width + weight_bits = "
+                         f"{max(dp.coef_bits, dp.coef_ll_bits) + dp.quant.weight_bits}", dp.mac.acc_bits)
 
 
 class _DuplicateKey(yaml.YAMLError):
@@ -422,7 +495,7 @@ def hw_from_dict(data, where: str = "<dict>") -> HwSpec:
         parts[f"sram.{sub}"] = _build(where, f"sram.{sub}", SramSpec, sram[sub])
     hw = HwSpec(name=top.name, clock_mhz=top.clock_mhz, placement=top.placement,
                 datapath=DatapathSpec(quant=parts["quant"], haar=parts["haar"], topk=parts["topk"],
-                                      mac=parts["mac"], requant=parts["requant"]),
+                                      mac=parts["mac"], requant=parts["requant"], coef=parts["coef"]),
                 ifmap_sram=parts["sram.ifmap"], weight_sram=parts["sram.weight"],
                 ofmap_sram=parts["sram.ofmap"], dram=parts["dram"], energy=parts["energy"])
     _cross_checks(where, hw)
@@ -456,8 +529,8 @@ def load_hw(path: str | os.PathLike) -> HwSpec:
 def _enum_plain(obj):
     if isinstance(obj, enum.Enum):
         return obj.value
-    if dataclasses.is_dataclass(obj):
-        return {f.name: _enum_plain(getattr(obj, f.name)) for f in fields(obj)}
+    if dataclasses.is_dataclass(obj):  # None = a default that follows another field: left out, as in YAML
+        return {f.name: _enum_plain(getattr(obj, f.name)) for f in fields(obj) if getattr(obj, f.name) is not None}
     return obj
 
 
@@ -490,14 +563,15 @@ def schema_rows():
         source = HwSpec if cls is _TopLevel else cls
         for f in fields(cls):
             doc_f = {g.name: g for g in fields(source)}[f.name]
-            typ, meta = hints[f.name], doc_f.metadata
+            typ, meta = _plain_type(hints[f.name]), doc_f.metadata
             if isinstance(typ, type) and issubclass(typ, enum.Enum):
                 tname, allowed = "enum", ", ".join(f"`{m.value}`" for m in typ)
             else:
                 tname = typ.__name__
                 allowed = ("1-64 characters" if typ is str else
                            f"{meta['lo']} .. {meta['hi']}" if typ is int else f"{meta['lo']:g} .. {meta['hi']:g}")
-            default = "required" if meta.get("required") else f"`{_enum_plain(doc_f.default)}`"
+            default = ("required" if meta.get("required") else f"`{meta['default_doc']}`" if meta.get("default_doc")
+                       else f"`{_enum_plain(doc_f.default)}`")
             key = f"{prefix}.{f.name}" if prefix else f.name
             yield key, tname, meta.get("unit", ""), default, allowed, meta.get("doc", "")
 

@@ -6,7 +6,8 @@ The integer datapath, the float64 reference and the cost model all call these; n
 - how a rate is read (`rate_fraction`) and how many positions it keeps (`kept_positions`);
 - the zero padding of a map before the Haar transform (`padded_shape`);
 - the coefficient layout, which fixes position indices, the bitmap's bit order and the tie order of
-  every selector (`band_shapes`, `position_levels`; ties go to the lower position);
+  every selector (`band_shapes`, `position_levels`, `position_bands`; ties go to the lower position);
+- which bands share a coefficient scale (`band_levels`, `band_groups`);
 - the uniform n-bit baseline's width (`uniform_bits`);
 - how a GEMM maps onto the MAC array per dataflow (`ARRAY_MAPPING`), for cycles and SRAM reads alike;
 - the widths the simulator accepts (`check_bits`).
@@ -24,10 +25,10 @@ from fractions import Fraction
 import numpy as np
 
 from wccsim.errors import InputError
-from wccsim.hw import Dataflow
+from wccsim.hw import CoefGranularity, Dataflow
 
 __all__ = ["rate_fraction", "check_rate", "kept_positions", "padded_shape", "band_shapes", "position_levels",
-           "level_sum", "uniform_bits", "check_bits", "Selection", "ArrayMapping", "ARRAY_MAPPING"]
+           "position_bands", "band_levels", "band_groups", "level_sum", "uniform_bits", "check_bits", "Selection", "ArrayMapping", "ARRAY_MAPPING"]
 
 _WHERE = "rules"
 MIN_BITS, MAX_BITS = 2, 16
@@ -125,6 +126,37 @@ def band_shapes(hp: int, wp: int, levels: int) -> list[tuple[int, int, int]]:
 def position_levels(hp: int, wp: int, levels: int) -> np.ndarray:
     """(P,) int64 Haar level of each layout position: LL_L -> ``levels``, details of level l -> l."""
     return np.concatenate([np.full(size, lev, dtype=np.int64) for lev, _, size in band_shapes(hp, wp, levels)])
+
+
+def position_bands(hp: int, wp: int, levels: int) -> np.ndarray:
+    """(P,) int64 band of each layout position: 0 = LL_L, ``1 + 3 (L - l) + t`` = detail t (0 LH = y2,
+    1 HL = y3, 2 HH = y4) of level l; bands are numbered in layout order."""
+    return np.concatenate([np.full(size, i, dtype=np.int64) for i, (_, _, size) in
+                           enumerate(band_shapes(hp, wp, levels))])
+
+
+def band_levels(levels: int) -> np.ndarray:
+    """(3L + 1,) int64 Haar level of each band (`position_bands` numbering)."""
+    _check_levels(levels)
+    return np.array([levels] + [lev for lev in range(levels, 0, -1) for _ in range(3)], dtype=np.int64)
+
+
+def band_groups(levels: int, granularity: CoefGranularity) -> np.ndarray:
+    """(3L + 1,) int64 coefficient-scale group of each band: all 0 (``PER_TENSOR``); 0 = LL_L and
+    ``1 + L - l`` = the details of level l (``PER_LEVEL``); the band itself (``PER_BAND``). Group 0 holds
+    LL_L in every granularity.
+
+    >>> band_groups(2, CoefGranularity.PER_LEVEL).tolist()
+    [0, 1, 1, 1, 2, 2, 2]
+    """
+    bands = np.arange(3 * levels + 1, dtype=np.int64)
+    if granularity is CoefGranularity.PER_TENSOR:
+        return np.zeros_like(bands)
+    if granularity is CoefGranularity.PER_LEVEL:
+        return np.where(bands == 0, 0, 1 + levels - band_levels(levels))
+    if granularity is CoefGranularity.PER_BAND:
+        return bands
+    raise ValueError(f"band_groups: unknown granularity {granularity!r}")
 
 
 def level_sum(levels: int) -> Fraction:

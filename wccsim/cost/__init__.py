@@ -23,8 +23,8 @@ from wccsim.cost.traffic import Traffic, effective_act_bits, layer_traffic, tens
 from wccsim.cost.workload import FpLayers, Scheme, Workload, layer_gemm
 from wccsim.shape import LayerShape
 from wccsim.errors import InputError
-from wccsim.hw import HwSpec, Metric, Normalize, TopkMode
-from wccsim.rules import check_bits, check_rate, level_sum
+from wccsim.hw import CoefGranularity, CoefScale, DatapathSpec, HwSpec, Metric, Normalize, TopkMode
+from wccsim.rules import band_groups, band_levels, check_bits, check_rate, level_sum
 
 __all__ = ["LayerCost", "IDENTITY", "COST_COLUMNS", "SUMMED", "cost_fields", "layer_cost", "workload_cost", "total_cost", "nonzero_fraction", "Scheme"]
 
@@ -57,6 +57,7 @@ class LayerCost:
     act_read_bytes: int        # activation payload read from DRAM (re-reads and passes included)
     weight_read_bytes: int
     bitmap_bytes: int          # bitmap metadata read from DRAM (WCC compress_on_write, ZVC)
+    coef_scale_bytes: int      # coefficient-quantizer records of the layer (stages 4b, 5b; WCC only)
     output_write_bytes: int
     cycles: int
     compute_cycles: int
@@ -70,6 +71,7 @@ class LayerCost:
     energy_haar_pj: float
     energy_topk_pj: float
     energy_requant_pj: float
+    energy_rescale_pj: float   # band rescale (stage 5b), one per accumulator of a kept column
     energy_sram_pj: float
     energy_ifmap_sram_pj: float
     energy_weight_sram_pj: float
@@ -170,22 +172,44 @@ def layer_cost(shape: LayerShape, hw: HwSpec, scheme: Scheme | str, rate: float,
         bops=paper_bops(shape, scheme is Scheme.WCC, rate, a, weight_bits, fp_layers, dp.haar.levels),
         bops_hw=hw_bops(shape, wcc, rate, a, weight_bits, dp.haar.levels, growth, dp.mac.acc_bits,
                         dp.topk.metric is Metric.L2),
-        **{f: getattr(tr, f) for f in _TRAFFIC_FIELDS},
+        **{f: getattr(tr, f) for f in _TRAFFIC_FIELDS}, coef_scale_bytes=coef_record_bytes(dp) if wcc else 0,
         cycles=cycles, compute_cycles=comp_c, memory_cycles=mem_c,
         haar_cycles=haar_c, topk_cycles=topk_c, bound=bnd, energy_pj=en.total_pj,
         **{f"energy_{f.name}": getattr(en, f.name) for f in dataclasses.fields(en)})
 
 
+# Bytes of one scale record per `CoefScale`: stage 4b (int32 multiplier + shift byte; a shift byte; a float32)
+# and stage 5b (16-bit multiplier + shift byte; a shift byte; a float32).
+_REQUANT_RECORD_BYTES = {CoefScale.FIXED_POINT: 5, CoefScale.POW2: 1, CoefScale.FLOAT: 4}
+_RESCALE_RECORD_BYTES = {CoefScale.FIXED_POINT: 3, CoefScale.POW2: 1, CoefScale.FLOAT: 4}
+
+
+def coef_record_bytes(dp: DatapathSpec) -> int:
+    """Bytes of a WCC layer's coefficient-quantizer records: one stage-4b record per distinct (scale group,
+    Haar level units) pair (levels share units with per_level Haar, not with deferred), plus one stage-5b
+    record per group when there is more than one."""
+    levels = dp.haar.levels
+    groups = band_groups(levels, dp.coef.granularity)
+    units = band_levels(levels) if dp.haar.normalize is Normalize.DEFERRED else np.zeros_like(groups)
+    n_4b = len(set(zip(groups.tolist(), units.tolist())))
+    n_5b = 0 if dp.coef.granularity is CoefGranularity.PER_TENSOR else int(groups.max()) + 1
+    return n_4b * _REQUANT_RECORD_BYTES[dp.coef.scale] + n_5b * _RESCALE_RECORD_BYTES[dp.coef.scale]
+
+
 def _op_counts(shape: LayerShape, hw: HwSpec, wcc: bool, macs: int, act_bits: int, weight_bits: int) -> OpCounts:
     """Datapath operations: MACs, Haar butterfly adds (2 per element per level, forward on cin and inverse
     on cout channels), top-k metric ops (one per input coefficient) and compares (one per position per
-    selection pass), one requantization per output."""
+    selection pass), one requantization per output, one band rescale per accumulator of a kept column
+    (``macs / cin``) when the coefficient scales differ by band (shifts with ``pow2``)."""
     levels = hw.datapath.haar.levels
     hp, wp = shape.wcc_grid(levels)
     passes = 2 if hw.datapath.topk.mode is TopkMode.THRESHOLD else 1
     adds = round(2 * level_sum(levels) * (shape.cin + shape.cout) * hp * wp) if wcc else 0
+    coef = hw.datapath.coef
+    rescales = macs // shape.cin if wcc and coef.granularity is not CoefGranularity.PER_TENSOR else 0
     return OpCounts(macs, act_bits, weight_bits, adds, shape.cin * hp * wp if wcc else 0,
-                    passes * hp * wp if wcc else 0, shape.cout * shape.ho * shape.wo)
+                    passes * hp * wp if wcc else 0, shape.cout * shape.ho * shape.wo,
+                    0 if coef.scale is CoefScale.POW2 else rescales, rescales if coef.scale is CoefScale.POW2 else 0)
 
 
 def workload_cost(wl: Workload, hw: HwSpec, scheme: Scheme | str, rate: float, act_bits: int, weight_bits: int,

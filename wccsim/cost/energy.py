@@ -11,6 +11,9 @@ problem (and what we can do about it)", ISSCC 2014 (8-bit add 0.03 pJ, 32-bit ad
 - Top-k: ``metric_pj`` per coefficient folded into its position's energy, ``compare_pj`` per position per
   selection pass.
 - Requantization: ``requant_pj`` per output element.
+- Band rescale (per_level / per_band coefficient scales): ``requant_pj`` per multiply (fixed_point's
+  16 x 32-bit multiplier or float, bounded by the 32-bit figure), ``add_pj`` per shift (pow2: a shifter
+  costs about an add).
 - SRAM: bytes / (word_bits / 8) accesses (rounded up) x the buffer's read or write energy.
 - DRAM: bytes x ``energy_pj_per_byte``.
 """
@@ -36,6 +39,8 @@ class OpCounts:
     topk_metric_ops: int
     topk_compares: int
     requants: int
+    rescale_mults: int
+    rescale_shifts: int
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class Energy:
     haar_pj: float
     topk_pj: float
     requant_pj: float
+    rescale_pj: float
     sram_pj: float
     ifmap_sram_pj: float
     weight_sram_pj: float
@@ -53,7 +59,8 @@ class Energy:
 
     @property
     def total_pj(self) -> float:
-        return self.mac_pj + self.haar_pj + self.topk_pj + self.requant_pj + self.sram_pj + self.dram_pj
+        return (self.mac_pj + self.haar_pj + self.topk_pj + self.requant_pj + self.rescale_pj + self.sram_pj
+                + self.dram_pj)
 
 
 def _sram_pj(sram: SramSpec, read_bytes: int, write_bytes: int) -> float:
@@ -71,4 +78,5 @@ def layer_energy(ops: OpCounts, traffic: Traffic, hw: HwSpec) -> Energy:
     dram = (traffic.dram_read_bytes + traffic.dram_write_bytes) * hw.dram.energy_pj_per_byte
     return Energy(ops.macs * e.mac_pj * scale, ops.haar_adds * e.add_pj,
                   ops.topk_metric_ops * e.metric_pj + ops.topk_compares * e.compare_pj,
-                  ops.requants * e.requant_pj, ifmap + weight + ofmap, ifmap, weight, ofmap, dram)
+                  ops.requants * e.requant_pj, ops.rescale_mults * e.requant_pj + ops.rescale_shifts * e.add_pj,
+                  ifmap + weight + ofmap, ifmap, weight, ofmap, dram)

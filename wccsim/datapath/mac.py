@@ -12,11 +12,16 @@ The hardware computes ``acc[n, o, j] = sum_c Wq[o, c] * Xq[n, c, j]`` with integ
   same argument at 2^53.
 * Operands wider still (products beyond 2^53) fall back to an int64 ``np.matmul`` (exact, slow).
 
-The accumulator width is applied to the exact final sum (`accumulate`). With ``wrap`` this equals
-per-step two's-complement wrapping (modular arithmetic commutes with addition). With ``saturate`` it
-models an accumulator that saturates once at the end (equivalently, a wide adder tree followed by a
-saturating register); a register that saturates at every step could differ when partial sums leave the
-range and come back, which depends on the summation order and is not modeled.
+The accumulator width (`Overflow`): with ``wrap`` it is applied to the exact final sum (`accumulate`),
+which equals per-step two's-complement wrapping (modular arithmetic commutes with addition). ``saturate``
+clips the exact sum once at the end: a wide adder tree or an accumulator with guard bits whose value is
+clipped when written out. ``saturate_each_add`` models a saturating accumulator register: after every
+addition ``acc = clip(acc + W[o, c] * X[c, j])``, in the array's reduction order, ascending input channel
+``c`` (a systolic column passes its partial sum down the PE rows in channel order and the next tile of
+rows continues from the stored sum, so tiling does not change the order). It differs from ``saturate``
+only where a partial sum leaves the range; only accumulators whose ``sum_c |W[o, c] X[c, j]|`` exceeds
+the range are re-run in that order (`_saturate_each_add`), the others are the exact sums. Overflows
+count accumulators with at least one clipped addition.
 
 Result dtype: `mac_array` returns int32 when ``acc_bits <= 32`` (the register fits), `int_matmul` when
 ``Cin * max|W| * max|X| < 2^31`` (every exact sum fits); int64 otherwise. The float GEMM's output buffer
@@ -300,7 +305,42 @@ def mac_array(wq: np.ndarray, xq: np.ndarray, spec: MacSpec) -> tuple[np.ndarray
     out_dtype = np.int32 if acc_bits <= 32 else np.int64
     if wq.shape[1] * max_w * max_x < (1 << (acc_bits - 1)):  # no sum can leave the register
         return _exact_product(wq, xq, xf, max_w, max_x, out_dtype, None, None, False)
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    if spec.overflow is Overflow.SATURATE_EACH_ADD:
+        return _saturate_each_add(wq, xq, lo, hi, out_dtype)
     if spec.overflow not in (Overflow.SATURATE, Overflow.WRAP):
         raise ValueError(f"accumulate: unknown overflow mode {spec.overflow!r}")
-    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
     return _exact_product(wq, xq, xf, max_w, max_x, out_dtype, lo, hi, spec.overflow is Overflow.WRAP)
+
+
+def _saturate_each_add(wq: np.ndarray, xq: np.ndarray, lo: int, hi: int, out_dtype: type) -> tuple[np.ndarray, int]:
+    """``saturate_each_add`` (module docstring): exact sums where no partial sum can leave ``[lo, hi]``,
+    the ascending-channel saturating loop elsewhere; returns (accumulators, overflow count)."""
+    exact = int_matmul(wq, xq).astype(np.int64)
+    bound = int_matmul(np.abs(wq.astype(np.int64)), np.abs(xq.astype(np.int64)))
+    n, o, j = np.nonzero(bound > min(hi, -lo))
+    acc = exact
+    count = 0
+    if n.size:
+        vals, flags = _saturating_sums(wq.astype(np.int64), xq.astype(np.int64), n, o, j, lo, hi)
+        acc[n, o, j] = vals
+        count = int(flags.sum())
+    return acc.astype(out_dtype), count
+
+
+@numba.njit(cache=True)
+def _saturating_sums(w, x, n, o, j, lo, hi):
+    """For each (n[i], o[i], j[i]): ``acc = clip(acc + w[o, c] * x[n, c, j], lo, hi)`` for c = 0, 1, ...;
+    the final values and whether any addition clipped."""
+    vals = np.empty(n.size, np.int64)
+    flags = np.zeros(n.size, np.int64)
+    for i in range(n.size):
+        acc = 0
+        for c in range(w.shape[1]):
+            acc += w[o[i], c] * x[n[i], c, j[i]]
+            if acc > hi:
+                acc, flags[i] = hi, 1
+            elif acc < lo:
+                acc, flags[i] = lo, 1
+        vals[i] = acc
+    return vals, flags

@@ -5,13 +5,18 @@ Choices (tested in tests/test_layer.py):
 * Input scale: calibrated on the whole input ``x`` (the tensor the previous layer wrote) with
   ``spec.quant`` (bits, sign, method); output scale: calibrated on ``ref_conv``'s output with the same
   method, sign chosen from the data (``AUTO``). WCC and baselines share both (same calibration, fair).
-* Coefficient quantization (`LayerParams`, made by `wccsim.simulate.wcc`): the scale is calibrated
-  (same method, signed) on the real values of the kept coefficients; the integer coefficients are
-  requantized with the gemmlowp fixed-point multiplier (always ``FIXED_POINT``; ``spec.requant.mode``
-  applies to the output stage), with the input pre-shifted into the int32 headroom
-  (``in_bits = haar.width_bits``, see `requant_params`). With ``DEFERRED`` Haar the multiplier is per
-  level and also divides by ``2^l``, so ``coef_q`` is in orthonormal units and rounding happens once.
-* Bias: ``rint(b / (s_coef * s_w))`` saturated to int32, added after the inverse transform.
+* Coefficient quantization (`coef_params`, called by `wccsim.simulate.wcc`): one scale per group of bands
+  (``coef.granularity``, `wccsim.rules.band_groups`), each calibrated (same method, signed, ``coef_ll_bits``
+  for the LL_L group, else ``coef_bits``) on the real values of the kept coefficients of its bands; a group
+  the calibration never kept, or kept only zeros, takes the reference scale below (1.0 when all do).
+  The integer coefficients are requantized per band with ``coef.scale``'s arithmetic
+  (`chain.COEF_REQUANT_MODE`; ``fixed_point`` = gemmlowp with the input pre-shifted into the int32
+  headroom, ``in_bits = haar.width_bits``); ``spec.requant.mode`` applies to the output stage. With
+  ``DEFERRED`` Haar the multiplier also divides by ``2^l``, so ``coef_q`` is in orthonormal units and
+  rounding happens once. ``pow2`` realizes ``level scale * 2^pow2_shift`` (at least the calibrated scale).
+  Reference scale ``s_ref`` = the largest realized band scale; with more than one group the band rescale
+  (stage 5b, `wccsim.datapath.rescale`) maps band b's accumulators by ``s_b / s_ref <= 1``.
+* Bias: ``rint(b / (s_ref * s_w))`` saturated to int32, added after the inverse transform.
 * Baselines (`PlainParams`): no Haar; the input quantized at their own bits, the same output register.
 """
 
@@ -22,15 +27,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wccsim.calibrate import CalibSample, QuantParams, act_params, quantize, requant_params, weight_params
-from wccsim.datapath.chain import int_dtype
+from wccsim.calibrate import CalibSample, QuantParams, act_params, levels, quantize, requant_params, weight_params
+from wccsim.datapath.chain import CoefRecord, int_dtype
 from wccsim.datapath.requant import INT32_MAX, INT32_MIN, RequantParams
-from wccsim.hw import ActSign, DatapathSpec, Normalize, RequantMode
-from wccsim.rules import position_levels
+from wccsim.datapath.rescale import rescale_params
+from wccsim.hw import ActSign, CoefGranularity, CoefScale, DatapathSpec, Normalize, RequantMode
+from wccsim.rules import band_groups, band_levels, position_levels
 from wccsim.simulate.layer import Layer
 
 __all__ = ["LayerParams", "PlainParams", "input_params", "quantize_input", "output_params", "quantize_weights",
-           "quantize_bias", "output_requant", "output_scale", "level_scales", "position_scales", "plain_params"]
+           "quantize_bias", "output_requant", "output_scale", "level_scales", "position_scales", "group_bits",
+           "coef_params", "plain_params"]
 
 
 @dataclass(frozen=True)
@@ -45,26 +52,28 @@ class LayerParams:
         Weights, ``weight_bits`` signed symmetric.
     weight_scale : (Cout, 1) float64
         Real units of one weight step (all rows equal per tensor).
-    coef_qp : QuantParams
-        Coefficient quantizer (``act_bits`` signed, orthonormal units), calibrated on the kept coefficients.
-    coef_requant : RequantParams
-        ``FIXED_POINT`` record per Haar level, fields shaped (L,): entry ``l-1`` maps level-l coefficients
-        (``haar.width_bits``) to ``coef_qp``.
+    coef_scale : (3L + 1,) float64
+        Real units of one ``coef_q`` step per band (orthonormal units; as realized by ``coef.scale``).
+    coef_ref_scale : float
+        ``s_ref``, the largest band scale: the accumulators' coefficient scale after stage 5b.
+    coef : CoefRecord
+        Integer records of stages 4b and 5b, per band.
     bias_q : (Cout,) int64
-        Bias at scale ``coef_qp.scale * weight_scale``, saturated to int32.
+        Bias at scale ``coef_ref_scale * weight_scale``, saturated to int32.
     bias_saturations : int
         Bias values clipped to int32 by that rounding.
     output_qp : QuantParams
         Output quantizer (``act_bits``, sign from the data), calibrated on ``ref_conv``'s output.
     output_requant : RequantParams
         Output record, fields (1, Cout, 1, 1) against (N, Cout, H, W) integers at
-        ``coef_qp.scale * weight_scale``.
+        ``coef_ref_scale * weight_scale``.
     """
     input_qp: QuantParams
     weight_q: np.ndarray
     weight_scale: np.ndarray
-    coef_qp: QuantParams
-    coef_requant: RequantParams
+    coef_scale: np.ndarray
+    coef_ref_scale: float
+    coef: CoefRecord
     bias_q: np.ndarray
     bias_saturations: int
     output_qp: QuantParams
@@ -147,6 +156,47 @@ def level_scales(in_scale: float, hs) -> np.ndarray:
     if hs.normalize is Normalize.DEFERRED:
         return in_scale / np.exp2(np.arange(1, hs.levels + 1))
     return np.full(hs.levels, in_scale)
+
+
+def group_bits(spec: DatapathSpec) -> np.ndarray:
+    """(G,) int64 coefficient width of each scale group: ``coef_ll_bits`` for group 0 (LL_L, alone unless
+    ``per_tensor``), ``coef_bits`` for the others."""
+    n = int(band_groups(spec.haar.levels, spec.coef.granularity).max()) + 1
+    bits = np.full(n, spec.coef_bits, dtype=np.int64)
+    bits[0] = spec.coef_ll_bits if spec.coef.granularity is not CoefGranularity.PER_TENSOR else spec.coef_bits
+    return bits
+
+
+def coef_params(samples: list[CalibSample], in_scale: float, spec: DatapathSpec) -> tuple[np.ndarray, float,
+                                                                                           CoefRecord]:
+    """Band scales, reference scale and integer records of the coefficient quantizer (module docstring).
+
+    Parameters
+    ----------
+    samples : list of CalibSample
+        One per scale group (`wccsim.rules.band_groups`), fed the real values of its kept coefficients.
+    in_scale : float
+        Input quantizer scale (real units of one input step).
+    spec : DatapathSpec
+
+    Returns
+    -------
+    (coef_scale (3L + 1,) float64, coef_ref_scale float, CoefRecord)
+    """
+    hs, cs = spec.haar, spec.coef
+    bits = group_bits(spec)
+    alpha = np.array([s.clip(int(b), True, spec.quant.percentile) for s, b in zip(samples, bits)])
+    qmax = np.array([levels(int(b), True)[1] for b in bits], dtype=np.float64)
+    scale = alpha / qmax
+    fill = float(scale[alpha > 0].max()) if np.any(alpha > 0) else 1.0
+    group_scale = np.where(alpha > 0, scale, fill)[band_groups(hs.levels, cs.granularity)]          # (B,)
+    lvl = level_scales(in_scale, hs)[band_levels(hs.levels) - 1]
+    rp = requant_params(lvl, QuantParams(1.0, 0, spec.coef_bits, True), in_bits=min(hs.width_bits, 32),
+                        out_scale=group_scale)
+    band_scale = lvl * np.exp2(rp.pow2_shift) if cs.scale is CoefScale.POW2 else group_scale
+    ref = float(band_scale.max())
+    single = cs.granularity is CoefGranularity.PER_TENSOR
+    return band_scale, ref, CoefRecord(rp, None if single else rescale_params(band_scale / ref, cs.scale))
 
 
 def position_scales(in_scale: float, spec: DatapathSpec, hp: int, wp: int) -> np.ndarray:

@@ -17,12 +17,13 @@ haar_coef      N,C,P       all coefficients in layout order (haar.width_bits)
 energy         N,P         per-position energy across channels, deferred weighting applied (unsigned)
 bitmap         N,P         1 = position kept (1 bit, unsigned)
 kept           N,C,k       kept coefficient columns, ascending position (haar.width_bits)
-coef_q         N,C,k       kept coefficients requantized to act_bits signed, orthonormal units
+coef_q         N,C,k       kept coefficients requantized per band, orthonormal units (max(coef bits, ll_bits))
 weight_q       Cout,Cin    weights, weight_bits signed symmetric
-acc            N,Cout,k    MAC accumulators (mac.acc_bits)
-zero_filled    N,Cout,P    accumulators scattered back to P positions, zeros elsewhere (mac.acc_bits)
+acc            N,Cout,k    MAC accumulators, column j at its band's scale (mac.acc_bits)
+zero_filled    N,Cout,P    accumulators after the band rescale (stage 5b; none with one coefficient
+                           scale) at the reference scale, scattered back to P positions (mac.acc_bits)
 inverse        N,Cout,H,W  inverse Haar, cropped (acc_bits + L per_level, acc_bits + 2L deferred)
-bias_q         Cout        bias at scale s_coef * s_w (32)
+bias_q         Cout        bias at scale s_ref * s_w (32)
 pre_requant    N,Cout,H,W  inverse + bias (inverse width or 32, whichever is larger, + 1)
 output_q       N,Cout,H,W  output requantized to act_bits (spec.requant.mode), zero point included
 =============  ==========  ======================================================================
@@ -44,16 +45,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wccsim.calibrate import CalibSample, QuantParams, requant_params
+from wccsim.calibrate import CalibSample, QuantParams
 from wccsim.datapath import chain, topk
 from wccsim.datapath.chain import Front
 from wccsim.errors import InputError
-from wccsim.hw import ActSign, DatapathSpec
+from wccsim.hw import DatapathSpec
 from wccsim.reference import wcc_dropped
-from wccsim.rules import Selection, padded_shape, uniform_bits
+from wccsim.rules import Selection, band_groups, band_levels, padded_shape, uniform_bits
 from wccsim.simulate.layer import Layer, output_block, output_stages, prepare
 from wccsim.simulate.params import (
-    LayerParams, PlainParams, input_params, level_scales, output_params, output_requant, output_scale,
+    LayerParams, PlainParams, coef_params, input_params, level_scales, output_params, output_requant, output_scale,
     plain_params, position_scales, quantize_bias, quantize_input, quantize_weights,
 )
 from wccsim.simulate.plain import plain_image, plain_result
@@ -127,11 +128,11 @@ def _images(layer: Layer, in_qp: QuantParams, spec: DatapathSpec, rate: float, k
     """Stages 1 (quantize) and 2-4a (`chain.front`) of every image."""
     out = []
     in_bits = spec.quant.act_bits + (0 if in_qp.signed else 1)
-    scales = level_scales(in_qp.scale, spec.haar)
+    scales = level_scales(in_qp.scale, spec.haar)[band_levels(spec.haar.levels) - 1]     # per band
     for n in range(layer.xs.shape[0]):
         xq, x_int = quantize_input(layer.image(n), in_qp)                                    # 1. input
         f = chain.front(x_int, in_bits, spec, rate, keep)                                    # 2-4a.
-        out.append(_Image(f, scales[f.kept_level - 1], xq if keep else None))
+        out.append(_Image(f, scales[f.kept_band], xq if keep else None))
     return out
 
 
@@ -164,16 +165,19 @@ def _calibrate(layer: Layer, spec: DatapathSpec, rate: float, keep: bool) -> tup
     q = spec.quant
     in_qp = input_params(layer.x, q.act_bits, spec)
     images = _images(layer, in_qp, spec, rate, keep)
-    sample = CalibSample(sum(im.front.kept.size for im in images), q.calib)
-    for im in images:
-        sample.add(im.front.kept * im.kept_scale)                                           # real units
-    cqp = sample.params(q.act_bits, ActSign.SIGNED, q.percentile)
-    coef_requant = requant_params(level_scales(in_qp.scale, spec.haar), cqp, in_bits=min(spec.haar.width_bits, 32))
+    groups = band_groups(spec.haar.levels, spec.coef.granularity)
+    col_groups = [groups[im.front.kept_band[0, 0]] for im in images]
+    samples = [CalibSample(sum(int(np.count_nonzero(g == i)) * im.front.kept.shape[1]
+                               for g, im in zip(col_groups, images)), q.calib) for i in range(groups.max() + 1)]
+    for g, im in zip(col_groups, images):
+        real = im.front.kept * im.kept_scale                                                 # real units
+        for i, sample in enumerate(samples):
+            sample.add(real if len(samples) == 1 else real[..., g == i])
+    coef_scale, ref, coef = coef_params(samples, in_qp.scale, spec)
     wq, s_w = quantize_weights(layer.w2, q.weight_bits, spec)
-    bq, bias_sat = quantize_bias(layer.b, cqp.scale * s_w, wq.shape[0])
+    bq, bias_sat = quantize_bias(layer.b, ref * s_w, wq.shape[0])
     out_qp = output_params(layer, q.act_bits, spec)
-    params = LayerParams(in_qp, wq, s_w, cqp, coef_requant, bq, bias_sat, out_qp,
-                         output_requant(cqp.scale, s_w, out_qp))
+    params = LayerParams(in_qp, wq, s_w, coef_scale, ref, coef, bq, bias_sat, out_qp, output_requant(ref, s_w, out_qp))
     return params, images
 
 
@@ -210,11 +214,14 @@ def _wcc_image(n: int, im: _Image, blocks: list, p: LayerParams, spec: DatapathS
     """Stages 4b-8 of image ``n`` with the offline record ``p``: coefficient requant and MAC for the image,
     then per channel block zero-fill, inverse Haar, bias + requant; yields (blk, dequantized output block)."""
     f = im.front
-    cq, coef_sat, acc, ovf = chain.coef_mac(f, p.coef_requant, p.weight_q, spec)             # 4b-5.
-    out.counters.update(haar_saturations=f.haar_saturations, coef_saturations=coef_sat, acc_overflows=ovf)
-    out.pieces.add(n, "coef_q", cq)
-    out.pieces.add(n, "acc", acc)
-    out_scale = output_scale(p.coef_qp.scale, p.weight_scale, p.output_qp, p.output_requant, spec.requant.mode)
+    c = chain.coef_mac(f, p.coef, p.weight_q, spec)                                          # 4b-5b.
+    out.counters.update(haar_saturations=f.haar_saturations, coef_saturations=c.coef_saturations,
+                        acc_overflows=c.acc_overflows)
+    out.pieces.add(n, "coef_q", c.coef_q)
+    out.pieces.add(n, "acc", c.acc)
+    out.pieces.add(n, "band", f.kept_band)
+    acc = c.rescaled
+    out_scale = output_scale(p.coef_ref_scale, p.weight_scale, p.output_qp, p.output_requant, spec.requant.mode)
     for blk in blocks:
         spatial, inv_sat = chain.inverse(acc[:, blk], f, spec)                              # 6-7.
         y, out_sat = output_block(spatial, blk, p.bias_q, p.output_qp.zero_point, p.output_requant,  # 8.
@@ -235,18 +242,22 @@ def _wcc_result(cls, images: list[_Image], p: LayerParams, spec: DatapathSpec, o
     q = spec.quant
     stages = {}
     if out.pieces.keep:
-        s_acc = p.coef_qp.scale * p.weight_scale
+        s_acc = p.coef_ref_scale * p.weight_scale
         width = chain.inverse_width(spec)
-        out_scale = output_scale(p.coef_qp.scale, p.weight_scale, p.output_qp, p.output_requant, spec.requant.mode)
+        out_scale = output_scale(p.coef_ref_scale, p.weight_scale, p.output_qp, p.output_requant, spec.requant.mode)
+        col_scale = (p.coef_scale[out.pieces.join("band")] if np.ptp(p.coef_scale) > 0       # (N, 1, k)
+                     else np.float64(p.coef_ref_scale))                                      # one scale
         stages = {**_front_stages(images, p.input_qp, spec),
-                  "coef_q": make_stage(out.pieces.join("coef_q"), q.act_bits, True, p.coef_qp.scale, "N,C,k"),
+                  "coef_q": make_stage(out.pieces.join("coef_q"), max(spec.coef_bits, spec.coef_ll_bits), True,
+                                       col_scale, "N,C,k"),
                   "weight_q": make_stage(p.weight_q, q.weight_bits, True, p.weight_scale, "Cout,Cin"),
-                  "acc": make_stage(out.pieces.join("acc"), spec.mac.acc_bits, True, s_acc[None, :, :], "N,Cout,k"),
+                  "acc": make_stage(out.pieces.join("acc"), spec.mac.acc_bits, True, col_scale * p.weight_scale[None, :, :],
+                                    "N,Cout,k"),
                   "zero_filled": make_stage(out.pieces.join("zero_filled"), spec.mac.acc_bits, True,
                                             s_acc[None, :, :], "N,Cout,P"),
                   "inverse": make_stage(out.pieces.join("inverse"), width, True, s_acc[None, :, :, None],
                                         "N,Cout,H,W"),
-                  **output_stages(out.pieces, width, p.bias_q, p.coef_qp.scale, p.weight_scale, p.output_qp,
+                  **output_stages(out.pieces, width, p.bias_q, p.coef_ref_scale, p.weight_scale, p.output_qp,
                                   out_scale)}
     sel = _selection([im.front.sel for im in images])
     counters = {name: int(out.counters[name]) for name in
@@ -265,9 +276,13 @@ def _check_params(params: LayerParams, spec: DatapathSpec, cin: int) -> None:
     """``params`` must be made for ``spec`` (act_bits, haar.levels) and this layer's Cin."""
     if params.weight_q.shape[1] != cin:
         raise InputError(_WHERE, "x", f"a non-empty (N, {params.weight_q.shape[1]}, H, W) array", cin)
-    made_for = (params.input_qp.bits, params.coef_qp.bits, np.shape(params.coef_requant.multiplier))
-    if made_for != (spec.quant.act_bits,) * 2 + ((spec.haar.levels,),):
-        raise InputError(_WHERE, "params", "calibrated for this spec (act_bits, haar.levels)", made_for)
+    made_for = (params.input_qp.bits, params.coef.requant.out_bits, np.shape(params.coef.requant.multiplier),
+                params.coef.rescale is None)
+    want = (spec.quant.act_bits, spec.coef_bits, (3 * spec.haar.levels + 1,),
+            len(set(band_groups(spec.haar.levels, spec.coef.granularity).tolist())) == 1)
+    if made_for != want:
+        raise InputError(_WHERE, "params", "calibrated for this spec (act_bits, coef bits, haar.levels, "
+                         "coef.granularity)", made_for)
 
 
 def run_datapath(x: np.ndarray, params: LayerParams, spec: DatapathSpec, rate: float,
