@@ -64,8 +64,8 @@ class LayerCost:
     input_write_bytes: int     # the input as its producers wrote it (= what one pass reads)
     topk_buffer_bytes: int     # what this layer's top-k selector holds before it can emit (WCC)
     topk_spill: int            # 1 when that exceeds the SRAM that holds it
-    topk_spill_write_bytes: int  # DRAM bytes its spill writes and reads, wherever it runs
-    topk_spill_read_bytes: int
+    topk_spill_write_bytes: int  # coefficients and energies its spill writes and reads, wherever it runs
+    topk_spill_read_bytes: int   # (a second pass over the input on read is in act_fetches)
     input_haar_cycles: int     # forward Haar and top-k run by the producer for this input (compress_on_write)
     input_topk_cycles: int
     input_energy_pj: float     # their energy, with the producer's DRAM writes (and spill) of this input
@@ -91,7 +91,7 @@ class LayerCost:
 IDENTITY = ("name", "scheme", "rate", "act_bits", "weight_bits")
 COST_COLUMNS = tuple(f.name for f in dataclasses.fields(LayerCost) if f.name not in IDENTITY)
 SUMMED = tuple(f.name for f in dataclasses.fields(LayerCost) if f.name in COST_COLUMNS and f.type in ("int", "float"))
-# The byte counts and the tiling come straight from `Traffic` (its fetch counts stay internal).
+# The byte counts, input passes and tiling come straight from `Traffic` (weight fetches stay internal).
 _TRAFFIC_FIELDS = tuple(f.name for f in dataclasses.fields(Traffic) if f.name in COST_COLUMNS)
 
 
@@ -185,7 +185,7 @@ def layer_cost(shape: LayerShape, hw: HwSpec, scheme: Scheme | str, rate: float,
         bops_hw=hw_bops(shape, wcc, rate, a, weight_bits, dp.haar.levels, growth, dp.mac.acc_bits,
                         dp.topk.metric is Metric.L2),
         **{f: getattr(tr, f) for f in _TRAFFIC_FIELDS},
-        **_selection_fields(io, tr, hw),
+        **_selection_fields(io, hw),
         cycles=cycles, compute_cycles=comp_c, memory_cycles=mem_c,
         haar_cycles=haar_c, topk_cycles=topk_c, bound=bnd, energy_pj=en.total_pj,
         **{f"energy_{f.name}": getattr(en, f.name) for f in dataclasses.fields(en)})
@@ -211,7 +211,7 @@ def _op_counts(shape: LayerShape, io: LayerIO, hw: HwSpec, wcc: bool, macs: int,
                     shape.cout * shape.ho * shape.wo)
 
 
-def _selection_fields(io: LayerIO, tr: Traffic, hw: HwSpec) -> dict:
+def _selection_fields(io: LayerIO, hw: HwSpec) -> dict:
     """The write side of the layer's input and its top-k selection, wherever that runs (the producer's
     share is booked on the producer in a workload, and only reported here in a layer run alone)."""
     sel = io.selection
@@ -220,9 +220,8 @@ def _selection_fields(io: LayerIO, tr: Traffic, hw: HwSpec) -> dict:
                   input_energy_pj=0.0)
     if sel is None:
         return fields
-    again = (tr.act_fetches - tr.act_fetches // sel.input_passes) * io.input.total_bytes  # second passes
     fields.update(topk_buffer_bytes=sel.buffer_bytes, topk_spill=int(sel.spill),
-                  topk_spill_write_bytes=sel.spill_write_bytes, topk_spill_read_bytes=sel.spill_read_bytes + again)
+                  topk_spill_write_bytes=sel.spill_write_bytes, topk_spill_read_bytes=sel.spill_read_bytes)
     if sel.by_producer:
         dram = sel.stored_bytes + sel.spill_write_bytes + sel.spill_read_bytes
         fields.update(input_haar_cycles=sel.haar_cycles, input_topk_cycles=sel.topk_cycles,
