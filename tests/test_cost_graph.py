@@ -152,3 +152,24 @@ def test_bad_edges_one_line_error(tmp_path, cells, field):
     with pytest.raises(InputError) as e:
         load_workload(p)
     assert str(e.value).startswith(f"{p}: line 4: {field}: expected ")
+
+
+def test_a_spilling_producer_rereads_the_full_tensor_it_writes_anyway(tmp_path):
+    p = tmp_path / "small.csv"
+    p.write_text(SMALL)
+    wl = load_workload(p)
+    hw = _hw(Placement.COMPRESS_ON_WRITE, hw=dataclasses.replace(
+        EDGE, ofmap_sram=dataclasses.replace(EDGE.ofmap_sram, size_bytes=1024)))
+    costs = {c.name: c for c in _check_conservation(wl, hw, "wcc", 0.25)}
+    positions, energies = 16 * 24, 16 * 24 * (2 * 11 + 3) // 8  # l2 of 11-bit coefficients over 8 channels
+    assert energies > 1024
+    # b's input: a writes it in full anyway (c's residual), so the spill reads that back (and the energies)
+    b = costs["b"]
+    assert (b.topk_spill, b.topk_spill_write_bytes, b.topk_spill_read_bytes) == (1, energies,
+                                                                                  8 * 16 * 24 + energies)
+    # c's input: b writes only the compressed form, so the spill writes and reads the coefficients
+    c = costs["c"]
+    assert (c.topk_spill_write_bytes, c.topk_spill_read_bytes) == (8 * positions + energies,) * 2
+    # booked on the producers' DRAM traffic
+    assert costs["a"].dram_write_bytes == costs["a"].output_write_bytes + energies
+    assert costs["b"].dram_write_bytes == costs["b"].output_write_bytes + 8 * positions + energies

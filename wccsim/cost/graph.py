@@ -119,23 +119,26 @@ def workload_io(wl: Workload, hw: HwSpec, scheme: Scheme, rate: float, act_bits:
         return (hw.placement is Placement.COMPRESS_ON_WRITE and len(e.inputs) == 1
                 and maps[e.inputs[0]] == (s.h, s.w))
 
-    sels = [compression(s, hw, rate, a, by_producer(s, e)) if runs_wcc(s, scheme) else None
-            for s, e in zip(wl.layers, edges)]
-    produced = {s.name: [] for s in wl.layers}
+    on_write = [runs_wcc(s, scheme) and by_producer(s, e) for s, e in zip(wl.layers, edges)]
     full_readers = {s.name: 0 for s in wl.layers}
-    for e, sel in zip(edges, sels):
-        for name in e.inputs:
-            if name in produced:
-                produced[name].extend([sel] if sel and sel.by_producer else [])
-                full_readers[name] += not (sel and sel.by_producer)
+    for e, w in zip(edges, on_write):
+        for name in e.inputs if not w else ():
+            full_readers[name] = full_readers.get(name, 0) + 1
         if e.residual:
             full_readers[e.residual] += 1
+    sels = [compression(s, hw, rate, a, w, full(e.inputs[0]).total_bytes if w and full_readers.get(e.inputs[0])
+                        else 0) if runs_wcc(s, scheme) else None
+            for s, e, w in zip(wl.layers, edges, on_write)]
+    produced = {s.name: [] for s in wl.layers}
+    for e, sel in zip(edges, sels):
+        if sel and sel.by_producer and e.inputs[0] in produced:
+            produced[e.inputs[0]].append(sel)
     out = []
     for s, e, sel in zip(wl.layers, edges, sels):
         forms = [full(n) for n in e.inputs]
         read = _compressed(sel) if sel and sel.by_producer else Stored(
             sum(f.payload_bytes for f in forms), sum(f.bitmap_bytes for f in forms), sum(f.elems for f in forms))
-        writes_full = full_readers[s.name] > 0 or not produced[s.name]
+        writes_full = full_readers[s.name] > 0 or not produced[s.name]  # a reader needs it, or none reads it
         out.append(LayerIO(read, full(e.residual).total_bytes if e.residual else 0, sel,
                            full(s.name).total_bytes * writes_full + sum(c.stored_bytes for c in produced[s.name]),
                            tuple(produced[s.name])))

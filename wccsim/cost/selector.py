@@ -11,11 +11,13 @@ tensor (its selector holds the data in the ofmap SRAM), under ``compress_on_read
   selects within tiles of ``T = topk.tile_positions`` positions and holds one tile (``cin x T`` + ``T``).
 - Spill, when the buffer exceeds the SRAM: on the producer, the coefficients are written to DRAM as they
   are made (full write), read back once the energies have given the selection (full read) and the kept
-  columns written (the compressed write, counted as the tensor's stored size, not here); on the consumer,
+  columns written (the compressed write, counted as the tensor's stored size, not here); a producer that
+  writes the full tensor anyway (for its other readers) reads that back instead and runs the Haar unit on
+  it again, writing no coefficients; on the consumer,
   the input (already in DRAM) is read a second time and run through the Haar unit again (energy pass,
   then select pass). The energies stay on chip when they fit the SRAM, else they are written and read
   back too.
-- Work: Haar forward ``2 * level_sum * cin * P`` adds (twice on a consumer that spills), ``cin * P``
+- Work: Haar forward ``2 * level_sum * cin * P`` adds (twice when a spill re-reads the input), ``cin * P``
   metric ops, ``P`` compares per selection pass (2 passes for ``threshold``); cycles at the units'
   ``elems_per_cycle``.
 """
@@ -45,7 +47,7 @@ class Compression:
     sram_bytes: int            # capacity of the SRAM that holds it
     spill_write_bytes: int     # coefficients and energies the spill writes to DRAM (0 when the buffer fits)
     spill_read_bytes: int      # and reads back
-    input_passes: int          # passes over the input (2 on a consumer that spills)
+    input_passes: int          # the consumer's passes over its input (2 when it selects on read and spills)
     haar_cycles: int           # forward Haar (all passes)
     topk_cycles: int
     haar_adds: int
@@ -78,7 +80,8 @@ def energy_bits(cin: int, hw: HwSpec) -> int:
     return (2 * coef if dp.topk.metric is Metric.L2 else coef) + math.ceil(math.log2(max(cin, 1)))
 
 
-def compression(shape: LayerShape, hw: HwSpec, rate: float, act_bits: int, by_producer: bool) -> Compression:
+def compression(shape: LayerShape, hw: HwSpec, rate: float, act_bits: int, by_producer: bool,
+                written_full_bytes: int = 0) -> Compression:
     """The compression of the input of WCC layer `shape` (rules in the module docstring).
 
     Parameters
@@ -87,6 +90,8 @@ def compression(shape: LayerShape, hw: HwSpec, rate: float, act_bits: int, by_pr
         The consuming (WCC) layer; its ``ho x wo`` map is transformed.
     by_producer : bool
         True under ``compress_on_write`` (the producer's ofmap SRAM holds the selection).
+    written_full_bytes : int
+        The full tensor a producer writes anyway for other readers (0: none); its spill re-reads that.
 
     A consumer's second pass over its input is `input_passes`; the layer's traffic reads the input that
     many times (``spill_*_bytes`` are the coefficients and energies the spill moves besides).
@@ -100,13 +105,15 @@ def compression(shape: LayerShape, hw: HwSpec, rate: float, act_bits: int, by_pr
     sram = (hw.ofmap_sram if by_producer else hw.ifmap_sram).size_bytes
     spill = buffer > sram
     energies = _bytes(held, ebits) if spill and _bytes(held, ebits) > sram else 0
-    coefs = _bytes(shape.cin * p, act_bits) if spill and by_producer else 0
-    passes = 2 if spill and not by_producer else 1
+    reread = spill and (written_full_bytes > 0 or not by_producer)
+    coefs = _bytes(shape.cin * p, act_bits) if spill and by_producer and not reread else 0
+    passes = 2 if reread else 1
     select = 2 if dp.topk.mode is TopkMode.THRESHOLD else 1
     return Compression(
         by_producer=by_producer, payload_bytes=_bytes(shape.cin * k, act_bits), bitmap_bytes=_bytes(p, 1),
         kept_elems=shape.cin * k, buffer_bytes=buffer, sram_bytes=sram,
-        spill_write_bytes=coefs + energies, spill_read_bytes=coefs + energies, input_passes=passes,
+        spill_write_bytes=coefs + energies, input_passes=passes if not by_producer else 1,
+        spill_read_bytes=coefs + energies + (written_full_bytes if reread and by_producer else 0),
         haar_cycles=passes * haar_unit_cycles(shape.cin, p, dp.haar), topk_cycles=topk_cycles(shape.cin, p, dp.topk),
         haar_adds=passes * round(2 * level_sum(dp.haar.levels) * shape.cin * p),
         metric_ops=shape.cin * p, compares=select * p)
