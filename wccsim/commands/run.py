@@ -114,7 +114,8 @@ def format_table(df, tot) -> str:
 
     ``saturations`` sums the datapath's overflow and saturation counters (``acc_overflows``, ...).
     ``in_wr_kB`` is the layer's input as its producer (outside the trace) writes it, with the top-k
-    spill when that runs on the producer (``compress_on_write``); it is not part of ``dram_kB``.
+    spill when that runs on the producer (``compress_on_write``); it is not part of ``dram_kB``, nor is
+    the producer's Haar, top-k and DRAM energy for it (``in_energy_uJ``) part of ``energy_uJ``.
     """
     import pandas as pd
 
@@ -136,6 +137,7 @@ def format_table(df, tot) -> str:
         "dram_MB": ((tot.dram_read_bytes + tot.dram_write_bytes) / 1e6).round(3),
         "in_wr_MB": (_input_side_bytes(tot) / 1e6).round(3),
         "Mcycles": (tot.cycles / 1e6).round(3), "energy_uJ": (tot.energy_pj / 1e6).round(2),
+        "in_energy_uJ": (tot.input_energy_pj / 1e6).round(2),
         "sqnr_db": tot.sqnr_total_db.round(2), "saturations": tot[list(api.COUNTERS)].sum(axis=1),
     })
     return (f"per layer (WCC beside the int8 baseline):\n{layers.to_string(index=False)}\n\n"
@@ -158,7 +160,8 @@ def spill_lines(df) -> str:
     lines = [f"\ntop-k selections that do not fit on chip, charged a spill ({len(wcc)} of "
              f"{int((df.scheme == 'wcc').sum())} WCC layers):"]
     for r in wcc.itertuples():
-        where = "on the producer" if r.input_haar_cycles > 0 else f"on read, {r.act_fetches} passes over the input"
+        where = "on the producer" if r.input_haar_cycles > 0 else \
+            f"on read ({r.act_fetches} passes over the {r.input_write_bytes / 1e3:.1f} kB input)"
         lines.append(f"  {r.layer}: holds {r.topk_buffer_bytes / 1e3:.1f} kB; spill {where}: writes "
                      f"{r.topk_spill_write_bytes / 1e3:.1f} kB, reads {r.topk_spill_read_bytes / 1e3:.1f} kB")
     return "\n".join(lines) + "\n"
