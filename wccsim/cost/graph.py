@@ -14,7 +14,8 @@ Stored forms (``a`` = the scheme's activation width, `effective_act_bits`):
 A producer writes its output in full when any reader needs the full form (a non-WCC layer, a residual add,
 a WCC layer that compresses on read) or when nothing in the workload reads it (the network output), plus
 one compressed form per WCC consumer it compresses for. A layer run alone (`standalone_io`, a trace's
-layer) reads its input as a producer outside would have written it and writes its output in full.
+layer) reads its input as a producer outside would have written it and writes its output in full; so does
+a workload's first layer, the network input's writer lying outside the workload.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wccsim.cost.selector import Compression, compression
-from wccsim.cost.workload import NETWORK_INPUT, Scheme, Workload
+from wccsim.cost.workload import NETWORK_INPUT, Edges, Scheme, Workload
 from wccsim.hw import HwSpec, Placement
 from wccsim.rules import uniform_bits
 from wccsim.shape import LayerShape
@@ -115,7 +116,7 @@ def workload_io(wl: Workload, hw: HwSpec, scheme: Scheme, rate: float, act_bits:
         elems = s.cout * s.ho * s.wo if s else wl.layers[0].cin * wl.input_hw[0] * wl.input_hw[1]
         return stored_form(scheme, elems, a, nonzero_fraction)
 
-    def by_producer(s: LayerShape, e) -> bool:
+    def by_producer(s: LayerShape, e: Edges) -> bool:
         return (hw.placement is Placement.COMPRESS_ON_WRITE and len(e.inputs) == 1
                 and maps[e.inputs[0]] == (s.h, s.w))
 

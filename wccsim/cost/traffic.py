@@ -3,7 +3,8 @@
 Rules (docs/validation.md lists them with the tests that check them):
 
 - Stored sizes come from the layer's `LayerIO` (`wccsim.cost.graph`: every tensor is written once in each
-  form its readers need and read at that size). The layer reads its input per pass (a WCC layer that
+  form its readers need and read at that size; activations at the scheme's width, WCC's kept coefficients
+  requantized to ``act_bits``, so no Haar width growth is stored); weights at ``weight_bits``. The layer reads its input per pass (a WCC layer that
   compresses on read and cannot hold its selection reads it twice: energy pass, select pass), a residual
   once, and writes every form of its output. The spill of each selection run on its hardware (its own
   under ``compress_on_read``, its consumers' under ``compress_on_write``) adds DRAM writes and reads
