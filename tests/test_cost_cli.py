@@ -6,6 +6,7 @@ import pytest
 
 from wccsim.cli import main
 from wccsim.cost import total_cost, workload_cost
+from wccsim.cost.saving import dram_saving
 from wccsim.cost.workload import load_workload
 from wccsim.hw import load_hw
 
@@ -98,3 +99,19 @@ def test_cost_prints_every_scheme_side_by_side_with_savings(capsys, argv):
         dram = (tot["dram_read_bytes"] + tot["dram_write_bytes"]) / (int8["dram_read_bytes"] + int8["dram_write_bytes"])
         assert float(row["DRAM_saved_%"]) == pytest.approx(100 * (1 - dram), abs=0.051)
         assert float(row["energy_saved_%"]) == pytest.approx(100 * (1 - tot["energy_pj"] / int8["energy_pj"]), abs=0.051)
+
+
+def test_cost_saving_prints_both_placements_and_topk_designs_reads_and_writes_apart(capsys):
+    assert main(["cost", "--hw", HW, "--workload", WL, "--saving", "0.5,0.25"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:4] == ["placement", "topk", "rate", "rd_MB"]
+    rows = [ln.split() for ln in lines[2:]]
+    assert [(r[0], r[1], float(r[2])) for r in rows] == [
+        (p, m, rate) for p in ("compress_on_write", "compress_on_read") for m in ("exact", "tiled")
+        for rate in (0.5, 0.25)]
+    lib = dram_saving(load_workload(WL), load_hw(HW), (0.5, 0.25), 8, 8)
+    assert [float(r[3]) for r in rows] == [round(x.read_bytes / 1e6, 1) for x in lib]
+    assert [float(r[6]) for r in rows] == [round(x.write_bytes / 1e6, 1) for x in lib]
+    assert all(int(r[9]) == 0 for r in rows if r[1] == "tiled") and all(int(r[9]) > 0 for r in rows if r[1] == "exact")
+    # compress_on_read: every tensor is written in full, as under int8 (plus spilled energies when exact)
+    assert all(x.write_bytes == x.int8_write_bytes for x in lib if (x.placement, x.topk_mode) == ("compress_on_read", "tiled"))

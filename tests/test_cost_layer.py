@@ -11,7 +11,7 @@ from wccsim.cost import LayerCost, layer_cost, nonzero_fraction, total_cost, wor
 from wccsim.cost.workload import load_workload, rescale_workload
 from wccsim.shape import LayerKind, LayerShape
 from wccsim.errors import InputError
-from wccsim.hw import CoefGranularity, CoefScale, Normalize, load_hw
+from wccsim.hw import CoefGranularity, CoefScale, Normalize, Placement, TopkMode, load_hw
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE = load_hw(ROOT / "hw_configs" / "edge_npu.yaml")
@@ -54,22 +54,74 @@ def test_every_field_and_units():
             "tiling"} <= names
     assert c.bound in ("compute", "memory")
     assert c.cycles == max(c.compute_cycles, c.haar_cycles, c.topk_cycles, c.memory_cycles)
-    assert c.haar_cycles > 0 and c.topk_cycles > 0
+    # compress_on_write: the producer (outside a layer run alone) runs the forward Haar and the top-k
+    assert c.haar_cycles > 0 and c.topk_cycles == 0 and c.input_haar_cycles > 0 and c.input_topk_cycles > 0
+    r = layer_cost(load_workload(CITY).layers[3], dataclasses.replace(EDGE, placement=Placement.COMPRESS_ON_READ),
+                   "wcc", 0.5, 8, 8)
+    assert r.haar_cycles == c.haar_cycles + c.input_haar_cycles * r.act_fetches
+    assert r.topk_cycles == c.input_topk_cycles and (r.input_haar_cycles, r.input_topk_cycles) == (0, 0)
 
 
 def test_wcc_saves_on_pointwise_only():
     wl = load_workload(CITY)
-    wcc = workload_cost(wl, EDGE, "wcc", 0.25, 8, 8)
-    base = workload_cost(wl, EDGE, "int8", 0.25, 8, 8)
+    hw = _tiled(EDGE)  # no spill: a non-WCC layer reads what it reads under int8
+    wcc = workload_cost(wl, hw, "wcc", 0.25, 8, 8)
+    base = workload_cost(wl, hw, "int8", 0.25, 8, 8)
     for a, b, s in zip(wcc, base, wl.layers):
         if s.name == "head.aspp.pool":  # a 1x1 map padded to 8x8: k = 16 columns instead of 1 position
             assert a.macs == 16 * b.macs
         elif s.is_pointwise and not s.keep_fp:
-            assert a.macs < b.macs and a.act_read_bytes < b.act_read_bytes
+            assert a.macs < b.macs
         else:
-            assert (a.macs, a.dram_read_bytes, a.haar_cycles) == (b.macs, b.dram_read_bytes, 0)
+            assert (a.macs, a.dram_read_bytes, a.topk_buffer_bytes) == (b.macs, b.dram_read_bytes, 0)
     tw, tb = total_cost(wcc), total_cost(base)
     assert tw["energy_pj"] < tb["energy_pj"] and tw["bops"] < tb["bops"]
+    assert tw["dram_read_bytes"] < tb["dram_read_bytes"] and tw["dram_write_bytes"] < tb["dram_write_bytes"]
+
+
+def _tiled(hw):
+    dp = hw.datapath
+    return dataclasses.replace(hw, datapath=dataclasses.replace(dp, topk=dataclasses.replace(dp.topk,
+                                                                                            mode=TopkMode.TILED)))
+
+
+def _haar(channels, s, hw):  # one transform on the padded ho x wo map, 3 levels: 21/16 coefficients per pixel
+    p = (-(-s.ho // 8) * 8) * (-(-s.wo // 8) * 8)
+    return -(-channels * p * 21 // (16 * hw.datapath.haar.elems_per_cycle)), p
+
+
+@pytest.mark.parametrize("placement", list(Placement))
+@pytest.mark.parametrize("mode", [TopkMode.EXACT, TopkMode.TILED])
+def test_haar_and_topk_are_booked_on_the_hardware_that_runs_them(placement, mode):
+    """compress_on_write: the producer runs the forward Haar and top-k of each WCC consumer it compresses
+    for (shown on the consumer as input_*), the consumer its inverse; compress_on_read, or a WCC input
+    concatenated or resampled: the WCC layer runs all three. The forward runs twice when a spill re-reads
+    the input (on read, or a producer that writes the full tensor anyway)."""
+    wl = load_workload(CITY)
+    hw = dataclasses.replace(_tiled(EDGE) if mode is TopkMode.TILED else EDGE, placement=placement)
+    costs = workload_cost(wl, hw, "wcc", 0.25, 8, 8)
+    haar, topk = {s.name: 0 for s in wl.layers}, {s.name: 0 for s in wl.layers}
+    wcc = {s.name for s in wl.layers if s.is_pointwise and not s.keep_fp}
+    read_in_full = {n for s, e in zip(wl.layers, wl.layer_edges()) for n in e.inputs
+                    if s.name not in wcc or len(e.inputs) > 1 or s.name == "head.aspp.pool"}
+    read_in_full |= {e.residual for e in wl.layer_edges()}
+    for c, s, e in zip(costs, wl.layers, wl.layer_edges()):
+        if not (s.is_pointwise and not s.keep_fp):
+            assert (c.input_haar_cycles, c.topk_buffer_bytes) == (0, 0)
+            continue
+        forward, p = _haar(s.cin, s, hw)
+        selection = -(-s.cin * p // 16) + -(-p // 16)
+        haar[s.name] += _haar(s.cout, s, hw)[0]
+        on_write = placement is Placement.COMPRESS_ON_WRITE and len(e.inputs) == 1 and s.name != "head.aspp.pool"
+        runner = e.inputs[0] if on_write else s.name
+        # a spill re-reads the input and transforms it again, except a producer that writes no full tensor
+        # (it spills its coefficients instead)
+        forward *= 2 if c.topk_spill and (not on_write or e.inputs[0] in read_in_full) else 1
+        haar[runner] += forward
+        topk[runner] += selection
+        assert (c.input_haar_cycles, c.input_topk_cycles) == ((forward, selection) if on_write else (0, 0))
+    assert [c.haar_cycles for c in costs] == [haar[s.name] for s in wl.layers]
+    assert [c.topk_cycles for c in costs] == [topk[s.name] for s in wl.layers]
 
 
 def test_nonzero_fraction():

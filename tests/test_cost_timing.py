@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from wccsim.cost.timing import bound, compute_cycles, haar_cycles, memory_cycles, topk_cycles
+from wccsim.cost.timing import bound, compute_cycles, haar_unit_cycles, memory_cycles, topk_cycles
 from wccsim.cost.traffic import array_reads
 from wccsim.cost.workload import Gemm
 from wccsim.shape import LayerKind, LayerShape
@@ -51,11 +51,11 @@ def test_groups_multiply():
 
 
 def test_unit_cycles_and_bound():
-    s = LayerShape("l", LayerKind.CONV1X1, 64, 32, 1, 1, 1, 30, 30)  # padded to 32 x 32 = 1024 positions
-    coeffs = 1024 * (1 + 1 / 4 + 1 / 16)
-    assert haar_cycles(s, HaarSpec(levels=3, elems_per_cycle=16)) == -(-64 * coeffs // 16) + -(-32 * coeffs // 16)
-    assert topk_cycles(s, TopkSpec(elems_per_cycle=16), 3) == 64 * 1024 // 16 + 1024 // 16
-    assert topk_cycles(s, TopkSpec(mode=TopkMode.THRESHOLD, elems_per_cycle=16), 3) == 64 * 1024 // 16 + 2 * 64
+    coeffs = 1024 * (1 + 1 / 4 + 1 / 16)  # a 30 x 30 map padded to 32 x 32 = 1024 positions, 3 levels
+    assert haar_unit_cycles(64, 1024, HaarSpec(levels=3, elems_per_cycle=16)) == -(-64 * coeffs // 16)
+    assert haar_unit_cycles(32, 1024, HaarSpec(levels=3, elems_per_cycle=16)) == -(-32 * coeffs // 16)
+    assert topk_cycles(64, 1024, TopkSpec(elems_per_cycle=16)) == 64 * 1024 // 16 + 1024 // 16
+    assert topk_cycles(64, 1024, TopkSpec(mode=TopkMode.THRESHOLD, elems_per_cycle=16)) == 64 * 1024 // 16 + 2 * 64
     assert memory_cycles(1001, DramSpec(bandwidth_bytes_per_cycle=8.0)) == 126
     assert bound(100, 5, 5, 99) == (100, "compute")
     assert bound(100, 5, 5, 101) == (101, "memory")

@@ -29,6 +29,7 @@ _HOME = {
     "wccsim.trace": ("open_trace", "Trace"),
     "wccsim.cost": ("layer_cost", "workload_cost", "total_cost", "LayerCost", "Scheme"),
     "wccsim.cost.workload": ("load_workload", "rescale_workload", "parse_input_size"),
+    "wccsim.cost.saving": ("dram_saving",),
     "wccsim.network.simulate": ("simulate_network",),
     "wccsim.network.outputs": ("write_network_outputs",),
     "wccsim.capture.images": ("parse_size", "PRESETS"),

@@ -15,6 +15,11 @@ github.com/VainF/DeepLabV3Plus-Pytorch, ``deeplabv3plus_mobilenet`` with ``--sep
   3x3 on 304 = 256 + 48 channels (depthwise 3x3 304 + 1x1 304->256), classifier 1x1 256->classes.
 - kept in full precision by the paper's transform: backbone.low_level_features[0][0] (the first conv) and
   classifier.classifier[3] (the last 1x1).
+- edges (``inputs``, ``residual``): an inverted residual block with stride 1 and equal channels adds its
+  input to its project output (torchvision ``use_res_connect``; the add is fused into the project layer);
+  ASPP's five branches read the backbone output (the pooling branch through a global average pool) and are
+  concatenated into its projection; the decoder concatenates the upsampled ASPP output with the projected
+  low-level features (``head.project`` reads features[3], the last block at stride 4).
 
 Monodepth2 (Godard et al. 2019) with the MobileNetV2 encoder and a depthwise-separable depth decoder, as
 the paper describes (sec. 5.4):
@@ -27,6 +32,8 @@ the paper describes (sec. 5.4):
   separable (depthwise 3x3 + 1x1); dispconv 3x3 -> 1 channel at scales 0..3, kept as plain convs;
 - kept in full precision: the first conv and the final convolutions (dispconvs); the paper counts them at
   32 x 32 bits (``paper_fp_layers: fp32``). Input 192 x 640 (monodepth2's KITTI default).
+- edges: the encoder's residual adds as in DeepLab; upconv(i, 1) reads the upsampled upconv(i, 0) output
+  concatenated with the encoder skip; dispconv s reads upconv(s, 1).
 """
 
 from __future__ import annotations
@@ -37,7 +44,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from wccsim.atomic import write_text  # noqa: E402
-from wccsim.cost.workload import FpLayers, LayerKind, LayerShape, Workload, workload_to_csv  # noqa: E402
+from wccsim.cost.workload import (  # noqa: E402
+    NETWORK_INPUT, Edges, FpLayers, LayerKind, LayerShape, Workload, workload_to_csv,
+)
 
 HERE = Path(__file__).resolve().parent
 # MobileNetV2 inverted residual settings (t expansion, c channels, n repeats, s stride), Sandler et al. 2018.
@@ -50,32 +59,44 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 class _Net:
-    """Collects LayerShapes; `at(stride)` gives the spatial size at a total downsampling factor."""
+    """Collects LayerShapes and their Edges; `at(stride)` gives the spatial size at a total downsampling
+    factor. A layer reads the one before unless `inputs` names its producers."""
 
     def __init__(self, hw):
-        self.hw, self.layers = hw, []
+        self.hw, self.layers, self.edges = hw, [], []
 
     def at(self, stride):
         return _ceil_div(self.hw[0], stride), _ceil_div(self.hw[1], stride)
 
-    def conv(self, name, kind, cin, cout, k, stride, in_stride, groups=1, dilation=1, keep_fp=False):
+    @property
+    def last(self):
+        return self.layers[-1].name if self.layers else NETWORK_INPUT
+
+    def conv(self, name, kind, cin, cout, k, stride, in_stride, groups=1, dilation=1, keep_fp=False,
+             inputs=None, residual=None):
         h, w = self.at(in_stride)
+        self.edges.append(Edges(tuple(inputs or (self.last,)), residual))
         self.layers.append(LayerShape(name, kind, cin, cout, k, stride, groups, h, w, dilation, keep_fp))
 
-    def pw(self, name, cin, cout, in_stride, keep_fp=False):
-        self.conv(name, LayerKind.CONV1X1, cin, cout, 1, 1, in_stride, keep_fp=keep_fp)
+    def pw(self, name, cin, cout, in_stride, keep_fp=False, inputs=None, residual=None):
+        self.conv(name, LayerKind.CONV1X1, cin, cout, 1, 1, in_stride, keep_fp=keep_fp, inputs=inputs,
+                  residual=residual)
 
-    def dw(self, name, ch, stride, in_stride, dilation=1):
-        self.conv(name, LayerKind.DWCONV, ch, ch, 3, stride, in_stride, groups=ch, dilation=dilation)
+    def dw(self, name, ch, stride, in_stride, dilation=1, inputs=None):
+        self.conv(name, LayerKind.DWCONV, ch, ch, 3, stride, in_stride, groups=ch, dilation=dilation,
+                  inputs=inputs)
 
-    def separable(self, name, cin, cout, in_stride, dilation=1):
-        self.dw(f"{name}.dw", cin, 1, in_stride, dilation)
+    def separable(self, name, cin, cout, in_stride, dilation=1, inputs=None):
+        self.dw(f"{name}.dw", cin, 1, in_stride, dilation, inputs=inputs)
         self.pw(f"{name}.pw", cin, cout, in_stride)
+
+    def workload(self, network, fp_layers):
+        return Workload(network, self.hw, fp_layers, tuple(self.layers), tuple(self.edges))
 
 
 def _mobilenetv2(net: _Net, output_stride: int, final_conv: bool = False):
     """Append MobileNetV2 features[0:-1] (with `final_conv`, also features[18], the 1x1 320->1280);
-    return {stride: channels} of the last layer at each stride."""
+    return {stride: (channels, layer name)} of the last layer at each stride."""
     net.conv("features.0", LayerKind.CONV, 3, 32, 3, 2, 1, keep_fp=True)
     cin, stride, dilation, idx, taps = 32, 2, 1, 1, {}
     for t, c, n, s in MOBILENETV2_SETTINGS:
@@ -87,49 +108,55 @@ def _mobilenetv2(net: _Net, output_stride: int, final_conv: bool = False):
         for i in range(n):
             st, dil = (first_stride, prev_dilation) if i == 0 else (1, dilation)
             hidden = cin * t
-            name = f"features.{idx}"
+            name, block_input = f"features.{idx}", net.last
             if t != 1:
                 net.pw(f"{name}.expand", cin, hidden, stride)
             net.dw(f"{name}.dw", hidden, st, stride, dil)
             stride *= st
-            net.pw(f"{name}.project", hidden, c, stride)
+            net.pw(f"{name}.project", hidden, c, stride, residual=block_input if st == 1 and cin == c else None)
             cin, idx = c, idx + 1
-            taps[stride] = c
+            taps[stride] = (c, net.last)
     if final_conv:
         net.pw(f"features.{idx}", cin, 1280, stride)
-        taps[stride] = 1280
+        taps[stride] = (1280, net.last)
     return taps
 
 
 def deeplabv3plus_mobilenetv2(hw, num_classes: int, network: str) -> Workload:
     net = _Net(hw)
-    _mobilenetv2(net, output_stride=16)
-    net.pw("head.project", 24, 48, 4)
-    net.pw("head.aspp.b0", 320, 256, 16)
+    taps = _mobilenetv2(net, output_stride=16)
+    low, high = taps[4][1], taps[16][1]
+    net.pw("head.project", 24, 48, 4, inputs=[low])
+    net.pw("head.aspp.b0", 320, 256, 16, inputs=[high])
+    branches = ["head.aspp.b0"]
     for i, rate in enumerate((6, 12, 18), start=1):
-        net.separable(f"head.aspp.b{i}", 320, 256, 16, dilation=rate)
+        net.separable(f"head.aspp.b{i}", 320, 256, 16, dilation=rate, inputs=[high])
+        branches.append(net.last)
+    net.edges.append(Edges((high,)))  # through the global average pool, on the fly
     net.layers.append(LayerShape("head.aspp.pool", LayerKind.CONV1X1, 320, 256, 1, 1, 1, 1, 1))
-    net.pw("head.aspp.project", 5 * 256, 256, 16)
-    net.separable("head.classifier.0", 304, 256, 4)
+    net.pw("head.aspp.project", 5 * 256, 256, 16, inputs=branches + ["head.aspp.pool"])
+    net.separable("head.classifier.0", 304, 256, 4, inputs=["head.aspp.project", "head.project"])
     net.pw("head.classifier.3", 256, num_classes, 4, keep_fp=True)
-    return Workload(network, hw, FpLayers.EXCLUDE, tuple(net.layers))
+    return net.workload(network, FpLayers.EXCLUDE)
 
 
 def monodepth2_mobilenetv2(hw, network: str) -> Workload:
     net = _Net(hw)
     taps = _mobilenetv2(net, output_stride=32, final_conv=True)
-    enc = [taps[2], taps[4], taps[8], taps[16], taps[32]]  # 16, 24, 32, 96, 1280
+    enc = [taps[2], taps[4], taps[8], taps[16], taps[32]]  # (16, 24, 32, 96, 1280 channels, layer name)
     dec = [16, 32, 64, 128, 256]
-    cin = enc[4]
+    cin = enc[4][0]
     for i in range(4, -1, -1):
         in_stride = 2 ** (i + 1)
         net.separable(f"decoder.upconv{i}0", cin, dec[i], in_stride)
-        skip = enc[i - 1] if i > 0 else 0
-        net.separable(f"decoder.upconv{i}1", dec[i] + skip, dec[i], 2 ** i)
+        skip, skip_name = enc[i - 1] if i > 0 else (0, None)
+        net.separable(f"decoder.upconv{i}1", dec[i] + skip, dec[i], 2 ** i,
+                      inputs=[net.last] + ([skip_name] if skip_name else []))
         cin = dec[i]
     for s in range(4):
-        net.conv(f"decoder.dispconv{s}", LayerKind.CONV, dec[s], 1, 3, 1, 2 ** s, keep_fp=True)
-    return Workload(network, hw, FpLayers.FP32, tuple(net.layers))
+        net.conv(f"decoder.dispconv{s}", LayerKind.CONV, dec[s], 1, 3, 1, 2 ** s, keep_fp=True,
+                 inputs=[f"decoder.upconv{s}1.pw"])
+    return net.workload(network, FpLayers.FP32)
 
 
 WORKLOADS = {

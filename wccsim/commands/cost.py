@@ -11,7 +11,7 @@ from wccsim import api
 from wccsim.commands._args import bits, fraction, rate
 from wccsim.errors import InputError
 
-__all__ = ["register", "cost_table", "schemes_table"]
+__all__ = ["register", "cost_table", "schemes_table", "saving_table"]
 
 # (header with unit, LayerCost field or total key, scale, format)
 _COLUMNS = (
@@ -21,6 +21,7 @@ _COLUMNS = (
     ("DRAM_rd[KB]", "dram_read_bytes", 1 / 1024, "{:.1f}"),
     ("DRAM_wr[KB]", "dram_write_bytes", 1 / 1024, "{:.1f}"),
     ("bitmap[B]", "bitmap_bytes", 1, "{:.0f}"),
+    ("spill", "topk_spill", 1, "{:.0f}"),
     ("SRAM_rd[KB]", "sram_read_bytes", 1 / 1024, "{:.1f}"),
     ("SRAM_wr[KB]", "sram_write_bytes", 1 / 1024, "{:.1f}"),
     ("cycles[k]", "cycles", 1e-3, "{:.1f}"),
@@ -39,6 +40,9 @@ def register(subparsers) -> None:
     p.add_argument("--input", metavar="HxW", help="rescale the workload to this input size")
     p.add_argument("--rate", default=0.5, type=rate,
                    help="WCC kept fraction in (0, 1], also sets uniform_nbit's bits (default 0.5; int8 ignores it)")
+    p.add_argument("--saving", type=_rates, metavar="R1,R2,...",
+                   help="instead of the per-layer table: WCC's DRAM reads and writes against int8 at these "
+                        "rates, for both placements and both top-k designs (exact, tiled)")
     p.add_argument("--scheme", default="wcc", choices=[s.value for s in api.Scheme],
                    help="scheme of the per-layer table (default wcc); the totals show every scheme")
     p.add_argument("--act-bits", type=bits, help="activation bits (default: the hw quant.act_bits)")
@@ -53,11 +57,16 @@ def _run(args: argparse.Namespace) -> int:
     wl = api.load_workload(args.workload)
     if args.input:
         wl = api.rescale_workload(wl, api.parse_input_size("wccsim cost", "--input", args.input))
+    q = hw.datapath.quant
+    act_bits, weight_bits = args.act_bits or q.act_bits, args.weight_bits or q.weight_bits
+    if args.saving:
+        print(f"# {wl.network} {wl.input_hw[0]}x{wl.input_hw[1]} on {hw.name}: DRAM of WCC vs int8, "
+              f"W{weight_bits}/A{act_bits}")
+        print(saving_table(api.dram_saving(wl, hw, args.saving, act_bits, weight_bits)))
+        return 0
     if args.scheme == "zvc" and args.nonzero_fraction is None:
         raise InputError("wccsim cost", "--nonzero-fraction", "a measured fraction for --scheme zvc", "nothing")
-    q = hw.datapath.quant
-    costs = api.workload_cost(wl, hw, args.scheme, args.rate, args.act_bits or q.act_bits,
-                          args.weight_bits or q.weight_bits, args.nonzero_fraction)
+    costs = api.workload_cost(wl, hw, args.scheme, args.rate, act_bits, weight_bits, args.nonzero_fraction)
     print(f"# {wl.network} {wl.input_hw[0]}x{wl.input_hw[1]} on {hw.name}: scheme {args.scheme}, rate "
           f"{args.rate:g}, W{costs[0].weight_bits}/A{costs[0].act_bits}, {hw.datapath.mac.rows}x"
           f"{hw.datapath.mac.cols} {hw.datapath.mac.dataflow.value}, {hw.clock_mhz:g} MHz")
@@ -107,6 +116,23 @@ def cost_table(costs: list) -> str:
     for r in [head] + rows:
         cells = [r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, len(widths))] + [r[-1]]
         lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    return tuple(rate(t) for t in text.split(","))
+
+
+def saving_table(rows: list) -> str:
+    """One line per (placement, top-k mode, rate): WCC and int8 DRAM reads and writes in MB (1e6 bytes),
+    the saving of each (negative: WCC moves more) and the layers whose selection spills."""
+    head = (f"{'placement':<18} {'topk':<6} {'rate':>6} {'rd_MB':>9} {'int8_rd_MB':>10} {'rd_saving':>9} "
+            f"{'wr_MB':>9} {'int8_wr_MB':>10} {'wr_saving':>9} {'spilling':>8}")
+    lines = [head]
+    for r in rows:
+        lines.append(f"{r.placement:<18} {r.topk_mode:<6} {r.rate:>6g} {r.read_bytes / 1e6:>9.1f} "
+                     f"{r.int8_read_bytes / 1e6:>10.1f} {r.read_saving:>9.1%} {r.write_bytes / 1e6:>9.1f} "
+                     f"{r.int8_write_bytes / 1e6:>10.1f} {r.write_saving:>9.1%} {r.spill_layers:>8d}")
     return "\n".join(lines)
 
 

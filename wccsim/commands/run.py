@@ -14,7 +14,7 @@ from wccsim import __version__, api
 from wccsim.commands._args import bits, rate
 from wccsim.errors import InputError
 
-__all__ = ["register", "default_out_dir", "run_metadata", "format_table", "verdict"]
+__all__ = ["register", "default_out_dir", "run_metadata", "format_table", "verdict", "spill_lines"]
 
 _FORMATS = ("table", "csv", "json")
 
@@ -106,13 +106,16 @@ def _render(fmt: str, df, tot, meta: dict) -> str:
     if fmt == "json":
         return json.dumps({"layers": _json_records(df), "totals": meta["totals"]}, indent=2,
                           allow_nan=False) + "\n"
-    return format_table(df, tot)
+    return format_table(df, tot) + spill_lines(df)
 
 
 def format_table(df, tot) -> str:
     """Per-layer WCC vs int8 side by side, then network totals for every scheme.
 
     ``saturations`` sums the datapath's overflow and saturation counters (``acc_overflows``, ...).
+    ``in_wr_kB`` is the layer's input as its producer (outside the trace) writes it, with the top-k
+    spill when that runs on the producer (``compress_on_write``); it is not part of ``dram_kB``, nor is
+    the producer's Haar, top-k and DRAM energy for it (``in_energy_uJ``) part of ``energy_uJ``.
     """
     import pandas as pd
 
@@ -123,6 +126,8 @@ def format_table(df, tot) -> str:
         "k": wcc.k, "sqnr_db": wcc.sqnr_total_db.round(2), "int8_sqnr_db": int8.sqnr_total_db.round(2),
         "dram_kB": ((wcc.dram_read_bytes + wcc.dram_write_bytes) / 1e3).round(1),
         "int8_dram_kB": ((int8.dram_read_bytes + int8.dram_write_bytes) / 1e3).round(1),
+        "in_wr_kB": (_input_side_bytes(wcc) / 1e3).round(1), "int8_in_wr_kB": (_input_side_bytes(int8) / 1e3).round(1),
+        "spill": wcc.topk_spill,
         "cycles": wcc.cycles, "int8_cycles": int8.cycles, "bound": wcc.bound,
         "energy_uJ": (wcc.energy_pj / 1e6).round(3), "saturations": wcc[list(api.COUNTERS)].sum(axis=1),
     })
@@ -130,7 +135,9 @@ def format_table(df, tot) -> str:
         "scheme": tot.scheme, "rate": tot.cfg_rate.where(tot.scheme == "wcc", 1.0),
         "bits_per_act": tot.eff_bits_per_act.round(3), "GBOPs": (tot.bops / 1e9).round(3),
         "dram_MB": ((tot.dram_read_bytes + tot.dram_write_bytes) / 1e6).round(3),
+        "in_wr_MB": (_input_side_bytes(tot) / 1e6).round(3),
         "Mcycles": (tot.cycles / 1e6).round(3), "energy_uJ": (tot.energy_pj / 1e6).round(2),
+        "in_energy_uJ": (tot.input_energy_pj / 1e6).round(2),
         "sqnr_db": tot.sqnr_total_db.round(2), "saturations": tot[list(api.COUNTERS)].sum(axis=1),
     })
     return (f"per layer (WCC beside the int8 baseline):\n{layers.to_string(index=False)}\n\n"
@@ -160,3 +167,24 @@ def verdict(tot) -> str:
 def _saves(pct: float) -> str:
     """'saves 19.7%' or 'costs 3.4% more'."""
     return f"saves {pct:.1f}%" if pct >= 0 else f"costs {-pct:.1f}% more"
+def _input_side_bytes(rows):
+    """What the producers outside the trace write for the layers' inputs: the stored input, plus the top-k
+    spill's writes and reads when the producer runs the selection (it then has ``input_haar_cycles``)."""
+    on_producer = rows.input_haar_cycles > 0
+    return rows.input_write_bytes + (rows.topk_spill_write_bytes + rows.topk_spill_read_bytes) * on_producer
+
+
+def spill_lines(df) -> str:
+    """The WCC layers whose top-k selection does not fit on chip (``topk_spill``), with what it must hold
+    and the DRAM bytes its spill moves; empty when none spills."""
+    wcc = df[(df.scheme == "wcc") & (df.topk_spill == 1)]
+    if wcc.empty:
+        return ""
+    lines = [f"\ntop-k selections that do not fit on chip, charged a spill ({len(wcc)} of "
+             f"{int((df.scheme == 'wcc').sum())} WCC layers):"]
+    for r in wcc.itertuples():
+        where = "on the producer" if r.input_haar_cycles > 0 else \
+            f"on read ({r.act_fetches} passes over the {r.input_write_bytes / 1e3:.1f} kB input)"
+        lines.append(f"  {r.layer}: holds {r.topk_buffer_bytes / 1e3:.1f} kB; spill {where}: writes "
+                     f"{r.topk_spill_write_bytes / 1e3:.1f} kB, reads {r.topk_spill_read_bytes / 1e3:.1f} kB")
+    return "\n".join(lines) + "\n"

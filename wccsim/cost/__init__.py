@@ -17,13 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from wccsim.cost.bops import hw_bops, paper_bops
-from wccsim.cost.energy import OpCounts, layer_energy
-from wccsim.cost.timing import bound, compute_cycles, haar_cycles, memory_cycles, topk_cycles
-from wccsim.cost.traffic import Traffic, effective_act_bits, layer_traffic, tensor_bytes
+from wccsim.cost.energy import OpCounts, layer_energy, selector_pj
+from wccsim.cost.graph import LayerIO, effective_act_bits, runs_wcc, standalone_io, workload_io
+from wccsim.cost.timing import bound, compute_cycles, haar_unit_cycles, memory_cycles
+from wccsim.cost.traffic import Traffic, layer_traffic, tensor_bytes
 from wccsim.cost.workload import FpLayers, Scheme, Workload, layer_gemm
 from wccsim.shape import LayerShape
 from wccsim.errors import InputError
-from wccsim.hw import CoefGranularity, CoefScale, DatapathSpec, HwSpec, Metric, Normalize, TopkMode
+from wccsim.hw import CoefGranularity, CoefScale, DatapathSpec, HwSpec, Metric, Normalize
 from wccsim.rules import band_groups, band_levels, check_bits, check_rate, level_sum
 
 __all__ = ["LayerCost", "IDENTITY", "COST_COLUMNS", "SUMMED", "cost_fields", "layer_cost", "workload_cost", "total_cost", "nonzero_fraction", "Scheme"]
@@ -58,12 +59,22 @@ class LayerCost:
     weight_read_bytes: int
     bitmap_bytes: int          # bitmap metadata read from DRAM (WCC compress_on_write, ZVC)
     coef_scale_bytes: int      # coefficient-quantizer records of the layer (stages 4b, 5b; WCC only)
-    output_write_bytes: int
+    residual_read_bytes: int   # residual tensor read for a fused add
+    output_write_bytes: int    # every stored form of the output (full, and compressed per WCC consumer)
+    act_fetches: int           # passes over the input: tiling re-reads x top-k passes
+    input_write_bytes: int     # the input as its producers wrote it (= what one pass reads)
+    topk_buffer_bytes: int     # what this layer's top-k selector holds before it can emit (WCC)
+    topk_spill: int            # 1 when that exceeds the SRAM that holds it
+    topk_spill_write_bytes: int  # coefficients and energies its spill writes and reads, wherever it runs
+    topk_spill_read_bytes: int   # (a second pass over the input on read is in act_fetches)
+    input_haar_cycles: int     # forward Haar and top-k run by the producer for this input (compress_on_write)
+    input_topk_cycles: int
+    input_energy_pj: float     # their energy, with the producer's DRAM writes (and spill) of this input
     cycles: int
     compute_cycles: int
     memory_cycles: int
-    haar_cycles: int
-    topk_cycles: int
+    haar_cycles: int           # the Haar unit of this layer's hardware: its inverse, forwards it runs
+    topk_cycles: int           # the top-k unit of this layer's hardware
     bound: str                 # 'compute' or 'memory'
     tiling: str
     energy_pj: float
@@ -82,7 +93,7 @@ class LayerCost:
 IDENTITY = ("name", "scheme", "rate", "act_bits", "weight_bits")
 COST_COLUMNS = tuple(f.name for f in dataclasses.fields(LayerCost) if f.name not in IDENTITY)
 SUMMED = tuple(f.name for f in dataclasses.fields(LayerCost) if f.name in COST_COLUMNS and f.type in ("int", "float"))
-# The byte counts and the tiling come straight from `Traffic` (its fetch counts stay internal).
+# The byte counts, input passes and tiling come straight from `Traffic` (weight fetches stay internal).
 _TRAFFIC_FIELDS = tuple(f.name for f in dataclasses.fields(Traffic) if f.name in COST_COLUMNS)
 
 
@@ -130,7 +141,7 @@ def _check(shape, scheme, rate, act_bits, weight_bits, nzf) -> Scheme:
 
 def layer_cost(shape: LayerShape, hw: HwSpec, scheme: Scheme | str, rate: float, act_bits: int,
                weight_bits: int, nonzero_fraction: float | None = None,
-               fp_layers: FpLayers = FpLayers.EXCLUDE) -> LayerCost:
+               fp_layers: FpLayers = FpLayers.EXCLUDE, io: LayerIO | None = None) -> LayerCost:
     """Cost of one layer from its shape alone.
 
     Parameters
@@ -147,6 +158,9 @@ def layer_cost(shape: LayerShape, hw: HwSpec, scheme: Scheme | str, rate: float,
         Measured fraction of non-zero input activations (required for zvc).
     fp_layers : FpLayers
         How the paper's BOPs count treats ``keep_fp`` layers.
+    io : LayerIO, optional
+        The layer's tensors in its network (`wccsim.cost.graph.workload_io`); default: the layer alone
+        (`standalone_io`: its input as a producer outside writes it, its output in full).
 
     Returns
     -------
@@ -154,17 +168,17 @@ def layer_cost(shape: LayerShape, hw: HwSpec, scheme: Scheme | str, rate: float,
     """
     scheme = _check(shape, scheme, rate, act_bits, weight_bits, nonzero_fraction)
     dp = hw.datapath
-    wcc = scheme is Scheme.WCC and shape.is_pointwise and not shape.keep_fp
+    wcc = runs_wcc(shape, scheme)
     a = effective_act_bits(scheme, rate, act_bits)
+    io = io or standalone_io(shape, hw, scheme, rate, act_bits, nonzero_fraction)
     gemm = layer_gemm(shape, shape.wcc_kept(rate, dp.haar.levels) if wcc else None)
-    tr = layer_traffic(tensor_bytes(shape, scheme, rate, act_bits, weight_bits, hw, wcc, nonzero_fraction),
-                       gemm, hw, wcc, weight_bits)
-    haar_c = haar_cycles(shape, dp.haar) if wcc else 0
-    topk_c = topk_cycles(shape, dp.topk, dp.haar.levels) if wcc else 0
+    tr = layer_traffic(tensor_bytes(shape, io, weight_bits), gemm, hw, wcc, weight_bits)
+    haar_c = (_inverse_haar_cycles(shape, hw) if wcc else 0) + sum(c.haar_cycles for c in io.run_here)
+    topk_c = sum(c.topk_cycles for c in io.run_here)
     comp_c = compute_cycles(gemm, dp.mac)
     mem_c = memory_cycles(tr.dram_read_bytes + tr.dram_write_bytes, hw.dram)
     cycles, bnd = bound(comp_c, haar_c, topk_c, mem_c)
-    en = layer_energy(_op_counts(shape, hw, wcc, gemm.macs, a, weight_bits), tr, hw)
+    en = layer_energy(_op_counts(shape, io, hw, wcc, gemm.macs, a, weight_bits), tr, hw)
     growth = 2 if dp.haar.normalize is Normalize.DEFERRED else 1
     return LayerCost(
         name=shape.name, scheme=scheme.value, rate=float(rate), act_bits=a, weight_bits=weight_bits,
@@ -173,6 +187,7 @@ def layer_cost(shape: LayerShape, hw: HwSpec, scheme: Scheme | str, rate: float,
         bops_hw=hw_bops(shape, wcc, rate, a, weight_bits, dp.haar.levels, growth, dp.mac.acc_bits,
                         dp.topk.metric is Metric.L2),
         **{f: getattr(tr, f) for f in _TRAFFIC_FIELDS}, coef_scale_bytes=coef_record_bytes(dp) if wcc else 0,
+        **_selection_fields(io, hw),
         cycles=cycles, compute_cycles=comp_c, memory_cycles=mem_c,
         haar_cycles=haar_c, topk_cycles=topk_c, bound=bnd, energy_pj=en.total_pj,
         **{f"energy_{f.name}": getattr(en, f.name) for f in dataclasses.fields(en)})
@@ -196,27 +211,56 @@ def coef_record_bytes(dp: DatapathSpec) -> int:
     return n_4b * _REQUANT_RECORD_BYTES[dp.coef.scale] + n_5b * _RESCALE_RECORD_BYTES[dp.coef.scale]
 
 
-def _op_counts(shape: LayerShape, hw: HwSpec, wcc: bool, macs: int, act_bits: int, weight_bits: int) -> OpCounts:
-    """Datapath operations: MACs, Haar butterfly adds (2 per element per level, forward on cin and inverse
-    on cout channels), top-k metric ops (one per input coefficient) and compares (one per position per
-    selection pass), one requantization per output, one band rescale per accumulator of a kept column
-    (``macs / cin``) when the coefficient scales differ by band (shifts with ``pow2``)."""
+def _inverse_haar_cycles(shape: LayerShape, hw: HwSpec) -> int:
+    haar = hw.datapath.haar
+    hp, wp = shape.wcc_grid(haar.levels)
+    return haar_unit_cycles(shape.cout, hp * wp, haar)
+
+
+def _op_counts(shape: LayerShape, io: LayerIO, hw: HwSpec, wcc: bool, macs: int, act_bits: int,
+               weight_bits: int) -> OpCounts:
+    """Datapath operations on this layer's hardware: MACs, Haar butterfly adds (2 per element per level:
+    the inverse on cout channels of a WCC layer, the forward of every selection run here), top-k metric
+    ops and compares of those selections, one requantization per output, one band rescale per accumulator
+    of a kept column (``macs / cin``) when the coefficient scales differ by band (shifts with ``pow2``)."""
     levels = hw.datapath.haar.levels
     hp, wp = shape.wcc_grid(levels)
-    passes = 2 if hw.datapath.topk.mode is TopkMode.THRESHOLD else 1
-    adds = round(2 * level_sum(levels) * (shape.cin + shape.cout) * hp * wp) if wcc else 0
+    inverse = round(2 * level_sum(levels) * shape.cout * hp * wp) if wcc else 0
+    here = io.run_here
     coef = hw.datapath.coef
     rescales = macs // shape.cin if wcc and coef.granularity is not CoefGranularity.PER_TENSOR else 0
-    return OpCounts(macs, act_bits, weight_bits, adds, shape.cin * hp * wp if wcc else 0,
-                    passes * hp * wp if wcc else 0, shape.cout * shape.ho * shape.wo,
+    return OpCounts(macs, act_bits, weight_bits, inverse + sum(c.haar_adds for c in here),
+                    sum(c.metric_ops for c in here), sum(c.compares for c in here),
+                    shape.cout * shape.ho * shape.wo,
                     0 if coef.scale is CoefScale.POW2 else rescales, rescales if coef.scale is CoefScale.POW2 else 0)
+
+
+def _selection_fields(io: LayerIO, hw: HwSpec) -> dict:
+    """The write side of the layer's input and its top-k selection, wherever that runs (the producer's
+    share is booked on the producer in a workload, and only reported here in a layer run alone)."""
+    sel = io.selection
+    fields = dict(input_write_bytes=io.input.total_bytes, topk_buffer_bytes=0, topk_spill=0,
+                  topk_spill_write_bytes=0, topk_spill_read_bytes=0, input_haar_cycles=0, input_topk_cycles=0,
+                  input_energy_pj=0.0)
+    if sel is None:
+        return fields
+    fields.update(topk_buffer_bytes=sel.buffer_bytes, topk_spill=int(sel.spill),
+                  topk_spill_write_bytes=sel.spill_write_bytes, topk_spill_read_bytes=sel.spill_read_bytes)
+    if sel.by_producer:
+        dram = sel.stored_bytes + sel.spill_write_bytes + sel.spill_read_bytes
+        fields.update(input_haar_cycles=sel.haar_cycles, input_topk_cycles=sel.topk_cycles,
+                      input_energy_pj=selector_pj(sel, hw.energy) + dram * hw.dram.energy_pj_per_byte)
+    return fields
 
 
 def workload_cost(wl: Workload, hw: HwSpec, scheme: Scheme | str, rate: float, act_bits: int, weight_bits: int,
                   nonzero_fraction: float | None = None) -> list[LayerCost]:
-    """`layer_cost` of every layer of `wl`, in order."""
-    return [layer_cost(s, hw, scheme, rate, act_bits, weight_bits, nonzero_fraction, wl.fp_layers)
-            for s in wl.layers]
+    """`layer_cost` of every layer of `wl`, in order, each with its tensors in the workload's graph
+    (`wccsim.cost.graph.workload_io`: every tensor written once, read by its consumers at that size)."""
+    scheme = _check(wl.layers[0], scheme, rate, act_bits, weight_bits, nonzero_fraction)
+    ios = workload_io(wl, hw, scheme, rate, act_bits, nonzero_fraction)
+    return [layer_cost(s, hw, scheme, rate, act_bits, weight_bits, nonzero_fraction, wl.fp_layers, io)
+            for s, io in zip(wl.layers, ios)]
 
 
 def total_cost(costs: list[LayerCost]) -> dict:

@@ -24,9 +24,10 @@ import math
 from dataclasses import dataclass
 
 from wccsim.cost.traffic import Traffic
-from wccsim.hw import HwSpec, SramSpec
+from wccsim.cost.selector import Compression
+from wccsim.hw import EnergySpec, HwSpec, SramSpec
 
-__all__ = ["OpCounts", "Energy", "layer_energy"]
+__all__ = ["OpCounts", "Energy", "layer_energy", "selector_pj"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,15 @@ def layer_energy(ops: OpCounts, traffic: Traffic, hw: HwSpec) -> Energy:
     ofmap = _sram_pj(hw.ofmap_sram, traffic.ofmap_sram_read_bytes, traffic.ofmap_sram_write_bytes)
     dram = (traffic.dram_read_bytes + traffic.dram_write_bytes) * hw.dram.energy_pj_per_byte
     return Energy(ops.macs * e.mac_pj * scale, ops.haar_adds * e.add_pj,
-                  ops.topk_metric_ops * e.metric_pj + ops.topk_compares * e.compare_pj,
+                  _topk_pj(ops.topk_metric_ops, ops.topk_compares, e),
                   ops.requants * e.requant_pj, ops.rescale_mults * e.requant_pj + ops.rescale_shifts * e.add_pj,
                   ifmap + weight + ofmap, ifmap, weight, ofmap, dram)
+
+
+def _topk_pj(metric_ops: int, compares: int, e: EnergySpec) -> float:
+    return metric_ops * e.metric_pj + compares * e.compare_pj
+
+
+def selector_pj(sel: Compression, e: EnergySpec) -> float:
+    """Haar-forward and top-k energy of one compression (wherever it runs), in pJ."""
+    return sel.haar_adds * e.add_pj + _topk_pj(sel.metric_ops, sel.compares, e)

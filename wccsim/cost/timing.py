@@ -13,9 +13,11 @@ depthwise engines). These are cycle counts; SCALE-Sim 3.0.0's COMPUTE_REPORT "To
 of the last busy cycle counted from 0, exactly one less, on all 90 cases of tests/data/scalesim_golden.json
 (3 arrays x 3 dataflows x 10 GEMMs; docs/validation.md).
 
-Haar unit: forward over ``cin * P * (1 + 1/4 + ...)`` and inverse over ``cout * P * (...)`` elements at
-``haar.elems_per_cycle``. Top-k unit: the energy of ``cin * P`` coefficients at ``topk.elems_per_cycle``,
-plus one pass over the P positions to select (``threshold`` mode: two, histogram then select).
+Haar unit: one transform of ``channels`` maps (forward over a WCC layer's ``cin``, inverse over its ``cout``)
+is ``channels * P * (1 + 1/4 + ...)`` elements at ``haar.elems_per_cycle``. Top-k unit: the energy of
+``cin * P`` coefficients at ``topk.elems_per_cycle``, plus one pass over the P positions to select
+(``threshold`` mode: two, histogram then select). Which layer's hardware runs them depends on the placement
+(`wccsim.cost.selector`); a layer's Haar and top-k cycles are the sums over what its units run.
 DRAM: ``ceil(bytes / dram.bandwidth_bytes_per_cycle)``. The units are pipelined with double-buffered SRAMs,
 so the layer takes the maximum of the four; it is ``memory``-bound when DRAM is that maximum.
 """
@@ -25,11 +27,10 @@ from __future__ import annotations
 import math
 
 from wccsim.cost.workload import Gemm
-from wccsim.shape import LayerShape
 from wccsim.hw import DramSpec, HaarSpec, MacSpec, TopkMode, TopkSpec
 from wccsim.rules import ARRAY_MAPPING, level_sum
 
-__all__ = ["compute_cycles", "haar_cycles", "topk_cycles", "memory_cycles", "bound"]
+__all__ = ["compute_cycles", "haar_unit_cycles", "topk_cycles", "memory_cycles", "bound"]
 
 def compute_cycles(gemm: Gemm, mac: MacSpec) -> int:
     """MAC array cycles of `gemm` on a rows x cols array with `mac.dataflow` (formula in the module doc)."""
@@ -40,20 +41,15 @@ def compute_cycles(gemm: Gemm, mac: MacSpec) -> int:
     return gemm.groups * row_folds * col_folds * (mapping.preload * r + r + c + dims[mapping.streamed] - 2)
 
 
-def haar_cycles(shape: LayerShape, haar: HaarSpec) -> int:
-    """Forward (cin channels) plus inverse (cout channels) Haar transform cycles of a WCC layer."""
-    hp, wp = shape.wcc_grid(haar.levels)
-    elems = level_sum(haar.levels) * hp * wp
-    return math.ceil(shape.cin * elems / haar.elems_per_cycle) + math.ceil(shape.cout * elems
-                                                                          / haar.elems_per_cycle)
+def haar_unit_cycles(channels: int, positions: int, haar: HaarSpec) -> int:
+    """Cycles of one Haar transform (forward or inverse) of `channels` maps of `positions` padded positions."""
+    return math.ceil(channels * positions * level_sum(haar.levels) / haar.elems_per_cycle)
 
 
-def topk_cycles(shape: LayerShape, topk: TopkSpec, levels: int) -> int:
+def topk_cycles(cin: int, positions: int, topk: TopkSpec) -> int:
     """Top-k unit cycles: energy of cin * P coefficients, then 1 (2 for threshold) pass over P positions."""
-    hp, wp = shape.wcc_grid(levels)
     passes = 2 if topk.mode is TopkMode.THRESHOLD else 1
-    return math.ceil(shape.cin * hp * wp / topk.elems_per_cycle) + passes * math.ceil(hp * wp
-                                                                                     / topk.elems_per_cycle)
+    return math.ceil(cin * positions / topk.elems_per_cycle) + passes * math.ceil(positions / topk.elems_per_cycle)
 
 
 def memory_cycles(dram_bytes: int, dram: DramSpec) -> int:

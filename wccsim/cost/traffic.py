@@ -2,16 +2,13 @@
 
 Rules (docs/validation.md lists them with the tests that check them):
 
-- Tensor sizes are ``ceil(elements * bits / 8)`` bytes. Activations are stored at ``act_bits`` (``uniform_nbit``:
-  at the effective width ``max(2, floor(rate * act_bits + 1/2))``, `uniform_bits`); outputs likewise; weights at ``weight_bits``.
-- WCC (a 1x1 layer under scheme ``wcc``): the kept columns (``cin * k`` coefficients, requantized to
-  ``act_bits``: the Haar unit's wider internal width is not stored, so there is no width growth in memory)
-  plus a ``P``-bit bitmap of kept positions (P = padded positions). Placement ``compress_on_write``: the
-  producer wrote that compressed form, so the layer reads it from DRAM. ``compress_on_read``: the layer
-  reads the full tensor and compresses it on the way into the ifmap SRAM; with ``topk.mode`` exact or
-  threshold and an input larger than the ifmap SRAM, the energy pass and the select pass each read it
-  (2 passes); ``tiled`` needs one.
-- ZVC: the non-zero values (``round(nonzero_fraction * elements)``) plus a 1-bit-per-element bitmap.
+- Stored sizes come from the layer's `LayerIO` (`wccsim.cost.graph`: every tensor is written once in each
+  form its readers need and read at that size; activations at the scheme's width, WCC's kept coefficients
+  requantized to ``act_bits``, so no Haar width growth is stored); weights at ``weight_bits``. The layer reads its input per pass (a WCC layer that
+  compresses on read and cannot hold its selection reads it twice: energy pass, select pass), a residual
+  once, and writes every form of its output. The spill of each selection run on its hardware (its own
+  under ``compress_on_read``, its consumers' under ``compress_on_write``) adds DRAM writes and reads
+  (`wccsim.cost.selector`).
 - Tiling: when neither the activations (as held in the ifmap SRAM) nor the weights fit their buffer, either
   the weights are split by output channel and the activations re-read once per weight tile, or the
   activations are split by position and the weights re-read once per activation tile, whichever moves
@@ -21,7 +18,8 @@ Rules (docs/validation.md lists them with the tests that check them):
   reads operands per dataflow fold (see ``array_reads``); partial sums are written/read at ``acc_bits`` when
   the reduction is folded; final outputs are written to the ofmap SRAM and read once to drain to DRAM. For
   WCC the accumulators of the k columns are kept and read once more by the inverse Haar unit, which writes
-  the full-size output.
+  the full-size output. A residual is written to the ofmap SRAM and read once for the add. Spills are
+  DRAM traffic only (their SRAM accesses are not counted).
 """
 
 from __future__ import annotations
@@ -29,23 +27,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from wccsim.cost.workload import Gemm, Scheme
+from wccsim.cost.graph import LayerIO
+from wccsim.cost.workload import Gemm
 from wccsim.shape import LayerShape
-from wccsim.hw import HwSpec, MacSpec, Placement, TopkMode
-from wccsim.rules import ARRAY_MAPPING, uniform_bits
+from wccsim.hw import HwSpec, MacSpec
+from wccsim.rules import ARRAY_MAPPING
 
-__all__ = ["Tensors", "Traffic", "effective_act_bits", "tensor_bytes", "choose_tiling", "array_reads",
-           "layer_traffic"]
+__all__ = ["Tensors", "Traffic", "tensor_bytes", "choose_tiling", "array_reads", "layer_traffic"]
 
 
 def _bytes(elems: int | float, bits: int) -> int:
     return math.ceil(elems * bits / 8)
-
-
-def effective_act_bits(scheme: Scheme, rate: float, act_bits: int) -> int:
-    """Activation width the scheme stores: `wccsim.rules.uniform_bits` for uniform_nbit
-    (``max(2, floor(rate * act_bits + 1/2))``), else act_bits."""
-    return uniform_bits(rate, act_bits) if scheme is Scheme.UNIFORM_NBIT else act_bits
 
 
 @dataclass(frozen=True)
@@ -56,34 +48,22 @@ class Tensors:
     act_sram_bytes: int      # what the ifmap SRAM holds: payload + bitmap
     stored_act_elems: int    # elements the ifmap SRAM payload represents
     weight_bytes: int
-    output_bytes: int
-    act_passes: int          # DRAM passes over the input (2 for an exact top-k that cannot buffer)
+    output_bytes: int        # every stored form of the output
+    act_passes: int          # passes over the input per fetch (2 for a selection that spills on read)
+    residual_bytes: int      # residual tensor read once (fused add)
+    spill_write_bytes: int   # spills of the selections run on this layer's hardware
+    spill_read_bytes: int
 
 
-def tensor_bytes(shape: LayerShape, scheme: Scheme, rate: float, act_bits: int, weight_bits: int,
-                 hw: HwSpec, wcc: bool, nonzero_fraction: float | None) -> Tensors:
-    """Stored sizes of activations, bitmap, weights and outputs of one layer (rules in the module doc)."""
-    a = effective_act_bits(scheme, rate, act_bits)
-    full_elems = shape.cin * shape.h * shape.w
+def tensor_bytes(shape: LayerShape, io: LayerIO, weight_bits: int) -> Tensors:
+    """Stored sizes of activations, bitmap, weights, outputs and spills of one layer (module doc)."""
     weight = _bytes(shape.cout * (shape.cin // shape.groups) * shape.kernel ** 2, weight_bits)
-    out = _bytes(shape.cout * shape.ho * shape.wo, a)
-    if wcc:
-        levels = hw.datapath.haar.levels
-        hp, wp = shape.wcc_grid(levels)
-        k = shape.wcc_kept(rate, levels)
-        payload, bitmap = _bytes(shape.cin * k, a), _bytes(hp * wp, 1)
-        if hw.placement is Placement.COMPRESS_ON_WRITE:
-            return Tensors(payload, bitmap, payload + bitmap, shape.cin * k, weight, out, 1)
-        full = _bytes(full_elems, a)
-        fits = full <= hw.ifmap_sram.size_bytes
-        passes = 1 if hw.datapath.topk.mode is TopkMode.TILED or fits else 2
-        return Tensors(full * passes, 0, payload + bitmap, shape.cin * k, weight, out, passes)
-    if scheme is Scheme.ZVC:
-        nz = round(nonzero_fraction * full_elems)
-        payload, bitmap = _bytes(nz, a), _bytes(full_elems, 1)
-        return Tensors(payload, bitmap, payload + bitmap, full_elems, weight, out, 1)
-    full = _bytes(full_elems, a)
-    return Tensors(full, 0, full, full_elems, weight, out, 1)
+    sel = io.selection
+    passes = sel.input_passes if sel else 1
+    held = (sel.stored_bytes, sel.kept_elems) if sel else (io.input.total_bytes, io.input.elems)
+    return Tensors(io.input.payload_bytes * passes, io.input.bitmap_bytes * passes, *held, weight,
+                   io.output_bytes, passes, io.residual_bytes, sum(c.spill_write_bytes for c in io.run_here),
+                   sum(c.spill_read_bytes for c in io.run_here))
 
 
 def choose_tiling(act_sram_bytes: int, act_fetch_bytes: int, weight_bytes: int, ifmap_bytes: int,
@@ -149,7 +129,8 @@ class Traffic:
     ofmap_sram_write_bytes: int
     sram_read_bytes: int
     sram_write_bytes: int
-    act_fetches: int
+    residual_read_bytes: int
+    act_fetches: int         # DRAM passes over the input: tiling re-reads x top-k passes
     weight_fetches: int
     tiling: str
 
@@ -161,6 +142,7 @@ def layer_traffic(t: Tensors, gemm: Gemm, hw: HwSpec, wcc: bool, weight_bits: in
     if t.act_passes > 1:
         tiling += f"; {t.act_passes} passes over the input (top-k energy, then select)"
     act, bitmap, weight = n_act * t.act_dram_bytes, n_act * t.bitmap_dram_bytes, n_w * t.weight_bytes
+    reads, writes = act + bitmap + weight + t.residual_bytes + t.spill_read_bytes, t.output_bytes + t.spill_write_bytes
     mac = hw.datapath.mac
     if_elems, w_elems, k_folds = array_reads(gemm, mac)
     acc = mac.acc_bits
@@ -169,8 +151,10 @@ def layer_traffic(t: Tensors, gemm: Gemm, hw: HwSpec, wcc: bool, weight_bits: in
     w_read = _bytes(w_elems, weight_bits)
     psum_w = _bytes(mn * (k_folds if wcc else k_folds - 1), acc)
     psum_r = _bytes(mn * (k_folds if wcc else k_folds - 1), acc)  # WCC: + one read by the inverse Haar
-    of_w, of_r = psum_w + t.output_bytes, psum_r + t.output_bytes
+    of_w = psum_w + t.output_bytes + t.residual_bytes
+    of_r = psum_r + t.output_bytes + t.residual_bytes
     if_w = n_act * t.act_sram_bytes
-    return Traffic(act, bitmap, weight, t.output_bytes, act + bitmap + weight, t.output_bytes,
+    return Traffic(act, bitmap, weight, t.output_bytes, reads, writes,
                    if_read, if_w, w_read, weight, of_r, of_w,
-                   if_read + w_read + of_r, if_w + weight + of_w, n_act, n_w, tiling)
+                   if_read + w_read + of_r, if_w + weight + of_w, t.residual_bytes, n_act * t.act_passes, n_w,
+                   tiling)

@@ -8,6 +8,13 @@ A workload file is CSV with ``#`` metadata lines before the header::
     name,kind,cin,cout,kernel,stride,groups,h,w,dilation,keep_fp
     features.0,conv,3,32,3,2,1,1024,2048,1,1
 
+Two optional columns, after ``keep_fp``, give the graph (files without them still load):
+``inputs`` names the layers whose outputs are concatenated into this layer's input (``;``-separated,
+``input`` = the network input; empty = the layer before, or the network input for the first layer) and
+``residual`` the layer whose output is added to this layer's output (a residual add fused into it; empty =
+none). A producer must come earlier in the file; the producers' channels add up to ``cin`` and a residual's
+to ``cout``. A producer's map may differ from the consumer's ``h x w`` (an upsample or a global pooling
+between them): the consumer reads the stored tensor and resamples it on the fly.
 ``h, w`` are the layer's input spatial size; outputs use "same" padding, ``ceil(h / stride)``. ``kind``
 is ``conv1x1`` (a pointwise convolution, what WCC replaces), ``conv`` (k x k, groups allowed) or
 ``dwconv`` (depthwise: groups == cin == cout). ``keep_fp = 1`` marks a layer the paper's model transform
@@ -29,9 +36,12 @@ from wccsim.errors import InputError
 from wccsim.shape import LayerKind, LayerShape
 
 __all__ = ["LayerKind", "FpLayers", "LayerShape", "Workload", "load_workload", "rescale_workload",
-           "workload_to_csv", "parse_input_size", "CSV_COLUMNS", "Scheme", "Gemm", "layer_gemm"]
+           "workload_to_csv", "parse_input_size", "CSV_COLUMNS", "EDGE_COLUMNS", "NETWORK_INPUT", "Edges",
+           "Scheme", "Gemm", "layer_gemm"]
 
 CSV_COLUMNS = ("name", "kind", "cin", "cout", "kernel", "stride", "groups", "h", "w", "dilation", "keep_fp")
+EDGE_COLUMNS = ("inputs", "residual")
+NETWORK_INPUT = "input"
 _MAX_DIM = 1 << 20
 _MAX_LAYERS = 100_000
 
@@ -43,12 +53,29 @@ class FpLayers(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Edges:
+    """Where one layer's tensors come from: the producers concatenated into its input (layer names, or
+    `NETWORK_INPUT`) and the producer of a residual added to its output (None: no residual add)."""
+    inputs: tuple[str, ...]
+    residual: str | None = None
+
+
+@dataclass(frozen=True)
 class Workload:
-    """A network as a tuple of layer shapes at a given input size."""
+    """A network as a tuple of layer shapes at a given input size, with each layer's producers
+    (`edges`, one per layer; empty: every layer reads the one before)."""
     network: str
     input_hw: tuple[int, int]
     fp_layers: FpLayers
     layers: tuple[LayerShape, ...]
+    edges: tuple[Edges, ...] = ()
+
+    def layer_edges(self) -> tuple[Edges, ...]:
+        """`edges`, or the chain default (each layer reads the one before; the first the network input)."""
+        if self.edges:
+            return self.edges
+        names = (NETWORK_INPUT,) + tuple(s.name for s in self.layers[:-1])
+        return tuple(Edges((n,)) for n in names)
 
 
 def _int(where, row_no, col, text, lo=1, hi=_MAX_DIM) -> int:
@@ -104,17 +131,43 @@ def load_workload(path: str | os.PathLike) -> Workload:
         elif line.strip():
             body.append((line_no, line))
     reader = csv.DictReader(line for _, line in body)
-    if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
-        raise InputError(where, "header", ",".join(CSV_COLUMNS), ",".join(reader.fieldnames or ()) or "nothing")
-    layers = tuple(_layer(where, body[reader.line_num - 1][0], row) for i, row in enumerate(reader)
-                   if i < _MAX_LAYERS)
+    header = tuple(reader.fieldnames or ())
+    if header not in (CSV_COLUMNS, CSV_COLUMNS + EDGE_COLUMNS):
+        raise InputError(where, "header", f"{','.join(CSV_COLUMNS)}[,{','.join(EDGE_COLUMNS)}]",
+                         ",".join(header) or "nothing")
+    rows = [(body[reader.line_num - 1][0], row) for i, row in enumerate(reader) if i < _MAX_LAYERS]
+    layers = tuple(_layer(where, line_no, row) for line_no, row in rows)
     if not layers:
         raise InputError(where, "layers", "at least one layer row", "none")
+    edges = _edges(where, rows, layers) if header != CSV_COLUMNS else ()
     fp = meta.get("paper_fp_layers", "exclude")
     if fp not in [f.value for f in FpLayers]:
         raise InputError(where, "paper_fp_layers", "exclude or fp32", repr(fp))
     input_hw = parse_input_size(where, "input", meta.get("input", f"{layers[0].h}x{layers[0].w}"))
-    return Workload(meta.get("network", path.stem), input_hw, FpLayers(fp), layers)
+    return Workload(meta.get("network", path.stem), input_hw, FpLayers(fp), layers, edges)
+
+
+def _edges(where: str, rows: list, layers: tuple[LayerShape, ...]) -> tuple[Edges, ...]:
+    """Each row's `Edges`, checked: producers named earlier (or the network input), channels that add up."""
+    cout = {NETWORK_INPUT: layers[0].cin}
+    out = []
+    for (line_no, row), shape in zip(rows, layers):
+        previous = layers[len(out) - 1].name if out else NETWORK_INPUT
+        names = tuple(n.strip() for n in (row["inputs"] or "").split(";") if n.strip()) or (previous,)
+        residual = (row["residual"] or "").strip() or None
+        for field, name in [("inputs", n) for n in names] + [("residual", residual)] * (residual is not None):
+            if name not in cout:
+                raise InputError(where, f"line {line_no}: {field}", "a layer named on an earlier line, or "
+                                 f"{NETWORK_INPUT}", repr(name))
+        if sum(cout[n] for n in names) != shape.cin:
+            raise InputError(where, f"line {line_no}: inputs", f"producers with {shape.cin} (cin) channels in all",
+                             f"{';'.join(names)} with {sum(cout[n] for n in names)}")
+        if residual is not None and cout[residual] != shape.cout:
+            raise InputError(where, f"line {line_no}: residual", f"a producer of {shape.cout} (cout) channels",
+                             f"{residual} with {cout[residual]}")
+        cout[shape.name] = shape.cout
+        out.append(Edges(names, residual))
+    return tuple(out)
 
 
 def rescale_workload(wl: Workload, input_hw: tuple[int, int]) -> Workload:
@@ -137,10 +190,11 @@ def workload_to_csv(wl: Workload, comments: tuple[str, ...] = ()) -> str:
     out.write(f"# network: {wl.network}\n# input: {wl.input_hw[0]}x{wl.input_hw[1]}\n")
     out.write(f"# paper_fp_layers: {wl.fp_layers.value}\n")
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for s in wl.layers:
+    w.writerow(CSV_COLUMNS + (EDGE_COLUMNS if wl.edges else ()))
+    for s, e in zip(wl.layers, wl.edges or [None] * len(wl.layers)):
+        edge_cells = [";".join(e.inputs), e.residual or ""] if e else []
         w.writerow([s.name, s.kind.value, s.cin, s.cout, s.kernel, s.stride, s.groups, s.h, s.w, s.dilation,
-                    int(s.keep_fp)])
+                    int(s.keep_fp), *edge_cells])
     return out.getvalue()
 
 
