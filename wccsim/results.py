@@ -47,7 +47,7 @@ NETWORK_COLUMNS = (
 
 
 # Each saving and the network total it compares against int8 on the same hardware (`savings`).
-SAVINGS = {"dram_saving_pct": "dram_bytes", "energy_saving_pct": "energy_pj", "cycle_saving_pct": "cycles",
+SAVINGS = {"dram_saving_pct": "dram_bytes", "energy_saving_pct": "energy_total_pj", "cycle_saving_pct": "cycles",
            "bops_saving_pct": "bops"}
 
 
@@ -98,17 +98,21 @@ def _total_row(key: dict, g: pd.DataFrame) -> dict:
     return row
 
 
-def savings(tot: pd.DataFrame) -> pd.DataFrame:
-    """Totals plus ``dram_bytes`` (DRAM reads + writes), ``sqnr_drop_db`` (when the totals have a SQNR) and
-    every `SAVINGS` column.
+def savings(tot: pd.DataFrame, inputs: bool = True) -> pd.DataFrame:
+    """Totals plus the compared totals, ``sqnr_drop_db`` (when the totals have a SQNR) and every `SAVINGS` column.
 
-    A saving is ``100 * (1 - scheme / int8)`` of the named total, against the int8 row of the same hardware
-    (int8 is the same 8-bit network in every configuration of a sweep); positive = the scheme moves, spends
-    or takes less. ``sqnr_drop_db`` = int8's network SQNR minus the row's (positive = worse than int8).
-    Every command and the report use this one definition.
+    ``dram_bytes`` = DRAM reads + writes of the layers and, with ``inputs`` (a trace run, whose producers lie
+    outside the trace), the traffic their producers move for the layers' inputs (``input_dram_bytes``: the
+    write of each input in its stored form, plus a top-k spill the producer runs); ``energy_total_pj`` the
+    same for energy (``energy_pj`` + ``input_energy_pj``). Without ``inputs`` (a workload, whose producers
+    are its own layers and already booked) they are the layers' own. A saving is ``100 * (1 - scheme /
+    int8)`` of the named total against the int8 row of the same hardware (int8 is the same 8-bit network
+    in every configuration of a sweep); positive = the scheme moves, spends or takes less. ``sqnr_drop_db``
+    = int8's network SQNR minus the row's. Every command and the report use this one definition.
     """
     t = tot.copy()
-    t["dram_bytes"] = t.dram_read_bytes + t.dram_write_bytes
+    t["dram_bytes"] = t.dram_read_bytes + t.dram_write_bytes + (t.input_dram_bytes if inputs else 0)
+    t["energy_total_pj"] = t.energy_pj + (t.input_energy_pj if inputs else 0.0)
     int8 = t[t.scheme == "int8"].drop_duplicates("hw").set_index("hw")
     missing = sorted(set(t.hw) - set(int8.index))
     if missing:

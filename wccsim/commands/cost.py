@@ -91,11 +91,11 @@ def schemes_table(wl, hw, args: argparse.Namespace) -> str:
                                                                                     else a, 8 if s == "int8" else w,
                                                                                     args.nonzero_fraction))}
             for s in schemes]
-    t = api.savings(pd.DataFrame(rows))
+    t = api.savings(pd.DataFrame(rows), inputs=False)
     table = pd.DataFrame({
         "scheme": t.scheme, "GBOPs": (t.bops / 1e9).round(3), "DRAM_rd_MB": (t.dram_read_bytes / 1e6).round(3),
         "DRAM_wr_MB": (t.dram_write_bytes / 1e6).round(3), "DRAM_rd+wr_MB": (t.dram_bytes / 1e6).round(3),
-        "Mcycles": (t.cycles / 1e6).round(3), "energy_uJ": (t.energy_pj / 1e6).round(2),
+        "Mcycles": (t.cycles / 1e6).round(3), "energy_uJ": (t.energy_total_pj / 1e6).round(2),
         "DRAM_saved_%": t.dram_saving_pct.round(1), "energy_saved_%": t.energy_saving_pct.round(1),
         "cycles_saved_%": t.cycle_saving_pct.round(1), "BOPs_saved_%": t.bops_saving_pct.round(1)})
     note = "" if args.nonzero_fraction is not None else "\n(zvc: give --nonzero-fraction, a measured fraction)"

@@ -146,15 +146,20 @@ def format_table(df, tot) -> str:
 
 def verdict(tot) -> str:
     """The block a team lead pastes: WCC's savings against int8 and its quality cost, then uniform n-bit at
-    the same stored bits per activation and ZVC, all from `wccsim.results.savings` of the network totals."""
+    the same stored bits per activation and ZVC, all from `wccsim.results.savings` of the network totals
+    (DRAM and energy include what the producers move to write each layer's input, top-k spills included)."""
     s = api.savings(tot).set_index("scheme")
     w, u, z, i8 = (s.loc[name] for name in ("wcc", "uniform_nbit", "zvc", "int8"))
+    spill = int(tot.loc[tot.scheme == "wcc", "topk_spill"].iloc[0]) if "topk_spill" in tot else 0
     lines = [f"verdict ({w.hw}, {int(w.layers)} layers; savings = 100 x (1 - scheme / int8) of the network totals "
-             f"on the same hardware; SQNR = layer aggregate):",
-             f"  WCC at rate {w.cfg_rate:g}, {int(w.act_bits)}-bit: {_saves(w.dram_saving_pct)} DRAM (reads + writes, "
-             f"{i8.dram_bytes / 1e6:.2f} -> {w.dram_bytes / 1e6:.2f} MB), {_saves(w.energy_saving_pct)} energy, "
+             f"on the same hardware; DRAM and energy = the layers' own plus their inputs' writes and top-k spills "
+             f"by the producers; SQNR = layer aggregate):",
+             f"  WCC at rate {w.cfg_rate:g}, {int(w.act_bits)}-bit: {_saves(w.dram_saving_pct)} DRAM "
+             f"({i8.dram_bytes / 1e6:.2f} -> {w.dram_bytes / 1e6:.2f} MB), {_saves(w.energy_saving_pct)} energy, "
              f"{_saves(w.cycle_saving_pct)} cycles, {_saves(w.bops_saving_pct)} BOPs; SQNR {w.sqnr_total_db:.2f} dB "
-             f"vs int8 {i8.sqnr_total_db:.2f} dB ({-w.sqnr_drop_db:+.2f} dB)",
+             f"vs int8 {i8.sqnr_total_db:.2f} dB ({-w.sqnr_drop_db:+.2f} dB)"
+             + (f"; {spill} layers' top-k spill to DRAM ({(w.topk_spill_write_bytes + w.topk_spill_read_bytes) / 1e6:.2f}"
+                f" MB)" if spill else ""),
              f"  uniform {int(u.act_bits)}-bit (the same {u.eff_bits_per_act:g} stored bits per activation): "
              f"{_saves(u.dram_saving_pct)} DRAM, {_saves(u.energy_saving_pct)} energy, SQNR {u.sqnr_total_db:.2f} dB; "
              f"WCC has {w.sqnr_total_db - u.sqnr_total_db:+.2f} dB SQNR and {(w.dram_bytes - u.dram_bytes) / 1e6:+.2f} MB "

@@ -69,7 +69,8 @@ class LayerCost:
     topk_spill_read_bytes: int   # (a second pass over the input on read is in act_fetches)
     input_haar_cycles: int     # forward Haar and top-k run by the producer for this input (compress_on_write)
     input_topk_cycles: int
-    input_energy_pj: float     # their energy, with the producer's DRAM writes (and spill) of this input
+    input_dram_bytes: int      # DRAM the producer moves for this input: its write, and the spill it runs
+    input_energy_pj: float     # energy of that DRAM traffic, and of the Haar and top-k the producer runs
     cycles: int
     compute_cycles: int
     memory_cycles: int
@@ -239,9 +240,10 @@ def _selection_fields(io: LayerIO, hw: HwSpec) -> dict:
     """The write side of the layer's input and its top-k selection, wherever that runs (the producer's
     share is booked on the producer in a workload, and only reported here in a layer run alone)."""
     sel = io.selection
+    dram_pj = hw.dram.energy_pj_per_byte
     fields = dict(input_write_bytes=io.input.total_bytes, topk_buffer_bytes=0, topk_spill=0,
                   topk_spill_write_bytes=0, topk_spill_read_bytes=0, input_haar_cycles=0, input_topk_cycles=0,
-                  input_energy_pj=0.0)
+                  input_dram_bytes=io.input.total_bytes, input_energy_pj=io.input.total_bytes * dram_pj)
     if sel is None:
         return fields
     fields.update(topk_buffer_bytes=sel.buffer_bytes, topk_spill=int(sel.spill),
@@ -249,7 +251,8 @@ def _selection_fields(io: LayerIO, hw: HwSpec) -> dict:
     if sel.by_producer:
         dram = sel.stored_bytes + sel.spill_write_bytes + sel.spill_read_bytes
         fields.update(input_haar_cycles=sel.haar_cycles, input_topk_cycles=sel.topk_cycles,
-                      input_energy_pj=selector_pj(sel, hw.energy) + dram * hw.dram.energy_pj_per_byte)
+                      input_dram_bytes=io.input.total_bytes + sel.spill_write_bytes + sel.spill_read_bytes,
+                      input_energy_pj=selector_pj(sel, hw.energy) + dram * dram_pj)
     return fields
 
 

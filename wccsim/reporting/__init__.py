@@ -36,7 +36,8 @@ FIGURES = ("traffic_layers", "traffic_rate", "sqnr_bits", "bops_pareto", "cycles
 NETWORK_FIGURE = "network_quality"  # only when the directory has network.csv
 _SUMMARY_COLS = ("hw", "scheme", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "rate", "act_bits", "weight_bits",
                  "eff_bits_per_act", "bops",
-                 "dram_read_bytes", "dram_write_bytes", "dram_bytes", "cycles", "energy_pj", "sqnr_total_db",
+                 "dram_read_bytes", "dram_write_bytes", "dram_bytes", "cycles", "energy_pj", "energy_total_pj",
+                 "sqnr_total_db",
                  "sqnr_drop_db", "dram_saving_pct", "energy_saving_pct", "cycle_saving_pct", "bops_saving_pct",
                  "within_budget", "best")
 
@@ -178,10 +179,10 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "hw": s.hw, "scheme": s.scheme, "rate": s.rate, "act_bits": s.act_bits, "weight_bits": s.weight_bits,
         "bits/act": s.eff_bits_per_act.round(3), "GBOPs": (s.bops / 1e9).round(4),
-        "DRAM rd+wr MB": (s.dram_bytes / 1e6).round(4),
-        "Mcycles": (s.cycles / 1e6).round(4), "energy uJ": (s.energy_pj / 1e6).round(3),
+        "DRAM MB": (s.dram_bytes / 1e6).round(4),
+        "Mcycles": (s.cycles / 1e6).round(4), "energy uJ": (s.energy_total_pj / 1e6).round(3),
         "SQNR dB": s.sqnr_total_db.round(2), "drop dB": s.sqnr_drop_db.round(2),
-        "DRAM rd+wr saved %": s.dram_saving_pct.round(1), "energy saved %": s.energy_saving_pct.round(1),
+        "DRAM saved %": s.dram_saving_pct.round(1), "energy saved %": s.energy_saving_pct.round(1),
         "cycles saved %": s.cycle_saving_pct.round(1), "BOPs saved %": s.bops_saving_pct.round(1),
     })
 
@@ -194,8 +195,9 @@ def _page(res: Results, summary, focus, figures, quality, extras, budget: float)
         f"{res.layers.layer.nunique()} layers; hardware: {', '.join(sorted(res.layers.hw.unique()))}; "
         f"error budget: layer-aggregate SQNR (the simulated 1x1 layers' output errors summed, not the whole "
         f"network's output) at most {budget:g} dB below int8. Savings are 100 x (1 - scheme / int8) of the "
-        f"network totals on the same hardware (DRAM = reads + writes); traffic, cycles and energy are sums over "
-        f"the simulated 1x1 layers.",
+        f"network totals on the same hardware. DRAM and energy are the simulated 1x1 layers' reads and writes "
+        f"plus what their producers (outside the trace) move to write each layer's input in its stored form, "
+        f"top-k spills included (wccsim.results.savings); cycles are the layers' own.",
     ]
     unique = summary.drop_duplicates(["hw", "scheme", "rate", "act_bits", "weight_bits"])
     unique = unique.sort_values(["hw", "scheme", "eff_bits_per_act", "rate"], ascending=[True, True, False, False],

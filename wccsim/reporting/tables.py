@@ -80,7 +80,7 @@ def summary_table(tot: pd.DataFrame, max_sqnr_drop_db: float) -> pd.DataFrame:
     t["within_budget"] = t.sqnr_drop_db <= max_sqnr_drop_db + 1e-12
     t["best"] = False
     cands = t[t.within_budget & (t.scheme != "int8") & (t.energy_saving_pct > 0)]
-    cands = cands.sort_values(["energy_pj", "dram_bytes", "sqnr_total_db"], ascending=[True, True, False],
+    cands = cands.sort_values(["energy_total_pj", "dram_bytes", "sqnr_total_db"], ascending=[True, True, False],
                               kind="mergesort")
     t.loc[cands.groupby(["hw", "scheme"], sort=False).head(1).index, "best"] = True
     return t
@@ -96,14 +96,14 @@ def headline(summary: pd.DataFrame, max_sqnr_drop_db: float) -> list[str]:
         if len(best):
             r = best.iloc[0]
             lines.append(f"{hw}, {scheme}: {_setting(r)} is the cheapest within budget: saves "
-                         f"{_pct(r.dram_saving_pct)} DRAM (reads + writes), {_pct(r.energy_saving_pct)} energy, "
+                         f"{_pct(r.dram_saving_pct)} DRAM, {_pct(r.energy_saving_pct)} energy, "
                          f"{_pct(r.cycle_saving_pct)} cycles vs int8, SQNR {r.sqnr_drop_db:.2f} dB below int8.")
             continue
         saving = g[g.energy_saving_pct > 0]
         if saving.empty:
             lines.append(f"{hw}, {scheme}: no setting saves energy against int8.")
             continue
-        r = saving.sort_values(["sqnr_drop_db", "energy_pj"], kind="mergesort").iloc[0]
+        r = saving.sort_values(["sqnr_drop_db", "energy_total_pj"], kind="mergesort").iloc[0]
         lines.append(f"{hw}, {scheme}: no setting within the budget; the closest, {_setting(r)}, is "
                      f"{r.sqnr_drop_db:.2f} dB below int8 ({r.sqnr_drop_db - max_sqnr_drop_db:.2f} dB over the "
                      f"{max_sqnr_drop_db:g} dB budget) and saves {_pct(r.dram_saving_pct)} DRAM, "
