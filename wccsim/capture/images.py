@@ -159,6 +159,17 @@ def preprocess_images(images: list[np.ndarray], preset: Preprocess,
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
+def image_batch(where: str, images: list[str], preset: str | None, size: tuple[int, int] | None = None,
+                hint: str = "") -> tuple[np.ndarray, dict]:
+    """Load `images` (specs as `load_image` takes them) and preprocess them with the named `preset` into one
+    (N, C, H, W) float32 batch; also returns the trace's ``meta.input`` record (images, preset). An unknown
+    preset is an `InputError` naming `where` (`hint` is added to the expected text)."""
+    if preset not in PRESETS:
+        raise InputError(where, "preprocess", f"one of {sorted(PRESETS)}{hint}", preset)
+    batch = preprocess_images([load_image(s) for s in images], PRESETS[preset], size)
+    return batch, {"images": list(images), "preprocess": preset}
+
+
 def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     from skimage.transform import resize
 

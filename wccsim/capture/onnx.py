@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wccsim.capture.images import PRESETS, load_image, preprocess_images
+from wccsim.capture.images import image_batch
 from wccsim.capture.layer_check import checked_layer, write_captured
 from wccsim.errors import InputError
 from wccsim.trace import LayerData, LayerInfo
@@ -89,12 +89,10 @@ def capture_onnx_trace(model: str, images: list[str], out: str | Path, *, preset
     """
     path = resolve_model(model)
     preset = preset or KNOWN_MODELS.get(path.name)
-    if preset not in PRESETS:
-        raise InputError(str(path), "preprocess", f"one of {sorted(PRESETS)} (unknown model: name it)", preset)
-    batch = preprocess_images([load_image(s) for s in images], PRESETS[preset], size)
+    batch, input_meta = image_batch(str(path), images, preset, size, " (unknown model: name it)")
     meta, layers = capture_onnx(path, batch, store_dtype=store_dtype)
-    return write_captured(out, meta, layers, batch, {"images": list(images), "preprocess": preset},
-                          store_dtype=store_dtype, compress=compress, store_y=store_y, keep=keep)
+    return write_captured(out, meta, layers, batch, input_meta, store_dtype=store_dtype, compress=compress,
+                          store_y=store_y, keep=keep)
 
 
 def capture_onnx(model_path: str | Path, batch: np.ndarray, *,

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wccsim.capture.images import PRESETS, load_image, preprocess_images
+from wccsim.capture.images import image_batch
 from wccsim.capture.layer_check import checked_layer, write_captured
 from wccsim.capture.onnx import sha256_file
 from wccsim.errors import InputError
@@ -86,15 +86,12 @@ def capture_factory_trace(spec: str, weights: str | Path, images: list[str], out
     ``state_sha256`` is the hash of the loaded state_dict tensors (see `capture_torch`). `keep`: as in
     `wccsim.capture.onnx.capture_onnx_trace`.
     """
-    if preset not in PRESETS:
-        raise InputError(spec, "preprocess", f"one of {sorted(PRESETS)}", preset)
+    batch, input_meta = image_batch(spec, images, preset, size)
     model = load_factory_model(spec, weights, factory_args)
-    batch = preprocess_images([load_image(s) for s in images], PRESETS[preset], size)
     meta, layers = capture_torch(model, batch, network=spec.rpartition(":")[2], store_dtype=store_dtype)
     meta["source"] = dict(meta["source"], factory=spec, factory_args=dict(factory_args or {}),
                           model_file=Path(weights).name, sha256=sha256_file(weights),
                           sha256_of="model_file", state_sha256=meta["source"]["sha256"])
-    input_meta = {"images": list(images), "preprocess": preset}
     return write_captured(out, meta, layers, batch, input_meta, store_dtype=store_dtype, compress=compress,
                           store_y=store_y, keep=keep)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wccsim.capture.images import PRESETS, load_image, preprocess_images
+from wccsim.capture.images import image_batch
 from wccsim.capture.layer_check import write_captured
 from wccsim.capture.onnx import capture_onnx, run_onnx, sha256_file
 from wccsim.errors import InputError
@@ -73,12 +73,10 @@ def capture_torchscript_trace(path: str | Path, images: list[str], out: str | Pa
                               store_y: bool = True, keep: list[str] | None = None) -> list[LayerInfo]:
     """Load and preprocess `images` with `preset`, capture (`capture_torchscript`), write `out` atomically
     (`keep`: as in `wccsim.capture.onnx.capture_onnx_trace`)."""
-    if preset not in PRESETS:
-        raise InputError(str(path), "preprocess", f"one of {sorted(PRESETS)}", preset)
-    batch = preprocess_images([load_image(s) for s in images], PRESETS[preset], size)
+    batch, input_meta = image_batch(str(path), images, preset, size)
     meta, layers = capture_torchscript(path, batch, store_dtype=store_dtype)
-    return write_captured(out, meta, layers, batch, {"images": list(images), "preprocess": preset},
-                          store_dtype=store_dtype, compress=compress, store_y=store_y, keep=keep)
+    return write_captured(out, meta, layers, batch, input_meta, store_dtype=store_dtype, compress=compress,
+                          store_y=store_y, keep=keep)
 
 
 def _tensors(out) -> list:
