@@ -89,7 +89,9 @@ def build_figures(res: Results, summary: pd.DataFrame, focus: dict) -> list[Figu
     int8_tot = tot[same & (tot.scheme == "int8")].iloc[0]
     peak, bw = hw_roofs(res.meta, focus["hw"]) or (None, None)
     figs = [
-        ("DRAM traffic per layer", f"WCC ({cfg}) vs int8, stacked by tensor; bitmap = WCC metadata.",
+        ("DRAM traffic per layer", f"WCC ({cfg}) vs int8, stacked by tensor; bitmap = WCC metadata. The bars are "
+         "each layer's own reads and writes; what its producer moves to write its input (and a top-k spill) is "
+         "not in them but is in the summary's DRAM (layers.csv input_dram_bytes).",
          traffic_per_layer(wcc, int8, f"DRAM traffic per layer: {cfg}")),
         ("Network DRAM traffic vs rate", "Sum over the simulated layers, stacked by tensor; int8 at the left.",
          traffic_vs_rate(rates, int8_tot, f"DRAM traffic vs rate ({focus['hw']})")),
