@@ -12,7 +12,7 @@ from matplotlib.colors import to_hex
 from test_run import HW, ROOT, write_tiny_trace
 from wccsim.cli import main
 from wccsim.reporting.plots import HW_MARKERS, OKABE_ITO, bops_pareto, sqnr_vs_bits
-from wccsim.reporting.tables import headline, load_results, summary_table
+from wccsim.reporting.tables import focus_config, headline, load_results, spills, summary_table
 from wccsim.results import SAVINGS, savings
 from wccsim.sweeper import sweep
 
@@ -97,3 +97,22 @@ def test_plots_tell_hardware_schemes_and_bit_widths_apart(sweep_totals):
         assert len(colours) == 4 and len(set(colours)) == 4 and set(colours) <= {c.lower() for c in OKABE_ITO}
         assert "[bit]" in one.get_xlabel() and "[dB]" in one.get_ylabel()
     assert "[G bit-op]" in ax.get_xlabel() and "[dB]" in ax.get_ylabel() and len(HW_MARKERS) >= 2
+
+
+def test_report_flags_spilling_layers_and_shows_exact_beside_tiled(tmp_path):
+    """issue 17, acceptance 2: the report lists the layers whose exact selection spills, none under the tiled
+    selector (edge_npu_tiled.yaml), and shows both designs' DRAM, energy and SQNR in its summary."""
+    hws = [ROOT / "hw_configs" / "edge_npu.yaml", ROOT / "hw_configs" / "edge_npu_tiled.yaml"]
+    sweep(hws, ROOT / "traces" / "ppocrv4_det.npz", tmp_path / "s", rates=[0.5], act_bits=[8],
+          layers="p2o_Conv_[13]6")
+    res = load_results(tmp_path / "s")
+    text, table = spills(res, focus_config(summary_table(res.totals, 1.0)))
+    assert "edge_npu (exact top-k): 1 of 2 WCC layers spill" in text
+    assert "edge_npu_tiled (tiled top-k): 0 of 2 WCC layers spill" in text
+    assert list(table.layer) == ["p2o_Conv_16"] and list(table.hw) == ["edge_npu"]
+    html = (tmp_path / "r.html")
+    assert main(["report", str(tmp_path / "s"), "-o", str(html)]) == 0
+    page = html.read_text()
+    assert "Top-k selections that spill to DRAM" in page and "p2o_Conv_16" in page
+    s = savings(res.totals).set_index(["hw", "scheme"])
+    assert s.loc[("edge_npu_tiled", "wcc"), "dram_bytes"] < s.loc[("edge_npu", "wcc"), "dram_bytes"]

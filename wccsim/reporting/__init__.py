@@ -25,7 +25,7 @@ from wccsim.reporting.plots import (
 )
 from wccsim.reporting.inputs import read_json
 from wccsim.reporting.tables import (
-    Results, focus_config, headline, hw_roofs, load_network, load_results, summary_table,
+    Results, focus_config, headline, hw_roofs, load_network, load_results, spills, summary_table,
 )
 from wccsim.results import quality_metric
 
@@ -201,6 +201,10 @@ def _page(res: Results, summary, focus, figures, quality, extras, budget: float)
         f"plus what their producers (outside the trace) move to write each layer's input in its stored form, "
         f"top-k spills included (wccsim.results.savings); cycles are the layers' own.",
     ]
+    spill_text, spill_rows = spills(res, focus)
+    spill_text += (" An exact (or threshold) joint top-k holds every position's coefficients and energy before "
+                   "it can emit; what does not fit the SRAM is written to DRAM and read back, and the summary's "
+                   "DRAM and energy include it. A tiled selector needs one tile (docs/cost.md).")
     unique = summary.drop_duplicates(["hw", "scheme", "rate", "act_bits", "weight_bits"])
     unique = unique.sort_values(["hw", "scheme", "eff_bits_per_act", "rate"], ascending=[True, True, False, False],
                                 kind="mergesort")
@@ -210,6 +214,8 @@ def _page(res: Results, summary, focus, figures, quality, extras, budget: float)
     sections = [
         ("Summary: best setting under the error budget",
          [("text", note), (display_table(best), best.best.map({True: "best", False: ""}), "summary-best")]),
+        ("Top-k selections that spill to DRAM",
+         [("text", spill_text), *([(spill_rows, None, "topk-spills")] if len(spill_rows) else [])]),
         *[(b.title, [b]) for b in figures],
         *([("Output quality vs BOPs (whole network, the paper's Figure 4)",
             [quality[0], ("text", quality[2]), (quality[1], None, "network-quality")])] if quality else []),

@@ -12,7 +12,7 @@ from wccsim.reporting.inputs import NUMBER, TEXT, check_equal, check_grid, grid_
 from wccsim.results import COLUMNS, CONFIG_KEYS, NETWORK_COLUMNS, savings, totals
 
 __all__ = ["Results", "LAYER_KINDS", "load_results", "load_network", "summary_table", "headline", "focus_config",
-           "hw_roofs"]
+           "hw_spec", "hw_roofs", "spills"]
 
 # What each layers.csv column holds: the label columns are text, every other column of COLUMNS a number.
 LAYER_KINDS = {c: TEXT if c in ("hw", "layer", "scheme", "bound", "tiling") else NUMBER for c in COLUMNS}
@@ -133,14 +133,35 @@ def focus_config(summary: pd.DataFrame) -> dict:
     return {k: row[k] for k in CONFIG_KEYS}
 
 
+def hw_spec(meta: dict, hw_name: str) -> dict:
+    """The spec of hardware `hw_name` as run.json / sweep.json record it ({} when absent)."""
+    specs = [meta["hw"]] if isinstance(meta.get("hw"), dict) else [h.get("spec", {}) for h in meta.get("hw", [])]
+    return next((spec for spec in specs if isinstance(spec, dict) and spec.get("name") == hw_name), {})
+
+
 def hw_roofs(meta: dict, hw_name: str) -> tuple[float, float] | None:
     """(peak MACs per cycle, DRAM bytes per cycle) of a hw spec recorded in run.json / sweep.json."""
-    specs = [meta["hw"]] if isinstance(meta.get("hw"), dict) else [h.get("spec", {}) for h in meta.get("hw", [])]
-    for spec in specs:
-        if spec.get("name") == hw_name:
-            try:
-                return (float(spec["mac"]["rows"] * spec["mac"]["cols"]),
-                        float(spec["dram"]["bandwidth_bytes_per_cycle"]))
-            except (KeyError, TypeError):
-                return None
-    return None
+    spec = hw_spec(meta, hw_name)
+    try:
+        return float(spec["mac"]["rows"] * spec["mac"]["cols"]), float(spec["dram"]["bandwidth_bytes_per_cycle"])
+    except (KeyError, TypeError):
+        return None
+
+
+def spills(res: Results, focus: dict) -> tuple[str, pd.DataFrame]:
+    """Per hardware config, how many WCC layers of the focus setting (rate, act_bits, weight_bits) have a top-k
+    selection that does not fit on chip and spill to DRAM (``topk_spill``), and the table of those layers."""
+    df = res.layers
+    keys = ["cfg_rate", "cfg_act_bits", "cfg_weight_bits"]
+    wcc = df[(df.scheme == "wcc") & (df[keys] == pd.Series({k: focus[k] for k in keys})).all(axis=1)]
+    lines = []
+    for hw, g in wcc.groupby("hw", sort=True):
+        mode = hw_spec(res.meta, hw).get("topk", {}).get("mode", "?")
+        moved = (g.topk_spill_write_bytes + g.topk_spill_read_bytes).sum() / 1e6
+        lines.append(f"{hw} ({mode} top-k): {int(g.topk_spill.sum())} of {len(g)} WCC layers spill at rate "
+                     f"{focus['cfg_rate']:g}, {focus['cfg_act_bits']}-bit ({moved:.2f} MB written and read back).")
+    rows = wcc[wcc.topk_spill == 1]
+    table = pd.DataFrame({"hw": rows.hw, "layer": rows.layer, "selector holds kB": (rows.topk_buffer_bytes / 1e3).round(1),
+                          "spill written kB": (rows.topk_spill_write_bytes / 1e3).round(1),
+                          "spill read kB": (rows.topk_spill_read_bytes / 1e3).round(1)})
+    return " ".join(lines), table
