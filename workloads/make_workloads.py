@@ -15,6 +15,11 @@ github.com/VainF/DeepLabV3Plus-Pytorch, ``deeplabv3plus_mobilenet`` with ``--sep
   3x3 on 304 = 256 + 48 channels (depthwise 3x3 304 + 1x1 304->256), classifier 1x1 256->classes.
 - kept in full precision by the paper's transform: backbone.low_level_features[0][0] (the first conv) and
   classifier.classifier[3] (the last 1x1).
+- geometry: ``*_vainf.csv`` (``# geometry: vainf_fixed_padding``) follows VainF's ``mobilenetv2.py``: its
+  convs use padding 0; each inverted residual block pads its input by the depthwise conv's dilation d on
+  every side (``F.pad`` with ``fixed_padding(3, d)``), so the expand 1x1 runs on (H + 2d) x (W + 2d), and
+  the first 3x3 stride-2 conv is unpadded ((H - 3) // 2 + 1; 1024 -> 511, 513 -> 256). The depthwise conv's
+  output and MACs are those of "same" padding. The other files use "same" padding throughout.
 - edges (``inputs``, ``residual``): an inverted residual block with stride 1 and equal channels adds its
   input to its project output (torchvision ``use_res_connect``; the add is fused into the project layer);
   ASPP's five branches read the backbone output (the pooling branch through a global average pool) and are
@@ -45,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from wccsim.atomic import write_text  # noqa: E402
 from wccsim.cost.workload import (  # noqa: E402
-    NETWORK_INPUT, Edges, FpLayers, LayerKind, LayerShape, Workload, workload_to_csv,
+    NETWORK_INPUT, SAME, VAINF, Edges, FpLayers, LayerKind, LayerShape, Workload, workload_to_csv,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -60,27 +65,28 @@ def _ceil_div(a: int, b: int) -> int:
 
 class _Net:
     """Collects LayerShapes and their Edges; `at(stride)` gives the spatial size at a total downsampling
-    factor. A layer reads the one before unless `inputs` names its producers."""
+    factor (the size recorded in `sizes` by the backbone, else "same" padding's). A layer reads the one
+    before unless `inputs` names its producers."""
 
-    def __init__(self, hw):
-        self.hw, self.layers, self.edges = hw, [], []
+    def __init__(self, hw, geometry=SAME):
+        self.hw, self.geometry, self.layers, self.edges, self.sizes = hw, geometry, [], [], {}
 
     def at(self, stride):
-        return _ceil_div(self.hw[0], stride), _ceil_div(self.hw[1], stride)
+        return self.sizes.get(stride, (_ceil_div(self.hw[0], stride), _ceil_div(self.hw[1], stride)))
 
     @property
     def last(self):
         return self.layers[-1].name if self.layers else NETWORK_INPUT
 
     def conv(self, name, kind, cin, cout, k, stride, in_stride, groups=1, dilation=1, keep_fp=False,
-             inputs=None, residual=None):
-        h, w = self.at(in_stride)
+             inputs=None, residual=None, pad=0):
+        h, w = (x + 2 * pad for x in self.at(in_stride))
         self.edges.append(Edges(tuple(inputs or (self.last,)), residual))
         self.layers.append(LayerShape(name, kind, cin, cout, k, stride, groups, h, w, dilation, keep_fp))
 
-    def pw(self, name, cin, cout, in_stride, keep_fp=False, inputs=None, residual=None):
+    def pw(self, name, cin, cout, in_stride, keep_fp=False, inputs=None, residual=None, pad=0):
         self.conv(name, LayerKind.CONV1X1, cin, cout, 1, 1, in_stride, keep_fp=keep_fp, inputs=inputs,
-                  residual=residual)
+                  residual=residual, pad=pad)
 
     def dw(self, name, ch, stride, in_stride, dilation=1, inputs=None):
         self.conv(name, LayerKind.DWCONV, ch, ch, 3, stride, in_stride, groups=ch, dilation=dilation,
@@ -91,13 +97,16 @@ class _Net:
         self.pw(f"{name}.pw", cin, cout, in_stride)
 
     def workload(self, network, fp_layers):
-        return Workload(network, self.hw, fp_layers, tuple(self.layers), tuple(self.edges))
+        return Workload(network, self.hw, fp_layers, tuple(self.layers), tuple(self.edges), self.geometry)
 
 
 def _mobilenetv2(net: _Net, output_stride: int, final_conv: bool = False):
     """Append MobileNetV2 features[0:-1] (with `final_conv`, also features[18], the 1x1 320->1280);
-    return {stride: (channels, layer name)} of the last layer at each stride."""
+    return {stride: (channels, layer name)} of the last layer at each stride. Sizes per `net.geometry`."""
     net.conv("features.0", LayerKind.CONV, 3, 32, 3, 2, 1, keep_fp=True)
+    vainf = net.geometry == VAINF
+    if vainf:  # ConvBNReLU with padding 0
+        net.sizes[2] = tuple((x - 3) // 2 + 1 for x in net.hw)
     cin, stride, dilation, idx, taps = 32, 2, 1, 1, {}
     for t, c, n, s in MOBILENETV2_SETTINGS:
         prev_dilation = dilation
@@ -110,8 +119,9 @@ def _mobilenetv2(net: _Net, output_stride: int, final_conv: bool = False):
             hidden = cin * t
             name, block_input = f"features.{idx}", net.last
             if t != 1:
-                net.pw(f"{name}.expand", cin, hidden, stride)
+                net.pw(f"{name}.expand", cin, hidden, stride, pad=dil if vainf else 0)
             net.dw(f"{name}.dw", hidden, st, stride, dil)
+            net.sizes[stride * st] = tuple(_ceil_div(x, st) for x in net.at(stride))
             stride *= st
             net.pw(f"{name}.project", hidden, c, stride, residual=block_input if st == 1 and cin == c else None)
             cin, idx = c, idx + 1
@@ -122,8 +132,8 @@ def _mobilenetv2(net: _Net, output_stride: int, final_conv: bool = False):
     return taps
 
 
-def deeplabv3plus_mobilenetv2(hw, num_classes: int, network: str) -> Workload:
-    net = _Net(hw)
+def deeplabv3plus_mobilenetv2(hw, num_classes: int, network: str, geometry: str = SAME) -> Workload:
+    net = _Net(hw, geometry)
     taps = _mobilenetv2(net, output_stride=16)
     low, high = taps[4][1], taps[16][1]
     net.pw("head.project", 24, 48, 4, inputs=[low])
@@ -164,6 +174,10 @@ WORKLOADS = {
         (1024, 2048), 19, "deeplabv3plus_mobilenetv2_cityscapes"),
     "deeplabv3plus_mnv2_voc.csv": lambda: deeplabv3plus_mobilenetv2(
         (513, 513), 21, "deeplabv3plus_mobilenetv2_voc"),
+    "deeplabv3plus_mnv2_cityscapes_vainf.csv": lambda: deeplabv3plus_mobilenetv2(
+        (1024, 2048), 19, "deeplabv3plus_mobilenetv2_cityscapes_vainf", VAINF),
+    "deeplabv3plus_mnv2_voc_vainf.csv": lambda: deeplabv3plus_mobilenetv2(
+        (513, 513), 21, "deeplabv3plus_mobilenetv2_voc_vainf", VAINF),
     "monodepth2_mnv2_kitti.csv": lambda: monodepth2_mobilenetv2((192, 640), "monodepth2_mobilenetv2_kitti"),
 }
 

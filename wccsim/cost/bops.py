@@ -1,18 +1,16 @@
 """Bit operations (BOPs): the paper's count, and a hardware-realistic count.
 
-Paper rule (``paper_bops``), reconstructed from the paper's public code and checked against its tables
-(tests/test_cost_bops.py, docs/validation.md):
+Paper rule (``paper_bops``), inferred (the paper's code has no BOPs counter) and checked against its
+tables (tests/test_cost_bops.py, docs/validation.md, docs/cost.md):
 
 - every convolution with kernel > 1 (including depthwise) is a quantized conv: ``w_bits * a_bits * MACs``;
-- every 1x1 convolution is a WCC layer: ``w_bits * a_bits * rate * MACs`` (MACs of the unpadded map) plus
-  the Haar term ``w_bits * a_bits * (1 + 1/4 + ... + 1/4^(levels-1)) * (Cin + Cout) * H_pad * W_pad``
-  with H, W padded up to a multiple of 2^levels (forward transform of the input, inverse of the output,
-  each counted as one w_bits x a_bits operation per coefficient of every level), plus the shrinkage term
-  ``w_bits * a_bits * rate * (Cin + Cout) * H * W`` (T gathers the kept coefficients of the Cin inputs,
-  T^T scatters those of the Cout outputs: one operation per kept coefficient). DESIGN.md section 5 states
-  the rule without the shrinkage term; with it the Cityscapes WCC rows (1,213 / 673 / 403) come out at
-  -0.19 / -0.21 / -0.25 %, without it at -1.36 / -1.27 / -1.13 % (``shrink_term=False``), see
-  docs/validation.md;
+- every 1x1 convolution is a WCC layer: ``w_bits * a_bits * rate * MACs`` plus the Haar term
+  ``w_bits * a_bits * (1 + 1/4 + ... + 1/4^(levels-1)) * (Cin + Cout) * H_pad * W_pad`` with H, W padded up
+  to a multiple of 2^levels (forward transform of the input, inverse of the output, one w_bits x a_bits
+  operation per coefficient of every level); no term for gathering / scattering the kept coefficients.
+  On the geometry of the model the paper names (VainF's MobileNetV2, ``*_vainf.csv`` workloads) this gives
+  the Cityscapes FP32, 8/8, 8/6, 8/4 rows at -0.83 / -0.81 / -0.82 / -0.76 % and the three WCC rows
+  within their truncation;
 - quantization-only rows (no WCC) count every conv at ``w_bits * a_bits * MACs``; FP32 rows at 32 x 32;
 - layers the transform keeps in full precision (first conv, classifier's last 1x1; ``keep_fp``) are left
   out (``FpLayers.EXCLUDE``, DeepLabV3+ tables) or counted at 32 x 32 (``FpLayers.FP32``, Monodepth2);
@@ -38,7 +36,7 @@ __all__ = ["paper_bops", "paper_fp32_bops", "hw_bops",
 
 
 def paper_bops(shape: LayerShape, wcc: bool, rate: float, act_bits: int, weight_bits: int,
-               fp_layers: FpLayers = FpLayers.EXCLUDE, levels: int = 3, shrink_term: bool = True) -> float:
+               fp_layers: FpLayers = FpLayers.EXCLUDE, levels: int = 3) -> float:
     """BOPs of one layer as the paper counts them (rule in the module docstring).
 
     Parameters
@@ -52,8 +50,6 @@ def paper_bops(shape: LayerShape, wcc: bool, rate: float, act_bits: int, weight_
     fp_layers : FpLayers
         How layers with ``keep_fp`` are counted.
     levels : int
-    shrink_term : bool
-        Count the gather/scatter of kept coefficients (see the module docstring).
 
     Returns
     -------
@@ -66,8 +62,7 @@ def paper_bops(shape: LayerShape, wcc: bool, rate: float, act_bits: int, weight_
     if not (wcc and shape.is_pointwise):
         return float(wa * shape.macs)
     hp, wp = shape.wcc_grid(levels)
-    shrink = wa * rate * (shape.cin + shape.cout) * shape.ho * shape.wo if shrink_term else 0.0
-    return wa * rate * shape.macs + shrink + wa * float(level_sum(levels)) * (shape.cin + shape.cout) * hp * wp
+    return wa * rate * shape.macs + wa * float(level_sum(levels)) * (shape.cin + shape.cout) * hp * wp
 
 
 def paper_fp32_bops(shape: LayerShape, fp_layers: FpLayers = FpLayers.EXCLUDE) -> float:

@@ -21,6 +21,10 @@ is ``conv1x1`` (a pointwise convolution, what WCC replaces), ``conv`` (k x k, gr
 keeps in full precision (the first conv and the classifier's last 1x1). ``paper_fp_layers`` says how the
 paper's BOPs table counts those layers: ``exclude`` (left out; DeepLabV3+) or ``fp32`` (at 32 x 32 bits;
 Monodepth2). ``--input HxW`` rescales every layer by its downsampling factor relative to the input.
+An optional ``# geometry:`` line says how the file's sizes were derived: ``same`` (the default) or
+``vainf_fixed_padding`` (VainF's MobileNetV2: unpadded convs, each inverted residual block's input padded
+by the depthwise dilation, so expand 1x1 layers run on (h + 2d) x (w + 2d); workloads/make_workloads.py).
+The sizes are read as written; only ``same`` workloads can be rescaled.
 """
 
 from __future__ import annotations
@@ -37,11 +41,12 @@ from wccsim.shape import LayerKind, LayerShape
 
 __all__ = ["LayerKind", "FpLayers", "LayerShape", "Workload", "load_workload", "rescale_workload",
            "workload_to_csv", "parse_input_size", "CSV_COLUMNS", "EDGE_COLUMNS", "NETWORK_INPUT", "Edges",
-           "Scheme", "Gemm", "layer_gemm"]
+           "Scheme", "Gemm", "layer_gemm", "SAME", "VAINF"]
 
 CSV_COLUMNS = ("name", "kind", "cin", "cout", "kernel", "stride", "groups", "h", "w", "dilation", "keep_fp")
 EDGE_COLUMNS = ("inputs", "residual")
 NETWORK_INPUT = "input"
+SAME, VAINF = "same", "vainf_fixed_padding"  # workload geometries
 _MAX_DIM = 1 << 20
 _MAX_LAYERS = 100_000
 
@@ -63,12 +68,14 @@ class Edges:
 @dataclass(frozen=True)
 class Workload:
     """A network as a tuple of layer shapes at a given input size, with each layer's producers
-    (`edges`, one per layer; empty: every layer reads the one before)."""
+    (`edges`, one per layer; empty: every layer reads the one before) and the padding `geometry` its
+    sizes follow (`SAME` or `VAINF`)."""
     network: str
     input_hw: tuple[int, int]
     fp_layers: FpLayers
     layers: tuple[LayerShape, ...]
     edges: tuple[Edges, ...] = ()
+    geometry: str = SAME
 
     def layer_edges(self) -> tuple[Edges, ...]:
         """`edges`, or the chain default (each layer reads the one before; the first the network input)."""
@@ -143,8 +150,11 @@ def load_workload(path: str | os.PathLike) -> Workload:
     fp = meta.get("paper_fp_layers", "exclude")
     if fp not in [f.value for f in FpLayers]:
         raise InputError(where, "paper_fp_layers", "exclude or fp32", repr(fp))
+    geometry = meta.get("geometry", SAME)
+    if geometry not in (SAME, VAINF):
+        raise InputError(where, "geometry", f"{SAME} or {VAINF}", repr(geometry))
     input_hw = parse_input_size(where, "input", meta.get("input", f"{layers[0].h}x{layers[0].w}"))
-    return Workload(meta.get("network", path.stem), input_hw, FpLayers(fp), layers, edges)
+    return Workload(meta.get("network", path.stem), input_hw, FpLayers(fp), layers, edges, geometry)
 
 
 def _edges(where: str, rows: list, layers: tuple[LayerShape, ...]) -> tuple[Edges, ...]:
@@ -174,8 +184,12 @@ def rescale_workload(wl: Workload, input_hw: tuple[int, int]) -> Workload:
     """The same network at another input size: each layer keeps its downsampling factor.
 
     A layer at h x w under an input of H x W has factor f = round(H / h); at the new input H' it gets
-    ceil(H' / f) (strided layers with 'same' padding compose exactly this way).
+    ceil(H' / f) (strided layers with 'same' padding compose exactly this way). A `VAINF` workload
+    raises `InputError` (its padded sizes do not scale; regenerate it at the new size).
     """
+    if wl.geometry != SAME:
+        raise InputError(wl.network, "input", f"a workload with {SAME} geometry to rescale "
+                         "(regenerate it with workloads/make_workloads.py)", wl.geometry)
     (h0, w0), (h1, w1) = wl.input_hw, input_hw
     layers = tuple(replace(s, h=-(-h1 // max(1, round(h0 / s.h))), w=-(-w1 // max(1, round(w0 / s.w))))
                    for s in wl.layers)
@@ -189,6 +203,8 @@ def workload_to_csv(wl: Workload, comments: tuple[str, ...] = ()) -> str:
         out.write(f"# {c}\n")
     out.write(f"# network: {wl.network}\n# input: {wl.input_hw[0]}x{wl.input_hw[1]}\n")
     out.write(f"# paper_fp_layers: {wl.fp_layers.value}\n")
+    if wl.geometry != SAME:
+        out.write(f"# geometry: {wl.geometry}\n")
     w = csv.writer(out, lineterminator="\n")
     w.writerow(CSV_COLUMNS + (EDGE_COLUMNS if wl.edges else ()))
     for s, e in zip(wl.layers, wl.edges or [None] * len(wl.layers)):
