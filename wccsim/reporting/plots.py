@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["TRAFFIC_PARTS", "OKABE_ITO", "HW_MARKERS", "traffic_per_layer", "traffic_vs_rate", "sqnr_vs_bits", "bops_pareto",
-           "cycles_per_layer", "roofline", "quality_vs_bops", "png_bytes"]
+__all__ = ["TRAFFIC_PARTS", "OKABE_ITO", "HW_MARKERS", "traffic_per_layer", "traffic_vs_rate", "sqnr_vs_bits",
+           "bops_pareto", "cycles_per_layer", "roofline", "quality_vs_bops", "png_bytes"]
 
 # DRAM traffic components (column, legend label), stacked in this order.
 TRAFFIC_PARTS = (("act_read_bytes", "activations"), ("weight_read_bytes", "weights"),
@@ -32,6 +32,19 @@ def png_bytes(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
     return buf.getvalue()
+
+
+def _finish(fig: Figure, ax, title: str, xlabel: str | None = None, ylabel: str | None = None, *,
+            grid: str = "both", which: str = "major", legend: str = "best", legend_size: int = 8) -> Figure:
+    """Axis labels (with units), title, legend and grid of a single-axes report figure; returns the figure."""
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc=legend, fontsize=legend_size)
+    ax.grid(axis=grid, alpha=0.3, which=which)
+    return fig
 
 
 def _stacked_barh(ax, y, parts: pd.DataFrame, height: float, scale: float, hatch=None, labels=True):
@@ -53,11 +66,9 @@ def traffic_per_layer(wcc: pd.DataFrame, int8: pd.DataFrame, title: str) -> Figu
     _stacked_barh(ax, y + 0.2, int8, 0.38, 1e3, hatch="//", labels=False)
     ax.set_yticks(y, [f"{name}" for name in wcc.layer], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("DRAM traffic per layer [kB]  (upper bar WCC, lower hatched bar int8)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(axis="x", alpha=0.3)
-    return fig
+    return _finish(fig, ax, title,
+                   "DRAM traffic per layer [kB]  (upper bar WCC, lower hatched bar int8)", grid="x",
+                   legend="lower right")
 
 
 def traffic_vs_rate(tot: pd.DataFrame, int8: pd.Series, title: str) -> Figure:
@@ -74,11 +85,7 @@ def traffic_vs_rate(tot: pd.DataFrame, int8: pd.Series, title: str) -> Figure:
     for x, v in enumerate(bottom):
         ax.annotate(f"{v:.2f}", (x, v), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(np.arange(len(bars)), labels, fontsize=8)
-    ax.set_ylabel("network DRAM traffic [MB]")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    return fig
+    return _finish(fig, ax, title, None, "network DRAM traffic [MB]", grid="y")
 
 
 def sqnr_vs_bits(tot: pd.DataFrame, title: str) -> Figure:
@@ -94,12 +101,9 @@ def sqnr_vs_bits(tot: pd.DataFrame, title: str) -> Figure:
         ax.plot(g.eff_bits_per_act, g.sqnr_total_db, style, color=OKABE_ITO[i % 7], label=f"{what}, act_bits={bits}")
     int8 = tot[tot.scheme == "int8"].drop_duplicates("sqnr_total_db")
     ax.plot(int8.eff_bits_per_act, int8.sqnr_total_db, "*", ms=12, color="#000000", label="int8")
-    ax.set_xlabel("effective bits per activation [bit] (rate x act_bits; bitmap excluded)")
-    ax.set_ylabel("network SQNR vs float conv [dB]")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return fig
+    return _finish(fig, ax, title,
+                   "effective bits per activation [bit] (rate x act_bits; bitmap excluded)",
+                   "network SQNR vs float conv [dB]")
 
 
 def bops_pareto(tot: pd.DataFrame, title: str) -> Figure:
@@ -118,12 +122,9 @@ def bops_pareto(tot: pd.DataFrame, title: str) -> Figure:
         ax.step(f.bops / 1e9, f.sqnr_total_db, where="post", color="#000000", lw=1, alpha=0.6,
                 ls=("-", "--", ":", "-.")[h % 4], label=f"Pareto front, {hw}")
     ax.set_xscale("log")
-    ax.set_xlabel("network BOPs [G bit-op]  (MACs x weight_bits x act_bits + Haar adds)")
-    ax.set_ylabel("network SQNR [dB]")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
-    return fig
+    return _finish(fig, ax, title,
+                   "network BOPs [G bit-op]  (MACs x weight_bits x act_bits + Haar adds)", "network SQNR [dB]",
+                   which="both")
 
 
 def pareto_front(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
@@ -152,11 +153,9 @@ def cycles_per_layer(wcc: pd.DataFrame, int8: pd.DataFrame, title: str) -> Figur
     ax.set_xscale("log")
     ax.set_yticks(y, list(wcc.layer), fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("cycles per layer [cycle]  (upper bar WCC, lower hatched bar int8)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(axis="x", alpha=0.3, which="both")
-    return fig
+    return _finish(fig, ax, title,
+                   "cycles per layer [cycle]  (upper bar WCC, lower hatched bar int8)", grid="x", which="both",
+                   legend="lower right")
 
 
 def roofline(wcc: pd.DataFrame, int8: pd.DataFrame, peak_macs: float | None, bw_bytes: float | None,
@@ -177,12 +176,8 @@ def roofline(wcc: pd.DataFrame, int8: pd.DataFrame, peak_macs: float | None, bw_
                 label=f"roof: {peak_macs:g} MAC/cycle, {bw_bytes:g} B/cycle DRAM")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("operational intensity [MACs per DRAM byte]")
-    ax.set_ylabel("attained MACs per cycle [MAC/cycle]")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
-    return fig
+    return _finish(fig, ax, title,
+                   "operational intensity [MACs per DRAM byte]", "attained MACs per cycle [MAC/cycle]", which="both")
 
 
 def quality_vs_bops(net: pd.DataFrame, metric: str, label: str, title: str) -> Figure:
@@ -213,9 +208,6 @@ def quality_vs_bops(net: pd.DataFrame, metric: str, label: str, title: str) -> F
         if metric != "sqnr_db":
             ax.plot(fp.bops / 1e9, fp[metric], "D", ms=7, color="gray", zorder=4)
     ax.set_xscale("log")
-    ax.set_xlabel("BOPs of the spliced 1x1 layers [G bit-op]  (MACs x weight_bits x act_bits + Haar term)")
-    ax.set_ylabel(label)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, which="both")
-    return fig
+    return _finish(fig, ax, title,
+                   "BOPs of the spliced 1x1 layers [G bit-op]  (MACs x weight_bits x act_bits + Haar term)", label,
+                   which="both", legend_size=7)
