@@ -71,21 +71,20 @@ def _run(args: argparse.Namespace) -> int:
           f"{args.rate:g}, W{costs[0].weight_bits}/A{costs[0].act_bits}, {hw.datapath.mac.rows}x"
           f"{hw.datapath.mac.cols} {hw.datapath.mac.dataflow.value}, {hw.clock_mhz:g} MHz")
     print(cost_table(costs))
-    print(f"\n{schemes_table(wl, hw, args)}")
+    print(f"\n{schemes_table(wl, hw, args, act_bits, weight_bits)}")
     if args.csv:
         api.write_text(args.csv, _csv(costs))
         print(f"wrote {args.csv}")
     return 0
 
 
-def schemes_table(wl, hw, args: argparse.Namespace) -> str:
+def schemes_table(wl, hw, args: argparse.Namespace, act_bits: int, weight_bits: int) -> str:
     """Network totals of every scheme side by side, in units, with the savings vs int8 on the same hardware
     (`wccsim.results.savings`: 100 x (1 - scheme / int8), DRAM = reads + writes). ZVC needs a measured
     non-zero fraction; without ``--nonzero-fraction`` its row is left out and the table says so."""
     import pandas as pd
 
-    q = hw.datapath.quant
-    a, w = args.act_bits or q.act_bits, args.weight_bits or q.weight_bits
+    a, w = act_bits, weight_bits
     schemes = [s.value for s in api.Scheme if s.value != "zvc" or args.nonzero_fraction is not None]
     rows = [{"hw": hw.name, "scheme": s, **api.total_cost(api.workload_cost(wl, hw, s, args.rate, 8 if s == "int8"
                                                                                     else a, 8 if s == "int8" else w,

@@ -114,7 +114,7 @@ def format_table(df, tot) -> str:
 
     ``saturations`` sums the datapath's overflow and saturation counters (``acc_overflows``, ...).
     ``in_wr_kB`` is the layer's input as its producer (outside the trace) writes it, with the top-k
-    spill when that runs on the producer (``compress_on_write``); it is not part of ``dram_kB``, nor is
+    spill when that runs on the producer (``input_dram_bytes``); it is not part of ``dram_kB``, nor is
     the producer's Haar, top-k and DRAM energy for it (``in_energy_uJ``) part of ``energy_uJ``.
     """
     import pandas as pd
@@ -126,7 +126,7 @@ def format_table(df, tot) -> str:
         "k": wcc.k, "sqnr_db": wcc.sqnr_total_db.round(2), "int8_sqnr_db": int8.sqnr_total_db.round(2),
         "dram_kB": ((wcc.dram_read_bytes + wcc.dram_write_bytes) / 1e3).round(1),
         "int8_dram_kB": ((int8.dram_read_bytes + int8.dram_write_bytes) / 1e3).round(1),
-        "in_wr_kB": (_input_side_bytes(wcc) / 1e3).round(1), "int8_in_wr_kB": (_input_side_bytes(int8) / 1e3).round(1),
+        "in_wr_kB": (wcc.input_dram_bytes / 1e3).round(1), "int8_in_wr_kB": (int8.input_dram_bytes / 1e3).round(1),
         "spill": wcc.topk_spill,
         "cycles": wcc.cycles, "int8_cycles": int8.cycles, "bound": wcc.bound,
         "energy_uJ": (wcc.energy_pj / 1e6).round(3), "saturations": wcc[list(api.COUNTERS)].sum(axis=1),
@@ -135,7 +135,7 @@ def format_table(df, tot) -> str:
         "scheme": tot.scheme, "rate": tot.cfg_rate.where(tot.scheme == "wcc", 1.0),
         "bits_per_act": tot.eff_bits_per_act.round(3), "GBOPs": (tot.bops / 1e9).round(3),
         "dram_MB": ((tot.dram_read_bytes + tot.dram_write_bytes) / 1e6).round(3),
-        "in_wr_MB": (_input_side_bytes(tot) / 1e6).round(3),
+        "in_wr_MB": (tot.input_dram_bytes / 1e6).round(3),
         "Mcycles": (tot.cycles / 1e6).round(3), "energy_uJ": (tot.energy_pj / 1e6).round(2),
         "in_energy_uJ": (tot.input_energy_pj / 1e6).round(2),
         "sqnr_db": tot.sqnr_total_db.round(2), "saturations": tot[list(api.COUNTERS)].sum(axis=1),
@@ -150,7 +150,9 @@ def verdict(tot) -> str:
     (DRAM and energy include what the producers move to write each layer's input, top-k spills included)."""
     s = api.savings(tot).set_index("scheme")
     w, u, z, i8 = (s.loc[name] for name in ("wcc", "uniform_nbit", "zvc", "int8"))
-    spill = int(tot.loc[tot.scheme == "wcc", "topk_spill"].iloc[0]) if "topk_spill" in tot else 0
+    spill = int(w.topk_spill)                                  # layers whose selection spills (summed)
+    spill_mb = (w.topk_spill_write_bytes + w.topk_spill_read_bytes) / 1e6
+    gap_db, gap_mb = w.sqnr_total_db - u.sqnr_total_db, (w.dram_bytes - u.dram_bytes) / 1e6
     lines = [f"verdict ({w.hw}, {int(w.layers)} layers; savings = 100 x (1 - scheme / int8) of the network totals "
              f"on the same hardware; DRAM and energy = the layers' own plus their inputs' writes and top-k spills "
              f"by the producers; SQNR = layer aggregate):",
@@ -158,12 +160,10 @@ def verdict(tot) -> str:
              f"({i8.dram_bytes / 1e6:.2f} -> {w.dram_bytes / 1e6:.2f} MB), {_saves(w.energy_saving_pct)} energy, "
              f"{_saves(w.cycle_saving_pct)} cycles, {_saves(w.bops_saving_pct)} BOPs; SQNR {w.sqnr_total_db:.2f} dB "
              f"vs int8 {i8.sqnr_total_db:.2f} dB ({-w.sqnr_drop_db:+.2f} dB)"
-             + (f"; {spill} layers' top-k spill to DRAM ({(w.topk_spill_write_bytes + w.topk_spill_read_bytes) / 1e6:.2f}"
-                f" MB)" if spill else ""),
+             + (f"; {spill} layers' top-k spill to DRAM ({spill_mb:.2f} MB)" if spill else ""),
              f"  uniform {int(u.act_bits)}-bit (the same {u.eff_bits_per_act:g} stored bits per activation): "
              f"{_saves(u.dram_saving_pct)} DRAM, {_saves(u.energy_saving_pct)} energy, SQNR {u.sqnr_total_db:.2f} dB; "
-             f"WCC has {w.sqnr_total_db - u.sqnr_total_db:+.2f} dB SQNR and {(w.dram_bytes - u.dram_bytes) / 1e6:+.2f} MB "
-             f"DRAM against it",
+             f"WCC has {gap_db:+.2f} dB SQNR and {gap_mb:+.2f} MB DRAM against it",
              f"  ZVC ({int(z.act_bits)}-bit, lossless on top of it): {_saves(z.dram_saving_pct)} DRAM, "
              f"{_saves(z.energy_saving_pct)} energy"]
     return "\n".join(lines) + "\n"
@@ -172,13 +172,6 @@ def verdict(tot) -> str:
 def _saves(pct: float) -> str:
     """'saves 19.7%' or 'costs 3.4% more'."""
     return f"saves {pct:.1f}%" if pct >= 0 else f"costs {-pct:.1f}% more"
-def _input_side_bytes(rows):
-    """What the producers outside the trace write for the layers' inputs: the stored input, plus the top-k
-    spill's writes and reads when the producer runs the selection (it then has ``input_haar_cycles``)."""
-    on_producer = rows.input_haar_cycles > 0
-    return rows.input_write_bytes + (rows.topk_spill_write_bytes + rows.topk_spill_read_bytes) * on_producer
-
-
 def spill_lines(df) -> str:
     """The WCC layers whose top-k selection does not fit on chip (``topk_spill``), with what it must hold
     and the DRAM bytes its spill moves; empty when none spills."""
