@@ -46,8 +46,9 @@ def _with(hw: HwSpec, placement: Placement, mode: TopkMode) -> HwSpec:
 
 
 def dram_saving(wl: Workload, hw: HwSpec, rates, act_bits: int, weight_bits: int) -> list[SavingRow]:
-    """One `SavingRow` per (placement, top-k mode in exact/tiled, rate), in that order."""
-    base = total_cost(workload_cost(wl, hw, "int8", 1.0, act_bits, weight_bits))
+    """One `SavingRow` per (placement, top-k mode in exact/tiled, rate), in that order; WCC at `act_bits` /
+    `weight_bits` against int8 at 8 / 8 bits, the reference every other table uses."""
+    base = total_cost(workload_cost(wl, hw, "int8", 1.0, 8, 8))
     rows = []
     for placement in Placement:
         for mode in (TopkMode.EXACT, TopkMode.TILED):
