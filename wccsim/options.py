@@ -13,12 +13,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from wccsim.errors import InputError
-from wccsim.hw import CalibMethod, HwSpec, load_hw
+from wccsim.hw import CalibMethod, CoefGranularity, CoefScale, HwSpec, hw_from_dict, load_hw, spec_to_dict
+from wccsim.results import coef_design
 from wccsim.rules import check_bits, check_rate
 from wccsim.trace import open_trace
 
-__all__ = ["RunOptions", "make_options", "resolve_hw", "resolve_trace", "select_layers", "configure_datapath",
-           "progress_bar"]
+__all__ = ["RunOptions", "CoefDesign", "make_options", "parse_coef", "apply_coef", "hw_coef_design", "resolve_hw",
+           "resolve_trace", "select_layers", "configure_datapath", "progress_bar"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,51 @@ def make_options(hw, rate=0.5, act_bits=None, weight_bits=None, layers=None, cal
             raise InputError("options", "calib", f"one of {allowed}", calib)
         calib = CalibMethod(calib)
     return RunOptions(float(rate), int(act_bits), int(weight_bits), layers, calib)
+
+
+@dataclass(frozen=True)
+class CoefDesign:
+    """A coefficient quantizer design of ``wccsim sweep --coef``: ``granularity[:scale]`` (scale None = the
+    hardware YAML's ``coef.scale``)."""
+    granularity: CoefGranularity
+    scale: CoefScale | None = None
+
+
+def parse_coef(text: str, where: str = "options", field: str = "coef") -> CoefDesign:
+    """``'per_band:pow2'`` -> `CoefDesign`; an unknown granularity or scale is a one-line `InputError`."""
+    gran, _, scale = str(text).strip().partition(":")
+    try:
+        g = CoefGranularity(gran)
+    except ValueError:
+        raise InputError(where, field, "granularity[:scale] with granularity one of "
+                         f"{[m.value for m in CoefGranularity]}", text) from None
+    if ":" not in str(text):
+        return CoefDesign(g)
+    try:
+        return CoefDesign(g, CoefScale(scale))
+    except ValueError:
+        raise InputError(where, field, f"granularity[:scale] with scale one of {[m.value for m in CoefScale]}",
+                         text) from None
+
+
+def apply_coef(hw: HwSpec, design: CoefDesign | None) -> HwSpec:
+    """`hw` with the design's coefficient granularity (and scale, when given), validated again as a whole
+    spec (`wccsim.hw.hw_from_dict`): a design the hardware cannot run (``per_tensor`` with ``coef.ll_bits``
+    != ``coef.bits``; ``per_level`` / ``per_band`` with ``mac.acc_bits`` > 32) is a one-line `InputError`
+    naming the design and the hardware. None = `hw` unchanged (its YAML's own design)."""
+    if design is None:
+        return hw
+    spec = spec_to_dict(hw)
+    coef = dict(spec["coef"], granularity=design.granularity.value)
+    if design.scale is not None:
+        coef["scale"] = design.scale.value
+    spec["coef"] = coef
+    return hw_from_dict(spec, where=f"--coef {coef_design(coef['granularity'], coef['scale'])} on hw {hw.name}")
+
+
+def hw_coef_design(hw: HwSpec) -> str:
+    """The ``cfg_coef`` label of the design `hw` runs (`wccsim.results.coef_design`)."""
+    return coef_design(hw.datapath.coef.granularity.value, hw.datapath.coef.scale.value)
 
 
 def resolve_hw(hw):

@@ -16,19 +16,21 @@ import pandas as pd
 from wccsim.cost import COST_COLUMNS, SUMMED
 
 __all__ = ["SCHEMES", "COUNTERS", "CONFIG_KEYS", "COLUMNS", "TOTAL_COLUMNS", "NETWORK_SCHEMES", "NETWORK_METRICS",
-           "NETWORK_COLUMNS", "SAVINGS", "quality_metric", "rows_to_frame", "totals", "savings"]
+           "NETWORK_COLUMNS", "HIGHER_IS_BETTER", "SAVINGS", "coef_design", "quality_metric", "rows_to_frame",
+           "totals", "savings"]
 
 SCHEMES = ("wcc", "int8", "uniform_nbit", "zvc")
 # Datapath saturation / overflow counters (events per layer), reported per row and summed in totals.
 COUNTERS = ("acc_overflows", "haar_saturations", "coef_saturations", "inverse_saturations",
             "bias_saturations", "output_saturations")
-CONFIG_KEYS = ("hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits")
+# cfg_coef: the coefficient quantizer design the configuration runs (`coef_design`, ``wccsim sweep --coef``).
+CONFIG_KEYS = ("hw", "cfg_coef", "cfg_rate", "cfg_act_bits", "cfg_weight_bits")
 _ERRORS = ("mse_compress", "mse_quant", "mse_total", "sqnr_compress_db", "sqnr_quant_db", "sqnr_total_db",
            "max_abs_err", "ref_power", "out_elems")
 # layers.csv, in order (units in the README). cfg_* identify the requested configuration; rate, act_bits,
 # weight_bits are what the row's scheme actually uses (int8: 1.0, 8, 8).
 COLUMNS = (
-    "hw", "layer_index", "layer", "scheme", "cfg_rate", "cfg_act_bits", "cfg_weight_bits",
+    "hw", "layer_index", "layer", "scheme", "cfg_coef", "cfg_rate", "cfg_act_bits", "cfg_weight_bits",
     "cin", "cout", "h", "w", "stride", "rate", "k", "positions", "act_bits", "weight_bits", "eff_bits_per_act",
     *COST_COLUMNS, *_ERRORS, *COUNTERS,
 )
@@ -41,20 +43,29 @@ TOTAL_COLUMNS = (
 NETWORK_SCHEMES = ("float", "int8", "wcc", "uniform_nbit")
 NETWORK_METRICS = ("mse", "sqnr_db", "max_abs", "rel_l2", "iou", "top1_agree", "kl_nats")
 NETWORK_COLUMNS = (
-    "hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "scheme", "rate", "act_bits", "weight_bits",
+    "hw", "cfg_coef", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "scheme", "rate", "act_bits", "weight_bits",
     "eff_bits_per_act", "output", "kind", "images", "layers", "macs", "bops", "bops_hw", *NETWORK_METRICS,
 )
 
+# Network metrics where a larger value is better (the others are errors: smaller is better).
+HIGHER_IS_BETTER = frozenset({"sqnr_db", "iou", "top1_agree", "argmax_agree", "miou"})
 
 # Each saving and the network total it compares against int8 on the same hardware (`savings`).
 SAVINGS = {"dram_saving_pct": "dram_bytes", "energy_saving_pct": "energy_total_pj", "cycle_saving_pct": "cycles",
            "bops_saving_pct": "bops"}
 
 
+def coef_design(granularity: str, scale: str) -> str:
+    """The ``cfg_coef`` label of a coefficient quantizer design: ``granularity:scale`` (YAML values)."""
+    return f"{granularity}:{scale}"
+
+
 def quality_metric(kind: str) -> tuple[str, str]:
-    """(network.csv column, axis label) of the output-quality measure of an output kind."""
-    return {"prob_map": ("iou", "IoU of the binarized map vs float"),
-            "classes": ("top1_agree", "top-1 agreement with float")}.get(kind, ("sqnr_db", "output SQNR vs float [dB]"))
+    """(network.csv column, axis label) of the output-quality measure of an output kind (``classes``: the
+    class kind's name in sweeps before the kinds were renamed)."""
+    top1 = ("top1_agree", "top-1 agreement with float")
+    return {"prob_map": ("iou", "IoU of the binarized map vs float"), "class": top1,
+            "classes": top1}.get(kind, ("sqnr_db", "output SQNR vs float [dB]"))
 
 
 def rows_to_frame(rows: Iterable[dict]) -> pd.DataFrame:

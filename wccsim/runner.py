@@ -28,7 +28,8 @@ import pandas as pd
 
 from wccsim.cost import cost_fields, layer_cost
 from wccsim.options import (
-    RunOptions, configure_datapath, make_options, progress_bar, resolve_hw, resolve_trace, select_layers,
+    RunOptions, configure_datapath, hw_coef_design, make_options, progress_bar, resolve_hw, resolve_trace,
+    select_layers,
 )
 from wccsim.results import COUNTERS, rows_to_frame
 from wccsim.simulate import simulate_layer, simulate_plain
@@ -113,7 +114,8 @@ def run(hw, trace, *, rate: float = 0.5, act_bits: int | None = None, weight_bit
 
 def _base_row(hw, index: int, info, opts: RunOptions) -> dict:
     return {
-        "hw": hw.name, "layer_index": int(index), "layer": info.name, "cfg_rate": opts.rate,
+        "hw": hw.name, "layer_index": int(index), "layer": info.name, "cfg_coef": hw_coef_design(hw),
+        "cfg_rate": opts.rate,
         "cfg_act_bits": opts.act_bits, "cfg_weight_bits": opts.weight_bits, "cin": int(info.cin),
         "cout": int(info.cout), "h": int(info.h), "w": int(info.w), "stride": int(info.stride),
     }

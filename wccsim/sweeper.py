@@ -1,13 +1,16 @@
-"""Sweep hardware configs x rates x bit widths over a trace; resumable, parallel, deterministic.
+"""Sweep hardware configs x coefficient designs x rates x bit widths over a trace; resumable, parallel,
+deterministic.
 
-A sweep is the cartesian product hw x rate x act_bits x weight_bits; its work unit is one *point*
-(hw, rate, act_bits, weight_bits, layer), so ``--jobs 2`` keeps two processes busy even for one config.
+A sweep is the cartesian product hw x coef x rate x act_bits x weight_bits (coef: the coefficient quantizer
+designs of ``--coef``, each applied to every hw config; default each YAML's own); its work unit is one
+*point* (hw with its design, rate, act_bits, weight_bits, layer), so ``--jobs 2`` keeps two processes busy even for one config.
 Each finished point is appended to ``DIR/journal.jsonl`` as one JSON line, flushed and fsync'd, before the
 next is recorded. A rerun (after completion, a crash or SIGKILL at any moment) reads the journal, drops a
 torn last line, and computes only the missing points; nothing is lost or duplicated. At the end the journal
 is rewritten in sorted order and the tables are written atomically:
 
-- ``DIR/layers.csv``: one row per (hw, rate, act_bits, weight_bits, layer, scheme), columns as ``wccsim run``;
+- ``DIR/layers.csv``: one row per (hw, cfg_coef, rate, act_bits, weight_bits, layer, scheme), columns as
+  ``wccsim run``;
 - ``DIR/totals.csv``: network totals per (config, scheme);
 - ``DIR/sweep.json``: version, trace sha256, hardware specs and hashes, the grid and the schemes (no timestamps,
   no --jobs).
@@ -43,7 +46,10 @@ from wccsim.cluster import connect, parse_scheduler, run_points
 from wccsim.errors import InputError
 from wccsim.hw import spec_hash, spec_to_dict
 from wccsim.network.grid import network_rows, prepare_network
-from wccsim.options import configure_datapath, make_options, progress_bar, resolve_hw, resolve_trace, select_layers
+from wccsim.options import (
+    apply_coef, configure_datapath, hw_coef_design, make_options, parse_coef, progress_bar, resolve_hw, resolve_trace,
+    select_layers,
+)
 from wccsim.results import NETWORK_COLUMNS, SCHEMES, rows_to_frame, totals
 from wccsim.runner import layer_rows
 
@@ -78,7 +84,8 @@ class NetworkPoint:
 
 @dataclass(frozen=True)
 class _Context:
-    """What every worker needs besides the point (picklable; sent to processes and dask workers)."""
+    """What every worker needs besides the point (picklable; sent to processes and dask workers). ``hws``:
+    one spec per (hw config, coefficient design), hw-major; a point's ``hw_index`` indexes it."""
     hws: tuple
     hw_hashes: tuple
     trace_path: str
@@ -131,9 +138,9 @@ def point_key(ctx: _Context, p: Point | NetworkPoint) -> str:
     calib = None if ctx.calib is None else ctx.calib.value
     if isinstance(p, NetworkPoint):
         return json.dumps(["network", __version__, *ctx.network.key(), calib, ctx.hw_hashes[p.hw_index], hw.name,
-                           p.scheme, p.rate, p.act_bits, p.weight_bits])
-    return json.dumps([__version__, ctx.trace_sha256, calib, ctx.hw_hashes[p.hw_index], hw.name, p.rate,
-                       p.act_bits, p.weight_bits, p.layer])
+                           hw_coef_design(hw), p.scheme, p.rate, p.act_bits, p.weight_bits])
+    return json.dumps([__version__, ctx.trace_sha256, calib, ctx.hw_hashes[p.hw_index], hw.name, hw_coef_design(hw),
+                       p.rate, p.act_bits, p.weight_bits, p.layer])
 
 
 def read_journal(path: Path) -> dict[str, list[dict]]:
@@ -189,7 +196,8 @@ def compute_point(ctx: _Context, p: Point | NetworkPoint) -> tuple[str, list[dic
     hw = ctx.hws[p.hw_index]
     opts = make_options(hw, p.rate, p.act_bits, p.weight_bits, None, ctx.calib)
     if isinstance(p, NetworkPoint):
-        return point_key(ctx, p), network_rows(ctx.network, configure_datapath(hw, opts), opts, p.scheme)
+        rows = network_rows(ctx.network, configure_datapath(hw, opts), opts, p.scheme)
+        return point_key(ctx, p), [dict(r, cfg_coef=hw_coef_design(hw)) for r in rows]
     trace = _cached_trace(ctx.trace_path)
     info = trace.layers[p.layer_index]
     return point_key(ctx, p), layer_rows(trace, p.layer_index, info, configure_datapath(hw, opts), opts)
@@ -225,8 +233,8 @@ def write_outputs(out: Path, df: pd.DataFrame, meta: dict, done: dict[str, list]
 # ------------------------------------------------------------------------------------------ top level
 
 def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
-          act_bits: Iterable[int] = (8,), weight_bits: Iterable[int] = (8,), layers: str | None = None,
-          calib=None, jobs: int = 1, scheduler: str | None = None, progress: bool | None = None,
+          act_bits: Iterable[int] = (8,), weight_bits: Iterable[int] = (8,), coef: Iterable[str] | None = None,
+          layers: str | None = None, calib=None, jobs: int = 1, scheduler: str | None = None, progress: bool | None = None,
           onnx=None, images: Sequence[str] = (), size: tuple[int, int] | None = None, preprocess: str | None = None,
           threshold: float | None = None) -> pd.DataFrame:
     """Run the cartesian product of hardware configs, rates and bit widths over a trace, resumably.
@@ -238,6 +246,8 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
     out : directory for journal.jsonl, layers.csv, totals.csv, sweep.json and, with a network, network.csv
         (created if missing)
     rates, act_bits, weight_bits : grid values (rates in (0, 1], bits in 2..16)
+    coef : coefficient quantizer designs ``granularity[:scale]`` (`wccsim.options.parse_coef`), each applied
+        to every hw config (scale omitted: the YAML's); None = each YAML's own design
     layers : glob over layer names; calib : calibration override (see `wccsim.runner.run`)
     jobs : worker processes on this machine (1 = in process)
     scheduler : dask.distributed scheduler address (`wccsim.cluster.parse_scheduler`); when given, points
@@ -255,7 +265,8 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
         raise InputError("options", "jobs", "1 (the default) with --scheduler: points run on the cluster", jobs)
     address = None if scheduler is None else parse_scheduler(scheduler)
     network = _network_options(onnx, images, size, preprocess, threshold)
-    ctx, points, meta = prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, network)  # 1.
+    ctx, points, meta = prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, network,  # 1.
+                                coef)
     check_output_dir(out)
     with contextlib.nullcontext() if address is None else connect(address) as client, \
             _exclusive(ensure_dir(out)) as out:                               # 2. cluster, then the lock
@@ -283,13 +294,15 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
     return df
 
 
-def prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, network=None):
+def prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, network=None, coef=None):
     """Validate everything before any file is touched; returns (context, points, sweep.json dict).
-    `network`: None or the keyword arguments of `wccsim.network.grid.prepare_network`."""
-    specs = tuple(resolve_hw(h) for h in _as_list(hws))
-    names = [h.name for h in specs]
-    if not specs or len(set(names)) != len(names):
+    `network`: None or the keyword arguments of `wccsim.network.grid.prepare_network`; `coef`: None or the
+    coefficient designs (`_with_designs`)."""
+    yamls = tuple(resolve_hw(h) for h in _as_list(hws))
+    names = [h.name for h in yamls]
+    if not yamls or len(set(names)) != len(names):
         raise InputError("options", "hw", "one or more hardware specs with distinct names", names)
+    specs = _with_designs(yamls, coef)
     rates, act_bits, weight_bits = (_as_list(v) for v in (rates, act_bits, weight_bits))
     for name, values in (("rates", rates), ("act_bits", act_bits), ("weight_bits", weight_bits)):
         if not values:
@@ -311,12 +324,14 @@ def prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, netwo
         "wccsim_version": __version__,
         "trace": {"file": Path(trace.path).name, "sha256": trace.sha256,
                   "network": trace.meta.get("network")},
-        "hw": [{"name": h.name, "hash": k, "spec": spec_to_dict(h)} for h, k in zip(specs, hashes)],
+        "hw": [{"name": h.name, "hash": spec_hash(h), "spec": spec_to_dict(h),  # coef: its cfg_coef values
+                "coef": [hw_coef_design(d) for d in specs if d.name == h.name]} for h in yamls],
         "grid": {"rates": sorted({p.rate for p in points}, reverse=True),
                  "act_bits": sorted({p.act_bits for p in points}, reverse=True),
                  "weight_bits": sorted({p.weight_bits for p in points}, reverse=True),
                  "layers": [name for _, name in sorted({(p.layer_index, p.layer) for p in points})],
-                 "calib": None if ctx.calib is None else ctx.calib.value},
+                 "calib": None if ctx.calib is None else ctx.calib.value,
+                 "coef": None if coef is None else [str(c).strip() for c in _as_list(coef)]},
         "points": len(points),
         "schemes": list(SCHEMES),  # with the grid: the rows layers.csv must hold (wccsim report checks)
     }
@@ -335,6 +350,25 @@ def _cached_trace(path: str):
     if path not in _TRACES:
         _TRACES[path] = resolve_trace(path)
     return _TRACES[path]
+
+
+def _with_designs(yamls: tuple, coef) -> tuple:
+    """One spec per (hw config, design), hw-major: each design of `coef` applied to every config
+    (`wccsim.options.apply_coef`); None = the configs as their YAMLs give them. No design, or two that
+    are the same on one config, is a one-line `InputError`."""
+    if coef is None:
+        return yamls
+    designs = [parse_coef(c) for c in _as_list(coef)]
+    if not designs:
+        raise InputError("options", "coef", "at least one design", "none")
+    specs = []
+    for h in yamls:
+        mine = [apply_coef(h, d) for d in designs]
+        labels = [hw_coef_design(s) for s in mine]
+        if len(set(labels)) != len(labels):
+            raise InputError("options", "coef", f"distinct designs on hw {h.name}", ", ".join(labels))
+        specs += mine
+    return tuple(specs)
 
 
 def _network_options(onnx, images, size, preprocess, threshold) -> dict | None:

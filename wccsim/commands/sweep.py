@@ -1,4 +1,4 @@
-"""``wccsim sweep``: hw x rate x act_bits x weight_bits over a trace; resumable, parallel, deterministic."""
+"""``wccsim sweep``: hw x coef x rate x act_bits x weight_bits over a trace; resumable, parallel, deterministic."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ def register(subparsers) -> None:
     p.add_argument("--rates", default="1,0.5,0.25,0.125", help="comma-separated rates in (0, 1]")
     p.add_argument("--act-bits", default="8", help="comma-separated activation bits (2..16)")
     p.add_argument("--weight-bits", default="8", help="comma-separated weight bits (2..16)")
+    p.add_argument("--coef", default=None, metavar="DESIGN[,DESIGN...]",
+                   help="coefficient quantizer designs granularity[:scale] (granularity per_tensor, per_level or "
+                        "per_band; scale float, pow2 or fixed_point, default the YAML's), each applied to every "
+                        "--hw (default: each YAML's own coef:)")
     p.add_argument("--layers", default=None, metavar="GLOB", help="only layers whose name matches GLOB")
     p.add_argument("--calib", default=None, help="calibration: max, percentile or mse (default: YAML)")
     p.add_argument("--out", required=True, metavar="DIR", help="sweep directory (journal + tables)")
@@ -52,7 +56,8 @@ def main(args: argparse.Namespace) -> int:
     threshold = None if args.threshold is None else parse_list("threshold", args.threshold, float)[0]
     df = api.sweep(args.hw, args.trace, args.out, rates=parse_list("rates", args.rates, float),
                act_bits=parse_list("act_bits", args.act_bits, int),
-               weight_bits=parse_list("weight_bits", args.weight_bits, int), layers=args.layers,
+               weight_bits=parse_list("weight_bits", args.weight_bits, int),
+               coef=None if args.coef is None else parse_list("coef", args.coef, str), layers=args.layers,
                calib=args.calib, jobs=jobs, scheduler=args.scheduler, onnx=args.onnx, images=args.image,
                size=api.parse_size(args.size) if args.size else None, preprocess=args.preprocess,
                threshold=threshold)
@@ -61,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"\nwrote {args.out}/layers.csv, totals.csv, sweep.json ({len(df)} rows)")
         return 0
     net = pd.read_csv(Path(args.out) / "network.csv")
-    print("\n" + net[["hw", "cfg_rate", "cfg_act_bits", "scheme", "eff_bits_per_act", "output", "bops",
+    print("\n" + net[["hw", "cfg_coef", "cfg_rate", "cfg_act_bits", "scheme", "eff_bits_per_act", "output", "bops",
                       "sqnr_db", "iou", "top1_agree"]].to_string(index=False))
     print(f"\nwrote {args.out}/layers.csv, totals.csv, network.csv, sweep.json ({len(df)} rows, "
           f"{len(net)} network rows)")
@@ -74,7 +79,7 @@ def format_totals(s) -> str:
     import pandas as pd
 
     table = pd.DataFrame({
-        "hw": s.hw, "rate": s.cfg_rate, "act_bits": s.cfg_act_bits, "weight_bits": s.cfg_weight_bits,
+        "hw": s.hw, "coef": s.cfg_coef, "rate": s.cfg_rate, "act_bits": s.cfg_act_bits, "weight_bits": s.cfg_weight_bits,
         "scheme": s.scheme, "bits/act": s.eff_bits_per_act.round(3), "GBOPs": (s.bops / 1e9).round(3),
         "DRAM_MB": (s.dram_bytes / 1e6).round(3), "Mcycles": (s.cycles / 1e6).round(3),
         "energy_uJ": (s.energy_total_pj / 1e6).round(2), "SQNR_dB": s.sqnr_total_db.round(2),

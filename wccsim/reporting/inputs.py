@@ -18,20 +18,22 @@ from pathlib import Path
 import pandas as pd
 
 from wccsim.errors import InputError
+from wccsim.results import coef_design
 
-__all__ = ["TEXT", "NUMBER", "GRID_SOURCES", "read_json", "read_table", "grid_values", "check_grid",
-           "check_equal"]
+__all__ = ["TEXT", "NUMBER", "GRID_SOURCES", "HW_KEYS", "read_json", "read_table", "grid_values", "hw_designs",
+           "check_grid", "check_equal"]
 
 TEXT, NUMBER = "text", "number"  # what a column holds: a non-empty label, or a number (empty cell = NaN)
 
 # Where run.json / sweep.json record the values of each key column of layers.csv ("*": every item of a list).
-# Their product is the set of rows layers.csv must hold, each exactly once.
+# Their product with the (hw, cfg_coef) pairs (`hw_designs`) is the set of rows layers.csv must hold, each once.
 GRID_SOURCES = {
-    "run": {"hw": ("hw", "name"), "cfg_rate": ("options", "rate"), "cfg_act_bits": ("options", "act_bits"),
+    "run": {"cfg_rate": ("options", "rate"), "cfg_act_bits": ("options", "act_bits"),
             "cfg_weight_bits": ("options", "weight_bits"), "layer": ("layers",), "scheme": ("schemes",)},
-    "sweep": {"hw": ("hw", "*", "name"), "cfg_rate": ("grid", "rates"), "cfg_act_bits": ("grid", "act_bits"),
+    "sweep": {"cfg_rate": ("grid", "rates"), "cfg_act_bits": ("grid", "act_bits"),
               "cfg_weight_bits": ("grid", "weight_bits"), "layer": ("grid", "layers"), "scheme": ("schemes",)},
 }
+HW_KEYS = ("hw", "cfg_coef")  # a hw config and the coefficient design it ran: one grid axis of pairs
 _MAX_SHOWN = 3  # values listed in a message
 
 
@@ -106,10 +108,11 @@ def _valid_cell(kind: str, cell: str) -> bool:
     return True
 
 
-def grid_values(meta: dict, meta_path: Path, kind: str) -> dict[str, tuple[str, list]]:
-    """{key column: (JSON field, the values `meta` records there)} per `GRID_SOURCES[kind]`, for run.json /
-    sweep.json at `meta_path`; a missing entry, an empty list or a non-scalar value is an `InputError`."""
-    out = {}
+def grid_values(meta: dict, meta_path: Path, kind: str) -> dict:
+    """{key column: (JSON field, the values `meta` records there)} per `GRID_SOURCES[kind]`, after
+    `HW_KEYS`: (`hw_designs`), for run.json / sweep.json at `meta_path`; a missing entry, an empty list or a
+    non-scalar value is an `InputError`."""
+    out = {HW_KEYS: hw_designs(meta, meta_path, kind)}
     for col, keys in GRID_SOURCES[kind].items():
         values = _lookup(meta, keys, meta_path)
         values = values if isinstance(values, list) else [values]
@@ -120,6 +123,26 @@ def grid_values(meta: dict, meta_path: Path, kind: str) -> dict[str, tuple[str, 
             raise InputError(str(meta_path), field, "distinct values", repr(values)[:60])
         out[col] = (field, values)
     return out
+
+
+def hw_designs(meta: dict, meta_path: Path, kind: str) -> tuple[str, list[tuple[str, str]]]:
+    """(JSON field, the (hw, cfg_coef) pairs it records): run.json's hw name with its spec's ``coef``
+    design; each sweep.json hw entry's name with each design of its ``coef`` list."""
+    if kind == "run":
+        coef = _lookup(meta, ("hw", "coef"), meta_path)
+        designs = [coef_design(_lookup(coef, ("granularity",), meta_path, ("hw", "coef")),
+                               _lookup(coef, ("scale",), meta_path, ("hw", "coef")))]
+        pairs, field = [(_lookup(meta, ("hw", "name"), meta_path), d) for d in designs], "hw.name, hw.coef"
+    else:
+        names, coefs = _lookup(meta, ("hw", "*", "name"), meta_path), _lookup(meta, ("hw", "*", "coef"), meta_path)
+        if not all(isinstance(c, list) and c for c in coefs):
+            raise InputError(str(meta_path), "hw.*.coef", "a non-empty list of designs per hw", repr(coefs)[:60])
+        pairs, field = [(n, c) for n, cs in zip(names, coefs) for c in cs], "hw.*.name, hw.*.coef"
+    if not all(isinstance(v, str) and v for pair in pairs for v in pair):
+        raise InputError(str(meta_path), field, "names and designs (granularity:scale)", repr(pairs)[:60])
+    if len(set(pairs)) != len(pairs):
+        raise InputError(str(meta_path), field, "distinct (hw, design) pairs", repr(pairs)[:60])
+    return field, pairs
 
 
 def _lookup(doc, keys: tuple[str, ...], meta_path: Path, done: tuple[str, ...] = ()):
@@ -141,27 +164,35 @@ def _is_scalar(v) -> bool:
     return isinstance(v, str) or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
 
 
-def check_grid(df: pd.DataFrame, csv_path: Path, grid: dict[str, tuple[str, list]], meta_path: Path) -> None:
+def check_grid(df: pd.DataFrame, csv_path: Path, grid: dict, meta_path: Path) -> None:
     """`df` (read from `csv_path`) holds exactly one row per combination of the `grid` values (`grid_values`
-    of `meta_path`): no value the JSON does not record, none it records missing, no duplicate, no gap."""
+    of `meta_path`; a tuple of columns is one axis of value tuples): no value the JSON does not record, none
+    it records missing, no duplicate, no gap."""
     for col, (field, values) in grid.items():
         where = f"{_shown(values)} ({meta_path.name} {field})"
-        found = list(dict.fromkeys(df[col].tolist()))
+        found = list(dict.fromkeys(_column(df, col)))
         extra = [v for v in found if v not in values]
+        name = "/".join(col) if isinstance(col, tuple) else col
         if extra:
-            raise InputError(str(csv_path), col, f"one of {where}", _shown(extra))
+            raise InputError(str(csv_path), name, f"one of {where}", _shown(extra))
         absent = [v for v in values if v not in found]
         if absent:
-            raise InputError(str(csv_path), col, f"rows for each of {where}", f"none for {_shown(absent)}")
-    rows = list(zip(*(df[c].tolist() for c in grid)))
+            raise InputError(str(csv_path), name, f"rows for each of {where}", f"none for {_shown(absent)}")
+    rows = list(zip(*(_column(df, c) for c in grid)))
+    axes = ", ".join("/".join(c) if isinstance(c, tuple) else c for c in grid)
     twice = [r for r, n in Counter(rows).items() if n > 1]
     if twice:
-        raise InputError(str(csv_path), "rows", f"one row per ({', '.join(grid)})", f"{_shown(twice)} twice")
+        raise InputError(str(csv_path), "rows", f"one row per ({axes})", f"{_shown(twice)} twice")
     expected = list(itertools.product(*(values for _, values in grid.values())))
     if len(rows) != len(expected):
         gap = next(r for r in expected if r not in set(rows))
         raise InputError(str(csv_path), "rows", f"{len(expected)} rows, one per "
-                         f"{' x '.join(grid)} that {meta_path.name} records", f"{len(rows)}; none for {gap}")
+                         f"{axes.replace(', ', ' x ')} that {meta_path.name} records", f"{len(rows)}; none for {gap}")
+
+
+def _column(df: pd.DataFrame, col) -> list:
+    """The values of column `col`, or tuples of the columns of a tuple `col`."""
+    return list(zip(*(df[c].tolist() for c in col))) if isinstance(col, tuple) else df[col].tolist()
 
 
 def _shown(values: list) -> str:

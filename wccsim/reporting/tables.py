@@ -15,7 +15,7 @@ __all__ = ["Results", "LAYER_KINDS", "load_results", "load_network", "summary_ta
            "hw_spec", "hw_roofs", "spills"]
 
 # What each layers.csv column holds: the label columns are text, every other column of COLUMNS a number.
-LAYER_KINDS = {c: TEXT if c in ("hw", "layer", "scheme", "bound", "tiling") else NUMBER for c in COLUMNS}
+LAYER_KINDS = {c: TEXT if c in ("hw", "cfg_coef", "layer", "scheme", "bound", "tiling") else NUMBER for c in COLUMNS}
 
 
 @dataclass(frozen=True)
