@@ -51,8 +51,9 @@ def read_json(path: Path) -> dict:
     return doc
 
 
-def read_table(path: Path, kinds: dict[str, str]) -> pd.DataFrame:
-    """Read a CSV table whose columns include every key of `kinds` (column -> `TEXT` or `NUMBER`).
+def read_table(path: Path, kinds: dict[str, str], optional: dict[str, str] | None = None) -> pd.DataFrame:
+    """Read a CSV table whose columns include every key of `kinds` (column -> `TEXT` or `NUMBER`); the
+    columns of `optional` (same form) are checked alike where the header has them.
 
     Refused: an empty file, a last line cut short (no final newline), a missing column, a row with more or
     fewer cells than the header, an empty `TEXT` cell, a `NUMBER` cell that is not a number. Errors give the
@@ -68,6 +69,7 @@ def read_table(path: Path, kinds: dict[str, str]) -> pd.DataFrame:
                                                                           else ""))
     if len(rows) < 2:
         raise InputError(str(path), "rows", "at least one row below the header", "none")
+    kinds = {**kinds, **{c: k for c, k in (optional or {}).items() if c in header}}
     index = {c: header.index(c) for c in kinds}
     for line, row in enumerate(rows[1:], 2):
         if len(row) != len(header):

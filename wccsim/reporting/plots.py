@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 __all__ = ["TRAFFIC_PARTS", "OKABE_ITO", "HW_MARKERS", "traffic_per_layer", "traffic_vs_rate", "sqnr_vs_bits",
-           "bops_pareto", "cycles_per_layer", "roofline", "quality_vs_bops", "png_bytes"]
+           "bops_pareto", "cycles_per_layer", "roofline", "quality_vs_bops", "coef_designs", "png_bytes"]
 
 # DRAM traffic components (column, legend label), stacked in this order.
 TRAFFIC_PARTS = (("act_read_bytes", "activations"), ("weight_read_bytes", "weights"),
@@ -211,3 +211,29 @@ def quality_vs_bops(net: pd.DataFrame, metric: str, label: str, title: str) -> F
     return _finish(fig, ax, title,
                    "BOPs of the spliced 1x1 layers [G bit-op]  (MACs x weight_bits x act_bits + Haar term)", label,
                    which="both", legend_size=7)
+
+
+def coef_designs(wcc: pd.DataFrame, int8: pd.Series, metric: str, worst: str | None, label: str, title: str) -> Figure:
+    """Coefficient designs x rates: three panels against the WCC rate, one line per design (``cfg_coef``,
+    colour): quality (`metric`; `worst` dashed when given), DRAM MB and energy uJ (``dram_bytes``,
+    ``energy_total_pj`` of the summary); int8 as a black horizontal line in each.
+
+    `wcc`: summary rows of one hw and bit widths; `int8`: its int8 summary row.
+    """
+    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    axes = fig.subplots(1, 3)
+    panels = ((metric, label, 1.0), ("dram_bytes", "DRAM traffic [MB]", 1e6), ("energy_total_pj", "energy [uJ]", 1e6))
+    for i, (design, g) in enumerate(wcc.groupby("cfg_coef", sort=True)):
+        g = g.sort_values("cfg_rate")
+        color = OKABE_ITO[i % 7]
+        for ax, (col, _, scale) in zip(axes, panels):
+            ax.plot(g.cfg_rate, g[col] / scale, "o-", color=color, label=design)
+        if worst is not None:
+            axes[0].plot(g.cfg_rate, g[worst], "o--", color=color, label=f"{design}, worst image")
+    for ax, (col, ylabel, scale) in zip(axes, panels):
+        if col in int8.index and pd.notna(int8[col]):
+            ax.axhline(float(int8[col]) / scale, color="#000000", lw=1, label="int8")
+        _finish(fig, ax, ylabel if col != metric else label, "WCC rate (kept fraction of positions)", ylabel,
+                legend_size=6)
+    fig.suptitle(title, fontsize=10)
+    return fig

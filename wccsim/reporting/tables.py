@@ -1,4 +1,10 @@
-"""Report tables: load a run or sweep directory, network totals, and the best setting under an error budget."""
+"""Report tables: load a run or sweep directory, network totals, and the best setting under a quality budget.
+
+The budget is judged on the whole-network output where the sweep has network rows (``network.csv``: the
+main output's quality measure, `wccsim.results.quality_metric`, on the mean over the evaluation images and
+on the worst image, each against int8's on the same hardware and design), on the layer aggregate (summed
+per-layer errors, ``sqnr_total_db``) otherwise; ``quality_basis`` says which, per row.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,29 @@ from pathlib import Path
 import pandas as pd
 
 from wccsim.errors import InputError
-from wccsim.reporting.inputs import NUMBER, TEXT, check_equal, check_grid, grid_values, read_json, read_table
-from wccsim.results import COLUMNS, CONFIG_KEYS, NETWORK_COLUMNS, savings, totals
+from wccsim.reporting.inputs import (
+    HW_KEYS, NUMBER, TEXT, check_equal, check_grid, grid_values, read_json, read_table,
+)
+from wccsim.results import (
+    COLUMNS, CONFIG_KEYS, HIGHER_IS_BETTER, NETWORK_COLUMNS, NETWORK_METRICS, NETWORK_SCHEMES, quality_metric,
+    savings, totals,
+)
 
-__all__ = ["Results", "LAYER_KINDS", "load_results", "load_network", "summary_table", "headline", "focus_config",
-           "hw_spec", "hw_roofs", "spills"]
+__all__ = ["Results", "LAYER_KINDS", "NETWORK_OPTIONAL", "CALIBRATIONS", "DEFAULT_SCORE_DROP", "load_results",
+           "load_network", "main_output", "network_quality_table", "summary_table", "headline", "coef_headline",
+           "focus_config", "hw_spec", "hw_roofs", "spills"]
 
 # What each layers.csv column holds: the label columns are text, every other column of COLUMNS a number.
 LAYER_KINDS = {c: TEXT if c in ("hw", "cfg_coef", "layer", "scheme", "bound", "tiling") else NUMBER for c in COLUMNS}
+# network.csv columns newer than the first network sweeps (worst image, images left out, calibration set): read
+# and checked where present; a file without them is still read, and the page says what it lacks.
+NETWORK_OPTIONAL = (*(f"{m}_worst" for m in NETWORK_METRICS), "empty_images", "calib_images", "calibration")
+_NETWORK_TEXT = ("hw", "cfg_coef", "scheme", "output", "kind", "calibration")
+_NETWORK_INTS = ("cfg_act_bits", "cfg_weight_bits", "act_bits", "weight_bits", "images", "layers", "empty_images",
+                 "calib_images")
+CALIBRATIONS = ("disjoint", "on_eval")  # calibration images apart from the evaluation images, or the same ones
+DEFAULT_SCORE_DROP = 0.02  # budget on agreement scores in [0, 1] (IoU, top-1 agreement) below int8's
+_REFERENCES = ("float", "int8")  # network points once per (hw, design), at rate 1.0, 8-bit
 
 
 @dataclass(frozen=True)
@@ -55,29 +76,103 @@ def load_results(directory) -> Results:
     return Results(path, kind, df, tot, meta)
 
 
-def load_network(directory) -> pd.DataFrame | None:
-    """``network.csv`` of a sweep with network-level points (`wccsim.results.NETWORK_COLUMNS`), or None
-    when the directory has none."""
-    csv = Path(directory) / "network.csv"
-    if not csv.is_file():
+def load_network(res: Results) -> pd.DataFrame | None:
+    """``network.csv`` of a sweep with network-level points, checked, or None when the directory has none.
+
+    Refused with a one-line `InputError` naming the file and field: what `read_table` refuses (cut short,
+    missing `wccsim.results.NETWORK_COLUMNS`, a cell of the wrong type; `NETWORK_OPTIONAL` columns may be
+    absent), a count that is not an integer, an unknown scheme or calibration, and rows that do not match
+    the grid of sweep.json: one row per (hw, design) x rate x act_bits x weight_bits x (wcc, uniform_nbit)
+    x output, and one float and one int8 row per (hw, design) x output.
+    """
+    path = res.path / "network.csv"
+    if not path.is_file():
         return None
-    df = pd.read_csv(csv, keep_default_na=False, na_values=["", "nan", "NaN"])
-    missing = [c for c in NETWORK_COLUMNS if c not in df.columns]
-    if missing or df.empty:
-        raise InputError(str(csv), "columns", "the columns of wccsim sweep's network.csv",
-                         f"missing {missing}" if missing else "no rows")
+    kind = {c: TEXT if c in _NETWORK_TEXT else NUMBER for c in (*NETWORK_COLUMNS, *NETWORK_OPTIONAL)}
+    df = read_table(path, {c: k for c, k in kind.items() if c not in NETWORK_OPTIONAL},
+                    {c: kind[c] for c in NETWORK_OPTIONAL})
+    for col in (c for c in _NETWORK_INTS if c in df.columns):
+        bad = df[col].isna() | (df[col] != df[col].round())
+        if bad.any():
+            raise InputError(str(path), f"line {int(bad.to_numpy().argmax()) + 2}: {col}", "an integer",
+                             repr(df[col][bad].iloc[0]))
+    for col, allowed in (("scheme", NETWORK_SCHEMES), ("calibration", CALIBRATIONS)):
+        bad = ~df[col].isin(allowed) if col in df.columns else pd.Series(False, index=df.index)
+        if bad.any():
+            raise InputError(str(path), f"line {int(bad.to_numpy().argmax()) + 2}: {col}", f"one of {list(allowed)}",
+                             repr(df[col][bad].iloc[0]))
+    meta_path = res.path / f"{res.kind}.json"
+    grid = grid_values(res.meta, meta_path, res.kind)
+    outputs = ("(the outputs in network.csv)", list(dict.fromkeys(df.output)))
+    points = df[~df.scheme.isin(_REFERENCES)]
+    check_grid(points, path, {HW_KEYS: grid[HW_KEYS], **{c: grid[c] for c in CONFIG_KEYS if c in grid},
+                              "scheme": ("(network schemes)", [s for s in NETWORK_SCHEMES if s not in _REFERENCES]),
+                              "output": outputs}, meta_path)
+    check_grid(df[df.scheme.isin(_REFERENCES)], path,
+               {HW_KEYS: grid[HW_KEYS], "scheme": ("(network references)", list(_REFERENCES)), "output": outputs},
+               meta_path)
     return df
 
 
-def summary_table(tot: pd.DataFrame, max_sqnr_drop_db: float) -> pd.DataFrame:
-    """Totals with the savings vs int8 (`wccsim.results.savings`), the budget flag and the best rows.
+def main_output(net: pd.DataFrame) -> str:
+    """The graph output the report judges and plots: the first in network.csv (the model's first output)."""
+    return str(net.output.iloc[0])
 
-    ``best`` marks, per (hw, scheme), the setting with the lowest energy among those that save energy
-    against int8 (``energy_saving_pct > 0``) and whose network SQNR is at most `max_sqnr_drop_db` below
-    int8's (ties: less DRAM traffic, then higher SQNR). A setting that saves nothing is never best.
+
+def network_quality_table(net: pd.DataFrame, max_sqnr_drop_db: float, max_score_drop: float) -> pd.DataFrame:
+    """Quality of the main output per (`CONFIG_KEYS`, scheme) of network.csv's wcc and uniform_nbit rows and
+    of its int8 row (one per (hw, cfg_coef), at rate 1.0, 8, 8; it is the reference of every configuration).
+
+    Columns: ``net_metric`` (`quality_metric` of the output kind), ``net_mean`` / ``net_worst`` (mean over the
+    evaluation images / worst image; NaN when network.csv predates ``<metric>_worst``), ``net_drop`` /
+    ``net_drop_worst`` (int8's value minus the row's, sign turned for error metrics: positive = worse than
+    int8; the worst image against int8's worst image), ``net_budget`` (`max_sqnr_drop_db` for a dB measure,
+    `max_score_drop` for a score) and ``net_shortfall`` = the larger drop minus the budget (<= 0: within).
+    """
+    rows = net[net.output == main_output(net)]
+    metric = quality_metric(rows.kind.iloc[0])[0]
+    worst = rows[f"{metric}_worst"] if f"{metric}_worst" in rows.columns else pd.Series(float("nan"), rows.index)
+    q = rows[[*CONFIG_KEYS, "scheme"]].assign(net_metric=metric, net_mean=rows[metric].astype(float),
+                                              net_worst=worst.astype(float))
+    q = q[q.scheme != "float"]
+    int8 = q[q.scheme == "int8"].set_index(list(HW_KEYS))
+    key = pd.MultiIndex.from_frame(q[list(HW_KEYS)])
+    sign = 1.0 if metric in HIGHER_IS_BETTER else -1.0
+    q["net_drop"] = sign * (int8.net_mean.reindex(key).to_numpy() - q.net_mean)
+    q["net_drop_worst"] = sign * (int8.net_worst.reindex(key).to_numpy() - q.net_worst)
+    q["net_budget"] = max_sqnr_drop_db if metric.endswith("_db") else max_score_drop
+    judged = q.net_drop if q.net_worst.isna().all() else q[["net_drop", "net_drop_worst"]].max(axis=1, skipna=False)
+    q["net_shortfall"] = judged - q.net_budget
+    return q.reset_index(drop=True)
+
+
+def summary_table(tot: pd.DataFrame, max_sqnr_drop_db: float, net: pd.DataFrame | None = None,
+                  max_score_drop: float = DEFAULT_SCORE_DROP) -> pd.DataFrame:
+    """Totals with the savings vs int8 (`wccsim.results.savings`), the quality judged, the budget flag and
+    the best rows.
+
+    Quality: a row with a network point (`network_quality_table` of `net`: wcc, uniform_nbit and int8 of a
+    sweep with network.csv) is judged on the network output, mean and worst image (``quality_basis``
+    "network", ``shortfall`` = ``net_shortfall``); any other on the layer aggregate ("layer", ``shortfall``
+    = ``sqnr_drop_db - max_sqnr_drop_db``, in dB). ``within_budget``: ``shortfall <= 0``. ``best`` marks,
+    per (hw, scheme), the setting with the lowest energy among those within budget that save energy
+    against int8 (``energy_saving_pct > 0``; ties: less DRAM traffic, then higher layer SQNR). A setting
+    that saves nothing is never best.
     """
     t = savings(tot)
-    t["within_budget"] = t.sqnr_drop_db <= max_sqnr_drop_db + 1e-12
+    t["quality_basis"], t["shortfall"] = "layer", t.sqnr_drop_db - max_sqnr_drop_db
+    if net is not None:
+        q = network_quality_table(net, max_sqnr_drop_db, max_score_drop)
+        keyed = pd.concat([t[t.scheme != "int8"].reset_index().merge(q, on=[*CONFIG_KEYS, "scheme"]),
+                           t[t.scheme == "int8"].reset_index().merge(q[q.scheme == "int8"].drop(
+                               columns=[c for c in CONFIG_KEYS if c not in HW_KEYS]), on=[*HW_KEYS, "scheme"])])
+        keyed = keyed.set_index("index")
+        for col in (c for c in q.columns if c.startswith("net_")):
+            t[col] = keyed[col]
+        has = t.index.isin(keyed.index)
+        t.loc[has, "quality_basis"] = "network"
+        t.loc[has, "shortfall"] = t.net_shortfall[has]
+    t["within_budget"] = t.shortfall <= 1e-12
     t["best"] = False
     cands = t[t.within_budget & (t.scheme != "int8") & (t.energy_saving_pct > 0)]
     cands = cands.sort_values(["energy_total_pj", "dram_bytes", "sqnr_total_db"], ascending=[True, True, False],
@@ -86,33 +181,53 @@ def summary_table(tot: pd.DataFrame, max_sqnr_drop_db: float) -> pd.DataFrame:
     return t
 
 
-def headline(summary: pd.DataFrame, max_sqnr_drop_db: float) -> list[str]:
-    """One sentence per (hw, scheme other than int8): its cheapest setting within the budget with what it
-    saves, or that none exists and the closest one (smallest SQNR drop among those saving energy) with
-    its shortfall."""
+def headline(summary: pd.DataFrame, max_sqnr_drop_db: float, by: tuple[str, ...] = ("hw", "scheme")) -> list[str]:
+    """One sentence per group `by` (default (hw, scheme); int8 left out): its cheapest setting within the
+    budget (the ``best`` row; with other `by`, the cheapest within budget saving energy) with what it saves
+    and its quality, or that none exists and the closest one (smallest ``shortfall`` among those saving
+    energy) with its quality and shortfall. Each sentence says what the quality was judged on."""
     lines = []
-    for (hw, scheme), g in summary[summary.scheme != "int8"].groupby(["hw", "scheme"], sort=False):
-        best = g[g.best]
+    for key, g in summary[summary.scheme != "int8"].groupby(list(by), sort=False):
+        name = ", ".join(map(str, key if isinstance(key, tuple) else (key,)))
+        saving = g[g.energy_saving_pct > 0].sort_values(["energy_total_pj", "dram_bytes", "sqnr_total_db"],
+                                                        ascending=[True, True, False], kind="mergesort")
+        best = g[g.best] if tuple(by) == ("hw", "scheme") else saving[saving.within_budget].head(1)
         if len(best):
             r = best.iloc[0]
-            lines.append(f"{hw}, {scheme}: {_setting(r)} is the cheapest within budget: saves "
-                         f"{_pct(r.dram_saving_pct)} DRAM, {_pct(r.energy_saving_pct)} energy, "
-                         f"{_pct(r.cycle_saving_pct)} cycles vs int8, SQNR {r.sqnr_drop_db:.2f} dB below int8.")
+            lines.append(f"{name}: {_setting(r)} is the cheapest within budget: saves {_pct(r.dram_saving_pct)} "
+                         f"DRAM, {_pct(r.energy_saving_pct)} energy, {_pct(r.cycle_saving_pct)} cycles vs int8; "
+                         f"{_quality(r, max_sqnr_drop_db)}.")
             continue
-        saving = g[g.energy_saving_pct > 0]
         if saving.empty:
-            lines.append(f"{hw}, {scheme}: no setting saves energy against int8.")
+            lines.append(f"{name}: no setting saves energy against int8.")
             continue
-        r = saving.sort_values(["sqnr_drop_db", "energy_total_pj"], kind="mergesort").iloc[0]
-        lines.append(f"{hw}, {scheme}: no setting within the budget; the closest, {_setting(r)}, is "
-                     f"{r.sqnr_drop_db:.2f} dB below int8 ({r.sqnr_drop_db - max_sqnr_drop_db:.2f} dB over the "
-                     f"{max_sqnr_drop_db:g} dB budget) and saves {_pct(r.dram_saving_pct)} DRAM, "
-                     f"{_pct(r.energy_saving_pct)} energy.")
+        r = saving.sort_values(["shortfall", "energy_total_pj"], kind="mergesort").iloc[0]
+        lines.append(f"{name}: no setting within the budget; the closest, {_setting(r)}, {_quality(r, max_sqnr_drop_db, over=True)}, "
+                     f"and saves {_pct(r.dram_saving_pct)} DRAM, {_pct(r.energy_saving_pct)} energy.")
     return lines
 
 
+def coef_headline(summary: pd.DataFrame, max_sqnr_drop_db: float) -> list[str]:
+    """`headline` for WCC per (hw, coefficient design)."""
+    return headline(summary[summary.scheme.isin(["wcc"])], max_sqnr_drop_db, by=("hw", "cfg_coef"))
+
+
+def _quality(r, max_sqnr_drop_db: float, over: bool = False) -> str:
+    """The row's quality against int8 on its basis; with `over`, the shortfall against the budget."""
+    if r.quality_basis == "network":
+        fmt = ".2f" if r.net_metric.endswith("_db") else ".3f"
+        unit = " dB" if r.net_metric.endswith("_db") else ""
+        worst = "" if pd.isna(r.net_worst) else \
+            f", worst image {r.net_worst:{fmt}}{unit} ({r.net_drop_worst:+{fmt}}{unit} below int8's worst)"
+        text = (f"network output {r.net_metric} {r.net_mean:{fmt}}{unit} mean ({r.net_drop:+{fmt}}{unit} below "
+                f"int8){worst}")
+        return text + (f": {r.shortfall:{fmt}}{unit} over the {r.net_budget:g}{unit} budget" if over else "")
+    text = f"layer-aggregate SQNR {r.sqnr_drop_db:.2f} dB below int8"
+    return text + (f" ({r.shortfall:.2f} dB over the {max_sqnr_drop_db:g} dB budget)" if over else "")
+
+
 def _setting(r) -> str:
-    rate = f"rate {r.rate:g}, " if r.scheme == "wcc" else ""
+    rate = f"rate {r.rate:g}, coef {r.cfg_coef}, " if r.scheme == "wcc" else ""
     return f"{rate}{int(r.act_bits)}-bit activations, {int(r.weight_bits)}-bit weights"
 
 
