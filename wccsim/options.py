@@ -14,12 +14,11 @@ from tqdm import tqdm
 
 from wccsim.errors import InputError
 from wccsim.hw import CalibMethod, CoefGranularity, CoefScale, HwSpec, hw_from_dict, load_hw, spec_to_dict
-from wccsim.results import coef_design
 from wccsim.rules import check_bits, check_rate
 from wccsim.trace import open_trace
 
-__all__ = ["RunOptions", "CoefDesign", "make_options", "parse_coef", "apply_coef", "hw_coef_design", "resolve_hw",
-           "resolve_trace", "select_layers", "configure_datapath", "progress_bar"]
+__all__ = ["RunOptions", "CoefDesign", "make_options", "parse_coef", "apply_coef", "resolve_hw", "resolve_trace",
+           "select_layers", "configure_datapath", "progress_bar"]
 
 
 @dataclass(frozen=True)
@@ -88,12 +87,7 @@ def apply_coef(hw: HwSpec, design: CoefDesign | None) -> HwSpec:
     if design.scale is not None:
         coef["scale"] = design.scale.value
     spec["coef"] = coef
-    return hw_from_dict(spec, where=f"--coef {coef_design(coef['granularity'], coef['scale'])} on hw {hw.name}")
-
-
-def hw_coef_design(hw: HwSpec) -> str:
-    """The ``cfg_coef`` label of the design `hw` runs (`wccsim.results.coef_design`)."""
-    return coef_design(hw.datapath.coef.granularity.value, hw.datapath.coef.scale.value)
+    return hw_from_dict(spec, where=f"--coef {coef['granularity']}:{coef['scale']} on hw {hw.name}")
 
 
 def resolve_hw(hw):

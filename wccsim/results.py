@@ -16,7 +16,7 @@ import pandas as pd
 from wccsim.cost import COST_COLUMNS, SUMMED
 
 __all__ = ["SCHEMES", "COUNTERS", "CONFIG_KEYS", "COLUMNS", "TOTAL_COLUMNS", "NETWORK_SCHEMES", "NETWORK_METRICS",
-           "NETWORK_COLUMNS", "HIGHER_IS_BETTER", "SAVINGS", "coef_design", "quality_metric", "rows_to_frame",
+           "NETWORK_COLUMNS", "HIGHER_IS_BETTER", "SAVINGS", "coef_design", "hw_coef_design", "quality_metric", "rows_to_frame",
            "totals", "savings"]
 
 SCHEMES = ("wcc", "int8", "uniform_nbit", "zvc")
@@ -58,6 +58,11 @@ SAVINGS = {"dram_saving_pct": "dram_bytes", "energy_saving_pct": "energy_total_p
 def coef_design(granularity: str, scale: str) -> str:
     """The ``cfg_coef`` label of a coefficient quantizer design: ``granularity:scale`` (YAML values)."""
     return f"{granularity}:{scale}"
+
+
+def hw_coef_design(hw) -> str:
+    """The ``cfg_coef`` label of the design a `wccsim.hw.HwSpec` runs."""
+    return coef_design(hw.datapath.coef.granularity.value, hw.datapath.coef.scale.value)
 
 
 def quality_metric(kind: str) -> tuple[str, str]:

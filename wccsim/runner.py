@@ -28,10 +28,9 @@ import pandas as pd
 
 from wccsim.cost import cost_fields, layer_cost
 from wccsim.options import (
-    RunOptions, configure_datapath, hw_coef_design, make_options, progress_bar, resolve_hw, resolve_trace,
-    select_layers,
+    RunOptions, configure_datapath, make_options, progress_bar, resolve_hw, resolve_trace, select_layers,
 )
-from wccsim.results import COUNTERS, rows_to_frame
+from wccsim.results import COUNTERS, hw_coef_design, rows_to_frame
 from wccsim.simulate import simulate_layer, simulate_plain
 
 __all__ = ["layer_rows", "run"]

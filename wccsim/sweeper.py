@@ -47,10 +47,9 @@ from wccsim.errors import InputError
 from wccsim.hw import spec_hash, spec_to_dict
 from wccsim.network.grid import network_rows, prepare_network
 from wccsim.options import (
-    apply_coef, configure_datapath, hw_coef_design, make_options, parse_coef, progress_bar, resolve_hw, resolve_trace,
-    select_layers,
+    apply_coef, configure_datapath, make_options, parse_coef, progress_bar, resolve_hw, resolve_trace, select_layers,
 )
-from wccsim.results import NETWORK_COLUMNS, SCHEMES, rows_to_frame, totals
+from wccsim.results import NETWORK_COLUMNS, SCHEMES, hw_coef_design, rows_to_frame, totals
 from wccsim.runner import layer_rows
 
 __all__ = ["Point", "NetworkPoint", "JOURNAL", "plan_points", "plan_network_points", "read_journal", "Journal",
