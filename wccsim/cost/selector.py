@@ -5,9 +5,14 @@ Where it runs (`by_producer`): under ``compress_on_write`` on the hardware of th
 tensor (its selector holds the data in the ofmap SRAM), under ``compress_on_read`` on the consuming layer's
 (in the ifmap SRAM). The inverse Haar always runs on the consuming layer (after its MAC array).
 
+- Widths (`coef_bytes`): coefficients are stored as they leave the coefficient quantizer, LL_L positions at
+  ``coef.ll_bits`` and detail positions at ``coef.bits`` (both default to the scheme's ``act_bits``). Which
+  positions the top-k keeps depends on the data; the model takes the LL_L positions as kept first (all of
+  them when ``k >= P_LL``): measured on the bundled PP-OCRv4 trace (every third layer, rates 0.5 and 0.25),
+  the datapath kept every LL_L position in 16 of 16 cases.
 - Buffer (``buffer_bytes``): an exact or threshold top-k knows the first kept column only after the energy
-  of every position is known, so it holds every position's coefficients (``cin x P`` at ``act_bits``: they
-  are requantized as they leave the Haar unit, as stored) and energies (``P`` at `energy_bits`); ``tiled``
+  of every position is known, so it holds every position's coefficients (``cin x P`` at their band widths:
+  they are requantized as they leave the Haar unit, as stored) and energies (``P`` at `energy_bits`); ``tiled``
   selects within tiles of ``T = topk.tile_positions`` positions and holds one tile (``cin x T`` + ``T``).
 - Spill, when the buffer exceeds the SRAM: on the producer, the coefficients are written to DRAM as they
   are made (full write), read back once the energies have given the selection (full read) and the kept
@@ -24,15 +29,16 @@ tensor (its selector holds the data in the ofmap SRAM), under ``compress_on_read
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from wccsim.cost.timing import haar_unit_cycles, topk_cycles
 from wccsim.hw import HwSpec, Metric, Normalize, TopkMode
-from wccsim.rules import level_sum
+from wccsim.rules import band_shapes, level_sum
 from wccsim.shape import LayerShape
 
-__all__ = ["Compression", "energy_bits", "compression"]
+__all__ = ["Compression", "energy_bits", "coef_widths", "coef_bytes", "compression"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class Compression:
     """The compression of one WCC layer's input, wherever it runs (module docstring). Bytes are DRAM or
     SRAM bytes as named; cycles are the Haar and top-k units' on the hardware that runs it."""
     by_producer: bool
-    payload_bytes: int         # kept columns cin x k at act_bits, as stored in DRAM
+    payload_bytes: int         # kept columns cin x k at their band widths (`coef_bytes`), as stored in DRAM
     bitmap_bytes: int          # P-bit bitmap
     kept_elems: int            # cin x k
     buffer_bytes: int          # what the selector holds before it can emit
@@ -80,6 +86,20 @@ def energy_bits(cin: int, hw: HwSpec) -> int:
     return (2 * coef if dp.topk.metric is Metric.L2 else coef) + math.ceil(math.log2(max(cin, 1)))
 
 
+def coef_widths(hw: HwSpec, act_bits: int) -> tuple[int, int]:
+    """(detail, LL_L) stored coefficient widths in bits of a WCC layer run at `act_bits`: ``coef.bits`` and
+    ``coef.ll_bits`` with their defaults (`wccsim.hw.DatapathSpec.coef_bits`) taken at `act_bits`."""
+    dp = hw.datapath
+    dp = dataclasses.replace(dp, quant=dataclasses.replace(dp.quant, act_bits=act_bits))
+    return dp.coef_bits, dp.coef_ll_bits
+
+
+def coef_bytes(cin: int, positions: int, ll_positions: int, bits: int, ll_bits: int) -> int:
+    """Bytes of `positions` coefficient columns of `cin` channels, `ll_positions` of them LL_L at `ll_bits`
+    and the rest at `bits`: ``ceil(cin * (ll_positions * ll_bits + (positions - ll_positions) * bits) / 8)``."""
+    return math.ceil(cin * (ll_positions * ll_bits + (positions - ll_positions) * bits) / 8)
+
+
 def compression(shape: LayerShape, hw: HwSpec, rate: float, act_bits: int, by_producer: bool,
                 written_full_bytes: int = 0) -> Compression:
     """The compression of the input of WCC layer `shape` (rules in the module docstring).
@@ -99,18 +119,22 @@ def compression(shape: LayerShape, hw: HwSpec, rate: float, act_bits: int, by_pr
     dp = hw.datapath
     hp, wp = shape.wcc_grid(dp.haar.levels)
     p, k = hp * wp, shape.wcc_kept(rate, dp.haar.levels)
+    p_ll = band_shapes(hp, wp, dp.haar.levels)[0][2]     # LL_L positions lead the layout
+    bits, ll_bits = coef_widths(hw, act_bits)
     held = min(p, dp.topk.tile_positions) if dp.topk.mode is TopkMode.TILED else p
+    held_ll = min(held, p_ll) if ll_bits >= bits else max(0, held - (p - p_ll))  # the tile needing most bytes
     ebits = energy_bits(shape.cin, hw)
-    buffer = _bytes(shape.cin * held, act_bits) + _bytes(held, ebits)
+    buffer = coef_bytes(shape.cin, held, held_ll, bits, ll_bits) + _bytes(held, ebits)
     sram = (hw.ofmap_sram if by_producer else hw.ifmap_sram).size_bytes
     spill = buffer > sram
     energies = _bytes(held, ebits) if spill and _bytes(held, ebits) > sram else 0
     reread = spill and (written_full_bytes > 0 or not by_producer)
-    coefs = _bytes(shape.cin * p, act_bits) if spill and by_producer and not reread else 0
+    coefs = coef_bytes(shape.cin, p, p_ll, bits, ll_bits) if spill and by_producer and not reread else 0
     passes = 2 if reread else 1
     select = 2 if dp.topk.mode is TopkMode.THRESHOLD else 1
     return Compression(
-        by_producer=by_producer, payload_bytes=_bytes(shape.cin * k, act_bits), bitmap_bytes=_bytes(p, 1),
+        by_producer=by_producer, payload_bytes=coef_bytes(shape.cin, k, min(k, p_ll), bits, ll_bits),
+        bitmap_bytes=_bytes(p, 1),
         kept_elems=shape.cin * k, buffer_bytes=buffer, sram_bytes=sram,
         spill_write_bytes=coefs + energies, input_passes=passes if not by_producer else 1,
         spill_read_bytes=coefs + energies + (written_full_bytes if reread and by_producer else 0),

@@ -218,8 +218,8 @@ def _quality(r, max_sqnr_drop_db: float, over: bool = False) -> str:
         fmt = ".2f" if r.net_metric.endswith("_db") else ".3f"
         unit = " dB" if r.net_metric.endswith("_db") else ""
         worst = "" if pd.isna(r.net_worst) else \
-            f", worst image {r.net_worst:{fmt}}{unit} ({r.net_drop_worst:+{fmt}}{unit} below int8's worst)"
-        text = (f"network output {r.net_metric} {r.net_mean:{fmt}}{unit} mean ({r.net_drop:+{fmt}}{unit} below "
+            f", worst image {r.net_worst:{fmt}}{unit} ({r.net_drop_worst:{fmt}}{unit} below int8's worst)"
+        text = (f"network output {r.net_metric} {r.net_mean:{fmt}}{unit} mean ({r.net_drop:{fmt}}{unit} below "
                 f"int8){worst}")
         return text + (f": {r.shortfall:{fmt}}{unit} over the {r.net_budget:g}{unit} budget" if over else "")
     text = f"layer-aggregate SQNR {r.sqnr_drop_db:.2f} dB below int8"
