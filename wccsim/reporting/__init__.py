@@ -131,11 +131,10 @@ def _coef_figure(summary: pd.DataFrame, focus: dict) -> tuple[str, str, object]:
     metric, label = ("net_mean", f"network output {wcc.net_metric.iloc[0]}") if network \
         else ("sqnr_total_db", "layer-aggregate SQNR [dB]")
     cfg = f"{focus['hw']}, {focus['cfg_act_bits']}-bit act, {focus['cfg_weight_bits']}-bit weights"
+    quality = f"{label} (mean over the evaluation images, solid; worst image, dashed)" if network else label
     return ("Coefficient designs x rates",
             f"{cfg}: WCC with each coefficient quantizer design (cfg_coef: granularity:scale) at each rate: "
-            f"{label} (mean over the evaluation images, solid; worst image, dashed)" if network else
-            f"{cfg}: WCC with each coefficient quantizer design (cfg_coef: granularity:scale) at each rate: {label}"
-            ", DRAM bytes and energy (with the producers' share, as in the summary); int8 as a black line.",
+            f"{quality}, DRAM bytes and energy (with the producers' share, as in the summary); int8 as a black line.",
             coef_designs(wcc, int8, metric, "net_worst" if network else None, label,
                          f"Coefficient designs x rates ({cfg})"))
 
@@ -304,7 +303,7 @@ def _page(res: Results, summary, focus, figures, quality, extras, budget: float,
                  + " ".join(coef_headline(summary, budget)))
     coef_fig = next(b for b in figures if b.fig_id == "coef_designs")
     sections = [
-        ("Summary: best setting under the error budget",
+        ("Summary: best setting under the quality budget",
          [("text", note), (display_table(best), best.best.map({True: "best", False: ""}), "summary-best")]),
         ("Top-k selections that spill to DRAM",
          [("text", spill_text), *([(spill_rows, None, "topk-spills")] if len(spill_rows) else [])]),

@@ -215,8 +215,8 @@ def quality_vs_bops(net: pd.DataFrame, metric: str, label: str, title: str) -> F
 
 def coef_designs(wcc: pd.DataFrame, int8: pd.Series, metric: str, worst: str | None, label: str, title: str) -> Figure:
     """Coefficient designs x rates: three panels against the WCC rate, one line per design (``cfg_coef``,
-    colour): quality (`metric`; `worst` dashed when given), DRAM MB and energy uJ (``dram_bytes``,
-    ``energy_total_pj`` of the summary); int8 as a black horizontal line in each.
+    colour and marker): quality (`metric`; `worst` dashed when given), DRAM MB and energy uJ (``dram_bytes``,
+    ``energy_total_pj`` of the summary); int8 as a black horizontal line in each (dashed: its worst image).
 
     `wcc`: summary rows of one hw and bit widths; `int8`: its int8 summary row.
     """
@@ -225,11 +225,13 @@ def coef_designs(wcc: pd.DataFrame, int8: pd.Series, metric: str, worst: str | N
     panels = ((metric, label, 1.0), ("dram_bytes", "DRAM traffic [MB]", 1e6), ("energy_total_pj", "energy [uJ]", 1e6))
     for i, (design, g) in enumerate(wcc.groupby("cfg_coef", sort=True)):
         g = g.sort_values("cfg_rate")
-        color = OKABE_ITO[i % 7]
+        color, marker = OKABE_ITO[i % 7], HW_MARKERS[i % len(HW_MARKERS)]  # marker too: lines may coincide
         for ax, (col, _, scale) in zip(axes, panels):
-            ax.plot(g.cfg_rate, g[col] / scale, "o-", color=color, label=design)
+            ax.plot(g.cfg_rate, g[col] / scale, marker + "-", color=color, label=design)
         if worst is not None:
-            axes[0].plot(g.cfg_rate, g[worst], "o--", color=color, label=f"{design}, worst image")
+            axes[0].plot(g.cfg_rate, g[worst], marker + "--", color=color, label=f"{design}, worst image")
+    if worst is not None and pd.notna(int8.get(worst)):
+        axes[0].axhline(float(int8[worst]), color="#000000", lw=1, ls="--", label="int8, worst image")
     for ax, (col, ylabel, scale) in zip(axes, panels):
         if col in int8.index and pd.notna(int8[col]):
             ax.axhline(float(int8[col]) / scale, color="#000000", lw=1, label="int8")
