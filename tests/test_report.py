@@ -107,7 +107,9 @@ def _tiny_png() -> bytes:
 
 
 @pytest.mark.parametrize("extra", [["--max-sqnr-drop-db", "-1"], ["--max-sqnr-drop-db", "inf"],
-                                   ["--max-sqnr-drop-db", "x"]], ids=["negative", "inf", "text"])
+                                   ["--max-sqnr-drop-db", "x"], ["--max-score-drop", "-0.1"],
+                                   ["--max-score-drop", "nan"]], ids=["negative", "inf", "text", "score_negative",
+                                                                      "score_nan"])
 def test_bad_budget_exits_2_and_keeps_the_old_report(sweep_dir, tmp_path, capsys, extra):
     out = tmp_path / "r.html"
     out.write_text("old report")
