@@ -58,7 +58,8 @@ def test_each_design_on_each_hw_gives_the_rows_of_a_run_with_that_design(coef_sw
                                           f"{spec.datapath.coef.scale.value}") & (df.cfg_rate == 0.5)]
         pd.testing.assert_frame_equal(one.reset_index(drop=True), run(spec, tiny, rate=0.5), check_dtype=False)
     # the designs give different datapath results (per_band pow2 vs per_tensor) and the same int8 reference
-    wcc = df[(df.scheme == "wcc") & (df.hw == "edge_npu") & (df.cfg_rate == 0.5)].groupby("cfg_coef").sqnr_total_db.sum()
+    wcc = df[(df.scheme == "wcc") & (df.hw == "edge_npu") & (df.cfg_rate == 0.5)]
+    wcc = wcc.groupby("cfg_coef").sqnr_total_db.sum()
     assert wcc.nunique() == 2
     int8 = df[df.scheme == "int8"].drop(columns=["cfg_coef", "cfg_rate"]).drop_duplicates()
     assert len(int8) == 2 * 2  # per (hw, layer)

@@ -16,8 +16,8 @@ import pandas as pd
 from wccsim.cost import COST_COLUMNS, SUMMED
 
 __all__ = ["SCHEMES", "COUNTERS", "CONFIG_KEYS", "COLUMNS", "TOTAL_COLUMNS", "NETWORK_SCHEMES", "NETWORK_METRICS",
-           "NETWORK_COLUMNS", "HIGHER_IS_BETTER", "SAVINGS", "coef_design", "hw_coef_design", "quality_metric", "rows_to_frame",
-           "totals", "savings"]
+           "NETWORK_COLUMNS", "HIGHER_IS_BETTER", "SAVINGS", "coef_design", "hw_coef_design", "quality_metric",
+           "rows_to_frame", "totals", "savings"]
 
 SCHEMES = ("wcc", "int8", "uniform_nbit", "zvc")
 # Datapath saturation / overflow counters (events per layer), reported per row and summed in totals.

@@ -3,7 +3,8 @@ deterministic.
 
 A sweep is the cartesian product hw x coef x rate x act_bits x weight_bits (coef: the coefficient quantizer
 designs of ``--coef``, each applied to every hw config; default each YAML's own); its work unit is one
-*point* (hw with its design, rate, act_bits, weight_bits, layer), so ``--jobs 2`` keeps two processes busy even for one config.
+*point* (hw with its design, rate, act_bits, weight_bits, layer), so ``--jobs 2`` keeps two processes busy
+even for one config.
 Each finished point is appended to ``DIR/journal.jsonl`` as one JSON line, flushed and fsync'd, before the
 next is recorded. A rerun (after completion, a crash or SIGKILL at any moment) reads the journal, drops a
 torn last line, and computes only the missing points; nothing is lost or duplicated. At the end the journal
@@ -233,7 +234,8 @@ def write_outputs(out: Path, df: pd.DataFrame, meta: dict, done: dict[str, list]
 
 def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
           act_bits: Iterable[int] = (8,), weight_bits: Iterable[int] = (8,), coef: Iterable[str] | None = None,
-          layers: str | None = None, calib=None, jobs: int = 1, scheduler: str | None = None, progress: bool | None = None,
+          layers: str | None = None, calib=None, jobs: int = 1, scheduler: str | None = None,
+          progress: bool | None = None,
           onnx=None, images: Sequence[str] = (), size: tuple[int, int] | None = None, preprocess: str | None = None,
           threshold: float | None = None) -> pd.DataFrame:
     """Run the cartesian product of hardware configs, rates and bit widths over a trace, resumably.

@@ -79,7 +79,8 @@ def format_totals(s) -> str:
     import pandas as pd
 
     table = pd.DataFrame({
-        "hw": s.hw, "coef": s.cfg_coef, "rate": s.cfg_rate, "act_bits": s.cfg_act_bits, "weight_bits": s.cfg_weight_bits,
+        "hw": s.hw, "coef": s.cfg_coef, "rate": s.cfg_rate, "act_bits": s.cfg_act_bits,
+        "weight_bits": s.cfg_weight_bits,
         "scheme": s.scheme, "bits/act": s.eff_bits_per_act.round(3), "GBOPs": (s.bops / 1e9).round(3),
         "DRAM_MB": (s.dram_bytes / 1e6).round(3), "Mcycles": (s.cycles / 1e6).round(3),
         "energy_uJ": (s.energy_total_pj / 1e6).round(2), "SQNR_dB": s.sqnr_total_db.round(2),

@@ -37,7 +37,8 @@ __all__ = ["FIGURES", "NETWORK_FIGURE", "report", "build_figures", "network_qual
 
 FIGURES = ("traffic_layers", "traffic_rate", "sqnr_bits", "bops_pareto", "cycles_layers", "roofline", "coef_designs")
 NETWORK_FIGURE = "network_quality"  # only when the directory has network.csv
-_SUMMARY_COLS = ("hw", "scheme", "cfg_coef", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "rate", "act_bits", "weight_bits",
+_SUMMARY_COLS = ("hw", "scheme", "cfg_coef", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "rate", "act_bits",
+                 "weight_bits",
                  "eff_bits_per_act", "bops",
                  "dram_read_bytes", "dram_write_bytes", "dram_bytes", "cycles", "energy_pj", "energy_total_pj",
                  "sqnr_total_db",
@@ -265,7 +266,8 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Summary rows in reading units (settings a scheme really uses; GBOPs, MB, Mcycles, uJ, dB, %)."""
     s = summary
     return pd.DataFrame({
-        "hw": s.hw, "scheme": s.scheme, "coef": s.cfg_coef.where(s.scheme == "wcc", ""), "rate": s.rate, "act_bits": s.act_bits, "weight_bits": s.weight_bits,
+        "hw": s.hw, "scheme": s.scheme, "coef": s.cfg_coef.where(s.scheme == "wcc", ""), "rate": s.rate,
+        "act_bits": s.act_bits, "weight_bits": s.weight_bits,
         "bits/act": s.eff_bits_per_act.round(3), "GBOPs": (s.bops / 1e9).round(4),
         "DRAM MB": (s.dram_bytes / 1e6).round(4),
         "Mcycles": (s.cycles / 1e6).round(4), "energy uJ": (s.energy_total_pj / 1e6).round(3),
