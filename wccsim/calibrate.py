@@ -9,7 +9,8 @@ Quantizer (paper Eq. 2, [37]): with clipping value ``alpha`` and ``b`` bits,
 ``quantize`` rounds half to even (numpy ``rint``, like ONNX ``QuantizeLinear``) and clips to the levels.
 
 Every clipping method reads one histogram per tensor, built in one streaming pass (`CalibSample`; memory
-bounded, blocks and images combine, the result does not depend on how the tensor is cut into blocks).
+bounded, blocks and images combine; fed in order, the result does not depend on how the tensor is cut into
+blocks, and another order changes only the float64 summation order).
 Bins are logarithmic: 2^7 per octave of |x| (relative width 2^-7, 0.8 %), positive and negative values
 apart, and each bin keeps its count, sum, sum of squares, minimum and maximum (float64). Methods
 (`CalibMethod`): ``MAX`` = max |x| (max x for unsigned), exact; ``PERCENTILE`` = the given percentile of
@@ -28,9 +29,8 @@ A zero clipping value (all-zero data) gives scale 1.0 (every value quantizes to 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -174,8 +174,8 @@ def _percentile(cnt, lo, hi, percentile: float) -> float:
 
 
 class CalibSample:
-    """The histogram of a tensor fed block by block in any order of blocks, so a tensor (or a set of
-    calibration images) never has to exist whole; every clipping method reads it (module docstring).
+    """The histogram of a tensor fed block by block, so a tensor (or a set of calibration images) never has
+    to exist whole; every clipping method reads it (module docstring).
     `clip_value` and `act_params` are this on one block. Memory: 5 x 2 x 16512 float64 (1.3 MB).
 
     Parameters
