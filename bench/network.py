@@ -163,11 +163,11 @@ def bench_network(name: str, args, side: int, images: list[str], tmp: Path) -> t
 
 
 def format_profile(name: str, detail: dict) -> str:
+    """Two lines: tottime by module (largest first) and the entry points' cumulative times."""
     p = detail["profile"]
-    lines = [f"{name}: tottime by module (s): " + ", ".join(f"{k} {v:.2f}" for k, v in
-                                                             sorted(p["tottime_by_bucket_s"].items(), key=lambda kv: -kv[1])),
-             f"{name}: cumulative (s): " + ", ".join(f"{k} {v:.2f}" for k, v in p["entry_points_cum_s"].items())]
-    return "\n".join(lines)
+    by_module = sorted(p["tottime_by_bucket_s"].items(), key=lambda kv: -kv[1])
+    return (f"{name}: tottime by module (s): " + ", ".join(f"{k} {v:.2f}" for k, v in by_module) + "\n"
+            + f"{name}: cumulative (s): " + ", ".join(f"{k} {v:.2f}" for k, v in p["entry_points_cum_s"].items()))
 
 
 def main(argv: list[str] | None = None) -> int:
