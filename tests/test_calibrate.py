@@ -210,7 +210,7 @@ def test_mse_histogram_within_1pct_of_exhaustive_on_every_layer_of_the_bundled_t
     """Acceptance (issue 18, 5): on every layer's input, output and coefficient groups the histogram clip's
     squared error is at most 1.01 x the exhaustive search's, at the bits/sign the run asks and at 4 bits.
     Tensors are a 16 x 16 crop, then a fixed random subset of <= 4096 values (the exhaustive search is
-    128 passes); the full tensors are checked the same way in docs/quantization.md."""
+    128 passes); `bench/calib_accuracy.py` checks the full tensors (docs/quantization.md)."""
     rng = np.random.default_rng(0)
     n = 0
     for where, x, asked in _trace_tensors():
