@@ -93,20 +93,15 @@ def test_run_datapath_keep_false_same_output(data):
 @settings(max_examples=60, deadline=None)
 @given(size=st.integers(1, 400), cuts=st.lists(st.integers(0, 400), max_size=6),
        method=st.sampled_from(list(CalibMethod)), sign=st.sampled_from(list(ActSign)),
-       bits=st.integers(2, 12), seed=st.integers(0, 2**32 - 1), mse_cap=st.sampled_from([None, 7]))
-def test_calib_sample_in_blocks_equals_whole_tensor(size, cuts, method, sign, bits, seed, mse_cap):
-    """CalibSample fed in arbitrary blocks gives exactly act_params of the whole tensor (a small MSE sample
-    cap forces a stride > 1 whose phase must carry across blocks)."""
-    import wccsim.calibrate as cal
+       bits=st.integers(2, 12), seed=st.integers(0, 2**32 - 1))
+def test_calib_sample_in_blocks_equals_whole_tensor(size, cuts, method, sign, bits, seed):
+    """CalibSample fed in arbitrary blocks gives exactly act_params of the whole tensor."""
     x = np.random.default_rng(seed).standard_normal(size) * 3 - 0.5
     edges = sorted({0, size, *[c % (size + 1) for c in cuts]})
-    with pytest.MonkeyPatch.context() as mp:
-        if mse_cap:
-            mp.setattr(cal, "_MSE_MAX_SAMPLES", mse_cap)
-        sample = CalibSample(size, method)
-        for lo, hi in zip(edges, edges[1:]):
-            sample.add(x[lo:hi])
-        assert sample.params(bits, sign, 99.0) == act_params(x, bits, sign, method, 99.0)
+    sample = CalibSample(method)
+    for lo, hi in zip(edges, edges[1:]):
+        sample.add(x[lo:hi])
+    assert sample.params(bits, sign, 99.0) == act_params(x, bits, sign, method, 99.0)
 
 
 @settings(max_examples=40, deadline=None)

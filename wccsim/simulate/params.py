@@ -22,12 +22,11 @@ Choices (tested in tests/test_layer.py):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from wccsim.calibrate import CalibSample, QuantParams, act_params, levels, quantize, requant_params, weight_params
+from wccsim.calibrate import CalibSample, QuantParams, levels, quantize, requant_params, weight_params
 from wccsim.datapath.chain import CoefRecord, int_dtype
 from wccsim.datapath.requant import INT32_MAX, INT32_MIN, RequantParams
 from wccsim.datapath.rescale import rescale_params
@@ -35,8 +34,8 @@ from wccsim.hw import ActSign, CoefGranularity, CoefScale, DatapathSpec, Normali
 from wccsim.rules import band_groups, band_levels, position_levels
 from wccsim.simulate.layer import Layer
 
-__all__ = ["LayerParams", "PlainParams", "input_params", "quantize_input", "output_params", "quantize_weights",
-           "quantize_bias", "output_requant", "output_scale", "level_scales", "position_scales", "group_bits",
+__all__ = ["LayerParams", "PlainParams", "input_sample", "input_params", "quantize_input", "output_params",
+           "quantize_weights", "quantize_bias", "output_requant", "output_scale", "level_scales", "position_scales", "group_bits",
            "coef_params", "plain_params"]
 
 
@@ -93,10 +92,16 @@ class PlainParams:
     out_scale: float | np.ndarray
 
 
-def input_params(x_full, bits: int, spec: DatapathSpec) -> QuantParams:
-    """Input quantizer calibrated on the whole input (the tensor the previous layer wrote)."""
+def input_sample(layer: Layer, spec: DatapathSpec) -> CalibSample:
+    """Histogram of the whole input (the tensor the previous layer wrote), read by every scheme's input
+    quantizer (`input_params`)."""
+    return CalibSample(spec.quant.calib).add(layer.x)
+
+
+def input_params(sample: CalibSample, bits: int, spec: DatapathSpec) -> QuantParams:
+    """Input quantizer at ``bits`` calibrated on `input_sample`."""
     q = spec.quant
-    return act_params(x_full, bits, q.act_sign, q.calib, q.percentile)
+    return sample.params(bits, q.act_sign, q.percentile)
 
 
 def quantize_input(x_n: np.ndarray, qp: QuantParams) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +116,7 @@ def output_params(layer: Layer, bits: int, spec: DatapathSpec) -> QuantParams:
     """Output quantizer calibrated on ``ref_conv``'s output, computed image by image, block by block
     (`CalibSample` keeps what the method reads)."""
     q = spec.quant
-    sample = CalibSample(math.prod(layer.output_shape), q.calib)
+    sample = CalibSample(q.calib)
     for n in range(layer.xs.shape[0]):
         x_n = layer.image(n)
         for blk in layer.blocks():
@@ -205,9 +210,10 @@ def position_scales(in_scale: float, spec: DatapathSpec, hp: int, wp: int) -> np
 
 
 def plain_params(layer: Layer, spec: DatapathSpec, act_bits: int, weight_bits: int,
-                 out_qp: QuantParams) -> PlainParams:
-    """Offline record of the plain path at ``act_bits`` inputs and ``weight_bits`` weights."""
-    in_qp = input_params(layer.x, act_bits, spec)
+                 out_qp: QuantParams, x_sample: CalibSample) -> PlainParams:
+    """Offline record of the plain path at ``act_bits`` inputs and ``weight_bits`` weights (``x_sample``:
+    `input_sample` of the layer)."""
+    in_qp = input_params(x_sample, act_bits, spec)
     wq, s_w = quantize_weights(layer.w2, weight_bits, spec)
     bq, bias_sat = quantize_bias(layer.b, in_qp.scale * s_w, wq.shape[0])
     rp = output_requant(in_qp.scale, s_w, out_qp)

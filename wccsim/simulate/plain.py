@@ -15,7 +15,7 @@ from wccsim.datapath.mac import mac_array
 from wccsim.hw import DatapathSpec
 from wccsim.rules import check_bits
 from wccsim.simulate.layer import Layer, output_block, output_stages, prepare
-from wccsim.simulate.params import PlainParams, output_params, plain_params, quantize_input
+from wccsim.simulate.params import PlainParams, input_sample, output_params, plain_params, quantize_input
 from wccsim.simulate.record import Outcome, make_stage
 
 __all__ = ["BaselineResult", "plain_image", "plain_result", "simulate_plain"]
@@ -102,7 +102,8 @@ def simulate_plain(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Dat
     """
     act_bits = check_bits(act_bits, "layer", "act_bits")
     layer = prepare(x, w, b, stride)
-    p = plain_params(layer, spec, act_bits, spec.quant.weight_bits, output_params(layer, spec.quant.act_bits, spec))
+    p = plain_params(layer, spec, act_bits, spec.quant.weight_bits, output_params(layer, spec.quant.act_bits, spec),
+                     input_sample(layer, spec))
     out = Outcome(keep, layer.output_shape)
     for n in range(layer.xs.shape[0]):
         x_n = layer.image(n)

@@ -54,8 +54,8 @@ from wccsim.reference import wcc_dropped
 from wccsim.rules import Selection, band_groups, band_levels, padded_shape, uniform_bits
 from wccsim.simulate.layer import Layer, output_block, output_stages, prepare
 from wccsim.simulate.params import (
-    LayerParams, PlainParams, coef_params, input_params, level_scales, output_params, output_requant, output_scale,
-    plain_params, position_scales, quantize_bias, quantize_input, quantize_weights,
+    LayerParams, PlainParams, coef_params, input_params, input_sample, level_scales, output_params, output_requant,
+    output_scale, plain_params, position_scales, quantize_bias, quantize_input, quantize_weights,
 )
 from wccsim.simulate.plain import plain_image, plain_result
 from wccsim.simulate.record import Outcome, make_stage
@@ -160,15 +160,16 @@ def _front_stages(images: list[_Image], in_qp: QuantParams, spec: DatapathSpec) 
 
 # ------------------------------------------------------------------------------- calibration
 
-def _calibrate(layer: Layer, spec: DatapathSpec, rate: float, keep: bool) -> tuple[LayerParams, list[_Image]]:
-    """`calibrate_layer` on a prepared layer; also returns the images' stages 1-4a it had to compute."""
+def _calibrate(layer: Layer, spec: DatapathSpec, rate: float, keep: bool,
+               x_sample: CalibSample) -> tuple[LayerParams, list[_Image]]:
+    """`calibrate_layer` on a prepared layer (``x_sample``: its `input_sample`); also returns the images'
+    stages 1-4a it had to compute."""
     q = spec.quant
-    in_qp = input_params(layer.x, q.act_bits, spec)
+    in_qp = input_params(x_sample, q.act_bits, spec)
     images = _images(layer, in_qp, spec, rate, keep)
     groups = band_groups(spec.haar.levels, spec.coef.granularity)
     col_groups = [groups[im.front.kept_band[0, 0]] for im in images]
-    samples = [CalibSample(sum(int(np.count_nonzero(g == i)) * im.front.kept.shape[1]
-                               for g, im in zip(col_groups, images)), q.calib) for i in range(groups.max() + 1)]
+    samples = [CalibSample(q.calib) for _ in range(groups.max() + 1)]
     for g, im in zip(col_groups, images):
         real = im.front.kept * im.kept_scale                                                 # real units
         for i, sample in enumerate(samples):
@@ -205,7 +206,8 @@ def calibrate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Da
     -------
     LayerParams
     """
-    return _calibrate(prepare(x, w, b, stride), spec, rate, False)[0]
+    layer = prepare(x, w, b, stride)
+    return _calibrate(layer, spec, rate, False, input_sample(layer, spec))[0]
 
 
 # ------------------------------------------------------------------------------- stages 4b-8
@@ -331,7 +333,7 @@ def calibrate_and_run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: 
     (LayerParams, DatapathResult)
     """
     layer = prepare(x, w, b, stride)
-    params, images = _calibrate(layer, spec, rate, keep)
+    params, images = _calibrate(layer, spec, rate, keep, input_sample(layer, spec))
     return params, _run(layer, params, images, spec, keep)
 
 
@@ -398,10 +400,11 @@ def simulate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Dat
     LayerResult
     """
     layer = prepare(x, w, b, stride)
-    params, images = _calibrate(layer, spec, rate, keep)                                   # calibration, 1-4a
+    x_sample = input_sample(layer, spec)                                # one input histogram, every scheme
+    params, images = _calibrate(layer, spec, rate, keep, x_sample)                         # calibration, 1-4a
     q = spec.quant
     bits = {"int8": (8, 8), "uniform_nbit": (uniform_bits(rate, q.act_bits), q.weight_bits)}
-    plains = {name: plain_params(layer, spec, a, wb, params.output_qp) for name, (a, wb) in bits.items()}
+    plains = {name: plain_params(layer, spec, a, wb, params.output_qp, x_sample) for name, (a, wb) in bits.items()}
     wcc, bases = Outcome(keep, layer.output_shape), {name: Outcome(keep, layer.output_shape) for name in bits}
     refs = [_compare_image(n, layer, im, rate, params, plains, spec, wcc, bases) for n, im in enumerate(images)]
     baselines = {name: plain_result(layer, plains[name], spec, *bits[name], bases[name]) for name in bits}
