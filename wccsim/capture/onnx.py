@@ -17,11 +17,12 @@ Steps (`capture_onnx`):
    the rounded ``x`` (stored float32).
 
 A quantized model in QDQ form (`wccsim.capture.qdq`): its constant ``DequantizeLinear`` nodes are folded
-into float weights and biases first, step 2 runs without graph optimizations (every node as written:
-``x`` is the dequantized input, ``y`` the float Conv output before its ``QuantizeLinear``), and each layer
-in QDQ form also gets its `wccsim.trace.Qdq` (scales, zero points, integer bias, and ``yq`` from a second
-run with onnxruntime's QDQ fusion); ``meta["source"]["executed_as"]`` names the operator each of those
-layers ran as there (``QLinearConv``/``ConvInteger``: an integer convolution; ``Conv``: float).
+into float weights and biases first and step 2 runs without graph optimizations (every node as written;
+step 3 checks the weights on it). A second run with onnxruntime's QDQ fusion gives each layer in QDQ form its input and
+output integers: ``x`` is then the dequantized input of that run, ``y`` onnxruntime's single Conv on it,
+and `wccsim.trace.Qdq` holds the scales, zero points, integer bias and ``yq``;
+``meta["source"]["executed_as"]`` names the operator each of those layers ran as
+(``QLinearConv``/``ConvInteger``: an integer convolution; ``Conv``: float).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def capture_onnx(model_path: str | Path, batch: np.ndarray, *,
     input_name = next(i.name for i in model.graph.input if i.name not in consts)
     links = qdq.links(model.graph, convs, dq, consts)
     values = _run_exposed(model, input_name, batch, optimize=not dq)
-    yq, ops = qdq.integer_outputs(model_path, input_name, batch, links, consts) if links else ({}, {})
+    ints, ops = qdq.integer_outputs(model_path, input_name, batch, links, consts) if links else ({}, {})
     layers, nodes = [], {}
     for c in convs:
         x = values[c["x"]]
@@ -133,8 +134,12 @@ def capture_onnx(model_path: str | Path, batch: np.ndarray, *,
             continue
         ld = checked_layer(c["name"], c["node"], c["w"], c["b"], c["stride"], x, values[c["y"]],
                            _run_single_conv, store_dtype)
-        if c["name"] in links:
-            ld = dataclasses.replace(ld, qdq=qdq.layer_qdq(links[c["name"]], consts, yq[c["name"]]))
+        if c["name"] in links:                       # x, y and yq of the fused run (`wccsim.capture.qdq`)
+            link, (xq, yq) = links[c["name"]], ints[c["name"]]
+            x = qdq.dequantized_input(link, consts, xq)
+            ld = checked_layer(c["name"], c["node"], c["w"], c["b"], c["stride"], x,
+                               _run_single_conv(c["w"], c["b"], c["stride"], x), _run_single_conv, store_dtype)
+            ld = dataclasses.replace(ld, qdq=qdq.layer_qdq(link, consts, yq))
         layers.append(ld)
         nodes[c["name"]] = c["node"]
     executed = {ld.name: ops[ld.name] for ld in layers if ld.name in ops}
@@ -145,8 +150,10 @@ def capture_onnx(model_path: str | Path, batch: np.ndarray, *,
                    **({"executed_as": executed} if executed else {})},
         "model_conv_macs": _model_conv_macs(model.graph, consts, values),
         "skipped": skipped,
-        "y_source": "onnxruntime in-graph output" if store_dtype != "float16" else
-                    "onnxruntime single Conv node on the float16-rounded x",
+        "y_source": "onnxruntime in-graph output" if store_dtype != "float16" and not links else
+                    "onnxruntime single Conv node on the float16-rounded x" if not links else
+                    "onnxruntime single Conv node on the stored x (QDQ layers: the dequantized input of the "
+                    "fused run)",
     }
     return meta, layers
 

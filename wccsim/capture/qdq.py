@@ -10,15 +10,19 @@ DequantizeLinear(bq)) -> QuantizeLinear -> yq``; onnxruntime fuses the group int
    the graph computes with, and the integers are kept.
 2. `links`: for each captured Conv, the ``DequantizeLinear`` feeding its input, the dequantized weight and
    bias, and the single ``QuantizeLinear`` reading its output; a Conv without all of them has no `Qdq`.
-3. `integer_outputs`: the model run with onnxruntime's full graph optimizations (its QDQ fusion) and the
-   ``QuantizeLinear`` outputs of those Convs added as graph outputs: they are the fused nodes' own outputs,
-   so the fusion is kept. The optimized model (``SessionOptions.optimized_model_filepath``) says which
-   Convs ran as an integer convolution: a ``QLinearConv``/``ConvInteger`` node reading the layer's
-   quantized weight initializer.
+3. `integer_outputs`: the model run with onnxruntime's full graph optimizations (its QDQ fusion) and, per
+   linked Conv, the quantized tensors around it added as graph outputs: the one its input's
+   ``DequantizeLinear`` reads (``xq``) and its ``QuantizeLinear`` output (``yq``). Both are outputs of
+   ``QuantizeLinear`` nodes, i.e. of the fused nodes themselves, so the fusion is kept (with uint8
+   activations; with int8 ones, onnxruntime's x86 conversion of int8 QDQ pairs to uint8 stops at a graph
+   output, and those layers run as float Conv). The optimized model
+   (``SessionOptions.optimized_model_filepath``) says which Convs ran as an integer convolution: a
+   ``QLinearConv``/``ConvInteger`` node reading the layer's quantized weight initializer.
 
-The float values (``x`` = the dequantized input, ``y`` = the float Conv output before its
-``QuantizeLinear``) come from a run without graph optimizations (`wccsim.capture.onnx`), where every node
-runs as written.
+The stored ``x`` is the dequantized ``xq`` of that same run (float32, as ``DequantizeLinear`` computes
+it), so ``x`` and ``yq`` belong together: the optimized graph computes the float parts between the
+layers (additions, activations) in a different order than the graph as written, which moves some input
+codes by one step. The weights are checked on a run without graph optimizations (`wccsim.capture.onnx`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ import numpy as np
 from wccsim.errors import InputError
 from wccsim.trace import Qdq
 
-__all__ = ["INTEGER_OPS", "Dequantized", "Link", "fold_dequantize", "links", "integer_outputs", "layer_qdq"]
+__all__ = ["INTEGER_OPS", "Dequantized", "Link", "fold_dequantize", "links", "integer_outputs", "dequantized_input",
+           "layer_qdq"]
 
 INTEGER_OPS = ("QLinearConv", "ConvInteger")
 
@@ -58,8 +63,10 @@ class Dequantized:
 
 @dataclass(frozen=True)
 class Link:
-    """The QDQ nodes around one captured Conv: its input's ``DequantizeLinear`` inputs (tensor names),
-    its weight and bias (`Dequantized`), and the ``QuantizeLinear`` reading its output."""
+    """The QDQ nodes around one captured Conv: its input's ``DequantizeLinear`` inputs (tensor names: the
+    integers, scale, zero point), its weight and bias (`Dequantized`), and the ``QuantizeLinear`` reading
+    its output (scale, zero point, output)."""
+    xq: str
     x_scale: str
     x_zero_point: str
     w: Dequantized
@@ -115,39 +122,46 @@ def links(graph, convs: list[dict], dq: dict[str, Dequantized], consts: dict) ->
                 or node.input[1] not in dq or (bias is not None and bias not in dq)
                 or any(len(n.input) < 3 or n.input[2] not in consts for n in (x_dq, q[0]))):
             continue
-        out[c["name"]] = Link(x_dq.input[1], x_dq.input[2], dq[node.input[1]], dq.get(bias), q[0].input[1],
+        out[c["name"]] = Link(x_dq.input[0], x_dq.input[1], x_dq.input[2], dq[node.input[1]], dq.get(bias), q[0].input[1],
                               q[0].input[2], q[0].output[0])
     return out
 
 
-def integer_outputs(model_path: str | Path, input_name: str, batch: np.ndarray,
-                    layer_links: dict[str, Link], consts: dict) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Run the model with onnxruntime's graph optimizations (QDQ fusion) and return each linked layer's
-    ``QuantizeLinear`` output (the framework's integers) and the operator it ran as: ``QLinearConv`` or
+def integer_outputs(model_path: str | Path, input_name: str, batch: np.ndarray, layer_links: dict[str, Link],
+                    consts: dict) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
+    """Run the model with onnxruntime's graph optimizations (QDQ fusion); returns each linked layer's
+    ``(xq, yq)`` (its input and output integers in that run) and the operator it ran as: ``QLinearConv`` or
     ``ConvInteger`` (an integer convolution), else ``Conv`` (float, between the QDQ nodes)."""
     import onnx
     import onnxruntime as ort
     from onnx import helper
 
     model = onnx.load(str(model_path))
-    present = {o.name for o in model.graph.output}
+    present = {o.name for o in model.graph.output} | {input_name}
     for link in layer_links.values():
-        if link.yq not in present:
-            dtype = helper.np_dtype_to_tensor_dtype(np.asarray(consts[link.y_zero_point]).dtype)
-            model.graph.output.append(helper.make_tensor_value_info(link.yq, dtype, None))
-            present.add(link.yq)
+        for name, zp in ((link.xq, link.x_zero_point), (link.yq, link.y_zero_point)):
+            if name not in present:
+                dtype = helper.np_dtype_to_tensor_dtype(np.asarray(consts[zp]).dtype)
+                model.graph.output.append(helper.make_tensor_value_info(name, dtype, None))
+                present.add(name)
     with tempfile.TemporaryDirectory() as tmp:
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         optimized = onnx.load(opts.optimized_model_filepath)
-    names = [link.yq for link in layer_links.values()]
+    names = list(dict.fromkeys(n for link in layer_links.values() for n in (link.xq, link.yq)))
     values = dict(zip(names, sess.run(names, {input_name: batch})))
     weight_input = {"QLinearConv": 3, "ConvInteger": 1}
     integer = {n.input[weight_input[n.op_type]]: n.op_type for n in optimized.graph.node if n.op_type in INTEGER_OPS}
     ops = {name: integer.get(link.w.source, "Conv") for name, link in layer_links.items()}
-    return {name: values[link.yq] for name, link in layer_links.items()}, ops
+    return {name: (values[link.xq], values[link.yq]) for name, link in layer_links.items()}, ops
+
+
+def dequantized_input(link: Link, consts: dict, xq: np.ndarray) -> np.ndarray:
+    """The layer's float input as its ``DequantizeLinear`` computes it from ``xq`` (float32)."""
+    return Dequantized(xq, np.asarray(consts[link.x_scale], np.float32).reshape(()),
+                       np.asarray(consts[link.x_zero_point]).reshape(()), 1, link.xq).real()
 
 
 def layer_qdq(link: Link, consts: dict, yq: np.ndarray) -> Qdq:
