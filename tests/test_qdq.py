@@ -21,6 +21,7 @@ from wccsim.capture.images import PRESETS, load_image, preprocess_images  # noqa
 from wccsim.capture.onnx import capture_onnx_trace  # noqa: E402
 from wccsim.capture.qdq import INTEGER_OPS  # noqa: E402
 from wccsim.cli import main  # noqa: E402
+from wccsim.commands.trace import info_table  # noqa: E402
 from wccsim.datapath.requant import requantize  # noqa: E402
 from wccsim.errors import InputError  # noqa: E402
 from wccsim.hw import RequantMode  # noqa: E402
@@ -114,6 +115,7 @@ def test_small_model_int8_row_equals_onnxruntime(small, tmp_path, per_channel):
     trace = open_trace(path)
     assert [li.name for li in trace.layers] == ["c1", "c2", "c3"] and all(li.has_qdq for li in trace.layers)
     assert _integer_layers(path) == ["c1", "c2", "c3"]          # all three run as QLinearConv
+    assert "scales trace): 3 layers; ran as QLinearConv (3)" in info_table(trace)
     c2 = trace.layer("c2").qdq
     assert c2.bq is None and c2.yq.dtype == np.uint8 and c2.yq.shape == (2, 9, 11, 14)
     c1 = trace.layer("c1").qdq
