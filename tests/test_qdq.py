@@ -69,7 +69,8 @@ def _small_model(path: Path) -> None:
                                       pads=[k // 2] * 4))
         if name == "c1":
             nodes.append(helper.make_node("Relu", ["b"], ["br"], name="relu"))
-    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 3, None, None])],
+    graph = helper.make_graph(nodes, "small",
+                              [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 3, None, None])],
                               [helper.make_tensor_value_info("d", TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8

@@ -25,9 +25,10 @@ A trace is an uncompressed or deflated ``.npz`` (a zip of ``.npy`` members) hold
   without ``has_qdq`` in ``meta`` has them when ``<name>.yq`` exists (older traces have none).
 
 Members ``x``, ``w``, ``b``, ``y`` are float16, float32 or float64. Reading returns float32 for
-float16/float32 members and float64 for float64 ones. `open_trace` reads only ``meta`` and the ``.npy`` headers (validating every member's name,
-dtype and shape against ``meta`` before allocating anything); array data is read one layer at a time, so
-iterating a trace needs memory for one layer, not for the file. Nothing is ever unpickled.
+float16/float32 members and float64 for float64 ones (the QDQ members keep their dtypes). `open_trace`
+reads only ``meta`` and the ``.npy`` headers (validating every member's name, dtype and shape against
+``meta`` before allocating anything); array data is read one layer at a time, so iterating a trace needs
+memory for one layer, not for the file. Nothing is ever unpickled.
 """
 
 from __future__ import annotations

@@ -122,8 +122,7 @@ def links(graph, convs: list[dict], dq: dict[str, Dequantized], consts: dict) ->
                 or node.input[1] not in dq or (bias is not None and bias not in dq)
                 or any(len(n.input) < 3 or n.input[2] not in consts for n in (x_dq, q[0]))):
             continue
-        out[c["name"]] = Link(x_dq.input[0], x_dq.input[1], x_dq.input[2], dq[node.input[1]], dq.get(bias), q[0].input[1],
-                              q[0].input[2], q[0].output[0])
+        out[c["name"]] = Link(*x_dq.input[:3], dq[node.input[1]], dq.get(bias), *q[0].input[1:3], q[0].output[0])
     return out
 
 
