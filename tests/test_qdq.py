@@ -130,6 +130,17 @@ def test_small_model_int8_row_equals_onnxruntime(small, tmp_path, per_channel):
     assert sum(_int8_mismatches(fixed).values()) > 0
 
 
+def test_cli_run_scales_trace_says_how_many_integers_differ(small, tmp_path, capsys):
+    assert main(["run", "--hw", str(_hw(tmp_path, "float32")), "--trace", str(small[False]), "--scales", "trace",
+                 "--rate", "1.0", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    elems = sum(2 * c * h * w for c, h, w in ((5, 21, 27), (9, 11, 14), (6, 11, 14)))
+    assert f"own integers: 0 of {elems:,} outputs differ (0 of 3 layers with any" in out, out
+    csv = (tmp_path / "o" / "layers.csv").read_text().splitlines()
+    col = csv[0].split(",").index("framework_mismatches")
+    assert [ln.split(",")[col] for ln in csv[1:5]] == ["", "0", "", ""]   # wcc, int8, uniform_nbit, zvc
+
+
 def test_calibrated_run_leaves_framework_mismatches_empty(small, tmp_path):
     df = wccsim.run(_hw(tmp_path, "float32"), small[True], rate=0.5)
     assert df.framework_mismatches.isna().all()

@@ -14,7 +14,7 @@ from wccsim import __version__, api
 from wccsim.commands._args import bits, rate
 from wccsim.errors import InputError
 
-__all__ = ["register", "default_out_dir", "run_metadata", "format_table", "verdict", "spill_lines"]
+__all__ = ["register", "default_out_dir", "framework_line", "run_metadata", "format_table", "verdict", "spill_lines"]
 
 _FORMATS = ("table", "csv", "json")
 
@@ -64,8 +64,19 @@ def main(args: argparse.Namespace) -> int:
     _write_parquet(df, out / "layers.parquet")
     sys.stdout.write(_render(args.format, df, tot, meta))                    # 4. print
     if args.format == "table":
-        print(f"\n{verdict(tot)}\nwrote {out}/layers.csv, totals.csv, run.json")
+        print(f"\n{verdict(tot)}")
+        if args.scales == "trace":
+            print(framework_line(df))
+        print(f"wrote {out}/layers.csv, totals.csv, run.json")
     return 0
+
+
+def framework_line(df) -> str:
+    """One line: how many int8 output integers differ from the quantized model's own (``--scales trace``)."""
+    int8 = df[df.scheme == "int8"]
+    return (f"int8 vs the quantized model's own integers: {int(int8.framework_mismatches.sum()):,} of "
+            f"{int(int8.out_elems.sum()):,} outputs differ ({int((int8.framework_mismatches > 0).sum())} of "
+            f"{len(int8)} layers with any; docs/quantization.md)")
 
 
 def run_metadata(hw_dict: dict, hw_hash: str, trace, options: dict, df, tot) -> dict:
