@@ -75,7 +75,8 @@ class Dataflow(enum.Enum):
 
 
 class RequantMode(enum.Enum):
-    """Output requantization: gemmlowp fixed point, float32 as onnxruntime QLinearConv, or a pure shift."""
+    """Output requantization: gemmlowp fixed point, float32 as onnxruntime's QLinearConv (MLAS
+    ``MlasRequantizeOutput``), or a pure shift."""
     FIXED_POINT = "fixed_point"
     FLOAT32 = "float32"
     POW2 = "pow2"
@@ -202,7 +203,9 @@ class MacSpec:
 
 @dataclass(frozen=True)
 class RequantSpec:
-    mode: RequantMode = _knob(RequantMode.FIXED_POINT, "output requantization arithmetic")
+    mode: RequantMode = _knob(RequantMode.FIXED_POINT, "output requantization arithmetic: gemmlowp/TFLite int32 "
+                              "multiplier + shift; float32 product rounded half to even, as onnxruntime's CPU "
+                              "kernels (MLAS) do; or a shift")
 
 
 @dataclass(frozen=True)

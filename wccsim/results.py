@@ -32,7 +32,7 @@ _ERRORS = ("mse_compress", "mse_quant", "mse_total", "sqnr_compress_db", "sqnr_q
 COLUMNS = (
     "hw", "layer_index", "layer", "scheme", "cfg_coef", "cfg_rate", "cfg_act_bits", "cfg_weight_bits",
     "cin", "cout", "h", "w", "stride", "rate", "k", "positions", "act_bits", "weight_bits", "eff_bits_per_act",
-    *COST_COLUMNS, *_ERRORS, *COUNTERS,
+    *COST_COLUMNS, *_ERRORS, *COUNTERS, "framework_mismatches",
 )
 TOTAL_COLUMNS = (
     *CONFIG_KEYS, "scheme", "rate", "act_bits", "weight_bits", "layers", "eff_bits_per_act", *SUMMED,
@@ -76,6 +76,7 @@ def quality_metric(kind: str) -> tuple[str, str]:
 def rows_to_frame(rows: Iterable[dict]) -> pd.DataFrame:
     """Rows -> DataFrame with `COLUMNS` in order, sorted deterministically (config, trace order, scheme)."""
     df = pd.DataFrame(list(rows), columns=list(COLUMNS))
+    df["framework_mismatches"] = df["framework_mismatches"].astype("Int64")  # integers, empty where none
     if df.empty:
         return df
     order = {s: i for i, s in enumerate(SCHEMES)}

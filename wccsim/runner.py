@@ -11,6 +11,12 @@ same rows. Schemes, all in one table and computed from the same calibrated trace
 - ``zvc``: zero-value compression of the act_bits tensor (lossless on top of plain act_bits quantization;
   DRAM traffic from the measured fraction of non-zero activations).
 
+Scales (``scales``): ``calibrate`` (default) calibrates every quantizer on the trace; ``trace`` takes a
+quantized model's own input, weight and output quantizers from a QDQ trace (`wccsim.trace.Qdq`, 8/8 bits
+only) for WCC and int8, whose integer bias is the framework's too (`wccsim.simulate.params`); coefficient
+scales and uniform_nbit stay calibrated. Then the int8 row's ``framework_mismatches`` counts its output
+integers that differ from the framework's own (``<layer>.yq``); it is empty in every other row and run.
+
 Examples
 --------
 >>> import wccsim                                                         # doctest: +SKIP
@@ -27,17 +33,20 @@ from dataclasses import dataclass
 import pandas as pd
 
 from wccsim.cost import cost_fields, layer_cost
+from wccsim.errors import InputError
 from wccsim.options import (
     RunOptions, configure_datapath, make_options, progress_bar, resolve_hw, resolve_trace, select_layers,
 )
 from wccsim.results import COUNTERS, hw_coef_design, rows_to_frame
-from wccsim.simulate import simulate_layer, simulate_plain
+from wccsim.simulate import fixed_scales, simulate_layer, simulate_plain
 
-__all__ = ["layer_rows", "run"]
+__all__ = ["SCALES", "check_scales", "layer_rows", "run"]
+
+SCALES = ("calibrate", "trace")
 
 # --------------------------------------------------------------------------------------------- stages
 
-def layer_rows(trace, index: int, info, hw, opts: RunOptions) -> list[dict]:
+def layer_rows(trace, index: int, info, hw, opts: RunOptions, scales: str = "calibrate") -> list[dict]:
     """Simulate one layer (datapath + cost) for every scheme; returns one row dict per scheme.
 
     Parameters
@@ -50,10 +59,14 @@ def layer_rows(trace, index: int, info, hw, opts: RunOptions) -> list[dict]:
     hw : HwSpec
         Already configured with the run's bit widths (`configure_datapath`).
     opts : RunOptions
+    scales : "calibrate" or "trace"
+        ``trace``: the layer's own quantizers (`check_scales` first).
     """
     data = trace.layer(info.name)
+    fixed = fixed_scales(data.qdq, f"{trace.path}: {info.name}") if scales == "trace" else None
     # keep=False: errors and counters only, computed block by block (bounded memory, issue #6)
-    wcc = simulate_layer(data.x, data.w, data.b, hw.datapath, opts.rate, stride=data.stride, keep=False)
+    wcc = simulate_layer(data.x, data.w, data.b, hw.datapath, opts.rate, stride=data.stride, keep=False,
+                         fixed=fixed, framework_q=None if fixed is None else data.qdq.yq)
     hw8 = configure_datapath(hw, dataclasses.replace(opts, act_bits=8, weight_bits=8))
     int8 = wcc.baselines["int8"] if opts.act_bits == 8 else \
         simulate_plain(data.x, data.w, data.b, hw8.datapath, 8, stride=data.stride, keep=False)
@@ -74,7 +87,8 @@ def layer_rows(trace, index: int, info, hw, opts: RunOptions) -> list[dict]:
 # ------------------------------------------------------------------------------------------ top level
 
 def run(hw, trace, *, rate: float = 0.5, act_bits: int | None = None, weight_bits: int | None = None,
-        layers: str | None = None, calib=None, progress: bool | None = None) -> pd.DataFrame:
+        layers: str | None = None, calib=None, progress: bool | None = None,
+        scales: str = "calibrate") -> pd.DataFrame:
     """Simulate every (selected) layer of a trace through the datapath and the cost model.
 
     Parameters
@@ -91,6 +105,8 @@ def run(hw, trace, *, rate: float = 0.5, act_bits: int | None = None, weight_bit
         Overrides the YAML's calibration method.
     progress : bool, optional
         Progress bar over layers on stderr; default only when stderr is a TTY.
+    scales : {"calibrate", "trace"}
+        Calibrate every quantizer, or take a QDQ trace's own (module docstring).
 
     Returns
     -------
@@ -101,15 +117,32 @@ def run(hw, trace, *, rate: float = 0.5, act_bits: int | None = None, weight_bit
     opts = make_options(hw, rate, act_bits, weight_bits, layers, calib)     # 2. validated options
     trace = resolve_trace(trace)                                             # 3. trace (lazy)
     chosen = select_layers(trace, opts.layers)                               # 4. layers to simulate
+    check_scales(scales, trace, chosen, opts)                                #    and their scales
     hw = configure_datapath(hw, opts)                                        # 5. bit widths into the spec
     index = {info.name: i for i, info in enumerate(trace.layers)}
     rows = []
     for info in progress_bar(chosen, "layers", progress):                    # 6. datapath + cost per layer
-        rows.extend(layer_rows(trace, index[info.name], info, hw, opts))
+        rows.extend(layer_rows(trace, index[info.name], info, hw, opts, scales))
     return rows_to_frame(rows)                                               # 7. one sorted table
 
 
 # -------------------------------------------------------------------------------------------- helpers
+
+def check_scales(scales: str, trace, chosen: list, opts: RunOptions) -> None:
+    """``scales`` is one of `SCALES`; ``trace`` needs 8/8 bits and QDQ members on every chosen layer
+    (`InputError`, one line, otherwise)."""
+    if scales not in SCALES:
+        raise InputError("options", "scales", f"one of {list(SCALES)}", repr(scales))
+    if scales != "trace":
+        return
+    if (opts.act_bits, opts.weight_bits) != (8, 8):
+        raise InputError("options", "act_bits/weight_bits", "8/8 with --scales trace (the trace's quantizers are "
+                         "8-bit)", f"{opts.act_bits}/{opts.weight_bits}")
+    missing = [info.name for info in chosen if not info.has_qdq]
+    if missing:
+        raise InputError(str(trace.path), f"{missing[0]}.yq", "QDQ scales and integers (a trace captured from an "
+                         "ONNX QDQ model) for --scales trace", f"none on {len(missing)} of {len(chosen)} layers")
+
 
 def _base_row(hw, index: int, info, opts: RunOptions) -> dict:
     return {
@@ -134,6 +167,7 @@ def _scheme_row(base: dict, info, hw, scheme: str, result, kept_rate: float, cos
     row.update(cost_fields(cost))
     row.update(_error_fields(result.errors, math.prod(result.output_shape)))
     row.update({c: int(result.counters.get(c, 0)) for c in COUNTERS})
+    row["framework_mismatches"] = result.counters.get("framework_mismatches") if scheme == "int8" else None
     return row
 
 

@@ -7,20 +7,28 @@ A trace is an uncompressed or deflated ``.npz`` (a zip of ``.npy`` members) hold
       {"format": "wccsim-trace", "version": 1, "network": str, "n": int,
        "source": {"tool": str, "model_file": str, "sha256": str, ...},
        "input": {...}, "model_conv_macs": int or null, "skipped": [...],
-       "layers": [{"name", "cin", "cout", "h", "w", "stride", "has_bias", "has_y"}, ...]}
+       "layers": [{"name", "cin", "cout", "h", "w", "stride", "has_bias", "has_y"[, "has_qdq"]}, ...]}
 
-  ``n`` and each layer's ``has_y`` say what the arrays already say (the image count of ``<layer>.x``, the
-  presence of ``<layer>.y``): reading never requires them (a trace written from DESIGN.md section 6 alone
-  has neither), and when written they must agree with the arrays. `write_trace` always writes both.
+  ``n`` and each layer's ``has_y`` and ``has_qdq`` say what the arrays already say (the image count of
+  ``<layer>.x``, the presence of ``<layer>.y``, ``<layer>.yq``): reading never requires them (a trace
+  written from DESIGN.md section 6 alone has neither), and when written they must agree with the arrays.
+  `write_trace` always writes ``n`` and ``has_y``, and ``has_qdq`` where true (float traces keep their bytes).
 
 - per layer ``<name>.x`` (N, Cin, H, W) input activation, ``<name>.w`` (Cout, Cin) weight, optional
   ``<name>.b`` (Cout,) bias and ``<name>.y`` (N, Cout, Ho, Wo) the framework's own output, with
   ``Ho = (H - 1) // stride + 1`` (a 1x1 convolution without padding).
+- optional, per layer of a quantized (ONNX QDQ) model, when ``has_qdq`` (`Qdq`, ``real = (q - zero_point)
+  * scale``): ``<name>.x_scale``, ``.y_scale`` () float32, ``.x_zero_point``, ``.y_zero_point`` () int8 or
+  uint8 (their dtype is the tensor's), ``.w_scale`` (Cout,) float32, ``.w_zero_point`` (Cout,) int8 or
+  uint8, ``.bq`` (Cout,) int32 (the integer bias at ``x_scale * w_scale``; with ``has_bias``) and
+  ``.yq`` (N, Cout, Ho, Wo) the framework's own output integers, in ``y_zero_point``'s dtype. A layer
+  without ``has_qdq`` in ``meta`` has them when ``<name>.yq`` exists (older traces have none).
 
-Members are float16, float32 or float64. Reading returns float32 for float16/float32 members and float64 for
-float64 ones. `open_trace` reads only ``meta`` and the ``.npy`` headers (validating every member's name,
-dtype and shape against ``meta`` before allocating anything); array data is read one layer at a time, so
-iterating a trace needs memory for one layer, not for the file. Nothing is ever unpickled.
+Members ``x``, ``w``, ``b``, ``y`` are float16, float32 or float64. Reading returns float32 for
+float16/float32 members and float64 for float64 ones (the QDQ members keep their dtypes). `open_trace`
+reads only ``meta`` and the ``.npy`` headers (validating every member's name, dtype and shape against
+``meta`` before allocating anything); array data is read one layer at a time, so iterating a trace needs
+memory for one layer, not for the file. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -40,11 +48,17 @@ from wccsim.atomic import atomic_path
 from wccsim.errors import InputError
 from wccsim.shape import LayerShape
 
-__all__ = ["FORMAT", "VERSION", "LayerInfo", "LayerData", "Trace", "open_trace", "write_trace"]
+__all__ = ["FORMAT", "VERSION", "LayerInfo", "LayerData", "Qdq", "Trace", "open_trace", "write_trace"]
 
 FORMAT = "wccsim-trace"
 VERSION = 1
 _SUFFIXES = ("x", "w", "b", "y")
+_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+_CODES = (np.dtype(np.int8), np.dtype(np.uint8))
+# QDQ member suffix -> allowed dtypes (`Qdq`)
+_QDQ_DTYPES = {"x_scale": (np.dtype(np.float32),), "x_zero_point": _CODES, "w_scale": (np.dtype(np.float32),),
+               "w_zero_point": _CODES, "y_scale": (np.dtype(np.float32),), "y_zero_point": _CODES,
+               "bq": (np.dtype(np.int32),), "yq": _CODES}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
 _META_MAX_BYTES = 64 << 20
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -65,6 +79,7 @@ class LayerInfo:
     stride: int
     has_bias: bool
     has_y: bool = True
+    has_qdq: bool = False
 
     @property
     def ho(self) -> int:
@@ -98,7 +113,37 @@ class LayerInfo:
             out["b"] = (self.cout,)
         if self.has_y:
             out["y"] = (n, self.cout, self.ho, self.wo)
+        if self.has_qdq:
+            out.update(x_scale=(), x_zero_point=(), w_scale=(self.cout,), w_zero_point=(self.cout,), y_scale=(),
+                       y_zero_point=(), yq=(n, self.cout, self.ho, self.wo))
+            if self.has_bias:
+                out["bq"] = (self.cout,)
         return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Qdq:
+    """A quantized model's own quantizers of one layer and its integer output (ONNX QDQ, as onnxruntime's
+    ``quantize_static`` writes it): ``real = (q - zero_point) * scale``.
+
+    Attributes
+    ----------
+    x_scale, y_scale : 0-d float32 -- input and output scales (real units per step).
+    x_zero_point, y_zero_point : 0-d int8 or uint8 -- zero points; the dtype is the tensor's.
+    w_scale : (Cout,) float32 -- weight scale per output channel (all equal for per-tensor weights).
+    w_zero_point : (Cout,) int8 or uint8 -- weight zero points.
+    bq : (Cout,) int32 or None -- the integer bias the framework adds, at scale ``x_scale * w_scale``.
+    yq : (N, Cout, Ho, Wo) int8 or uint8 -- the framework's output integers (``y_zero_point``'s dtype).
+    """
+
+    x_scale: np.ndarray
+    x_zero_point: np.ndarray
+    w_scale: np.ndarray
+    w_zero_point: np.ndarray
+    y_scale: np.ndarray
+    y_zero_point: np.ndarray
+    bq: np.ndarray | None
+    yq: np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +158,7 @@ class LayerData:
     b : ndarray (Cout,) or None -- bias.
     y : ndarray (N, Cout, Ho, Wo) or None -- the framework's own output for exactly this `x`.
     stride : int -- spatial stride (same in H and W).
+    qdq : Qdq or None -- the quantized model's own quantizers and integer output.
     """
 
     name: str
@@ -121,12 +167,20 @@ class LayerData:
     b: np.ndarray | None
     y: np.ndarray | None
     stride: int = 1
+    qdq: Qdq | None = None
 
     def info(self) -> LayerInfo:
         """The `LayerInfo` these arrays describe (shapes are not validated here)."""
         n, cin, h, w = self.x.shape
         return LayerInfo(self.name, int(cin), int(self.w.shape[0]), int(h), int(w), int(self.stride),
-                         self.b is not None, self.y is not None)
+                         self.b is not None, self.y is not None, self.qdq is not None)
+
+    def members(self) -> dict[str, np.ndarray]:
+        """Every array by member suffix (absent ones left out)."""
+        out = {s: getattr(self, s) for s in _SUFFIXES if getattr(self, s) is not None}
+        if self.qdq is not None:
+            out.update({s: getattr(self.qdq, s) for s in _QDQ_DTYPES if getattr(self.qdq, s) is not None})
+        return out
 
 
 class Trace:
@@ -160,7 +214,8 @@ class Trace:
         with _open_zip(self.path) as zf:
             arrays = {s: _read_member(zf, self.path, f"{name}.{s}", shape)
                       for s, shape in li.shapes(self.n).items()}
-        return LayerData(name, arrays["x"], arrays["w"], arrays.get("b"), arrays.get("y"), li.stride)
+        qdq = _qdq(str(self.path), name, arrays) if li.has_qdq else None
+        return LayerData(name, arrays["x"], arrays["w"], arrays.get("b"), arrays.get("y"), li.stride, qdq)
 
     @property
     def sha256(self) -> str:
@@ -241,20 +296,27 @@ def write_trace(path: str | os.PathLike, meta: dict, layers: Iterable[LayerData]
                 if li.name in {i.name for i in infos}:
                     raise InputError(where, "layers", "unique layer names", f"duplicate {li.name!r}")
                 infos.append(li)
-                _write_member(zf, f"{ld.name}.x", _store(ld.x, _STORE_DTYPES[store_dtype]))
-                for s in ("w", "b", "y"):
-                    arr = getattr(ld, s)
-                    if arr is not None:
-                        _write_member(zf, f"{ld.name}.{s}", _store(arr, np.float32))
+                for s, arr in ld.members().items():
+                    stored = _store(arr, _STORE_DTYPES[store_dtype] if s == "x" else np.float32) \
+                        if s in _SUFFIXES else arr
+                    _write_member(zf, f"{ld.name}.{s}", stored)
             if not infos:
                 raise InputError(where, "layers", "at least one layer", "none")
             full = dict(meta, format=FORMAT, version=VERSION, n=int(n),
-                        layers=[dataclasses.asdict(i) for i in infos])
+                        layers=[_layer_meta(i) for i in infos])
             _write_member(zf, "meta", np.array(json.dumps(full, sort_keys=True)))
     return infos
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+
+def _layer_meta(li: LayerInfo) -> dict:
+    """``meta["layers"]`` entry: ``has_qdq`` only when true, so float traces keep their bytes."""
+    d = dataclasses.asdict(li)
+    if not li.has_qdq:
+        del d["has_qdq"]
+    return d
+
 
 def _store(arr: np.ndarray, dtype) -> np.ndarray:
     """`arr` in storage dtype: float64 stays float64, everything else becomes `dtype`."""
@@ -299,13 +361,20 @@ def _read_header(f, where: str, member: str) -> tuple[tuple[int, ...], bool, np.
         raise InputError(where, member, "a valid .npy header", f"{type(e).__name__}: {e}") from None
 
 
+def _allowed(member: str) -> tuple[np.dtype, ...]:
+    """Dtypes a layer member may have, from its suffix."""
+    return _QDQ_DTYPES.get(member.rsplit(".", 1)[-1], _FLOATS)
+
+
 def _check_dtype(where: str, member: str, dtype: np.dtype, meta: bool = False) -> None:
     if dtype.hasobject:
         raise InputError(where, member, "a numeric array (pickled objects are never loaded)", f"dtype {dtype}")
     if meta and dtype.kind != "U":
         raise InputError(where, member, "a unicode JSON string", f"dtype {dtype}")
-    if not meta and (dtype.kind != "f" or dtype.itemsize not in (2, 4, 8)):
-        raise InputError(where, member, "float16, float32 or float64", f"dtype {dtype}")
+    allowed = _allowed(member)
+    if not meta and dtype.newbyteorder("=") not in allowed:
+        names = "float16, float32 or float64" if allowed == _FLOATS else " or ".join(str(d) for d in allowed)
+        raise InputError(where, member, names, f"dtype {dtype}")
 
 
 def _check_header(zf: zipfile.ZipFile, path: Path, member: str, shape: tuple[int, ...]) -> None:
@@ -345,8 +414,8 @@ def _read_member(zf: zipfile.ZipFile, path: Path, member: str, shape: tuple[int,
             raise InputError(where, member, "readable data", f"{type(e).__name__}: {e}") from None
     if got != out.nbytes:
         raise InputError(where, member, f"{out.nbytes} data bytes", f"{got} (truncated)")
-    if meta:
-        return out
+    if meta or out.dtype.kind != "f" or member.rsplit(".", 1)[-1] in _QDQ_DTYPES:
+        return out.astype(out.dtype.newbyteorder("="), copy=False)
     out = out.astype(np.float32 if out.dtype.itemsize <= 4 else np.float64, copy=False)
     bad = _count_bad_values(out)
     if bad:
@@ -438,7 +507,11 @@ def _layer_infos(path: Path, meta: dict, names: set[str]) -> list[LayerInfo]:
         has_y = d.get("has_y", f"{name}.y.npy" in names)
         if not isinstance(has_y, bool):
             raise InputError(where, f"{field}.has_y", "true or false when written", repr(has_y))
-        out.append(LayerInfo(name, d["cin"], d["cout"], d["h"], d["w"], d["stride"], d["has_bias"], has_y))
+        has_qdq = d.get("has_qdq", f"{name}.yq.npy" in names)
+        if not isinstance(has_qdq, bool):
+            raise InputError(where, f"{field}.has_qdq", "true or false when written", repr(has_qdq))
+        out.append(LayerInfo(name, d["cin"], d["cout"], d["h"], d["w"], d["stride"], d["has_bias"], has_y,
+                             has_qdq))
     return out
 
 
@@ -495,15 +568,17 @@ def _check_memory(path: Path, layers: list[LayerInfo], n: int) -> None:
 
 
 def _validate_layer_data(where: str, ld: LayerData) -> LayerInfo:
-    """Check a LayerData before writing: names, dims, dtypes, shapes, finiteness."""
+    """Check a LayerData before writing: names, dims, dtypes, shapes, finiteness (`Qdq`: scales too)."""
     if not _NAME_RE.match(ld.name):
         raise InputError(where, "layer name", "letters, digits, _ and -", repr(ld.name))
     if not _is_pos_int(int(ld.stride)):
         raise InputError(where, f"{ld.name}.stride", "a positive integer", ld.stride)
-    arrays = {s: getattr(ld, s) for s in _SUFFIXES if getattr(ld, s) is not None}
+    arrays = ld.members()
     for s, arr in arrays.items():
-        if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f" or arr.dtype.itemsize not in (2, 4, 8):
-            raise InputError(where, f"{ld.name}.{s}", "a float16/32/64 ndarray", getattr(arr, "dtype", type(arr)))
+        if not isinstance(arr, np.ndarray) or arr.dtype not in _allowed(s):
+            names = "a float16/32/64 ndarray" if _allowed(s) == _FLOATS else \
+                f"an ndarray of {' or '.join(str(d) for d in _allowed(s))}"
+            raise InputError(where, f"{ld.name}.{s}", names, getattr(arr, "dtype", type(arr)))
     if ld.x.ndim != 4 or ld.w.ndim != 2 or min(ld.x.shape) == 0 or min(ld.w.shape) == 0:
         raise InputError(where, f"{ld.name}.x/.w", "(N,Cin,H,W) and (Cout,Cin) with no zero-size dim",
                          f"{ld.x.shape} and {ld.w.shape}")
@@ -512,8 +587,23 @@ def _validate_layer_data(where: str, ld: LayerData) -> LayerInfo:
     for s, arr in arrays.items():
         if arr.shape != want[s]:
             raise InputError(where, f"{ld.name}.{s}", f"shape {want[s]}", f"shape {arr.shape}")
-        bad = _count_bad_values(arr)
+        bad = _count_bad_values(arr) if s in _SUFFIXES else 0
         if bad:
             raise InputError(where, f"{ld.name}.{s}", f"finite values of magnitude at most {_MAX_ABS:g}",
                              f"{bad} NaN/Inf or larger values")
+    if ld.qdq is not None:
+        _qdq(where, ld.name, arrays)
     return li
+
+
+def _qdq(where: str, name: str, arrays: dict[str, np.ndarray]) -> Qdq:
+    """The `Qdq` of a layer's members (shapes and dtypes already checked): scales finite and > 0, ``yq`` in
+    ``y_zero_point``'s dtype."""
+    for s in ("x_scale", "w_scale", "y_scale"):
+        a = arrays[s]
+        if not (np.all(np.isfinite(a)) and np.all(a > 0)):
+            raise InputError(where, f"{name}.{s}", "finite scales > 0", f"{a.ravel()[:4].tolist()}")
+    if arrays["yq"].dtype != arrays["y_zero_point"].dtype:
+        raise InputError(where, f"{name}.yq", f"dtype {arrays['y_zero_point'].dtype} (y_zero_point's)",
+                         f"dtype {arrays['yq'].dtype}")
+    return Qdq(*(arrays.get(s) for s in _QDQ_DTYPES))

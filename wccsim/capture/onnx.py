@@ -15,10 +15,19 @@ Steps (`capture_onnx`):
 4. ``y`` is the framework's output for exactly the stored ``x``: the in-graph output for float32 storage;
    for float16 storage ``x`` is rounded to float16 first and ``y`` is onnxruntime's single-Conv output on
    the rounded ``x`` (stored float32).
+
+A quantized model in QDQ form (`wccsim.capture.qdq`): its constant ``DequantizeLinear`` nodes are folded
+into float weights and biases first and step 2 runs without graph optimizations (every node as written;
+step 3 checks the weights on it). A second run with onnxruntime's QDQ fusion gives each layer in QDQ form its input and
+output integers: ``x`` is then the dequantized input of that run, ``y`` onnxruntime's single Conv on it,
+and `wccsim.trace.Qdq` holds the scales, zero points, integer bias and ``yq``;
+``meta["source"]["executed_as"]`` names the operator each of those layers ran as
+(``QLinearConv``/``ConvInteger``: an integer convolution; ``Conv``: float).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.resources
 import re
@@ -26,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wccsim.capture import qdq
 from wccsim.capture.images import image_batch
 from wccsim.capture.layer_check import checked_layer, write_captured
 from wccsim.errors import InputError
@@ -110,26 +120,40 @@ def capture_onnx(model_path: str | Path, batch: np.ndarray, *,
 
     model = onnx.load(str(model_path))
     consts = _constants(model.graph)
+    dq = qdq.fold_dequantize(model.graph, consts)                   # QDQ weights and biases -> float
     convs, skipped = _find_convs(model.graph, consts)
     input_name = next(i.name for i in model.graph.input if i.name not in consts)
-    values = _run_exposed(model, input_name, batch)
+    links = qdq.links(model.graph, convs, dq, consts)
+    values = _run_exposed(model, input_name, batch, optimize=not dq)
+    ints, ops = qdq.integer_outputs(model_path, input_name, batch, links, consts) if links else ({}, {})
     layers, nodes = [], {}
     for c in convs:
         x = values[c["x"]]
         if x.shape[2] * x.shape[3] == 1:
             skipped.append({"node": c["node"], "reason": "1x1 pixel input (fully connected layer)"})
             continue
-        layers.append(checked_layer(c["name"], c["node"], c["w"], c["b"], c["stride"], x, values[c["y"]],
-                                    _run_single_conv, store_dtype))
+        ld = checked_layer(c["name"], c["node"], c["w"], c["b"], c["stride"], x, values[c["y"]],
+                           _run_single_conv, store_dtype)
+        if c["name"] in links:                       # x, y and yq of the fused run (`wccsim.capture.qdq`)
+            link, (xq, yq) = links[c["name"]], ints[c["name"]]
+            x = qdq.dequantized_input(link, consts, xq)
+            ld = checked_layer(c["name"], c["node"], c["w"], c["b"], c["stride"], x,
+                               _run_single_conv(c["w"], c["b"], c["stride"], x), _run_single_conv, store_dtype)
+            ld = dataclasses.replace(ld, qdq=qdq.layer_qdq(link, consts, yq))
+        layers.append(ld)
         nodes[c["name"]] = c["node"]
+    executed = {ld.name: ops[ld.name] for ld in layers if ld.name in ops}
     meta = {
         "network": Path(model_path).stem,
         "source": {"tool": f"onnxruntime {ort.__version__}", "model_file": Path(model_path).name,
-                   "sha256": sha256_file(model_path), "nodes": nodes},
+                   "sha256": sha256_file(model_path), "nodes": nodes,
+                   **({"executed_as": executed} if executed else {})},
         "model_conv_macs": _model_conv_macs(model.graph, consts, values),
         "skipped": skipped,
-        "y_source": "onnxruntime in-graph output" if store_dtype != "float16" else
-                    "onnxruntime single Conv node on the float16-rounded x",
+        "y_source": "onnxruntime in-graph output" if store_dtype != "float16" and not links else
+                    "onnxruntime single Conv node on the float16-rounded x" if not links else
+                    "onnxruntime single Conv node on the stored x (QDQ layers: the dequantized input of the "
+                    "fused run)",
     }
     return meta, layers
 
@@ -191,16 +215,19 @@ def _skip_reason(node, consts: dict) -> str | None:
     return None
 
 
-def _session(model_bytes: bytes):
+def _session(model_bytes: bytes, optimize: bool = True):
+    """onnxruntime CPU session; ``optimize=False`` runs every node as written (no graph optimizations)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
 
 
-def _run_exposed(model, input_name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
-    """Run with the input and output of every Conv/ConvTranspose added as graph outputs."""
+def _run_exposed(model, input_name: str, batch: np.ndarray, optimize: bool = True) -> dict[str, np.ndarray]:
+    """Run with the input and output of every Conv/ConvTranspose added as graph outputs (`_session`)."""
     from onnx import TensorProto, helper
 
     present = {o.name for o in model.graph.output}
@@ -210,7 +237,7 @@ def _run_exposed(model, input_name: str, batch: np.ndarray) -> dict[str, np.ndar
         if t not in present and t != input_name:
             model.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
             present.add(t)
-    sess = _session(model.SerializeToString())
+    sess = _session(model.SerializeToString(), optimize)
     names = [o.name for o in sess.get_outputs()]
     values = dict(zip(names, sess.run(names, {input_name: batch})))
     values[input_name] = batch

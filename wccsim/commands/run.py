@@ -14,7 +14,7 @@ from wccsim import __version__, api
 from wccsim.commands._args import bits, rate
 from wccsim.errors import InputError
 
-__all__ = ["register", "default_out_dir", "run_metadata", "format_table", "verdict", "spill_lines"]
+__all__ = ["register", "default_out_dir", "framework_line", "run_metadata", "format_table", "verdict", "spill_lines"]
 
 _FORMATS = ("table", "csv", "json")
 
@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--weight-bits", type=bits, default=None, help="weight bits 2..16 (default: YAML)")
     p.add_argument("--layers", default=None, metavar="GLOB", help="only layers whose name matches GLOB")
     p.add_argument("--calib", default=None, help="calibration: max, percentile or mse (default: YAML)")
+    p.add_argument("--scales", default="calibrate",
+                   help="calibrate (default) or trace: a QDQ trace's own input/weight/output scales and zero "
+                        "points (8/8 bits); adds framework_mismatches to the int8 rows")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output directory (default: runs/<trace-stem>_<hw-stem>)")
     p.add_argument("--format", default="table", help="stdout format: table, csv or json")
@@ -48,10 +51,11 @@ def main(args: argparse.Namespace) -> int:
     opts = api.make_options(hw, args.rate, args.act_bits, args.weight_bits, args.layers, args.calib)
     trace = api.resolve_trace(args.trace)
     df = api.run(hw, trace, rate=opts.rate, act_bits=opts.act_bits, weight_bits=opts.weight_bits,
-                 layers=opts.layers, calib=opts.calib)                       # 2. simulate
+                 layers=opts.layers, calib=opts.calib, scales=args.scales)   # 2. simulate
     tot = api.totals(df)
     options = {"rate": opts.rate, "act_bits": opts.act_bits, "weight_bits": opts.weight_bits,
-               "layers": opts.layers, "calib": (opts.calib or hw.datapath.quant.calib).value}
+               "layers": opts.layers, "calib": (opts.calib or hw.datapath.quant.calib).value,
+               "scales": args.scales}
     meta = run_metadata(api.spec_to_dict(hw), api.spec_hash(hw), trace, options, df, tot)
     files = {"layers.csv": df.to_csv(index=False), "totals.csv": tot.to_csv(index=False),   # 3. outputs
              "run.json": json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n"}
@@ -60,8 +64,19 @@ def main(args: argparse.Namespace) -> int:
     _write_parquet(df, out / "layers.parquet")
     sys.stdout.write(_render(args.format, df, tot, meta))                    # 4. print
     if args.format == "table":
-        print(f"\n{verdict(tot)}\nwrote {out}/layers.csv, totals.csv, run.json")
+        print(f"\n{verdict(tot)}")
+        if args.scales == "trace":
+            print(framework_line(df))
+        print(f"wrote {out}/layers.csv, totals.csv, run.json")
     return 0
+
+
+def framework_line(df) -> str:
+    """One line: how many int8 output integers differ from the quantized model's own (``--scales trace``)."""
+    int8 = df[df.scheme == "int8"]
+    return (f"int8 vs the quantized model's own integers: {int(int8.framework_mismatches.sum()):,} of "
+            f"{int(int8.out_elems.sum()):,} outputs differ ({int((int8.framework_mismatches > 0).sum())} of "
+            f"{len(int8)} layers with any; docs/quantization.md)")
 
 
 def run_metadata(hw_dict: dict, hw_hash: str, trace, options: dict, df, tot) -> dict:

@@ -120,5 +120,10 @@ def info_table(trace) -> str:
         counts = Counter(s["reason"].split(",")[0] + (" grouped" if "group" in s["reason"] else "")
                          for s in skipped)
         lines.append(f"skipped {len(skipped)} conv nodes: " + ", ".join(f"{r} ({k})" for r, k in sorted(counts.items())))
+    qdq = sum(li.has_qdq for li in trace.layers)
+    if qdq:
+        ops = Counter(src.get("executed_as", {}).values())
+        lines.append(f"quantized model's own scales and integers (--scales trace): {qdq} layers; ran as "
+                     + ", ".join(f"{op} ({k})" for op, k in sorted(ops.items())))
     lines.append("sizes per sample; bytes_int8 = input + weights + output at 1 byte per value")
     return "\n".join(lines)

@@ -6,11 +6,11 @@
 `wccsim.metrics`, and below the orchestration (`wccsim.runner`, `wccsim.sweeper`, `wccsim.network`).
 """
 
-from wccsim.simulate.params import LayerParams
+from wccsim.simulate.params import FixedScales, LayerParams, fixed_scales
 from wccsim.simulate.plain import BaselineResult, simulate_plain
 from wccsim.simulate.record import Stage
 from wccsim.simulate.wcc import DatapathResult, LayerResult, calibrate_and_run, calibrate_layer, run_datapath, \
     simulate_layer
 
 __all__ = ["simulate_layer", "simulate_plain", "calibrate_layer", "run_datapath", "calibrate_and_run",
-           "LayerResult", "DatapathResult", "LayerParams", "BaselineResult", "Stage"]
+           "LayerResult", "DatapathResult", "LayerParams", "FixedScales", "fixed_scales", "BaselineResult", "Stage"]

@@ -1,5 +1,6 @@
 """A validated 1x1 conv layer as the simulation walks it: image by image, output-channel block by block,
-and the output stage (bias, requantization, dequantization) every scheme shares."""
+and the output stage (bias, requantization, dequantization, the count of output integers that differ from a
+framework's) every scheme shares."""
 
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ def output_block(acc_spatial: np.ndarray, blk: slice, bias_q: np.ndarray, zero_p
     and the saturations. The bias is added in place when nothing is recorded and the integers are int64."""
     in_place = not out.pieces.keep and acc_spatial.dtype == np.int64
     pre, q, sat = bias_requant(acc_spatial, bias_q[blk], channels(rp, blk), mode, in_place)
+    out.mismatches(n, blk, q)
     out.pieces.add(n, "pre_requant", pre)
     out.pieces.add(n, "output_q", q)
     scale = out_scale[:, blk] if np.ndim(out_scale) else out_scale

@@ -18,6 +18,14 @@ Choices (tested in tests/test_layer.py):
   (stage 5b, `wccsim.datapath.rescale`) maps band b's accumulators by ``s_b / s_ref <= 1``.
 * Bias: ``rint(b / (s_ref * s_w))`` saturated to int32, added after the inverse transform.
 * Baselines (`PlainParams`): no Haar; the input quantized at their own bits, the same output register.
+* A deployed model's own scales (`FixedScales`, from a QDQ trace, ``wccsim run --scales trace``) replace
+  the input, weight and output calibration: input and output quantizers are `DeployedQuant` (zero point
+  of the tensor's type, codes saturating to the full register range as ONNX ``QuantizeLinear`` does),
+  weights ``rint(w / w_scale)`` (exact: the trace's ``w`` is the dequantized integers), and the int8
+  baseline adds the framework's own int32 bias (``x_scale * w_scale``). Coefficient scales stay calibrated;
+  WCC's bias is ``b`` at its own accumulator scale. The input enters the MAC as ``q - zero_point``
+  (``act_bits + 1`` signed bits with a zero point or unsigned codes), so the accumulator holds
+  ``sum_c W[o, c] (x[c] - zero_point)`` exactly, as onnxruntime's QLinearConv computes it.
 """
 
 from __future__ import annotations
@@ -28,14 +36,17 @@ import numpy as np
 
 from wccsim.calibrate import CalibSample, QuantParams, levels, quantize, requant_params, weight_params
 from wccsim.datapath.chain import CoefRecord, int_dtype
-from wccsim.datapath.requant import INT32_MAX, INT32_MIN, RequantParams
+from wccsim.datapath.requant import INT32_MAX, INT32_MIN, RequantParams, out_range
 from wccsim.datapath.rescale import rescale_params
+from wccsim.errors import InputError
 from wccsim.hw import ActSign, CoefGranularity, CoefScale, DatapathSpec, Normalize, RequantMode
 from wccsim.rules import band_groups, band_levels, position_levels
 from wccsim.simulate.layer import Layer
+from wccsim.trace import Qdq
 
-__all__ = ["LayerParams", "PlainParams", "input_sample", "input_params", "quantize_input", "output_params",
-           "quantize_weights", "quantize_bias", "output_requant", "output_scale", "level_scales", "position_scales", "group_bits",
+__all__ = ["LayerParams", "PlainParams", "DeployedQuant", "FixedScales", "fixed_scales", "input_sample",
+           "input_params", "input_int_bits", "quantize_input", "output_params", "quantize_weights", "fixed_weights",
+           "quantize_bias", "output_requant", "output_scale", "level_scales", "position_scales", "group_bits",
            "coef_params", "plain_params"]
 
 
@@ -92,6 +103,50 @@ class PlainParams:
     out_scale: float | np.ndarray
 
 
+@dataclass(frozen=True)
+class DeployedQuant(QuantParams):
+    """A deployed model's quantizer (ONNX ``QuantizeLinear``): ``clip(rint(x / scale) + zero_point)`` to the
+    full ``bits`` register range of its signedness (not the calibrated quantizer's narrow symmetric range)."""
+
+
+@dataclass(frozen=True)
+class FixedScales:
+    """A deployed model's own quantizers of one layer, used instead of calibration (module docstring).
+
+    Attributes
+    ----------
+    input_qp, output_qp : DeployedQuant
+        8-bit quantizers of the layer's input and output (scale, zero point, signedness of the type).
+    weight_scale : (Cout, 1) float64
+        Weight scale per output channel (the framework's float32 values).
+    bias_q : (Cout,) int64 or None
+        The framework's integer bias at ``input scale * weight_scale`` (None: no bias).
+    """
+    input_qp: DeployedQuant
+    weight_scale: np.ndarray
+    bias_q: np.ndarray | None
+    output_qp: DeployedQuant
+
+
+def _deployed(scale: np.ndarray, zero_point: np.ndarray) -> DeployedQuant:
+    return DeployedQuant(float(scale), int(zero_point), 8 * zero_point.dtype.itemsize, zero_point.dtype.kind == "i")
+
+
+def fixed_scales(qdq: Qdq, where: str) -> FixedScales:
+    """`FixedScales` of a trace layer's `wccsim.trace.Qdq`; weights must be symmetric (zero points 0),
+    else `InputError` naming ``where`` (the layer)."""
+    if np.any(qdq.w_zero_point != 0):
+        raise InputError(where, "w_zero_point", "0 (symmetric weights)", qdq.w_zero_point.ravel()[:4].tolist())
+    return FixedScales(_deployed(qdq.x_scale, qdq.x_zero_point), qdq.w_scale.astype(np.float64).reshape(-1, 1),
+                       None if qdq.bq is None else qdq.bq.astype(np.int64), _deployed(qdq.y_scale, qdq.y_zero_point))
+
+
+def input_int_bits(qp: QuantParams) -> int:
+    """Signed width of ``codes - zero_point`` (what the MAC and the Haar unit read): ``bits`` for signed
+    codes without zero point, ``bits + 1`` otherwise."""
+    return qp.bits + (0 if qp.signed and qp.zero_point == 0 else 1)
+
+
 def input_sample(layer: Layer, spec: DatapathSpec) -> CalibSample:
     """Histogram of the whole input (the tensor the previous layer wrote), read by every scheme's input
     quantizer (`input_params`)."""
@@ -106,10 +161,15 @@ def input_params(sample: CalibSample, bits: int, spec: DatapathSpec) -> QuantPar
 
 def quantize_input(x_n: np.ndarray, qp: QuantParams) -> tuple[np.ndarray, np.ndarray]:
     """Quantize one (strided) image; returns the codes (zero point included, int64) and codes - zero
-    point in the narrowest integer dtype holding them (int8 for signed 8-bit: cheap for the MAC)."""
-    xq = quantize(x_n, qp)
+    point in the narrowest integer dtype holding them (`input_int_bits`; int8 for signed 8-bit without
+    zero point: cheap for the MAC). A `DeployedQuant` saturates to the full register range."""
+    if isinstance(qp, DeployedQuant):
+        xq = np.clip(np.rint(np.asarray(x_n, np.float64) / qp.scale) + qp.zero_point,
+                     *out_range(qp.bits, qp.signed)).astype(np.int64)
+    else:
+        xq = quantize(x_n, qp)
     x_int = xq - qp.zero_point if qp.zero_point else xq
-    return xq, x_int.astype(int_dtype(qp.bits + (0 if qp.signed else 1)))
+    return xq, x_int.astype(int_dtype(input_int_bits(qp)))
 
 
 def output_params(layer: Layer, bits: int, spec: DatapathSpec) -> QuantParams:
@@ -129,6 +189,16 @@ def quantize_weights(w2: np.ndarray, bits: int, spec: DatapathSpec) -> tuple[np.
     s = np.broadcast_to(np.asarray(weight_params(w2, bits, spec.quant.weight_granularity), np.float64),
                         (w2.shape[0],)).reshape(-1, 1)
     return quantize(w2, QuantParams(1.0, 0, bits, True), scale=s), s
+
+
+def fixed_weights(w2: np.ndarray, fixed: FixedScales) -> tuple[np.ndarray, np.ndarray]:
+    """Weights at the deployed model's scales: ``rint(w / w_scale)`` (Cout, Cin) int64, which must be 8-bit
+    signed codes (`InputError` otherwise), and the scale (Cout, 1)."""
+    wq = np.rint(w2 / fixed.weight_scale)
+    lo, hi = out_range(8, True)
+    if wq.min() < lo or wq.max() > hi:
+        raise InputError("trace", "w / w_scale", f"integers in [{lo}, {hi}]", f"[{wq.min():g}, {wq.max():g}]")
+    return wq.astype(np.int64), fixed.weight_scale
 
 
 def quantize_bias(b, s_acc: np.ndarray, cout: int) -> tuple[np.ndarray, int]:
@@ -210,12 +280,17 @@ def position_scales(in_scale: float, spec: DatapathSpec, hp: int, wp: int) -> np
 
 
 def plain_params(layer: Layer, spec: DatapathSpec, act_bits: int, weight_bits: int,
-                 out_qp: QuantParams, x_sample: CalibSample) -> PlainParams:
+                 out_qp: QuantParams, x_sample: CalibSample, fixed: FixedScales | None = None) -> PlainParams:
     """Offline record of the plain path at ``act_bits`` inputs and ``weight_bits`` weights (``x_sample``:
-    `input_sample` of the layer)."""
-    in_qp = input_params(x_sample, act_bits, spec)
-    wq, s_w = quantize_weights(layer.w2, weight_bits, spec)
-    bq, bias_sat = quantize_bias(layer.b, in_qp.scale * s_w, wq.shape[0])
+    `input_sample` of the layer); with ``fixed`` (8/8 bits) the deployed model's input quantizer, weights and
+    integer bias (``out_qp`` its output's)."""
+    if fixed is None:
+        in_qp = input_params(x_sample, act_bits, spec)
+        wq, s_w = quantize_weights(layer.w2, weight_bits, spec)
+        bq, bias_sat = quantize_bias(layer.b, in_qp.scale * s_w, wq.shape[0])
+    else:
+        in_qp, (wq, s_w) = fixed.input_qp, fixed_weights(layer.w2, fixed)
+        bq, bias_sat = (np.zeros(wq.shape[0], np.int64) if fixed.bias_q is None else fixed.bias_q), 0
     rp = output_requant(in_qp.scale, s_w, out_qp)
     return PlainParams(in_qp, wq, s_w, bq, bias_sat, out_qp, rp,
                        output_scale(in_qp.scale, s_w, out_qp, rp, spec.requant.mode))

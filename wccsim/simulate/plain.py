@@ -73,6 +73,8 @@ def plain_result(layer: Layer, p: PlainParams, spec: DatapathSpec, act_bits: int
                                   p.out_qp, p.out_scale)}
     counters = {"acc_overflows": out.counters["acc_overflows"], "bias_saturations": p.bias_saturations,
                 "output_saturations": out.counters["output_saturations"]}
+    if out.expect_q is not None:
+        counters["framework_mismatches"] = out.counters["framework_mismatches"]
     return BaselineResult(out.y, out.stats(), act_bits, weight_bits, stages, counters, layer.output_shape,
                           out.counters["input_nonzeros"] / layer.xs.size)
 

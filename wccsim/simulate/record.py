@@ -69,13 +69,22 @@ class Pieces:
 
 class Outcome:
     """One scheme's results over the layer: error sums vs the references, counters, recorded pieces and
-    (``keep_y``, default ``keep``) the output (N, Cout, Ho, Wo) float64, written block by block."""
+    (``keep_y``, default ``keep``) the output (N, Cout, Ho, Wo) float64, written block by block.
+    ``expect_q`` (N, Cout, Ho, Wo), optional: the framework's output integers the scheme's are compared with
+    (`mismatches`)."""
 
-    def __init__(self, keep: bool, shape: tuple, keep_y: bool | None = None):
+    def __init__(self, keep: bool, shape: tuple, keep_y: bool | None = None, expect_q: np.ndarray | None = None):
         self.errors: dict[str, ErrorSum] = {}
         self.counters: Counter = Counter()
         self.pieces = Pieces(keep)
         self.y = np.empty(shape) if (keep if keep_y is None else keep_y) else None
+        self.expect_q = expect_q
+
+    def mismatches(self, n: int, blk: slice, q: np.ndarray) -> None:
+        """Count (``framework_mismatches``) the output integers ``q`` (1, B, Ho, Wo) of image ``n``, channels
+        ``blk`` that differ from ``expect_q``'s; nothing without ``expect_q``."""
+        if self.expect_q is not None:
+            self.counters["framework_mismatches"] += int(np.count_nonzero(q != self.expect_q[n:n + 1, blk]))
 
     def dest(self, n: int, blk: slice, shape: tuple) -> np.ndarray:
         """Where the output block of image ``n``, channels ``blk`` goes: the kept output or a new array."""

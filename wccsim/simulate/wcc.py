@@ -54,8 +54,9 @@ from wccsim.reference import wcc_dropped
 from wccsim.rules import Selection, band_groups, band_levels, padded_shape, uniform_bits
 from wccsim.simulate.layer import Layer, output_block, output_stages, prepare
 from wccsim.simulate.params import (
-    LayerParams, PlainParams, coef_params, input_params, input_sample, level_scales, output_params, output_requant,
-    output_scale, plain_params, position_scales, quantize_bias, quantize_input, quantize_weights,
+    FixedScales, LayerParams, PlainParams, coef_params, fixed_weights, input_int_bits, input_params, input_sample,
+    level_scales, output_params, output_requant, output_scale, plain_params, position_scales, quantize_bias,
+    quantize_input, quantize_weights,
 )
 from wccsim.simulate.plain import plain_image, plain_result
 from wccsim.simulate.record import Outcome, make_stage
@@ -127,7 +128,7 @@ class _Image:
 def _images(layer: Layer, in_qp: QuantParams, spec: DatapathSpec, rate: float, keep: bool) -> list[_Image]:
     """Stages 1 (quantize) and 2-4a (`chain.front`) of every image."""
     out = []
-    in_bits = spec.quant.act_bits + (0 if in_qp.signed else 1)
+    in_bits = input_int_bits(in_qp)
     scales = level_scales(in_qp.scale, spec.haar)[band_levels(spec.haar.levels) - 1]     # per band
     for n in range(layer.xs.shape[0]):
         xq, x_int = quantize_input(layer.image(n), in_qp)                                    # 1. input
@@ -161,11 +162,12 @@ def _front_stages(images: list[_Image], in_qp: QuantParams, spec: DatapathSpec) 
 # ------------------------------------------------------------------------------- calibration
 
 def _calibrate(layer: Layer, spec: DatapathSpec, rate: float, keep: bool,
-               x_sample: CalibSample) -> tuple[LayerParams, list[_Image]]:
+               x_sample: CalibSample, fixed: FixedScales | None = None) -> tuple[LayerParams, list[_Image]]:
     """`calibrate_layer` on a prepared layer (``x_sample``: its `input_sample`); also returns the images'
-    stages 1-4a it had to compute."""
+    stages 1-4a it had to compute. With ``fixed``, the deployed model's input, weight and output quantizers
+    replace their calibration."""
     q = spec.quant
-    in_qp = input_params(x_sample, q.act_bits, spec)
+    in_qp = input_params(x_sample, q.act_bits, spec) if fixed is None else fixed.input_qp
     images = _images(layer, in_qp, spec, rate, keep)
     groups = band_groups(spec.haar.levels, spec.coef.granularity)
     col_groups = [groups[im.front.kept_band[0, 0]] for im in images]
@@ -175,9 +177,9 @@ def _calibrate(layer: Layer, spec: DatapathSpec, rate: float, keep: bool,
         for i, sample in enumerate(samples):
             sample.add(real if len(samples) == 1 else real[..., g == i])
     coef_scale, ref, coef = coef_params(samples, in_qp.scale, spec)
-    wq, s_w = quantize_weights(layer.w2, q.weight_bits, spec)
+    wq, s_w = quantize_weights(layer.w2, q.weight_bits, spec) if fixed is None else fixed_weights(layer.w2, fixed)
     bq, bias_sat = quantize_bias(layer.b, ref * s_w, wq.shape[0])
-    out_qp = output_params(layer, q.act_bits, spec)
+    out_qp = output_params(layer, q.act_bits, spec) if fixed is None else fixed.output_qp
     params = LayerParams(in_qp, wq, s_w, coef_scale, ref, coef, bq, bias_sat, out_qp, output_requant(ref, s_w, out_qp))
     return params, images
 
@@ -372,7 +374,8 @@ def _compare_image(n: int, layer: Layer, im: _Image, rate: float, params: LayerP
 
 
 def simulate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: DatapathSpec, rate: float,
-                   stride: int = 1, keep: bool = True) -> LayerResult:
+                   stride: int = 1, keep: bool = True, fixed: FixedScales | None = None,
+                   framework_q: np.ndarray | None = None) -> LayerResult:
     """Simulate one 1x1 conv layer through the bit-accurate WCC datapath, with references and baselines.
 
     ``calibrate_layer`` on ``x`` then ``run_datapath`` on ``x``, except that stages 1-4a run once:
@@ -394,6 +397,13 @@ def simulate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Dat
         1x1 conv stride (the input is subsampled first).
     keep : bool
         Keep outputs and stages (False: errors, counters and selection only, bounded memory).
+    fixed : FixedScales, optional
+        A deployed model's own quantizers (``act_bits`` and ``weight_bits`` 8): WCC's input, weight and
+        output quantizers and the whole int8 baseline (its integer bias included) use them instead of
+        calibration; coefficient scales and uniform_nbit stay calibrated.
+    framework_q : (N, Cout, Ho, Wo) integer ndarray, optional
+        The framework's output integers: the int8 baseline counts ``framework_mismatches``, its output
+        integers that differ from them.
 
     Returns
     -------
@@ -401,11 +411,14 @@ def simulate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Dat
     """
     layer = prepare(x, w, b, stride)
     x_sample = input_sample(layer, spec)                                # one input histogram, every scheme
-    params, images = _calibrate(layer, spec, rate, keep, x_sample)                         # calibration, 1-4a
+    params, images = _calibrate(layer, spec, rate, keep, x_sample, fixed)                  # calibration, 1-4a
     q = spec.quant
     bits = {"int8": (8, 8), "uniform_nbit": (uniform_bits(rate, q.act_bits), q.weight_bits)}
-    plains = {name: plain_params(layer, spec, a, wb, params.output_qp, x_sample) for name, (a, wb) in bits.items()}
-    wcc, bases = Outcome(keep, layer.output_shape), {name: Outcome(keep, layer.output_shape) for name in bits}
+    plains = {name: plain_params(layer, spec, a, wb, params.output_qp, x_sample, fixed if name == "int8" else None)
+              for name, (a, wb) in bits.items()}
+    wcc = Outcome(keep, layer.output_shape)
+    bases = {name: Outcome(keep, layer.output_shape, expect_q=framework_q if name == "int8" else None)
+             for name in bits}
     refs = [_compare_image(n, layer, im, rate, params, plains, spec, wcc, bases) for n, im in enumerate(images)]
     baselines = {name: plain_result(layer, plains[name], spec, *bits[name], bases[name]) for name in bits}
     overlap = topk.overlap(_selection([im.front.sel for im in images]), _selection(refs))
