@@ -2,7 +2,8 @@
 
 Choices (tested in tests/test_layer.py):
 
-* Input scale: calibrated on the whole input ``x`` (the tensor the previous layer wrote) with
+* Input scale: calibrated on the whole input ``x`` (the tensor the previous layer wrote), or on all the
+  inputs of a calibration set as one sample (fixed scales, `wccsim.network.calibration`), with
   ``spec.quant`` (bits, sign, method); output scale: calibrated on ``ref_conv``'s output with the same
   method, sign chosen from the data (``AUTO``). WCC and baselines share both (same calibration, fair).
 * Coefficient quantization (`coef_params`, called by `wccsim.simulate.wcc`): one scale per group of bands
@@ -24,10 +25,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
-from wccsim.calibrate import CalibSample, QuantParams, act_params, levels, quantize, requant_params, weight_params
+from wccsim.calibrate import CalibSample, QuantParams, levels, quantize, requant_params, weight_params
 from wccsim.datapath.chain import CoefRecord, int_dtype
 from wccsim.datapath.requant import INT32_MAX, INT32_MIN, RequantParams
 from wccsim.datapath.rescale import rescale_params
@@ -93,10 +95,14 @@ class PlainParams:
     out_scale: float | np.ndarray
 
 
-def input_params(x_full, bits: int, spec: DatapathSpec) -> QuantParams:
-    """Input quantizer calibrated on the whole input (the tensor the previous layer wrote)."""
+def input_params(xs: Sequence[np.ndarray], bits: int, spec: DatapathSpec) -> QuantParams:
+    """Input quantizer calibrated on the whole input (the tensor the previous layer wrote), or on every
+    input of a calibration set (one array per image or batch, sizes may differ) as one sample."""
     q = spec.quant
-    return act_params(x_full, bits, q.act_sign, q.calib, q.percentile)
+    sample = CalibSample(sum(np.size(x) for x in xs), q.calib)
+    for x in xs:
+        sample.add(x)
+    return sample.params(bits, q.act_sign, q.percentile)
 
 
 def quantize_input(x_n: np.ndarray, qp: QuantParams) -> tuple[np.ndarray, np.ndarray]:
@@ -107,15 +113,17 @@ def quantize_input(x_n: np.ndarray, qp: QuantParams) -> tuple[np.ndarray, np.nda
     return xq, x_int.astype(int_dtype(qp.bits + (0 if qp.signed else 1)))
 
 
-def output_params(layer: Layer, bits: int, spec: DatapathSpec) -> QuantParams:
-    """Output quantizer calibrated on ``ref_conv``'s output, computed image by image, block by block
-    (`CalibSample` keeps what the method reads)."""
+def output_params(layers: Sequence[Layer], bits: int, spec: DatapathSpec) -> QuantParams:
+    """Output quantizer calibrated on ``ref_conv``'s output of the layer's input (one `Layer`) or of every
+    input of a calibration set (one `Layer` each), computed image by image, block by block (`CalibSample`
+    keeps what the method reads)."""
     q = spec.quant
-    sample = CalibSample(math.prod(layer.output_shape), q.calib)
-    for n in range(layer.xs.shape[0]):
-        x_n = layer.image(n)
-        for blk in layer.blocks():
-            sample.add(layer.ref_block(x_n, blk))
+    sample = CalibSample(sum(math.prod(layer.output_shape) for layer in layers), q.calib)
+    for layer in layers:
+        for n in range(layer.xs.shape[0]):
+            x_n = layer.image(n)
+            for blk in layer.blocks():
+                sample.add(layer.ref_block(x_n, blk))
     return sample.params(bits, ActSign.AUTO, q.percentile)
 
 
@@ -204,12 +212,13 @@ def position_scales(in_scale: float, spec: DatapathSpec, hp: int, wp: int) -> np
     return level_scales(in_scale, spec.haar)[position_levels(hp, wp, spec.haar.levels) - 1]
 
 
-def plain_params(layer: Layer, spec: DatapathSpec, act_bits: int, weight_bits: int,
+def plain_params(layers: Sequence[Layer], spec: DatapathSpec, act_bits: int, weight_bits: int,
                  out_qp: QuantParams) -> PlainParams:
-    """Offline record of the plain path at ``act_bits`` inputs and ``weight_bits`` weights."""
-    in_qp = input_params(layer.x, act_bits, spec)
-    wq, s_w = quantize_weights(layer.w2, weight_bits, spec)
-    bq, bias_sat = quantize_bias(layer.b, in_qp.scale * s_w, wq.shape[0])
+    """Offline record of the plain path at ``act_bits`` inputs and ``weight_bits`` weights, calibrated on
+    the inputs of ``layers`` (one `Layer`, or one per image of a calibration set; same weights)."""
+    in_qp = input_params([layer.x for layer in layers], act_bits, spec)
+    wq, s_w = quantize_weights(layers[0].w2, weight_bits, spec)
+    bq, bias_sat = quantize_bias(layers[0].b, in_qp.scale * s_w, wq.shape[0])
     rp = output_requant(in_qp.scale, s_w, out_qp)
     return PlainParams(in_qp, wq, s_w, bq, bias_sat, out_qp, rp,
                        output_scale(in_qp.scale, s_w, out_qp, rp, spec.requant.mode))

@@ -42,6 +42,7 @@ run the same code in the same block order, so their numbers are identical.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -160,11 +161,13 @@ def _front_stages(images: list[_Image], in_qp: QuantParams, spec: DatapathSpec) 
 
 # ------------------------------------------------------------------------------- calibration
 
-def _calibrate(layer: Layer, spec: DatapathSpec, rate: float, keep: bool) -> tuple[LayerParams, list[_Image]]:
-    """`calibrate_layer` on a prepared layer; also returns the images' stages 1-4a it had to compute."""
+def _calibrate(layers: Sequence[Layer], spec: DatapathSpec, rate: float,
+               keep: bool) -> tuple[LayerParams, list[_Image]]:
+    """`calibrate_layer` on prepared layers (one, or one per calibration input, same weights); also
+    returns the images' stages 1-4a it had to compute."""
     q = spec.quant
-    in_qp = input_params(layer.x, q.act_bits, spec)
-    images = _images(layer, in_qp, spec, rate, keep)
+    in_qp = input_params([layer.x for layer in layers], q.act_bits, spec)
+    images = [im for layer in layers for im in _images(layer, in_qp, spec, rate, keep)]
     groups = band_groups(spec.haar.levels, spec.coef.granularity)
     col_groups = [groups[im.front.kept_band[0, 0]] for im in images]
     samples = [CalibSample(sum(int(np.count_nonzero(g == i)) * im.front.kept.shape[1]
@@ -174,15 +177,15 @@ def _calibrate(layer: Layer, spec: DatapathSpec, rate: float, keep: bool) -> tup
         for i, sample in enumerate(samples):
             sample.add(real if len(samples) == 1 else real[..., g == i])
     coef_scale, ref, coef = coef_params(samples, in_qp.scale, spec)
-    wq, s_w = quantize_weights(layer.w2, q.weight_bits, spec)
-    bq, bias_sat = quantize_bias(layer.b, ref * s_w, wq.shape[0])
-    out_qp = output_params(layer, q.act_bits, spec)
+    wq, s_w = quantize_weights(layers[0].w2, q.weight_bits, spec)
+    bq, bias_sat = quantize_bias(layers[0].b, ref * s_w, wq.shape[0])
+    out_qp = output_params(layers, q.act_bits, spec)
     params = LayerParams(in_qp, wq, s_w, coef_scale, ref, coef, bq, bias_sat, out_qp, output_requant(ref, s_w, out_qp))
     return params, images
 
 
-def calibrate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: DatapathSpec, rate: float,
-                    stride: int = 1) -> LayerParams:
+def calibrate_layer(x: np.ndarray | Sequence[np.ndarray], w: np.ndarray, b: np.ndarray | None, spec: DatapathSpec,
+                    rate: float, stride: int = 1) -> LayerParams:
     """Calibrate one 1x1 conv layer offline (float) for `run_datapath`.
 
     The coefficient scale is calibrated on the real values of the coefficients the datapath keeps, so
@@ -191,8 +194,9 @@ def calibrate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Da
 
     Parameters
     ----------
-    x : (N, Cin, H, W) float
-        Calibration input (real units).
+    x : (N, Cin, H, W) float, or a sequence of them
+        Calibration input (real units); a sequence is a calibration set (e.g. one tensor per image, sizes
+        may differ), calibrated as one sample: the scales its concatenation along N would give.
     w : (Cout, Cin) or (Cout, Cin, 1, 1) float
     b : (Cout,) float or None
     spec : DatapathSpec
@@ -205,7 +209,10 @@ def calibrate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Da
     -------
     LayerParams
     """
-    return _calibrate(prepare(x, w, b, stride), spec, rate, False)[0]
+    xs = [x] if isinstance(x, np.ndarray) else list(x)
+    if not xs:
+        raise InputError(_WHERE, "x", "at least one calibration input", "none")
+    return _calibrate([prepare(xi, w, b, stride) for xi in xs], spec, rate, False)[0]
 
 
 # ------------------------------------------------------------------------------- stages 4b-8
@@ -331,7 +338,7 @@ def calibrate_and_run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: 
     (LayerParams, DatapathResult)
     """
     layer = prepare(x, w, b, stride)
-    params, images = _calibrate(layer, spec, rate, keep)
+    params, images = _calibrate([layer], spec, rate, keep)
     return params, _run(layer, params, images, spec, keep)
 
 
@@ -398,10 +405,10 @@ def simulate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Dat
     LayerResult
     """
     layer = prepare(x, w, b, stride)
-    params, images = _calibrate(layer, spec, rate, keep)                                   # calibration, 1-4a
+    params, images = _calibrate([layer], spec, rate, keep)                                 # calibration, 1-4a
     q = spec.quant
     bits = {"int8": (8, 8), "uniform_nbit": (uniform_bits(rate, q.act_bits), q.weight_bits)}
-    plains = {name: plain_params(layer, spec, a, wb, params.output_qp) for name, (a, wb) in bits.items()}
+    plains = {name: plain_params([layer], spec, a, wb, params.output_qp) for name, (a, wb) in bits.items()}
     wcc, bases = Outcome(keep, layer.output_shape), {name: Outcome(keep, layer.output_shape) for name in bits}
     refs = [_compare_image(n, layer, im, rate, params, plains, spec, wcc, bases) for n, im in enumerate(images)]
     baselines = {name: plain_result(layer, plains[name], spec, *bits[name], bases[name]) for name in bits}
