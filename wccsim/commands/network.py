@@ -101,12 +101,14 @@ def verdict(summary: dict) -> str:
              f"({i8['dram_bytes'] / 1e6:.2f} -> {w['dram_bytes'] / 1e6:.2f} MB), {_saves(w['energy_saving_pct'])} "
              f"energy, {_saves(w['cycle_saving_pct'])} cycles, {_saves(w['bops_saving_pct'])} BOPs"]
     for name in summary["model"]["outputs"]:
-        lines.append(f"  {name}: " + _quality(summary, name, "wcc") + "; int8 " + _quality(summary, name, "int8"))
+        lines.append(f"  {name}: " + _quality(summary, name, "wcc") + "; int8 " + _quality(summary, name, "int8")
+                     + "; WCC - int8: " + _delta(summary, name, "wcc", "int8"))
     lines.append(f"  uniform {int(u['act_bits'])}-bit (the same {u['eff_bits_per_act']:g} stored bits per "
                  f"activation): {_saves(u['dram_saving_pct'])} DRAM, {_saves(u['energy_saving_pct'])} energy; WCC has "
                  f"{(w['dram_bytes'] - u['dram_bytes']) / 1e6:+.2f} MB DRAM against it")
     for name in summary["model"]["outputs"]:
-        lines.append(f"  {name}: uniform " + _quality(summary, name, "uniform"))
+        lines.append(f"  {name}: uniform " + _quality(summary, name, "uniform") + "; WCC - uniform: "
+                     + _delta(summary, name, "wcc", "uniform"))
     if summary["empty_images"] and any(summary["empty_images"].values()):
         lines.append("  " + "; ".join(f"{name}: {len(e)} image(s) with an empty float output not in the IoU"
                                        for name, e in summary["empty_images"].items() if e))
@@ -119,6 +121,18 @@ def _quality(summary: dict, name: str, mode: str) -> str:
     parts = [f"{label} {_fmt(d[k], '.3f')} (worst {_fmt(w[k], '.3f')})"
              for k, label in (("iou", "IoU"), ("top1_agree", "top-1 agreement")) if k in d]
     parts.append(f"SQNR {_fmt(d['sqnr_db'], '.2f')} (worst {_fmt(w['sqnr_db'], '.2f')}) dB")
+    return ", ".join(parts)
+
+
+def _delta(summary: dict, name: str, a: str, b: str) -> str:
+    """'IoU -0.040 (worst -0.061), SQNR -1.20 (worst -0.90) dB': mode a minus mode b, mean and worst image."""
+    parts = []
+    for k, label, unit in (("iou", "IoU", ""), ("top1_agree", "top-1 agreement", ""), ("sqnr_db", "SQNR", " dB")):
+        if k not in summary["mean"][a][name]:
+            continue
+        d = [None if s[a][name][k] is None or s[b][name][k] is None else s[a][name][k] - s[b][name][k]
+             for s in (summary["mean"], summary["worst"])]
+        parts.append(f"{label} {_fmt(d[0], '+.3f')} (worst {_fmt(d[1], '+.3f')}){unit}")
     return ", ".join(parts)
 
 
