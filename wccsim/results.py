@@ -9,14 +9,15 @@ a new cost term reaches rows, totals and the README's column check by adding one
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from wccsim.cost import COST_COLUMNS, SUMMED
 
 __all__ = ["SCHEMES", "COUNTERS", "CONFIG_KEYS", "COLUMNS", "TOTAL_COLUMNS", "NETWORK_SCHEMES", "NETWORK_METRICS",
-           "NETWORK_COLUMNS", "HIGHER_IS_BETTER", "SAVINGS", "coef_design", "hw_coef_design", "quality_metric",
+           "NETWORK_COLUMNS", "HIGHER_IS_BETTER", "IOU_METRICS", "SAVINGS", "coef_design", "hw_coef_design",
+           "network_aggregate", "quality_metric",
            "rows_to_frame", "totals", "savings"]
 
 SCHEMES = ("wcc", "int8", "uniform_nbit", "zvc")
@@ -39,14 +40,19 @@ TOTAL_COLUMNS = (
     "memory_bound_layers", "mse_total", "sqnr_total_db", "max_abs_err", *COUNTERS,
 )
 
-# network.csv: one row per (config, scheme, graph output); float and int8 are one point per hw.
+# network.csv: one row per (config, scheme, graph output); float and int8 are one point per hw. Each metric
+# column is the mean over the evaluation images (`network_aggregate`), ``<metric>_worst`` the worst image;
+# ``empty_images`` counts the images whose float output is empty (left out of the IoU-type metrics),
+# ``calib_images`` the calibration images, ``calibration`` "disjoint" or "on_eval" (optimistic).
 NETWORK_SCHEMES = ("float", "int8", "wcc", "uniform_nbit")
 NETWORK_METRICS = ("mse", "sqnr_db", "max_abs", "rel_l2", "iou", "top1_agree", "kl_nats")
+# Metrics with no meaning on an empty reference output (`wccsim.network.drift.empty_output`).
+IOU_METRICS = frozenset({"iou"})
 NETWORK_COLUMNS = (
     "hw", "cfg_coef", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "scheme", "rate", "act_bits", "weight_bits",
     "eff_bits_per_act", "output", "kind", "images", "layers", "macs", "bops", "bops_hw", *NETWORK_METRICS,
+    *(f"{m}_worst" for m in NETWORK_METRICS), "empty_images", "calib_images", "calibration",
 )
-
 # Network metrics where a larger value is better (the others are errors: smaller is better).
 HIGHER_IS_BETTER = frozenset({"sqnr_db", "iou", "top1_agree", "argmax_agree", "miou"})
 
@@ -71,6 +77,31 @@ def quality_metric(kind: str) -> tuple[str, str]:
     top1 = ("top1_agree", "top-1 agreement with float")
     return {"prob_map": ("iou", "IoU of the binarized map vs float"), "class": top1,
             "classes": top1}.get(kind, ("sqnr_db", "output SQNR vs float [dB]"))
+
+
+def network_aggregate(per_image: Sequence[Mapping[str, float]], empty: Sequence[bool]) -> dict:
+    """Mean and worst over the evaluation images of each metric the images have.
+
+    Parameters
+    ----------
+    per_image : one mapping metric -> value per image (`wccsim.network.drift.output_drift`)
+    empty : per image, whether its float output is empty (`wccsim.network.drift.empty_output`)
+
+    Returns
+    -------
+    dict
+        ``<metric>``: mean of the finite values, ``<metric>_worst``: their min (`HIGHER_IS_BETTER`) or max,
+        both over the non-empty images only for `IOU_METRICS` (nan when no value is left);
+        ``empty_images``: the number of empty images.
+    """
+    out = {}
+    for m in dict.fromkeys(k for d in per_image for k in d):
+        vals = [float(d[m]) for d, e in zip(per_image, empty)
+                if m in d and math.isfinite(d[m]) and not (e and m in IOU_METRICS)]
+        out[m] = sum(vals) / len(vals) if vals else math.nan
+        out[f"{m}_worst"] = (min(vals) if m in HIGHER_IS_BETTER else max(vals)) if vals else math.nan
+    out["empty_images"] = int(sum(bool(e) for e in empty))
+    return out
 
 
 def rows_to_frame(rows: Iterable[dict]) -> pd.DataFrame:

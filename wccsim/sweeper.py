@@ -98,14 +98,15 @@ class _Context:
         """The files the points read (trace; with a network its model and image files), for shipping."""
         if self.network is None:
             return (self.trace_path,)
-        images = tuple(i for i in self.network.images if Path(i).is_file())
-        return (self.trace_path, self.network.model_path, *images)
+        images = tuple(i for i in (*self.network.images, *self.network.calib_images) if Path(i).is_file())
+        return (self.trace_path, self.network.model_path, *dict.fromkeys(images))
 
     def with_files(self, local: dict[str, str]) -> "_Context":
         """This context reading `local[path]` instead of each path of `input_files` (on a dask worker)."""
         network = None if self.network is None else dataclasses.replace(
             self.network, model_path=local[self.network.model_path],
-            images=tuple(local.get(i, i) for i in self.network.images))
+            images=tuple(local.get(i, i) for i in self.network.images),
+            calib_images=tuple(local.get(i, i) for i in self.network.calib_images))
         return dataclasses.replace(self, trace_path=local[self.trace_path], network=network)
 
 
@@ -237,7 +238,8 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
           layers: str | None = None, calib=None, jobs: int = 1, scheduler: str | None = None,
           progress: bool | None = None,
           onnx=None, images: Sequence[str] = (), size: tuple[int, int] | None = None, preprocess: str | None = None,
-          threshold: float | None = None) -> pd.DataFrame:
+          threshold: float | None = None, calib_images: Sequence[str] | None = None,
+          calibrate_on_eval: bool = False) -> pd.DataFrame:
     """Run the cartesian product of hardware configs, rates and bit widths over a trace, resumably.
 
     Parameters
@@ -257,6 +259,8 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
     onnx, images, size, preprocess, threshold : optional network-level points, as ``wccsim network``
         (model path, image files or ``skimage:NAME``, (H, W) pixels, preset, IoU threshold; defaults
         preset ``auto``, threshold 0.3); rows go to ``network.csv`` (`wccsim.network.grid`)
+    calib_images, calibrate_on_eval : the network points' calibration images (default: a set disjoint from
+        `images`) and the permission to calibrate on evaluated images (`wccsim.network.calibration`)
 
     Returns
     -------
@@ -265,7 +269,7 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
     if scheduler is not None and jobs != 1:
         raise InputError("options", "jobs", "1 (the default) with --scheduler: points run on the cluster", jobs)
     address = None if scheduler is None else parse_scheduler(scheduler)
-    network = _network_options(onnx, images, size, preprocess, threshold)
+    network = _network_options(onnx, images, size, preprocess, threshold, calib_images, calibrate_on_eval)
     ctx, points, meta = prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, network,  # 1.
                                 coef)
     check_output_dir(out)
@@ -372,18 +376,22 @@ def _with_designs(yamls: tuple, coef) -> tuple:
     return tuple(specs)
 
 
-def _network_options(onnx, images, size, preprocess, threshold) -> dict | None:
+def _network_options(onnx, images, size, preprocess, threshold, calib_images=None,
+                     calibrate_on_eval=False) -> dict | None:
     """The network options as `prepare_network` keywords, or None; network options without a model (or a
     model without images) are one-line `InputError`s."""
     images = _as_list(images) if images is not None else []
     if onnx is None:
         given = [n for n, v in (("image", images), ("size", size), ("preprocess", preprocess),
-                                ("threshold", threshold)) if v not in (None, [])]
+                                ("threshold", threshold), ("calib_image", calib_images),
+                                ("calibrate_on_eval", calibrate_on_eval or None)) if v not in (None, [])]
         if given:
             raise InputError("options", given[0], "--onnx MODEL with the network options", "no --onnx")
         return None
     return {"onnx": onnx, "images": images, "size": size, "preprocess": "auto" if preprocess is None else preprocess,
-            "threshold": 0.3 if threshold is None else threshold}
+            "threshold": 0.3 if threshold is None else threshold,
+            "calib_images": _as_list(calib_images) if calib_images is not None else None,
+            "calibrate_on_eval": calibrate_on_eval}
 
 
 def _network_frame(rows) -> pd.DataFrame:

@@ -36,6 +36,10 @@ def register(subparsers) -> None:
     net.add_argument("--size", default=None, metavar="HxW", help="network input size in pixels")
     net.add_argument("--preprocess", default=None, help="auto (default), ppocr_det, ppocr_cls or ppocr_rec")
     net.add_argument("--threshold", default=None, help="probability-map threshold for the IoU (default 0.3)")
+    net.add_argument("--calib-image", action="append", default=None, metavar="IMG",
+                     help="calibration image (repeatable; default: skimage photographs apart from --image)")
+    net.add_argument("--calibrate-on-eval", action="store_true",
+                     help="allow calibrating on evaluated images (optimistic)")
     p.set_defaults(func=main)
 
 
@@ -60,14 +64,15 @@ def main(args: argparse.Namespace) -> int:
                coef=None if args.coef is None else parse_list("coef", args.coef, str), layers=args.layers,
                calib=args.calib, jobs=jobs, scheduler=args.scheduler, onnx=args.onnx, images=args.image,
                size=api.parse_size(args.size) if args.size else None, preprocess=args.preprocess,
-               threshold=threshold)
+               threshold=threshold, calib_images=args.calib_image, calibrate_on_eval=args.calibrate_on_eval)
     print(format_totals(api.savings(api.totals(df))))
     if args.onnx is None:
         print(f"\nwrote {args.out}/layers.csv, totals.csv, sweep.json ({len(df)} rows)")
         return 0
     net = pd.read_csv(Path(args.out) / "network.csv")
     print("\n" + net[["hw", "cfg_coef", "cfg_rate", "cfg_act_bits", "scheme", "eff_bits_per_act", "output", "bops",
-                      "sqnr_db", "iou", "top1_agree"]].to_string(index=False))
+                      "sqnr_db", "sqnr_db_worst", "iou", "iou_worst", "top1_agree", "empty_images", "calibration"]
+                     ].to_string(index=False))
     print(f"\nwrote {args.out}/layers.csv, totals.csv, network.csv, sweep.json ({len(df)} rows, "
           f"{len(net)} network rows)")
     return 0

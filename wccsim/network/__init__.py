@@ -1,7 +1,9 @@
 """Whole-network simulation: run an ONNX network with its 1x1 convolutions on the WCC datapath.
 
 - `splice`: plan a graph into onnxruntime segments and spliced 1x1 layers; run it with a per-layer hook.
-- `hooks`: the per-layer computations (float reference, WCC datapath, uniform baseline).
+- `hooks`: the per-layer computations (float reference; WCC datapath, uniform n-bit and int8 as layer modes).
+- `calibration`: every mode's scales fixed once on calibration images apart from the evaluation images.
+- `costs`: cost-model totals of the spliced layers per scheme (the verdict's savings against int8).
 - `drift`: output drift metrics (tensor errors, probability-map IoU, classifier top-1 / KL).
 - `simulate`: `simulate_network`, the library entry point behind ``wccsim network``.
 - `outputs`: network.json, network_layers.csv and the pictures.

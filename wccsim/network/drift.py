@@ -14,7 +14,7 @@ import numpy as np
 from wccsim.metrics import error_stats
 
 __all__ = ["OutputKind", "output_kind", "tensor_error", "binary_iou", "class_agreement", "probabilities",
-           "output_drift"]
+           "output_drift", "empty_output"]
 
 
 class OutputKind(enum.Enum):
@@ -79,3 +79,9 @@ def output_drift(ref: np.ndarray, got: np.ndarray, threshold: float) -> dict[str
     elif kind is OutputKind.CLASSES:
         out.update(class_agreement(ref, got))
     return out
+
+
+def empty_output(ref: np.ndarray, threshold: float) -> bool:
+    """Whether a float output has nothing to find: a probability map with no pixel above `threshold`.
+    Its IoU (1.0 whatever the scheme does) is left out of means and worsts; the image is counted apart."""
+    return output_kind(ref) is OutputKind.PROB_MAP and not bool(np.any(np.asarray(ref) > threshold))

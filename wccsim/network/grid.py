@@ -1,13 +1,16 @@
 """Network-level sweep points: output drift and BOPs of a whole network per (hw, rate, bits, scheme).
 
-``wccsim sweep --onnx MODEL --image IMG ...`` adds, beside its per-layer points, one *network point* per
-(hw, rate, act_bits, weight_bits, scheme) with scheme ``wcc`` or ``uniform_nbit``, plus two reference points
-per hw: ``float`` (the spliced network with float64 1x1 layers) and ``int8`` (plain 8-bit activations and
-weights). A point runs the spliced network (`wccsim.network.splice.run_plan`) on every image with the
-scheme's hook (`wccsim.network.hooks`), measures each graph output against the float network
-(`wccsim.network.drift.output_drift`, as ``wccsim network`` does) and counts the BOPs of the spliced 1x1
-layers with the cost model (`wccsim.cost.layer_cost`). The float network's outputs (onnxruntime, whole
-graph) are computed once per process and reused by every point.
+``wccsim sweep --onnx MODEL --image IMG ... --calib-image IMG ...`` adds, beside its per-layer points, one
+*network point* per (hw, rate, act_bits, weight_bits, scheme) with scheme ``wcc`` or ``uniform_nbit``, plus
+two reference points per hw: ``float`` (the spliced network with float64 1x1 layers) and ``int8`` (plain
+8-bit activations and weights). A point first fixes its scheme's parameters of every spliced layer on the
+calibration images (`wccsim.network.calibration`, disjoint from the evaluation images unless
+``--calibrate-on-eval``), then runs the spliced network (`wccsim.network.splice.run_plan`) on every
+evaluation image with them, measures each graph output against the float network
+(`wccsim.network.drift.output_drift`, as ``wccsim network`` does), aggregates mean and worst image
+(`wccsim.results.network_aggregate`) and counts the BOPs of the spliced 1x1 layers with the cost model
+(`wccsim.network.costs`). The float network's outputs (onnxruntime, whole graph) are computed once per
+process and reused by every point.
 
 BOPs cover the spliced 1x1 layers only (the layers the simulation quantizes; every other layer runs in float
 in onnxruntime and is left out of the count, for every scheme alike): ``bops`` is the paper's count
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -26,17 +28,16 @@ from typing import Sequence
 import numpy as np
 
 from wccsim.capture.images import PRESETS, load_image
-from wccsim.cost import layer_cost
 from wccsim.errors import InputError
-from wccsim.network.drift import output_drift, output_kind
-from wccsim.network.hooks import float_hook, uniform_hook, wcc_hook
+from wccsim.network.calibration import calibrate_network, calibration_sets, fixed_hook
+from wccsim.network.costs import pointwise_shape, scheme_cost
+from wccsim.network.drift import empty_output, output_drift, output_kind
+from wccsim.network.hooks import float_hook, plain_mode, wcc_mode
 from wccsim.network.preprocess import network_input, resolve_preset
 from wccsim.network.simulate import check_threshold, load_model
 from wccsim.network.splice import plan_graph, run_plan
 from wccsim.options import configure_datapath
-from wccsim.results import NETWORK_METRICS, NETWORK_SCHEMES
-from wccsim.rules import uniform_bits
-from wccsim.shape import LayerShape
+from wccsim.results import NETWORK_METRICS, NETWORK_SCHEMES, network_aggregate
 
 __all__ = ["NetworkSetup", "prepare_network", "network_rows"]
 
@@ -47,7 +48,8 @@ _FLOAT_BITS = 32
 class NetworkSetup:
     """Validated network options of a sweep (picklable: workers rebuild the model from the path).
 
-    ``image_ids`` identify the images in journal keys (the spec, plus the SHA-256 of a file's bytes)."""
+    ``image_ids`` / ``calib_ids`` identify the evaluation / calibration images in journal keys (the spec,
+    plus the SHA-256 of a file's bytes); ``calibration`` is "disjoint" or "on_eval"."""
     model_path: str
     model_sha256: str
     images: tuple[str, ...]
@@ -55,42 +57,50 @@ class NetworkSetup:
     size: tuple[int, int] | None
     preprocess: str
     threshold: float
+    calib_images: tuple[str, ...]
+    calib_ids: tuple[str, ...]
+    calibration: str
 
     def key(self) -> list:
         """The JSON-ready identity of the network part of a journal key."""
         return [self.model_sha256, list(self.image_ids), None if self.size is None else list(self.size),
-                self.preprocess, self.threshold]
+                self.preprocess, self.threshold, list(self.calib_ids)]
 
     def meta(self) -> dict:
         """sweep.json's ``network`` entry."""
         return {"model": Path(self.model_path).name, "sha256": self.model_sha256, "images": list(self.images),
                 "size": None if self.size is None else list(self.size), "preprocess": self.preprocess,
-                "threshold": self.threshold}
+                "threshold": self.threshold, "calib_images": list(self.calib_images),
+                "calibration": self.calibration}
 
 
 def prepare_network(onnx, images: Sequence[str], size=None, preprocess: str = "auto",
-                    threshold: float = 0.3) -> NetworkSetup:
-    """Validate the network options (model, images, size, preset, threshold) before anything is written.
+                    threshold: float = 0.3, calib_images: Sequence[str] | None = None,
+                    calibrate_on_eval: bool = False) -> NetworkSetup:
+    """Validate the network options (model, evaluation and calibration images, size, preset, threshold)
+    before anything is written (`wccsim.network.calibration.calibration_sets` for the two image sets).
 
     Every image is loaded and preprocessed once here, so a bad image or size is refused up front.
     """
     images = tuple(str(i) for i in images)
     if not images:
         raise InputError("options", "image", "at least one --image with --onnx", "none")
+    images, calibs, calibration = calibration_sets(images, [str(i) for i in calib_images or ()], calibrate_on_eval)
     if size is not None and (len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size)):
         raise InputError("options", "size", "(H, W) positive integers", size)
     threshold = check_threshold(threshold)
     model = load_model(onnx)
     preset = resolve_preset(model, preprocess)
-    for spec in images:
+    for spec in (*images, *calibs):
         network_input(load_image(spec), preset, size)
-    ids = tuple(spec if spec.startswith("skimage:") else f"{Path(spec).name}@{_sha256(spec)}" for spec in images)
-    return NetworkSetup(str(Path(onnx).resolve()), _sha256(onnx), images, ids,
-                        None if size is None else (int(size[0]), int(size[1])), preset.name, threshold)
+    return NetworkSetup(str(Path(onnx).resolve()), _sha256(onnx), images, _ids(images),
+                        None if size is None else (int(size[0]), int(size[1])), preset.name, threshold,
+                        calibs, _ids(calibs), calibration)
 
 
 def network_rows(setup: NetworkSetup, hw, opts, scheme: str) -> list[dict]:
-    """Simulate one network point: every image through the spliced network with `scheme`'s hook.
+    """Simulate one network point: calibrate `scheme` on the calibration images, then run every evaluation
+    image through the spliced network with those fixed parameters.
 
     Parameters
     ----------
@@ -103,12 +113,13 @@ def network_rows(setup: NetworkSetup, hw, opts, scheme: str) -> list[dict]:
 
     Returns
     -------
-    list of dict, one per graph output, with `wccsim.results.NETWORK_COLUMNS`: metrics are means over the images of the
-    finite per-image values (nan when none is finite), BOPs and MACs means over the images (the sum over
-    the spliced layers of one image).
+    list of dict, one per graph output, with `wccsim.results.NETWORK_COLUMNS`: metrics are means over the
+    evaluation images and ``<metric>_worst`` the worst image (`wccsim.results.network_aggregate`; IoU-type
+    metrics over the images whose float output is not empty), BOPs and MACs means over the images (the
+    sum over the spliced layers of one image).
     """
     net = _cached_network(setup)
-    hook, cost, used = _scheme(hw, opts, scheme)
+    hook, cost, used = _scheme(net, hw, opts, scheme)
     drifts, counts = [], []
     for x, ref in zip(net.inputs, net.references):
         shapes = []
@@ -122,37 +133,43 @@ def network_rows(setup: NetworkSetup, hw, opts, scheme: str) -> list[dict]:
         row = {"hw": hw.name, "cfg_rate": opts.rate, "cfg_act_bits": opts.act_bits,
                "cfg_weight_bits": opts.weight_bits, "scheme": scheme, **used, "output": name,
                "kind": output_kind(net.references[0][name]).value, "images": len(net.inputs),
-               "layers": len(net.plan.layers), "macs": float(macs), "bops": float(bops), "bops_hw": float(bops_hw)}
-        row.update({m: _finite_mean([d[name].get(m, math.nan) for d in drifts]) for m in NETWORK_METRICS})
+               "layers": len(net.plan.layers), "macs": float(macs), "bops": float(bops), "bops_hw": float(bops_hw),
+               "calib_images": len(setup.calib_images), "calibration": setup.calibration}
+        agg = network_aggregate([d[name] for d in drifts], [empty_output(r[name], setup.threshold)
+                                                            for r in net.references])
+        row.update({c: agg.get(c, np.nan) for m in NETWORK_METRICS for c in (m, f"{m}_worst")})
+        row["empty_images"] = agg["empty_images"]
         rows.append(row)
     return rows
 
 
 # -------------------------------------------------------------------------------------------- helpers
 
-def _scheme(hw, opts, scheme: str):
-    """(hook, cost(shape) -> (macs, bops, bops_hw), the row's rate / act_bits / weight_bits / eff bits)."""
-    def counts(s, h, name, rate, a, w):
-        c = layer_cost(s, h, name, rate, a, w)
-        return c.macs, c.bops, c.bops_hw
-
-    r, a, w = opts.rate, opts.act_bits, opts.weight_bits
-    if scheme == "wcc":
-        return (wcc_hook(hw.datapath, r), lambda s: counts(s, hw, "wcc", r, a, w),
-                _used(r, a, w, r * a))
-    if scheme == "uniform_nbit":
-        n = uniform_bits(r, a)
-        return (uniform_hook(hw.datapath, n), lambda s: counts(s, hw, "uniform_nbit", r, a, w),
-                _used(1.0, n, w, n))
-    hw8 = configure_datapath(hw, dataclasses.replace(opts, act_bits=8, weight_bits=8))
-    if scheme == "int8":
-        return uniform_hook(hw8.datapath, 8), lambda s: counts(s, hw8, "int8", 1.0, 8, 8), _used(1.0, 8, 8, 8)
+def _scheme(net, hw, opts, scheme: str):
+    """(hook with the scheme's fixed parameters, cost(shape) -> (macs, bops, bops_hw), the row's rate /
+    act_bits / weight_bits / eff bits)."""
+    if scheme not in NETWORK_SCHEMES:
+        raise InputError("options", "scheme", f"one of {list(NETWORK_SCHEMES)}", scheme)
     if scheme == "float":
+        int8 = scheme_cost(hw, opts, "int8")[0]
+
         def fp(s):
-            macs = layer_cost(s, hw8, "int8", 1.0, 8, 8).macs
+            macs = int8(s).macs
             return macs, macs * _FLOAT_BITS * _FLOAT_BITS, macs * _FLOAT_BITS * _FLOAT_BITS
         return float_hook, fp, _used(1.0, _FLOAT_BITS, _FLOAT_BITS, _FLOAT_BITS)
-    raise InputError("options", "scheme", f"one of {list(NETWORK_SCHEMES)}", scheme)
+    cost, rate, a, w, eff = scheme_cost(hw, opts, scheme)
+    if scheme == "wcc":
+        mode = wcc_mode(hw.datapath, opts.rate)
+    else:
+        spec = hw.datapath if scheme == "uniform_nbit" else \
+            configure_datapath(hw, dataclasses.replace(opts, act_bits=8, weight_bits=8)).datapath
+        mode = plain_mode(spec, a)
+    params = calibrate_network(net.plan, net.calib_inputs, {scheme: mode})[scheme]
+
+    def counts(s):
+        c = cost(s)
+        return c.macs, c.bops, c.bops_hw
+    return fixed_hook(net.plan, mode, params), counts, _used(rate, a, w, eff)
 
 
 def _used(rate: float, act_bits: int, weight_bits: int, eff: float) -> dict:
@@ -162,16 +179,15 @@ def _used(rate: float, act_bits: int, weight_bits: int, eff: float) -> dict:
 
 def _shape(conv, x: np.ndarray):
     """The cost model's shape of a spliced 1x1 layer from its input (N, Cin, H, W)."""
-    return LayerShape.pointwise(conv.name, conv.w.shape[1], conv.w.shape[0], x.shape[2], x.shape[3], conv.stride)
-
-
-def _finite_mean(values) -> float:
-    vals = [float(v) for v in values if math.isfinite(v)]
-    return float(np.mean(vals)) if vals else math.nan
+    return pointwise_shape(conv.name, conv.w.shape[1], conv.w.shape[0], x.shape[2], x.shape[3], conv.stride)
 
 
 def _sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _ids(specs: Sequence[str]) -> tuple[str, ...]:
+    return tuple(spec if spec.startswith("skimage:") else f"{Path(spec).name}@{_sha256(spec)}" for spec in specs)
 
 
 @dataclass(frozen=True)
@@ -179,21 +195,26 @@ class _Network:
     plan: object
     inputs: tuple
     references: tuple
+    calib_inputs: tuple
 
 
 _NETWORKS: dict = {}
 
 
 def _cached_network(setup: NetworkSetup) -> _Network:
-    """Plan, preprocessed inputs and float-network outputs, built once per process per setup."""
+    """Plan, preprocessed evaluation and calibration inputs and float-network outputs, built once per
+    process per setup."""
     if setup not in _NETWORKS:
         import onnxruntime as ort
 
         model = load_model(setup.model_path)
         plan = plan_graph(model)
-        inputs = tuple(network_input(load_image(s), PRESETS[setup.preprocess], setup.size)[0] for s in setup.images)
+
+        def prep(specs):
+            return tuple(network_input(load_image(s), PRESETS[setup.preprocess], setup.size)[0] for s in specs)
+        inputs = prep(setup.images)
         session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
         refs = tuple(dict(zip(names, session.run(names, {plan.inputs[0]: x}))) for x in inputs)
-        _NETWORKS[setup] = _Network(plan, inputs, refs)
+        _NETWORKS[setup] = _Network(plan, inputs, refs, prep(setup.calib_images))
     return _NETWORKS[setup]

@@ -1,27 +1,35 @@
-"""Per-layer compute hooks for the spliced network: float reference, WCC datapath, uniform n-bit baseline.
+"""Per-layer computations of the spliced network: float reference, WCC datapath, int8 and uniform n-bit.
 
 A hook is ``hook(x, w, b, stride) -> y`` with x float32 (N, Cin, H, W), w (Cout, Cin), b (Cout,) or None,
-y float32 (N, Cout, ceil(H/stride), ceil(W/stride)) (see `wccsim.network.splice.Hook`).
+y float32 (N, Cout, ceil(H/stride), ceil(W/stride)) (see `wccsim.network.splice.Hook`). The quantized
+modes are `LayerMode`s: calibrated once per layer on a calibration set, then run with the fixed
+parameters (`wccsim.network.calibration`).
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
-from wccsim.network.splice import Hook
+from wccsim.network.splice import SplicedConv
 from wccsim.reference import ref_conv
-from wccsim.simulate import calibrate_and_run, simulate_plain
+from wccsim.simulate import calibrate_layer, calibrate_plain, run_datapath, run_plain
 
-__all__ = ["Mode", "float_hook", "wcc_hook", "uniform_hook", "make_hooks"]
+__all__ = ["Mode", "QUANT_MODES", "float_hook", "LayerMode", "wcc_mode", "plain_mode", "layer_modes"]
 
 
 class Mode(enum.Enum):
     """How the spliced 1x1 layers are computed in one network run."""
     FLOAT = "float"       # wccsim.reference.ref_conv (float64)
     WCC = "wcc"           # bit-accurate WCC datapath at the rate
-    UNIFORM = "uniform"   # plain uniform quantization at rate * act_bits bits (paper's Figure 1 baseline)
+    UNIFORM = "uniform"   # plain uniform quantization at uniform_bits(rate, act_bits) (paper's Figure 1 baseline)
+    INT8 = "int8"         # plain 8-bit activations and weights, the deployment WCC is judged against
+
+
+QUANT_MODES = (Mode.WCC, Mode.UNIFORM, Mode.INT8)
 
 
 def float_hook(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int) -> np.ndarray:
@@ -29,21 +37,29 @@ def float_hook(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int) 
     return np.asarray(ref_conv(x, w, b, stride=stride), np.float32)
 
 
-def wcc_hook(spec, rate: float) -> Hook:
-    """Hook running the bit-accurate WCC datapath at `rate`: `calibrate_and_run` on the layer's input (the
-    output `simulate_layer` gives, without its references, baselines and stages)."""
-    def hook(x, w, b, stride):
-        return np.asarray(calibrate_and_run(x, w, b, spec, rate, stride=stride, keep=False)[1].y, np.float32)
-    return hook
+@dataclass(frozen=True)
+class LayerMode:
+    """A quantized mode of a spliced layer: ``calibrate(xs, conv) -> params`` on the calibration set (the
+    layer's float inputs, one (N, Cin, H, W) array per image) and ``run(x, params, conv) -> y`` (float64)
+    on any input with those fixed parameters."""
+    calibrate: Callable[[list, SplicedConv], Any]
+    run: Callable[[np.ndarray, Any, SplicedConv], np.ndarray]
 
 
-def uniform_hook(spec, act_bits: int) -> Hook:
-    """Hook running `wccsim.simulate.simulate_plain` (quantize, MAC, requantize) at `act_bits`."""
-    def hook(x, w, b, stride):
-        return np.asarray(simulate_plain(x, w, b, spec, act_bits, stride=stride).y, np.float32)
-    return hook
+def wcc_mode(spec, rate: float) -> LayerMode:
+    """The bit-accurate WCC datapath at `rate`: `calibrate_layer` on the set, `run_datapath` per input."""
+    return LayerMode(lambda xs, c: calibrate_layer(xs, c.w, c.b, spec, rate, c.stride),
+                     lambda x, p, c: run_datapath(x, p, spec, rate, c.stride, keep=False).y)
 
 
-def make_hooks(spec, rate: float, uniform_bits: int) -> dict[Mode, Hook]:
-    """The three hooks of one `wccsim network` run, keyed by `Mode`."""
-    return {Mode.FLOAT: float_hook, Mode.WCC: wcc_hook(spec, rate), Mode.UNIFORM: uniform_hook(spec, uniform_bits)}
+def plain_mode(spec, act_bits: int) -> LayerMode:
+    """The plain path (quantize, MAC, requantize) at `act_bits` inputs: `calibrate_plain`, `run_plain`."""
+    return LayerMode(lambda xs, c: calibrate_plain(xs, c.w, c.b, spec, act_bits, c.stride),
+                     lambda x, p, c: run_plain(x, p, spec, c.stride, keep=False).y)
+
+
+def layer_modes(spec, spec8, rate: float, uniform_bits: int) -> dict[Mode, LayerMode]:
+    """The quantized modes of one `wccsim network` run: WCC at `rate` and uniform `uniform_bits`-bit on
+    `spec`, int8 on `spec8` (the same hardware configured 8/8)."""
+    return {Mode.WCC: wcc_mode(spec, rate), Mode.UNIFORM: plain_mode(spec, uniform_bits),
+            Mode.INT8: plain_mode(spec8, 8)}

@@ -1,19 +1,27 @@
-"""Whole-network simulation: float network, WCC network and uniform-quantized network on real images.
+"""Whole-network simulation: float network, WCC network, uniform-quantized and int8 network on real images.
 
-`simulate_network` is the library entry point behind ``wccsim network``. Per image it runs
+`simulate_network` is the library entry point behind ``wccsim network``. It first fixes every quantized
+mode's parameters on a calibration set apart from the evaluation images (`wccsim.network.calibration`),
+then per evaluation image runs
 
 1. the float network, whole, in onnxruntime (the reference every drift is measured against);
 2. the spliced network with every eligible 1x1 convolution in float64 (`Mode.FLOAT`): it must reproduce
    step 1 (reported as ``reproduction``; proves the splicing), and it records each layer's float input
-   and output; on those inputs each layer is also run alone through the datapath (*isolated* error, as
-   ``wccsim run`` reports it);
-3. the spliced network with the 1x1 layers on the WCC datapath (`Mode.WCC`) and with plain uniform
-   quantization at rate * act_bits bits (`Mode.UNIFORM`), errors propagating from layer to layer
-   (*propagated* error, and the drift of every graph output).
+   and output; on those inputs each layer is also run alone through each quantized mode (*isolated*
+   error, as ``wccsim run`` reports it);
+3. the spliced network with the 1x1 layers on the WCC datapath (`Mode.WCC`), with plain uniform
+   quantization at `wccsim.rules.uniform_bits` (`Mode.UNIFORM`) and with plain int8 (`Mode.INT8`), all
+   with the fixed parameters, errors propagating from layer to layer (*propagated* error, and the drift of
+   every graph output).
+
+Summary: per mode and output the mean and the worst evaluation image (`wccsim.results.network_aggregate`;
+an image whose float output is empty is counted apart), and the cost-model totals of the spliced layers
+per scheme with their savings against int8 (`wccsim.network.costs`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
@@ -25,11 +33,14 @@ import pandas as pd
 
 from wccsim.capture.images import load_image
 from wccsim.errors import InputError
-from wccsim.network.drift import output_drift, tensor_error
-from wccsim.network.hooks import Mode, make_hooks
+from wccsim.network.calibration import DISJOINT, calibrate_network, calibration_sets, fixed_hook
+from wccsim.network.costs import pointwise_shape, spliced_totals
+from wccsim.network.drift import empty_output, output_drift, tensor_error
+from wccsim.network.hooks import QUANT_MODES, Mode, float_hook, layer_modes
 from wccsim.network.preprocess import AUTO, image_label, network_input, resolve_preset
 from wccsim.network.splice import Hook, Plan, plan_graph, run_plan
 from wccsim.options import configure_datapath, make_options, progress_bar, resolve_hw
+from wccsim.results import network_aggregate, savings
 from wccsim.rules import uniform_bits
 
 if TYPE_CHECKING:  # onnx is an optional extra, imported where a model is loaded
@@ -38,13 +49,14 @@ if TYPE_CHECKING:  # onnx is an optional extra, imported where a model is loaded
 __all__ = ["ImageRun", "NetworkResult", "check_threshold", "load_model", "simulate_image",
            "simulate_network"]
 
-_QUANT_MODES = (Mode.WCC, Mode.UNIFORM)
+_QUANT_MODES = QUANT_MODES
 
 
 @dataclass(frozen=True)
 class ImageRun:
     """One image: its label, the RGB picture the network saw (H, W, 3) uint8, the graph outputs of the
-    float network (``reference``) and of each spliced mode, per-output drift and per-layer rows."""
+    float network (``reference``) and of each spliced mode, per-output drift, per-layer rows and, per
+    output, whether the float output is empty (`wccsim.network.drift.empty_output`)."""
     spec: str
     label: str
     picture: np.ndarray
@@ -53,6 +65,7 @@ class ImageRun:
     reproduction: dict
     drift: dict
     layers: list
+    empty: dict
 
 
 @dataclass(frozen=True)
@@ -128,7 +141,8 @@ def simulate_image(plan: Plan, reference_session, spec: str, label: str, x: np.n
     reproduction = {n: _reproduction(reference[n], spliced[n]) for n in plan.outputs}
     drift = {mode: {n: output_drift(reference[n], outputs[mode][n], threshold) for n in plan.outputs}
              for mode in _QUANT_MODES}
-    return ImageRun(spec, label, picture, reference, outputs, reproduction, drift, rows)
+    empty = {n: empty_output(reference[n], threshold) for n in plan.outputs}
+    return ImageRun(spec, label, picture, reference, outputs, reproduction, drift, rows, empty)
 
 
 def _unique_labels(specs: Sequence[str]) -> list[str]:
@@ -161,51 +175,78 @@ def _finite(v):
     return v if not isinstance(v, float) or math.isfinite(v) else None
 
 
-def _summarize(model_path, hw, opts, bits: int, threshold: float, preset, plan: Plan,
-               runs: Sequence[ImageRun]) -> dict:
-    """network.json: configuration, spliced / unhandled layers, per-image and mean drift."""
+def _aggregates(runs: Sequence[ImageRun], plan: Plan) -> dict:
+    """mode -> output -> `network_aggregate` over the evaluation images."""
+    return {m: {n: network_aggregate([r.drift[m][n] for r in runs], [r.empty[n] for r in runs])
+                for n in plan.outputs} for m in _QUANT_MODES}
+
+
+def _cost_records(hw, opts, runs: Sequence[ImageRun]) -> list[dict]:
+    """Cost totals of the spliced layers per scheme (`wccsim.network.costs.spliced_totals`, mean over the
+    images) with `wccsim.results.savings` against int8 (``dram_bytes`` etc.; producers' input writes in)."""
+    shapes = [[pointwise_shape(r["layer"], r["cin"], r["cout"], r["h"], r["w"], r["stride"]) for r in run.layers]
+              for run in runs]
+    tot = savings(spliced_totals(hw, opts, shapes))
+    return [{k: _finite(v.item() if hasattr(v, "item") else v) for k, v in rec.items()}
+            for rec in tot.to_dict(orient="records")]
+
+
+def _summarize(model_path, hw, opts, bits: int, threshold: float, preset, plan: Plan, runs: Sequence[ImageRun],
+               calib_images: Sequence[str], calibration: str) -> dict:
+    """network.json: configuration, calibration, spliced / unhandled layers, per-image drift, mean and worst
+    image per mode and output, empty outputs, cost totals and savings of the spliced layers."""
     def image_entry(r):
-        return {"image": r.spec, "label": r.label, "input_shape": list(r.picture.shape[:2]),
+        return {"image": r.spec, "label": r.label, "input_shape": list(r.picture.shape[:2]), "empty": r.empty,
                 "reproduction": {n: {k: _finite(v) for k, v in e.items()} for n, e in r.reproduction.items()},
                 "drift": {m.value: {n: {k: _finite(v) for k, v in d.items()} for n, d in r.drift[m].items()}
                           for m in _QUANT_MODES}}
 
-    def mean(mode, name, key):
-        vals = [r.drift[mode][name][key] for r in runs if math.isfinite(r.drift[mode][name].get(key, math.nan))]
-        return float(np.mean(vals)) if vals else None
-
+    agg = _aggregates(runs, plan)
     keys = {n: list(runs[0].drift[Mode.WCC][n]) for n in plan.outputs}
+
+    def pick(suffix):
+        return {m.value: {n: {k: _finite(agg[m][n][k + suffix]) for k in keys[n]} for n in plan.outputs}
+                for m in _QUANT_MODES}
+
+    optimistic = calibration != DISJOINT
     return {
         "model": {"path": str(model_path), "sha256": hashlib.sha256(Path(model_path).read_bytes()).hexdigest(),
                   "input": plan.inputs[0], "outputs": list(plan.outputs)},
         "hw": hw.name, "rate": opts.rate, "act_bits": opts.act_bits, "weight_bits": opts.weight_bits,
         "uniform_bits": bits, "calib": hw.datapath.quant.calib.value, "threshold": threshold,
         "preprocess": preset.name,
+        "calibration": {"images": list(calib_images), "sets": calibration, "optimistic": optimistic,
+                        "note": ("calibrated on evaluation images: the result is optimistic" if optimistic else
+                                 "scales fixed on calibration images disjoint from the evaluation images")},
         "spliced_layers": [c.name for c in plan.layers],
         "unhandled": [{"node": u.name, "reason": u.reason} for u in plan.unhandled],
         "reproduction_max_err": max(e["max_scaled"] for r in runs for e in r.reproduction.values()),
         "images": [image_entry(r) for r in runs],
-        "mean": {m.value: {n: {k: mean(m, n, k) for k in keys[n]} for n in plan.outputs} for m in _QUANT_MODES},
+        "empty_images": {n: [r.label for r in runs if r.empty[n]] for n in plan.outputs},
+        "mean": pick(""), "worst": pick("_worst"),
+        "cost": _cost_records(hw, opts, runs),
     }
 
 
-def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5, act_bits: int | None = None,
-                     threshold: float = 0.3, size: tuple[int, int] | None = None, preprocess: str = AUTO,
-                     calib=None,
-                     hooks: Mapping[Mode, Hook] | None = None, progress: bool | None = None) -> NetworkResult:
+def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: float = 0.5,
+                     act_bits: int | None = None, threshold: float = 0.3, size: tuple[int, int] | None = None,
+                     preprocess: str = AUTO, calib=None, calib_images: Sequence[str] | None = None,
+                     calibrate_on_eval: bool = False, hooks: Mapping[Mode, Hook] | None = None,
+                     progress: bool | None = None) -> NetworkResult:
     """Run an ONNX network on images with its 1x1 convolutions on the WCC datapath; measure the drift.
 
     Parameters
     ----------
     model_path : path to an ONNX model with one image input
-    images : sequence of str
-        Image files or ``skimage:NAME``; each is preprocessed on its own (its own size unless `size`).
+    images : sequence of str, optional
+        Evaluation images: files or ``skimage:NAME``; each is preprocessed on its own (its own size unless
+        `size`). Default `wccsim.network.calibration.EVAL_IMAGES`.
     hw : HwSpec or path to a hardware YAML
     rate : float in (0, 1]
         Fraction of Haar positions kept in every spliced layer.
     act_bits : int in 2..16, optional
         Activation bits (default: the hardware spec's); the uniform baseline gets
-        `wccsim.rules.uniform_bits` (max(2, floor(rate * act_bits + 1/2))).
+        `wccsim.rules.uniform_bits` (max(2, floor(rate * act_bits + 1/2))), int8 8/8.
     threshold : float in (0, 1)
         Binarization threshold of a probability-map output for the IoU (DB's default 0.3).
     size : (H, W) pixels, optional
@@ -214,6 +255,12 @@ def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5
         A `wccsim.capture.images.PRESETS` name, or ``auto`` (from the model's output rank).
     calib : {"max", "percentile", "mse"} or CalibMethod, optional
         Overrides the YAML's calibration method (as ``wccsim run --calib``).
+    calib_images : sequence of str, optional
+        Calibration images (default `wccsim.network.calibration.CALIB_IMAGES`, or the evaluation images
+        with `calibrate_on_eval`); every mode's scales are fixed on them once.
+    calibrate_on_eval : bool
+        Allow calibration images that are evaluation images (an optimistic result, said in the summary);
+        without it they are an `InputError`.
     hooks : mapping Mode -> Hook, optional
         Replace the per-layer computations (e.g. a float stand-in for the datapath in tests).
 
@@ -223,22 +270,27 @@ def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5
     """
     import onnxruntime as ort
 
-    if not images:
-        raise InputError("--image", "", "at least one image", "none")
+    evals, calibs, calibration = calibration_sets(images, calib_images, calibrate_on_eval)
     hw = resolve_hw(hw)                                                          # 1. hardware, options
     opts = make_options(hw, rate, act_bits, calib=calib)
     threshold = check_threshold(threshold)
     hw = configure_datapath(hw, opts)
+    hw8 = configure_datapath(hw, dataclasses.replace(opts, act_bits=8, weight_bits=8))
     bits = uniform_bits(opts.rate, opts.act_bits)
     model = load_model(model_path)                                               # 2. model, plan, preset
     plan = plan_graph(model)
     preset = resolve_preset(model, preprocess)
-    pictures = [(spec, *network_input(load_image(spec), preset, size)) for spec in images]  # 3. inputs
-    hooks = {**make_hooks(hw.datapath, opts.rate, bits), **(hooks or {})}
+    pictures = [(spec, *network_input(load_image(spec), preset, size)) for spec in evals]  # 3. inputs
+    calib_inputs = [network_input(load_image(spec), preset, size)[0] for spec in calibs]
+    modes = layer_modes(hw.datapath, hw8.datapath, opts.rate, bits)              # 4. calibration, once
+    params = calibrate_network(plan, calib_inputs, modes)
+    del calib_inputs
+    hooks = {Mode.FLOAT: float_hook, **{m: fixed_hook(plan, modes[m], params[m]) for m in _QUANT_MODES},
+             **(hooks or {})}
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    labels = _unique_labels(images)
-    runs = [simulate_image(plan, session, spec, label, x, pic, hooks, threshold)  # 4. all runs per image
+    labels = _unique_labels(evals)
+    runs = [simulate_image(plan, session, spec, label, x, pic, hooks, threshold)  # 5. all runs per image
             for label, (spec, x, pic) in zip(labels, progress_bar(pictures, "images", progress))]
     rows = [dict(image=r.label, layer_index=i, **row) for r in runs for i, row in enumerate(r.layers)]
-    summary = _summarize(model_path, hw, opts, bits, threshold, preset, plan, runs)   # 5. summary
+    summary = _summarize(model_path, hw, opts, bits, threshold, preset, plan, runs, calibs, calibration)  # 6.
     return NetworkResult(summary, pd.DataFrame(rows), tuple(runs))

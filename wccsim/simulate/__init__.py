@@ -7,10 +7,11 @@
 """
 
 from wccsim.simulate.params import FixedScales, LayerParams, fixed_scales
-from wccsim.simulate.plain import BaselineResult, simulate_plain
+from wccsim.simulate.plain import BaselineResult, calibrate_plain, run_plain, simulate_plain
 from wccsim.simulate.record import Stage
 from wccsim.simulate.wcc import DatapathResult, LayerResult, calibrate_and_run, calibrate_layer, run_datapath, \
     simulate_layer
 
-__all__ = ["simulate_layer", "simulate_plain", "calibrate_layer", "run_datapath", "calibrate_and_run",
-           "LayerResult", "DatapathResult", "LayerParams", "FixedScales", "fixed_scales", "BaselineResult", "Stage"]
+__all__ = ["simulate_layer", "simulate_plain", "calibrate_plain", "run_plain", "calibrate_layer", "run_datapath",
+           "calibrate_and_run", "LayerResult", "DatapathResult", "LayerParams", "FixedScales", "fixed_scales",
+           "BaselineResult", "Stage"]

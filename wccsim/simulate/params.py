@@ -2,7 +2,8 @@
 
 Choices (tested in tests/test_layer.py):
 
-* Input scale: calibrated on the whole input ``x`` (the tensor the previous layer wrote) with
+* Input scale: calibrated on the whole input ``x`` (the tensor the previous layer wrote), or on all the
+  inputs of a calibration set as one sample (fixed scales, `wccsim.network.calibration`), with
   ``spec.quant`` (bits, sign, method); output scale: calibrated on ``ref_conv``'s output with the same
   method, sign chosen from the data (``AUTO``). WCC and baselines share both (same calibration, fair).
 * Coefficient quantization (`coef_params`, called by `wccsim.simulate.wcc`): one scale per group of bands
@@ -31,6 +32,7 @@ Choices (tested in tests/test_layer.py):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -147,10 +149,14 @@ def input_int_bits(qp: QuantParams) -> int:
     return qp.bits + (0 if qp.signed and qp.zero_point == 0 else 1)
 
 
-def input_sample(layer: Layer, spec: DatapathSpec) -> CalibSample:
-    """Histogram of the whole input (the tensor the previous layer wrote), read by every scheme's input
+def input_sample(layers: Sequence[Layer], spec: DatapathSpec) -> CalibSample:
+    """Histogram of the whole input (the tensor the previous layer wrote) of one `Layer`, or of every input
+    of a calibration set (one `Layer` per image or batch) as one sample; read by every scheme's input
     quantizer (`input_params`)."""
-    return CalibSample(spec.quant.calib).add(layer.x)
+    sample = CalibSample(spec.quant.calib)
+    for layer in layers:
+        sample.add(layer.x)
+    return sample
 
 
 def input_params(sample: CalibSample, bits: int, spec: DatapathSpec) -> QuantParams:
@@ -172,15 +178,17 @@ def quantize_input(x_n: np.ndarray, qp: QuantParams) -> tuple[np.ndarray, np.nda
     return xq, x_int.astype(int_dtype(input_int_bits(qp)))
 
 
-def output_params(layer: Layer, bits: int, spec: DatapathSpec) -> QuantParams:
-    """Output quantizer calibrated on ``ref_conv``'s output, computed image by image, block by block
-    (`CalibSample` keeps what the method reads)."""
+def output_params(layers: Sequence[Layer], bits: int, spec: DatapathSpec) -> QuantParams:
+    """Output quantizer calibrated on ``ref_conv``'s output of the layer's input (one `Layer`) or of every
+    input of a calibration set (one `Layer` each), computed image by image, block by block (`CalibSample`
+    keeps what the method reads)."""
     q = spec.quant
     sample = CalibSample(q.calib)
-    for n in range(layer.xs.shape[0]):
-        x_n = layer.image(n)
-        for blk in layer.blocks():
-            sample.add(layer.ref_block(x_n, blk))
+    for layer in layers:
+        for n in range(layer.xs.shape[0]):
+            x_n = layer.image(n)
+            for blk in layer.blocks():
+                sample.add(layer.ref_block(x_n, blk))
     return sample.params(bits, ActSign.AUTO, q.percentile)
 
 
@@ -279,11 +287,13 @@ def position_scales(in_scale: float, spec: DatapathSpec, hp: int, wp: int) -> np
     return level_scales(in_scale, spec.haar)[position_levels(hp, wp, spec.haar.levels) - 1]
 
 
-def plain_params(layer: Layer, spec: DatapathSpec, act_bits: int, weight_bits: int,
+def plain_params(layers: Sequence[Layer], spec: DatapathSpec, act_bits: int, weight_bits: int,
                  out_qp: QuantParams, x_sample: CalibSample, fixed: FixedScales | None = None) -> PlainParams:
-    """Offline record of the plain path at ``act_bits`` inputs and ``weight_bits`` weights (``x_sample``:
-    `input_sample` of the layer); with ``fixed`` (8/8 bits) the deployed model's input quantizer, weights and
-    integer bias (``out_qp`` its output's)."""
+    """Offline record of the plain path at ``act_bits`` inputs and ``weight_bits`` weights, calibrated on
+    ``x_sample`` (`input_sample` of ``layers``: one `Layer`, or one per image of a calibration set; same
+    weights); with ``fixed`` (8/8 bits) the deployed model's input quantizer, weights and integer bias
+    (``out_qp`` its output's)."""
+    layer = layers[0]
     if fixed is None:
         in_qp = input_params(x_sample, act_bits, spec)
         wq, s_w = quantize_weights(layer.w2, weight_bits, spec)

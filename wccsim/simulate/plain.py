@@ -8,6 +8,7 @@ output register as WCC, so that schemes differ only in how the input is represen
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from wccsim.simulate.layer import Layer, output_block, output_stages, prepare
 from wccsim.simulate.params import PlainParams, input_sample, output_params, plain_params, quantize_input
 from wccsim.simulate.record import Outcome, make_stage
 
-__all__ = ["BaselineResult", "plain_image", "plain_result", "simulate_plain"]
+__all__ = ["BaselineResult", "plain_image", "plain_result", "simulate_plain", "calibrate_plain", "run_plain"]
 
 
 @dataclass(frozen=True)
@@ -104,11 +105,52 @@ def simulate_plain(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Dat
     """
     act_bits = check_bits(act_bits, "layer", "act_bits")
     layer = prepare(x, w, b, stride)
-    p = plain_params(layer, spec, act_bits, spec.quant.weight_bits, output_params(layer, spec.quant.act_bits, spec),
-                     input_sample(layer, spec))
+    return _compare(layer, _params([layer], spec, act_bits), spec, keep)
+
+
+def calibrate_plain(xs: Sequence[np.ndarray], w: np.ndarray, b: np.ndarray | None, spec: DatapathSpec,
+                    act_bits: int, stride: int = 1) -> PlainParams:
+    """Calibrate the plain path offline on a calibration set, for `run_plain` (fixed scales).
+
+    Parameters
+    ----------
+    xs : sequence of (N, Cin, H, W) float
+        Calibration inputs (e.g. one per image; sizes may differ), calibrated as one sample.
+    w, b, spec, act_bits, stride
+        As in `simulate_plain` (weights at ``spec.quant.weight_bits``, output register
+        ``spec.quant.act_bits``).
+
+    Returns
+    -------
+    PlainParams
+    """
+    act_bits = check_bits(act_bits, "layer", "act_bits")
+    return _params([prepare(x, w, b, stride) for x in xs], spec, act_bits)
+
+
+def run_plain(x: np.ndarray, p: PlainParams, spec: DatapathSpec, stride: int = 1,
+              keep: bool = True) -> BaselineResult:
+    """The plain path on ``x`` with fixed, offline parameters ``p`` (from `calibrate_plain` with the same
+    ``spec``), as a chip runs it: integer stages only (no float reference, ``errors`` is empty); the output
+    is always kept, the stages with ``keep``."""
+    layer = prepare(x, p.weight_q, None, stride)
+    out = Outcome(keep, layer.output_shape, keep_y=True)
+    for n in range(layer.xs.shape[0]):
+        for _ in plain_image(n, layer.image(n), layer.blocks(), p, spec, out):
+            pass  # each block's output lands in out.y
+    return plain_result(layer, p, spec, p.in_qp.bits, spec.quant.weight_bits, out)
+
+
+def _params(layers: list[Layer], spec: DatapathSpec, act_bits: int) -> PlainParams:
+    out_qp = output_params(layers, spec.quant.act_bits, spec)
+    return plain_params(layers, spec, act_bits, spec.quant.weight_bits, out_qp, input_sample(layers, spec))
+
+
+def _compare(layer: Layer, p: PlainParams, spec: DatapathSpec, keep: bool) -> BaselineResult:
+    """Every image of ``layer`` through the plain path with ``p``, compared with ``ref_conv`` block by block."""
     out = Outcome(keep, layer.output_shape)
     for n in range(layer.xs.shape[0]):
         x_n = layer.image(n)
         for blk, y in plain_image(n, x_n, layer.blocks(), p, spec, out):
             out.error("total", layer.ref_block(x_n, blk), y)
-    return plain_result(layer, p, spec, act_bits, spec.quant.weight_bits, out)
+    return plain_result(layer, p, spec, p.in_qp.bits, spec.quant.weight_bits, out)

@@ -42,6 +42,7 @@ run the same code in the same block order, so their numbers are identical.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -161,14 +162,14 @@ def _front_stages(images: list[_Image], in_qp: QuantParams, spec: DatapathSpec) 
 
 # ------------------------------------------------------------------------------- calibration
 
-def _calibrate(layer: Layer, spec: DatapathSpec, rate: float, keep: bool,
-               x_sample: CalibSample, fixed: FixedScales | None = None) -> tuple[LayerParams, list[_Image]]:
-    """`calibrate_layer` on a prepared layer (``x_sample``: its `input_sample`); also returns the images'
-    stages 1-4a it had to compute. With ``fixed``, the deployed model's input, weight and output quantizers
-    replace their calibration."""
+def _calibrate(layers: Sequence[Layer], spec: DatapathSpec, rate: float, keep: bool, x_sample: CalibSample,
+               fixed: FixedScales | None = None) -> tuple[LayerParams, list[_Image]]:
+    """`calibrate_layer` on prepared layers (one, or one per calibration input, same weights; ``x_sample``:
+    their `input_sample`); also returns the images' stages 1-4a it had to compute. With ``fixed``, the
+    deployed model's input, weight and output quantizers replace their calibration."""
     q = spec.quant
     in_qp = input_params(x_sample, q.act_bits, spec) if fixed is None else fixed.input_qp
-    images = _images(layer, in_qp, spec, rate, keep)
+    images = [im for layer in layers for im in _images(layer, in_qp, spec, rate, keep)]
     groups = band_groups(spec.haar.levels, spec.coef.granularity)
     col_groups = [groups[im.front.kept_band[0, 0]] for im in images]
     samples = [CalibSample(q.calib) for _ in range(groups.max() + 1)]
@@ -177,15 +178,16 @@ def _calibrate(layer: Layer, spec: DatapathSpec, rate: float, keep: bool,
         for i, sample in enumerate(samples):
             sample.add(real if len(samples) == 1 else real[..., g == i])
     coef_scale, ref, coef = coef_params(samples, in_qp.scale, spec)
-    wq, s_w = quantize_weights(layer.w2, q.weight_bits, spec) if fixed is None else fixed_weights(layer.w2, fixed)
-    bq, bias_sat = quantize_bias(layer.b, ref * s_w, wq.shape[0])
-    out_qp = output_params(layer, q.act_bits, spec) if fixed is None else fixed.output_qp
+    w2 = layers[0].w2
+    wq, s_w = quantize_weights(w2, q.weight_bits, spec) if fixed is None else fixed_weights(w2, fixed)
+    bq, bias_sat = quantize_bias(layers[0].b, ref * s_w, wq.shape[0])
+    out_qp = output_params(layers, q.act_bits, spec) if fixed is None else fixed.output_qp
     params = LayerParams(in_qp, wq, s_w, coef_scale, ref, coef, bq, bias_sat, out_qp, output_requant(ref, s_w, out_qp))
     return params, images
 
 
-def calibrate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: DatapathSpec, rate: float,
-                    stride: int = 1) -> LayerParams:
+def calibrate_layer(x: np.ndarray | Sequence[np.ndarray], w: np.ndarray, b: np.ndarray | None, spec: DatapathSpec,
+                    rate: float, stride: int = 1) -> LayerParams:
     """Calibrate one 1x1 conv layer offline (float) for `run_datapath`.
 
     The coefficient scale is calibrated on the real values of the coefficients the datapath keeps, so
@@ -194,8 +196,9 @@ def calibrate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Da
 
     Parameters
     ----------
-    x : (N, Cin, H, W) float
-        Calibration input (real units).
+    x : (N, Cin, H, W) float, or a sequence of them
+        Calibration input (real units); a sequence is a calibration set (e.g. one tensor per image, sizes
+        may differ), calibrated as one sample: the scales its concatenation along N would give.
     w : (Cout, Cin) or (Cout, Cin, 1, 1) float
     b : (Cout,) float or None
     spec : DatapathSpec
@@ -208,8 +211,11 @@ def calibrate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Da
     -------
     LayerParams
     """
-    layer = prepare(x, w, b, stride)
-    return _calibrate(layer, spec, rate, False, input_sample(layer, spec))[0]
+    xs = [x] if isinstance(x, np.ndarray) else list(x)
+    if not xs:
+        raise InputError(_WHERE, "x", "at least one calibration input", "none")
+    layers = [prepare(xi, w, b, stride) for xi in xs]
+    return _calibrate(layers, spec, rate, False, input_sample(layers, spec))[0]
 
 
 # ------------------------------------------------------------------------------- stages 4b-8
@@ -335,7 +341,7 @@ def calibrate_and_run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: 
     (LayerParams, DatapathResult)
     """
     layer = prepare(x, w, b, stride)
-    params, images = _calibrate(layer, spec, rate, keep, input_sample(layer, spec))
+    params, images = _calibrate([layer], spec, rate, keep, input_sample([layer], spec))
     return params, _run(layer, params, images, spec, keep)
 
 
@@ -410,12 +416,12 @@ def simulate_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Dat
     LayerResult
     """
     layer = prepare(x, w, b, stride)
-    x_sample = input_sample(layer, spec)                                # one input histogram, every scheme
-    params, images = _calibrate(layer, spec, rate, keep, x_sample, fixed)                  # calibration, 1-4a
+    x_sample = input_sample([layer], spec)                              # one input histogram, every scheme
+    params, images = _calibrate([layer], spec, rate, keep, x_sample, fixed)                # calibration, 1-4a
     q = spec.quant
     bits = {"int8": (8, 8), "uniform_nbit": (uniform_bits(rate, q.act_bits), q.weight_bits)}
-    plains = {name: plain_params(layer, spec, a, wb, params.output_qp, x_sample, fixed if name == "int8" else None)
-              for name, (a, wb) in bits.items()}
+    plains = {name: plain_params([layer], spec, a, wb, params.output_qp, x_sample,
+                                 fixed if name == "int8" else None) for name, (a, wb) in bits.items()}
     wcc = Outcome(keep, layer.output_shape)
     bases = {name: Outcome(keep, layer.output_shape, expect_q=framework_q if name == "int8" else None)
              for name in bits}
