@@ -14,9 +14,10 @@ from typing import Iterable
 import pandas as pd
 
 from wccsim.cost import COST_COLUMNS, SUMMED
+from wccsim.errors import InputError
 
 __all__ = ["SCHEMES", "COUNTERS", "CONFIG_KEYS", "COLUMNS", "TOTAL_COLUMNS", "NETWORK_SCHEMES", "NETWORK_METRICS",
-           "NETWORK_COLUMNS", "SAVINGS", "quality_metric", "rows_to_frame", "totals", "savings"]
+           "HIGHER_IS_BETTER", "NETWORK_COLUMNS", "SAVINGS", "quality_metric", "rows_to_frame", "totals", "savings"]
 
 SCHEMES = ("wcc", "int8", "uniform_nbit", "zvc")
 # Datapath saturation / overflow counters (events per layer), reported per row and summed in totals.
@@ -39,7 +40,11 @@ TOTAL_COLUMNS = (
 
 # network.csv: one row per (config, scheme, graph output); float and int8 are one point per hw.
 NETWORK_SCHEMES = ("float", "int8", "wcc", "uniform_nbit")
-NETWORK_METRICS = ("mse", "sqnr_db", "max_abs", "rel_l2", "iou", "top1_agree", "kl_nats")
+# Every output's error metrics, then those of the output kinds (`wccsim.network.drift.KIND_METRICS`).
+NETWORK_METRICS = ("mse", "sqnr_db", "max_abs", "rel_l2", "iou", "argmax_agree", "miou", "mae", "sad",
+                   "top1_agree", "kl_nats")
+# The metrics where a larger value means closer to the float network (the others are errors).
+HIGHER_IS_BETTER = frozenset({"sqnr_db", "iou", "argmax_agree", "miou", "top1_agree"})
 NETWORK_COLUMNS = (
     "hw", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "scheme", "rate", "act_bits", "weight_bits",
     "eff_bits_per_act", "output", "kind", "images", "layers", "macs", "bops", "bops_hw", *NETWORK_METRICS,
@@ -51,10 +56,21 @@ SAVINGS = {"dram_saving_pct": "dram_bytes", "energy_saving_pct": "energy_total_p
            "bops_saving_pct": "bops"}
 
 
+_QUALITY = {
+    "prob_map": ("iou", "IoU of the binarized map vs float"),
+    "seg_logits": ("miou", "mIoU of the arg-max map vs float"),
+    "alpha": ("mae", "MAE of the alpha matte vs float"),
+    "logits": ("sqnr_db", "output SQNR vs float [dB]"),
+    "class": ("top1_agree", "top-1 agreement with float"),
+}
+
+
 def quality_metric(kind: str) -> tuple[str, str]:
-    """(network.csv column, axis label) of the output-quality measure of an output kind."""
-    return {"prob_map": ("iou", "IoU of the binarized map vs float"),
-            "classes": ("top1_agree", "top-1 agreement with float")}.get(kind, ("sqnr_db", "output SQNR vs float [dB]"))
+    """(network.csv column, axis label) of the main output-quality measure of an output kind
+    (`wccsim.network.drift.OutputKind` values); an unknown kind is an `InputError`."""
+    if kind not in _QUALITY:
+        raise InputError("network.csv", "kind", f"one of {list(_QUALITY)}", kind)
+    return _QUALITY[kind]
 
 
 def rows_to_frame(rows: Iterable[dict]) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from wccsim import api
-from wccsim.commands._args import bits, number, rate
+from wccsim.commands._args import bits, colours, number, rate
 
 
 __all__ = ["register", "format_summary"]
@@ -29,7 +29,18 @@ def register(subparsers) -> None:
     p.add_argument("--size", default=None, metavar="HxW",
                    help="network input size in pixels (default: the preset's, PP-OCR det short side 736)")
     p.add_argument("--preprocess", default="auto",
-                   help="auto, ppocr_det, ppocr_cls or ppocr_rec (auto: from the model's output rank)")
+                   help=f"auto or one of {', '.join(api.PRESETS)} (auto: PP-OCR det or cls from the model's "
+                        "output rank)")
+    p.add_argument("--mean", type=colours, default=None, metavar="R,G,B",
+                   help="per-colour mean subtracted from v/255 (default: the preset's)")
+    p.add_argument("--std", type=colours, default=None, metavar="R,G,B",
+                   help="per-colour std dividing v/255 - mean (default: the preset's)")
+    p.add_argument("--channel-order", default=None,
+                   help="rgb or bgr, the channel order the model takes (default: the preset's)")
+    p.add_argument("--output", default=None, metavar="NAME",
+                   help="graph output to measure (default: the first)")
+    p.add_argument("--output-kind", default=None,
+                   help="prob_map, seg_logits, alpha, logits or class (default: detected from the float output)")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default: runs/network_<model>)")
     p.set_defaults(func=main)
 
@@ -50,7 +61,8 @@ def format_summary(summary: dict) -> str:
     for name in summary["model"]["outputs"]:
         for mode in ("wcc", "uniform"):
             d = summary["mean"][mode][name]
-            extra = "".join(f", {k} {_fmt(d[k])}" for k in ("iou", "top1_agree", "kl_nats") if k in d)
+            extra = "".join(f", {k} {_fmt(d[k])}" for k in api.KIND_METRICS[api.OutputKind(
+                summary["model"]["kinds"][name])])
             lines.append(f"  {name} {mode:8s} SQNR {_fmt(d['sqnr_db'], '.2f')} dB, MSE {_fmt(d['mse'])}{extra}")
     return "\n".join(lines) + "\n"
 
@@ -60,7 +72,9 @@ def main(args: argparse.Namespace) -> int:
     out = api.check_output_dir(Path(args.out) if args.out else Path("runs") / f"network_{Path(args.onnx).stem}")
     result = api.simulate_network(args.onnx, args.image, args.hw, rate=args.rate, act_bits=args.act_bits,
                               threshold=args.threshold, size=size, preprocess=args.preprocess,
-                              calib=args.calib)
+                              calib=args.calib, mean=args.mean, std=args.std,
+                              channel_order=args.channel_order, output=args.output,
+                              output_kind=args.output_kind)
     written = api.write_network_outputs(result, out)
     print(format_summary(result.summary), end="")
     print(f"wrote {', '.join(str(p) for p in written)}")

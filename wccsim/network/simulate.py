@@ -25,9 +25,9 @@ import pandas as pd
 
 from wccsim.capture.images import load_image
 from wccsim.errors import InputError
-from wccsim.network.drift import output_drift, tensor_error
+from wccsim.network.drift import OutputKind, output_drift, pick_output, resolve_output_kind, tensor_error
 from wccsim.network.hooks import Mode, make_hooks
-from wccsim.network.preprocess import AUTO, image_label, network_input, resolve_preset
+from wccsim.network.preprocess import AUTO, image_label, network_input, normalization, resolve_preset
 from wccsim.network.splice import Hook, Plan, plan_graph, run_plan
 from wccsim.options import configure_datapath, make_options, progress_bar, resolve_hw
 from wccsim.rules import uniform_bits
@@ -114,8 +114,9 @@ def _quant_pass(plan: Plan, feeds: Mapping, hook: Hook, taps: Mapping, mode: Mod
 
 
 def simulate_image(plan: Plan, reference_session, spec: str, label: str, x: np.ndarray, picture: np.ndarray,
-                   hooks: Mapping[Mode, Hook], threshold: float) -> ImageRun:
-    """All runs of one preprocessed image `x` (float32 NCHW); see the module docstring for the steps."""
+                   hooks: Mapping[Mode, Hook], threshold: float, measured: Mapping[str, OutputKind]) -> ImageRun:
+    """All runs of one preprocessed image `x` (float32 NCHW); see the module docstring for the steps.
+    `measured`: the graph outputs whose drift is measured, with their kinds."""
     feeds = {plan.inputs[0]: x}
     names = [o.name for o in reference_session.get_outputs()]
     reference = dict(zip(names, reference_session.run(names, feeds)))             # 1. float network
@@ -126,7 +127,7 @@ def simulate_image(plan: Plan, reference_session, spec: str, label: str, x: np.n
         for row, p in zip(rows, prop):
             row.update(p)
     reproduction = {n: _reproduction(reference[n], spliced[n]) for n in plan.outputs}
-    drift = {mode: {n: output_drift(reference[n], outputs[mode][n], threshold) for n in plan.outputs}
+    drift = {mode: {n: output_drift(reference[n], outputs[mode][n], threshold, k) for n, k in measured.items()}
              for mode in _QUANT_MODES}
     return ImageRun(spec, label, picture, reference, outputs, reproduction, drift, rows)
 
@@ -162,7 +163,7 @@ def _finite(v):
 
 
 def _summarize(model_path, hw, opts, bits: int, threshold: float, preset, plan: Plan,
-               runs: Sequence[ImageRun]) -> dict:
+               runs: Sequence[ImageRun], measured: Mapping[str, OutputKind]) -> dict:
     """network.json: configuration, spliced / unhandled layers, per-image and mean drift."""
     def image_entry(r):
         return {"image": r.spec, "label": r.label, "input_shape": list(r.picture.shape[:2]),
@@ -174,24 +175,26 @@ def _summarize(model_path, hw, opts, bits: int, threshold: float, preset, plan: 
         vals = [r.drift[mode][name][key] for r in runs if math.isfinite(r.drift[mode][name].get(key, math.nan))]
         return float(np.mean(vals)) if vals else None
 
-    keys = {n: list(runs[0].drift[Mode.WCC][n]) for n in plan.outputs}
+    keys = {n: list(runs[0].drift[Mode.WCC][n]) for n in measured}
     return {
         "model": {"path": str(model_path), "sha256": hashlib.sha256(Path(model_path).read_bytes()).hexdigest(),
-                  "input": plan.inputs[0], "outputs": list(plan.outputs)},
+                  "input": plan.inputs[0], "outputs": list(measured),
+                  "kinds": {n: k.value for n, k in measured.items()}, "graph_outputs": list(plan.outputs)},
         "hw": hw.name, "rate": opts.rate, "act_bits": opts.act_bits, "weight_bits": opts.weight_bits,
         "uniform_bits": bits, "calib": hw.datapath.quant.calib.value, "threshold": threshold,
-        "preprocess": preset.name,
+        "preprocess": preset.name, "normalization": normalization(preset),
         "spliced_layers": [c.name for c in plan.layers],
         "unhandled": [{"node": u.name, "reason": u.reason} for u in plan.unhandled],
         "reproduction_max_err": max(e["max_scaled"] for r in runs for e in r.reproduction.values()),
         "images": [image_entry(r) for r in runs],
-        "mean": {m.value: {n: {k: mean(m, n, k) for k in keys[n]} for n in plan.outputs} for m in _QUANT_MODES},
+        "mean": {m.value: {n: {k: mean(m, n, k) for k in keys[n]} for n in measured} for m in _QUANT_MODES},
     }
 
 
 def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5, act_bits: int | None = None,
                      threshold: float = 0.3, size: tuple[int, int] | None = None, preprocess: str = AUTO,
-                     calib=None,
+                     calib=None, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                     channel_order: str | None = None, output: str | None = None, output_kind: str | None = None,
                      hooks: Mapping[Mode, Hook] | None = None, progress: bool | None = None) -> NetworkResult:
     """Run an ONNX network on images with its 1x1 convolutions on the WCC datapath; measure the drift.
 
@@ -212,6 +215,12 @@ def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5
         Network input size (default: the preset's rule, e.g. PP-OCR det short side 736).
     preprocess : str
         A `wccsim.capture.images.PRESETS` name, or ``auto`` (from the model's output rank).
+    mean, std : three floats R, G, B, optional; channel_order : "rgb" or "bgr", optional
+        Override the preset's normalization (`wccsim.network.preprocess.override_preset`).
+    output : str, optional
+        The graph output whose drift is measured (default: the first).
+    output_kind : str, optional
+        A `wccsim.network.drift.OutputKind` value (default: detected from the float output).
     calib : {"max", "percentile", "mse"} or CalibMethod, optional
         Overrides the YAML's calibration method (as ``wccsim run --calib``).
     hooks : mapping Mode -> Hook, optional
@@ -232,13 +241,15 @@ def simulate_network(model_path, images: Sequence[str], hw, *, rate: float = 0.5
     bits = uniform_bits(opts.rate, opts.act_bits)
     model = load_model(model_path)                                               # 2. model, plan, preset
     plan = plan_graph(model)
-    preset = resolve_preset(model, preprocess)
+    preset = resolve_preset(model, preprocess, mean, std, channel_order)
     pictures = [(spec, *network_input(load_image(spec), preset, size)) for spec in images]  # 3. inputs
     hooks = {**make_hooks(hw.datapath, opts.rate, bits), **(hooks or {})}
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    target = pick_output(plan.outputs, output)                                   # the measured output, its kind
+    measured = {target: resolve_output_kind(output_kind, session.run([target], {plan.inputs[0]: pictures[0][1]})[0])}
     labels = _unique_labels(images)
-    runs = [simulate_image(plan, session, spec, label, x, pic, hooks, threshold)  # 4. all runs per image
+    runs = [simulate_image(plan, session, spec, label, x, pic, hooks, threshold, measured)  # 4. runs per image
             for label, (spec, x, pic) in zip(labels, progress_bar(pictures, "images", progress))]
     rows = [dict(image=r.label, layer_index=i, **row) for r in runs for i, row in enumerate(r.layers)]
-    summary = _summarize(model_path, hw, opts, bits, threshold, preset, plan, runs)   # 5. summary
+    summary = _summarize(model_path, hw, opts, bits, threshold, preset, plan, runs, measured)   # 5. summary
     return NetworkResult(summary, pd.DataFrame(rows), tuple(runs))
