@@ -1,4 +1,4 @@
-"""Files of a `wccsim network` run: network.json, network_layers.csv and one PNG per (image, output).
+"""Files of a `wccsim network` run: network.json, network_layers.csv and one PNG per image.
 
 Pictures (matplotlib, Agg backend), float network | WCC network | uniform-quantized network side by side,
 the drift vs float in the titles, per `wccsim.network.drift.OutputKind`:
@@ -180,20 +180,14 @@ def figure_png(run, name: str, summary: dict) -> bytes:
     return buf.getvalue()
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
 def write_network_outputs(result, out_dir) -> list[Path]:
     """Write network.json, network_layers.csv and the PNGs into `out_dir`; returns the paths written."""
     out = Path(out_dir)
     written = [out / "network.json", out / "network_layers.csv"]
     write_text(written[0], json.dumps(result.summary, indent=2, allow_nan=False) + "\n")
     write_text(written[1], result.layers.to_csv(index=False))
-    outputs = result.summary["model"]["outputs"]
+    (name,) = result.summary["model"]["outputs"]  # the measured output (--output)
     for run in result.images:
-        for name in outputs:
-            path = out / (f"{run.label}.png" if len(outputs) == 1 else f"{run.label}_{_safe(name)}.png")
-            write_bytes(path, figure_png(run, name, result.summary))
-            written.append(path)
+        written.append(out / f"{run.label}.png")
+        write_bytes(written[-1], figure_png(run, name, result.summary))
     return written

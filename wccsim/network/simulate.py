@@ -9,7 +9,7 @@
    ``wccsim run`` reports it);
 3. the spliced network with the 1x1 layers on the WCC datapath (`Mode.WCC`) and with plain uniform
    quantization at rate * act_bits bits (`Mode.UNIFORM`), errors propagating from layer to layer
-   (*propagated* error, and the drift of every graph output).
+   (*propagated* error, and the drift of the measured graph output, ``--output``).
 """
 
 from __future__ import annotations
