@@ -2,7 +2,7 @@
 
 - `splice`: plan a graph into onnxruntime segments and spliced 1x1 layers; run it with a per-layer hook.
 - `hooks`: the per-layer computations (float reference, WCC datapath, uniform baseline).
-- `drift`: output drift metrics (tensor errors, probability-map IoU, classifier top-1 / KL).
+- `drift`: output kinds (prob_map, seg_logits, alpha, logits, class) and their drift metrics vs float.
 - `simulate`: `simulate_network`, the library entry point behind ``wccsim network``.
 - `outputs`: network.json, network_layers.csv and the pictures.
 """
