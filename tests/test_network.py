@@ -157,8 +157,8 @@ def test_binary_iou_and_kinds():
     assert binary_iou(a, b, 0.3) == 0.5
     assert binary_iou(np.zeros_like(a), np.zeros_like(a), 0.3) == 1.0
     assert output_kind(a) is OutputKind.PROB_MAP
-    assert output_kind(np.array([[0.2, 0.8]])) is OutputKind.CLASSES
-    assert output_kind(a * 5) is OutputKind.OTHER
+    assert output_kind(np.array([[0.2, 0.8]])) is OutputKind.CLASS
+    assert output_kind(a * 5) is OutputKind.LOGITS
 
 
 def test_class_agreement_logits_and_probabilities():

@@ -260,7 +260,7 @@ def test_network_points_rows_bops_and_metrics_as_wccsim_network(net_sweep, tiny,
     assert list(net.columns) == list(NETWORK_COLUMNS)
     assert list(zip(net.scheme, net.cfg_rate)) == [("float", 1), ("int8", 1), ("wcc", 1), ("uniform_nbit", 1),
                                                    ("wcc", 0.5), ("uniform_nbit", 0.5)]
-    assert (net.kind == "classes").all() and (net.layers == 41).all() and net.iou.isna().all()
+    assert (net.kind == "class").all() and (net.layers == 41).all() and net.iou.isna().all()
     fp, int8 = net.iloc[0], net.iloc[1]
     assert fp.sqnr_db > 80 and fp.top1_agree == 1 and fp.bops == fp.macs * 32 * 32
     assert int8.bops == int8.macs * 64 and 0 < int8.sqnr_db < 60

@@ -32,6 +32,7 @@ _HOME = {
     "wccsim.cost.saving": ("dram_saving",),
     "wccsim.network.simulate": ("simulate_network",),
     "wccsim.network.outputs": ("write_network_outputs",),
+    "wccsim.network.drift": ("OutputKind", "KIND_METRICS"),
     "wccsim.capture.images": ("parse_size", "PRESETS"),
     "wccsim.capture.onnx": ("capture_onnx_trace",),
     "wccsim.capture.torch": ("capture_factory_trace",),

@@ -14,11 +14,11 @@ from typing import Iterable, Mapping, Sequence
 import pandas as pd
 
 from wccsim.cost import COST_COLUMNS, SUMMED
+from wccsim.errors import InputError
 
 __all__ = ["SCHEMES", "COUNTERS", "CONFIG_KEYS", "COLUMNS", "TOTAL_COLUMNS", "NETWORK_SCHEMES", "NETWORK_METRICS",
            "NETWORK_COLUMNS", "HIGHER_IS_BETTER", "IOU_METRICS", "SAVINGS", "coef_design", "hw_coef_design",
-           "network_aggregate", "quality_metric",
-           "rows_to_frame", "totals", "savings"]
+           "network_aggregate", "quality_metric", "rows_to_frame", "totals", "savings"]
 
 SCHEMES = ("wcc", "int8", "uniform_nbit", "zvc")
 # Datapath saturation / overflow counters (events per layer), reported per row and summed in totals.
@@ -45,7 +45,11 @@ TOTAL_COLUMNS = (
 # ``empty_images`` counts the images whose float output is empty (left out of the IoU-type metrics),
 # ``calib_images`` the calibration images, ``calibration`` "disjoint" or "on_eval" (optimistic).
 NETWORK_SCHEMES = ("float", "int8", "wcc", "uniform_nbit")
-NETWORK_METRICS = ("mse", "sqnr_db", "max_abs", "rel_l2", "iou", "top1_agree", "kl_nats")
+# Every output's error metrics, then those of the output kinds (`wccsim.network.drift.KIND_METRICS`).
+NETWORK_METRICS = ("mse", "sqnr_db", "max_abs", "rel_l2", "iou", "argmax_agree", "miou", "mae", "sad",
+                   "top1_agree", "kl_nats")
+# The metrics where a larger value means closer to the float network (the others are errors).
+HIGHER_IS_BETTER = frozenset({"sqnr_db", "iou", "argmax_agree", "miou", "top1_agree"})
 # Metrics with no meaning on an empty reference output (`wccsim.network.drift.empty_output`).
 IOU_METRICS = frozenset({"iou"})
 NETWORK_COLUMNS = (
@@ -53,8 +57,6 @@ NETWORK_COLUMNS = (
     "eff_bits_per_act", "output", "kind", "images", "layers", "macs", "bops", "bops_hw", *NETWORK_METRICS,
     *(f"{m}_worst" for m in NETWORK_METRICS), "empty_images", "calib_images", "calibration",
 )
-# Network metrics where a larger value is better (the others are errors: smaller is better).
-HIGHER_IS_BETTER = frozenset({"sqnr_db", "iou", "top1_agree", "argmax_agree", "miou"})
 
 # Each saving and the network total it compares against int8 on the same hardware (`savings`).
 SAVINGS = {"dram_saving_pct": "dram_bytes", "energy_saving_pct": "energy_total_pj", "cycle_saving_pct": "cycles",
@@ -71,12 +73,24 @@ def hw_coef_design(hw) -> str:
     return coef_design(hw.datapath.coef.granularity.value, hw.datapath.coef.scale.value)
 
 
+_QUALITY = {
+    "prob_map": ("iou", "IoU of the binarized map vs float"),
+    "seg_logits": ("miou", "mIoU of the arg-max map vs float"),
+    "alpha": ("mae", "MAE of the alpha matte vs float"),
+    "logits": ("sqnr_db", "output SQNR vs float [dB]"),
+    "class": ("top1_agree", "top-1 agreement with float"),
+    "classes": ("top1_agree", "top-1 agreement with float"),  # the class kind's name in older sweeps
+    "other": ("sqnr_db", "output SQNR vs float [dB]"),        # the logits kind's name in older sweeps
+}
+
+
 def quality_metric(kind: str) -> tuple[str, str]:
-    """(network.csv column, axis label) of the output-quality measure of an output kind (``classes``: the
-    class kind's name in sweeps before the kinds were renamed)."""
-    top1 = ("top1_agree", "top-1 agreement with float")
-    return {"prob_map": ("iou", "IoU of the binarized map vs float"), "class": top1,
-            "classes": top1}.get(kind, ("sqnr_db", "output SQNR vs float [dB]"))
+    """(network.csv column, axis label) of the main output-quality measure of an output kind
+    (`wccsim.network.drift.OutputKind` values, or their names in older sweeps); an unknown kind is an
+    `InputError`."""
+    if kind not in _QUALITY:
+        raise InputError("network.csv", "kind", f"one of {list(_QUALITY)[:5]}", kind)
+    return _QUALITY[kind]
 
 
 def network_aggregate(per_image: Sequence[Mapping[str, float]], empty: Sequence[bool]) -> dict:

@@ -13,7 +13,7 @@ import math
 from wccsim import api
 from wccsim.errors import InputError
 
-__all__ = ["number", "rate", "bits", "fraction"]
+__all__ = ["number", "rate", "bits", "fraction", "colours"]
 
 
 def number(kind):
@@ -58,3 +58,11 @@ def fraction(text: str) -> float:
     if not 0.0 <= f <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}")
     return f
+
+
+def colours(text: str) -> tuple[float, ...]:
+    """Comma-separated numbers, one per colour (``R,G,B``); their count and range are the library's checks."""
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers R,G,B, got {text!r}") from None

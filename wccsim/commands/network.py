@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from wccsim import api
-from wccsim.commands._args import bits, number, rate
+from wccsim.commands._args import bits, colours, number, rate
 from wccsim.commands.run import _saves
 
 
@@ -29,7 +29,18 @@ def register(subparsers) -> None:
     p.add_argument("--size", default=None, metavar="HxW",
                    help="network input size in pixels (default: the preset's, PP-OCR det short side 736)")
     p.add_argument("--preprocess", default="auto",
-                   help="auto, ppocr_det, ppocr_cls or ppocr_rec (auto: from the model's output rank)")
+                   help=f"auto or one of {', '.join(api.PRESETS)} (auto: PP-OCR det or cls from the model's "
+                        "output rank)")
+    p.add_argument("--mean", type=colours, default=None, metavar="R,G,B",
+                   help="per-colour mean subtracted from v/255 (default: the preset's)")
+    p.add_argument("--std", type=colours, default=None, metavar="R,G,B",
+                   help="per-colour std dividing v/255 - mean (default: the preset's)")
+    p.add_argument("--channel-order", default=None,
+                   help="rgb or bgr, the channel order the model takes (default: the preset's)")
+    p.add_argument("--output", default=None, metavar="NAME",
+                   help="graph output to measure (default: the first)")
+    p.add_argument("--output-kind", default=None,
+                   help="prob_map, seg_logits, alpha, logits or class (default: detected from the float output)")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default: runs/network_<model>)")
     p.set_defaults(func=main)
 
@@ -70,9 +81,10 @@ def format_summary(summary: dict) -> str:
         if empty:
             lines.append(f"  {name}: {len(empty)} image(s) with an empty float output, left out of the IoU: "
                          f"{', '.join(empty)}")
+        kind_metrics = api.KIND_METRICS[api.OutputKind(summary["model"]["kinds"][name])]
         for mode in ("wcc", "uniform", "int8"):
             d, w = summary["mean"][mode][name], summary["worst"][mode][name]
-            extra = "".join(f", {k} {_fmt(d[k])} ({_fmt(w[k])})" for k in ("iou", "top1_agree", "kl_nats") if k in d)
+            extra = "".join(f", {k} {_fmt(d[k])} ({_fmt(w[k])})" for k in kind_metrics if k in d)
             lines.append(f"  {name} {mode:8s} SQNR {_fmt(d['sqnr_db'], '.2f')} ({_fmt(w['sqnr_db'], '.2f')}) dB, "
                          f"MSE {_fmt(d['mse'])} ({_fmt(w['mse'])}){extra}")
     return "\n".join(lines) + "\n"
@@ -115,11 +127,16 @@ def verdict(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The kind metrics the verdict states (those an output has), before SQNR.
+_LABELS = (("iou", "IoU"), ("miou", "mIoU"), ("argmax_agree", "arg-max agreement"), ("mae", "MAE"),
+           ("sad", "SAD"), ("top1_agree", "top-1 agreement"))
+
+
 def _quality(summary: dict, name: str, mode: str) -> str:
     """'IoU 0.83 (worst 0.61), SQNR 8.1 (worst 5.2) dB' of one mode on one output (SQNR vs float)."""
     d, w = summary["mean"][mode][name], summary["worst"][mode][name]
     parts = [f"{label} {_fmt(d[k], '.3f')} (worst {_fmt(w[k], '.3f')})"
-             for k, label in (("iou", "IoU"), ("top1_agree", "top-1 agreement")) if k in d]
+             for k, label in _LABELS if k in d]
     parts.append(f"SQNR {_fmt(d['sqnr_db'], '.2f')} (worst {_fmt(w['sqnr_db'], '.2f')}) dB")
     return ", ".join(parts)
 
@@ -127,7 +144,7 @@ def _quality(summary: dict, name: str, mode: str) -> str:
 def _delta(summary: dict, name: str, a: str, b: str) -> str:
     """'IoU -0.040 (worst -0.061), SQNR -1.20 (worst -0.90) dB': mode a minus mode b, mean and worst image."""
     parts = []
-    for k, label, unit in (("iou", "IoU", ""), ("top1_agree", "top-1 agreement", ""), ("sqnr_db", "SQNR", " dB")):
+    for k, label, unit in (*((k, label, "") for k, label in _LABELS), ("sqnr_db", "SQNR", " dB")):
         if k not in summary["mean"][a][name]:
             continue
         d = [None if s[a][name][k] is None or s[b][name][k] is None else s[a][name][k] - s[b][name][k]
@@ -141,7 +158,9 @@ def main(args: argparse.Namespace) -> int:
     out = api.check_output_dir(Path(args.out) if args.out else Path("runs") / f"network_{Path(args.onnx).stem}")
     result = api.simulate_network(args.onnx, args.image, args.hw, rate=args.rate, act_bits=args.act_bits,
                                   threshold=args.threshold, size=size, preprocess=args.preprocess,
-                                  calib=args.calib, calib_images=args.calib_image,
+                                  calib=args.calib, mean=args.mean, std=args.std,
+                                  channel_order=args.channel_order, output=args.output,
+                                  output_kind=args.output_kind, calib_images=args.calib_image,
                                   calibrate_on_eval=args.calibrate_on_eval)
     written = api.write_network_outputs(result, out)
     print(format_summary(result.summary), end="")

@@ -4,7 +4,7 @@
 - `hooks`: the per-layer computations (float reference; WCC datapath, uniform n-bit and int8 as layer modes).
 - `calibration`: every mode's scales fixed once on calibration images apart from the evaluation images.
 - `costs`: cost-model totals of the spliced layers per scheme (the verdict's savings against int8).
-- `drift`: output drift metrics (tensor errors, probability-map IoU, classifier top-1 / KL).
+- `drift`: output kinds (prob_map, seg_logits, alpha, logits, class) and their drift metrics vs float.
 - `simulate`: `simulate_network`, the library entry point behind ``wccsim network``.
 - `outputs`: network.json, network_layers.csv and the pictures.
 """

@@ -12,11 +12,11 @@ then per evaluation image runs
 3. the spliced network with the 1x1 layers on the WCC datapath (`Mode.WCC`), with plain uniform
    quantization at `wccsim.rules.uniform_bits` (`Mode.UNIFORM`) and with plain int8 (`Mode.INT8`), all
    with the fixed parameters, errors propagating from layer to layer (*propagated* error, and the drift of
-   every graph output).
+   the measured graph output, ``--output``).
 
-Summary: per mode and output the mean and the worst evaluation image (`wccsim.results.network_aggregate`;
-an image whose float output is empty is counted apart), and the cost-model totals of the spliced layers
-per scheme with their savings against int8 (`wccsim.network.costs`).
+Summary: per mode and measured output the mean and the worst evaluation image
+(`wccsim.results.network_aggregate`; an image whose float output is empty is counted apart), and the
+cost-model totals of the spliced layers per scheme with their savings against int8 (`wccsim.network.costs`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from wccsim.capture.images import load_image
 from wccsim.errors import InputError
 from wccsim.network.calibration import DISJOINT, calibrate_network, calibration_sets, fixed_hook
 from wccsim.network.costs import pointwise_shape, spliced_totals
-from wccsim.network.drift import empty_output, output_drift, tensor_error
+from wccsim.network.drift import OutputKind, empty_output, output_drift, pick_output, resolve_output_kind, tensor_error
 from wccsim.network.hooks import QUANT_MODES, Mode, float_hook, layer_modes
-from wccsim.network.preprocess import AUTO, image_label, network_input, resolve_preset
+from wccsim.network.preprocess import AUTO, image_label, network_input, normalization, resolve_preset
 from wccsim.network.splice import Hook, Plan, plan_graph, run_plan
 from wccsim.options import configure_datapath, make_options, progress_bar, resolve_hw
 from wccsim.results import network_aggregate, savings
@@ -127,8 +127,9 @@ def _quant_pass(plan: Plan, feeds: Mapping, hook: Hook, taps: Mapping, mode: Mod
 
 
 def simulate_image(plan: Plan, reference_session, spec: str, label: str, x: np.ndarray, picture: np.ndarray,
-                   hooks: Mapping[Mode, Hook], threshold: float) -> ImageRun:
-    """All runs of one preprocessed image `x` (float32 NCHW); see the module docstring for the steps."""
+                   hooks: Mapping[Mode, Hook], threshold: float, measured: Mapping[str, OutputKind]) -> ImageRun:
+    """All runs of one preprocessed image `x` (float32 NCHW); see the module docstring for the steps.
+    `measured`: the graph outputs whose drift is measured, with their kinds."""
     feeds = {plan.inputs[0]: x}
     names = [o.name for o in reference_session.get_outputs()]
     reference = dict(zip(names, reference_session.run(names, feeds)))             # 1. float network
@@ -139,9 +140,9 @@ def simulate_image(plan: Plan, reference_session, spec: str, label: str, x: np.n
         for row, p in zip(rows, prop):
             row.update(p)
     reproduction = {n: _reproduction(reference[n], spliced[n]) for n in plan.outputs}
-    drift = {mode: {n: output_drift(reference[n], outputs[mode][n], threshold) for n in plan.outputs}
+    drift = {mode: {n: output_drift(reference[n], outputs[mode][n], threshold, k) for n, k in measured.items()}
              for mode in _QUANT_MODES}
-    empty = {n: empty_output(reference[n], threshold) for n in plan.outputs}
+    empty = {n: empty_output(reference[n], threshold, k) for n, k in measured.items()}
     return ImageRun(spec, label, picture, reference, outputs, reproduction, drift, rows, empty)
 
 
@@ -175,10 +176,10 @@ def _finite(v):
     return v if not isinstance(v, float) or math.isfinite(v) else None
 
 
-def _aggregates(runs: Sequence[ImageRun], plan: Plan) -> dict:
-    """mode -> output -> `network_aggregate` over the evaluation images."""
+def _aggregates(runs: Sequence[ImageRun], measured: Mapping[str, OutputKind]) -> dict:
+    """mode -> measured output -> `network_aggregate` over the evaluation images."""
     return {m: {n: network_aggregate([r.drift[m][n] for r in runs], [r.empty[n] for r in runs])
-                for n in plan.outputs} for m in _QUANT_MODES}
+                for n in measured} for m in _QUANT_MODES}
 
 
 def _cost_records(hw, opts, runs: Sequence[ImageRun]) -> list[dict]:
@@ -192,29 +193,30 @@ def _cost_records(hw, opts, runs: Sequence[ImageRun]) -> list[dict]:
 
 
 def _summarize(model_path, hw, opts, bits: int, threshold: float, preset, plan: Plan, runs: Sequence[ImageRun],
-               calib_images: Sequence[str], calibration: str) -> dict:
+               measured: Mapping[str, OutputKind], calib_images: Sequence[str], calibration: str) -> dict:
     """network.json: configuration, calibration, spliced / unhandled layers, per-image drift, mean and worst
-    image per mode and output, empty outputs, cost totals and savings of the spliced layers."""
+    image per mode and measured output, empty outputs, cost totals and savings of the spliced layers."""
     def image_entry(r):
         return {"image": r.spec, "label": r.label, "input_shape": list(r.picture.shape[:2]), "empty": r.empty,
                 "reproduction": {n: {k: _finite(v) for k, v in e.items()} for n, e in r.reproduction.items()},
                 "drift": {m.value: {n: {k: _finite(v) for k, v in d.items()} for n, d in r.drift[m].items()}
                           for m in _QUANT_MODES}}
 
-    agg = _aggregates(runs, plan)
-    keys = {n: list(runs[0].drift[Mode.WCC][n]) for n in plan.outputs}
+    agg = _aggregates(runs, measured)
+    keys = {n: list(runs[0].drift[Mode.WCC][n]) for n in measured}
 
     def pick(suffix):
-        return {m.value: {n: {k: _finite(agg[m][n][k + suffix]) for k in keys[n]} for n in plan.outputs}
+        return {m.value: {n: {k: _finite(agg[m][n][k + suffix]) for k in keys[n]} for n in measured}
                 for m in _QUANT_MODES}
 
     optimistic = calibration != DISJOINT
     return {
         "model": {"path": str(model_path), "sha256": hashlib.sha256(Path(model_path).read_bytes()).hexdigest(),
-                  "input": plan.inputs[0], "outputs": list(plan.outputs)},
+                  "input": plan.inputs[0], "outputs": list(measured),
+                  "kinds": {n: k.value for n, k in measured.items()}, "graph_outputs": list(plan.outputs)},
         "hw": hw.name, "rate": opts.rate, "act_bits": opts.act_bits, "weight_bits": opts.weight_bits,
         "uniform_bits": bits, "calib": hw.datapath.quant.calib.value, "threshold": threshold,
-        "preprocess": preset.name,
+        "preprocess": preset.name, "normalization": normalization(preset),
         "calibration": {"images": list(calib_images), "sets": calibration, "optimistic": optimistic,
                         "note": ("calibrated on evaluation images: the result is optimistic" if optimistic else
                                  "scales fixed on calibration images disjoint from the evaluation images")},
@@ -222,7 +224,7 @@ def _summarize(model_path, hw, opts, bits: int, threshold: float, preset, plan: 
         "unhandled": [{"node": u.name, "reason": u.reason} for u in plan.unhandled],
         "reproduction_max_err": max(e["max_scaled"] for r in runs for e in r.reproduction.values()),
         "images": [image_entry(r) for r in runs],
-        "empty_images": {n: [r.label for r in runs if r.empty[n]] for n in plan.outputs},
+        "empty_images": {n: [r.label for r in runs if r.empty[n]] for n in measured},
         "mean": pick(""), "worst": pick("_worst"),
         "cost": _cost_records(hw, opts, runs),
     }
@@ -230,7 +232,9 @@ def _summarize(model_path, hw, opts, bits: int, threshold: float, preset, plan: 
 
 def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: float = 0.5,
                      act_bits: int | None = None, threshold: float = 0.3, size: tuple[int, int] | None = None,
-                     preprocess: str = AUTO, calib=None, calib_images: Sequence[str] | None = None,
+                     preprocess: str = AUTO, calib=None, mean: Sequence[float] | None = None,
+                     std: Sequence[float] | None = None, channel_order: str | None = None, output: str | None = None,
+                     output_kind: str | None = None, calib_images: Sequence[str] | None = None,
                      calibrate_on_eval: bool = False, hooks: Mapping[Mode, Hook] | None = None,
                      progress: bool | None = None) -> NetworkResult:
     """Run an ONNX network on images with its 1x1 convolutions on the WCC datapath; measure the drift.
@@ -253,6 +257,12 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
         Network input size (default: the preset's rule, e.g. PP-OCR det short side 736).
     preprocess : str
         A `wccsim.capture.images.PRESETS` name, or ``auto`` (from the model's output rank).
+    mean, std : three floats R, G, B, optional; channel_order : "rgb" or "bgr", optional
+        Override the preset's normalization (`wccsim.network.preprocess.override_preset`).
+    output : str, optional
+        The graph output whose drift is measured (default: the first).
+    output_kind : str, optional
+        A `wccsim.network.drift.OutputKind` value (default: detected from the float output).
     calib : {"max", "percentile", "mse"} or CalibMethod, optional
         Overrides the YAML's calibration method (as ``wccsim run --calib``).
     calib_images : sequence of str, optional
@@ -279,7 +289,7 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
     bits = uniform_bits(opts.rate, opts.act_bits)
     model = load_model(model_path)                                               # 2. model, plan, preset
     plan = plan_graph(model)
-    preset = resolve_preset(model, preprocess)
+    preset = resolve_preset(model, preprocess, mean, std, channel_order)
     pictures = [(spec, *network_input(load_image(spec), preset, size)) for spec in evals]  # 3. inputs
     calib_inputs = [network_input(load_image(spec), preset, size)[0] for spec in calibs]
     modes = layer_modes(hw.datapath, hw8.datapath, opts.rate, bits)              # 4. calibration, once
@@ -288,9 +298,12 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
     hooks = {Mode.FLOAT: float_hook, **{m: fixed_hook(plan, modes[m], params[m]) for m in _QUANT_MODES},
              **(hooks or {})}
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    target = pick_output(plan.outputs, output)                                   # the measured output, its kind
+    measured = {target: resolve_output_kind(output_kind, session.run([target], {plan.inputs[0]: pictures[0][1]})[0])}
     labels = _unique_labels(evals)
-    runs = [simulate_image(plan, session, spec, label, x, pic, hooks, threshold)  # 5. all runs per image
+    runs = [simulate_image(plan, session, spec, label, x, pic, hooks, threshold, measured)  # 5. runs per image
             for label, (spec, x, pic) in zip(labels, progress_bar(pictures, "images", progress))]
     rows = [dict(image=r.label, layer_index=i, **row) for r in runs for i, row in enumerate(r.layers)]
-    summary = _summarize(model_path, hw, opts, bits, threshold, preset, plan, runs, calibs, calibration)  # 6.
+    summary = _summarize(model_path, hw, opts, bits, threshold, preset, plan, runs, measured, calibs,  # 6.
+                         calibration)
     return NetworkResult(summary, pd.DataFrame(rows), tuple(runs))
