@@ -116,8 +116,10 @@ def test_metric_lists_are_one_schema():
     for kind in OutputKind:
         metric, label = quality_metric(kind.value)
         assert metric in NETWORK_METRICS and label
+    assert quality_metric("classes") == quality_metric("class")    # the kinds' names in older sweeps
+    assert quality_metric("other") == quality_metric("logits")
     with pytest.raises(InputError, match="network.csv: kind: expected one of"):
-        quality_metric("classes")
+        quality_metric("segmentation")
 
 
 def test_seg_miou_counts_only_classes_of_the_float_map():

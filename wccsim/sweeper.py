@@ -198,7 +198,7 @@ def compute_point(ctx: _Context, p: Point | NetworkPoint) -> tuple[str, list[dic
     opts = make_options(hw, p.rate, p.act_bits, p.weight_bits, None, ctx.calib)
     if isinstance(p, NetworkPoint):
         rows = network_rows(ctx.network, configure_datapath(hw, opts), opts, p.scheme)
-        return point_key(ctx, p), [dict(r, cfg_coef=hw_coef_design(hw)) for r in rows]
+        return point_key(ctx, p), rows
     trace = _cached_trace(ctx.trace_path)
     info = trace.layers[p.layer_index]
     return point_key(ctx, p), layer_rows(trace, p.layer_index, info, configure_datapath(hw, opts), opts)

@@ -37,7 +37,7 @@ from wccsim.network.preprocess import network_input, resolve_preset
 from wccsim.network.simulate import check_threshold, load_model
 from wccsim.network.splice import plan_graph, run_plan
 from wccsim.options import configure_datapath
-from wccsim.results import NETWORK_METRICS, NETWORK_SCHEMES, network_aggregate
+from wccsim.results import NETWORK_METRICS, NETWORK_SCHEMES, hw_coef_design, network_aggregate
 
 __all__ = ["NetworkSetup", "prepare_network", "network_rows"]
 
@@ -130,7 +130,7 @@ def network_rows(setup: NetworkSetup, hw, opts, scheme: str) -> list[dict]:
     macs, bops, bops_hw = np.mean(counts, axis=0)
     rows = []
     for name in net.plan.outputs:
-        row = {"hw": hw.name, "cfg_rate": opts.rate, "cfg_act_bits": opts.act_bits,
+        row = {"hw": hw.name, "cfg_coef": hw_coef_design(hw), "cfg_rate": opts.rate, "cfg_act_bits": opts.act_bits,
                "cfg_weight_bits": opts.weight_bits, "scheme": scheme, **used, "output": name,
                "kind": output_kind(net.references[0][name]).value, "images": len(net.inputs),
                "layers": len(net.plan.layers), "macs": float(macs), "bops": float(bops), "bops_hw": float(bops_hw),
