@@ -22,7 +22,7 @@ _HOME = {
     "wccsim.runner": ("run",),
     "wccsim.sweeper": ("sweep",),
     "wccsim.reporting": ("report",),
-    "wccsim.results": ("totals", "savings", "COLUMNS", "TOTAL_COLUMNS", "COUNTERS", "SCHEMES"),
+    "wccsim.results": ("totals", "savings", "saving_phrase", "COLUMNS", "TOTAL_COLUMNS", "COUNTERS", "SCHEMES"),
     "wccsim.options": ("resolve_hw", "resolve_trace", "make_options"),
     "wccsim.rules": ("check_rate", "check_bits"),
     "wccsim.hw": ("load_hw", "spec_hash", "spec_to_dict"),

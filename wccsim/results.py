@@ -18,7 +18,7 @@ from wccsim.errors import InputError
 
 __all__ = ["SCHEMES", "COUNTERS", "CONFIG_KEYS", "COLUMNS", "TOTAL_COLUMNS", "NETWORK_SCHEMES", "NETWORK_METRICS",
            "NETWORK_COLUMNS", "HIGHER_IS_BETTER", "IOU_METRICS", "SAVINGS", "coef_design", "hw_coef_design",
-           "network_aggregate", "quality_metric", "rows_to_frame", "totals", "savings"]
+           "network_aggregate", "quality_metric", "rows_to_frame", "totals", "savings", "saving_phrase"]
 
 SCHEMES = ("wcc", "int8", "uniform_nbit", "zvc")
 # Datapath saturation / overflow counters (events per layer), reported per row and summed in totals.
@@ -184,3 +184,8 @@ def savings(tot: pd.DataFrame, inputs: bool = True) -> pd.DataFrame:
     for name, col in SAVINGS.items():
         t[name] = 100.0 * (1.0 - t[col].astype(float) / t.hw.map(int8[col]).astype(float))
     return t
+
+
+def saving_phrase(pct: float) -> str:
+    """How every command and the report word a saving (% vs int8): 'saves 19.7%' or 'costs 3.4% more'."""
+    return f"saves {pct:.1f}%" if pct >= 0 else f"costs {-pct:.1f}% more"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from wccsim import api
 from wccsim.commands._args import bits, colours, number, rate
-from wccsim.commands.run import _saves
 
 
 __all__ = ["register", "format_summary", "verdict"]
@@ -99,6 +98,7 @@ def verdict(summary: dict) -> str:
     ``summary['cost']`` rows: `wccsim.results.savings`), the quality cost on the network output (mean and
     worst image against int8 and float), and uniform n-bit at the same stored bits."""
     cost = {r["scheme"]: r for r in summary["cost"]}
+    saves = api.saving_phrase
     w, u, i8 = cost["wcc"], cost["uniform_nbit"], cost["int8"]
     cal = summary["calibration"]
     n_img = len(summary["images"])
@@ -109,14 +109,14 @@ def verdict(summary: dict) -> str:
              f"the float network, mean (worst) over {n_img} evaluation images, "
              + ("calibrated on evaluation images: OPTIMISTIC" if cal["optimistic"]
                 else f"scales fixed on {len(cal['images'])} other images") + "):",
-             f"  WCC at rate {summary['rate']:g}, {summary['act_bits']}-bit: {_saves(w['dram_saving_pct'])} DRAM "
-             f"({i8['dram_bytes'] / 1e6:.2f} -> {w['dram_bytes'] / 1e6:.2f} MB), {_saves(w['energy_saving_pct'])} "
-             f"energy, {_saves(w['cycle_saving_pct'])} cycles, {_saves(w['bops_saving_pct'])} BOPs"]
+             f"  WCC at rate {summary['rate']:g}, {summary['act_bits']}-bit: {saves(w['dram_saving_pct'])} DRAM "
+             f"({i8['dram_bytes'] / 1e6:.2f} -> {w['dram_bytes'] / 1e6:.2f} MB), {saves(w['energy_saving_pct'])} "
+             f"energy, {saves(w['cycle_saving_pct'])} cycles, {saves(w['bops_saving_pct'])} BOPs"]
     for name in summary["model"]["outputs"]:
         lines.append(f"  {name}: " + _quality(summary, name, "wcc") + "; int8 " + _quality(summary, name, "int8")
                      + "; WCC - int8: " + _delta(summary, name, "wcc", "int8"))
     lines.append(f"  uniform {int(u['act_bits'])}-bit (the same {u['eff_bits_per_act']:g} stored bits per "
-                 f"activation): {_saves(u['dram_saving_pct'])} DRAM, {_saves(u['energy_saving_pct'])} energy; WCC has "
+                 f"activation): {saves(u['dram_saving_pct'])} DRAM, {saves(u['energy_saving_pct'])} energy; WCC has "
                  f"{(w['dram_bytes'] - u['dram_bytes']) / 1e6:+.2f} MB DRAM against it")
     for name in summary["model"]["outputs"]:
         lines.append(f"  {name}: uniform " + _quality(summary, name, "uniform") + "; WCC - uniform: "

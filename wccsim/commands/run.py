@@ -164,6 +164,7 @@ def verdict(tot) -> str:
     the same stored bits per activation and ZVC, all from `wccsim.results.savings` of the network totals
     (DRAM and energy include what the producers move to write each layer's input, top-k spills included)."""
     s = api.savings(tot).set_index("scheme")
+    saves = api.saving_phrase
     w, u, z, i8 = (s.loc[name] for name in ("wcc", "uniform_nbit", "zvc", "int8"))
     spill = int(w.topk_spill)                                  # layers whose selection spills (summed)
     spill_mb = (w.topk_spill_write_bytes + w.topk_spill_read_bytes) / 1e6
@@ -171,22 +172,19 @@ def verdict(tot) -> str:
     lines = [f"verdict ({w.hw}, {int(w.layers)} layers; savings = 100 x (1 - scheme / int8) of the network totals "
              f"on the same hardware; DRAM and energy = the layers' own plus their inputs' writes and top-k spills "
              f"by the producers; SQNR = layer aggregate):",
-             f"  WCC at rate {w.cfg_rate:g}, {int(w.act_bits)}-bit: {_saves(w.dram_saving_pct)} DRAM "
-             f"({i8.dram_bytes / 1e6:.2f} -> {w.dram_bytes / 1e6:.2f} MB), {_saves(w.energy_saving_pct)} energy, "
-             f"{_saves(w.cycle_saving_pct)} cycles, {_saves(w.bops_saving_pct)} BOPs; SQNR {w.sqnr_total_db:.2f} dB "
+             f"  WCC at rate {w.cfg_rate:g}, {int(w.act_bits)}-bit: {saves(w.dram_saving_pct)} DRAM "
+             f"({i8.dram_bytes / 1e6:.2f} -> {w.dram_bytes / 1e6:.2f} MB), {saves(w.energy_saving_pct)} energy, "
+             f"{saves(w.cycle_saving_pct)} cycles, {saves(w.bops_saving_pct)} BOPs; SQNR {w.sqnr_total_db:.2f} dB "
              f"vs int8 {i8.sqnr_total_db:.2f} dB ({-w.sqnr_drop_db:+.2f} dB)"
              + (f"; {spill} layers' top-k spill to DRAM ({spill_mb:.2f} MB)" if spill else ""),
              f"  uniform {int(u.act_bits)}-bit (the same {u.eff_bits_per_act:g} stored bits per activation): "
-             f"{_saves(u.dram_saving_pct)} DRAM, {_saves(u.energy_saving_pct)} energy, SQNR {u.sqnr_total_db:.2f} dB; "
+             f"{saves(u.dram_saving_pct)} DRAM, {saves(u.energy_saving_pct)} energy, SQNR {u.sqnr_total_db:.2f} dB; "
              f"WCC has {gap_db:+.2f} dB SQNR and {gap_mb:+.2f} MB DRAM against it",
-             f"  ZVC ({int(z.act_bits)}-bit, lossless on top of it): {_saves(z.dram_saving_pct)} DRAM, "
-             f"{_saves(z.energy_saving_pct)} energy"]
+             f"  ZVC ({int(z.act_bits)}-bit, lossless on top of it): {saves(z.dram_saving_pct)} DRAM, "
+             f"{saves(z.energy_saving_pct)} energy"]
     return "\n".join(lines) + "\n"
 
 
-def _saves(pct: float) -> str:
-    """'saves 19.7%' or 'costs 3.4% more'."""
-    return f"saves {pct:.1f}%" if pct >= 0 else f"costs {-pct:.1f}% more"
 def spill_lines(df) -> str:
     """The WCC layers whose top-k selection does not fit on chip (``topk_spill``), with what it must hold
     and the DRAM bytes its spill moves; empty when none spills."""

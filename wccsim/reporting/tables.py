@@ -19,7 +19,7 @@ from wccsim.reporting.inputs import (
 )
 from wccsim.results import (
     COLUMNS, CONFIG_KEYS, HIGHER_IS_BETTER, NETWORK_COLUMNS, NETWORK_METRICS, NETWORK_SCHEMES, quality_metric,
-    savings, totals,
+    saving_phrase, savings, totals,
 )
 
 __all__ = ["Results", "LAYER_KINDS", "NETWORK_OPTIONAL", "CALIBRATIONS", "DEFAULT_SCORE_DROP", "load_results",
@@ -234,7 +234,7 @@ def _saves(r, cycles: bool = False) -> str:
     """'saves 24.0% DRAM, costs 3.1% more energy' from a summary row's savings (% vs int8)."""
     items = [("DRAM", r.dram_saving_pct), ("energy", r.energy_saving_pct)] + ([("cycles", r.cycle_saving_pct)]
                                                                                if cycles else [])
-    return ", ".join(f"saves {v:.1f}% {what}" if v >= 0 else f"costs {-v:.1f}% more {what}" for what, v in items)
+    return ", ".join(f"{saving_phrase(v)} {what}" for what, v in items)
 
 
 def focus_config(summary: pd.DataFrame) -> dict:
