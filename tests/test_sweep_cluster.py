@@ -17,7 +17,7 @@ import pytest
 
 from test_run import HW, ROOT, snapshot, write_tiny_trace
 from wccsim.cli import main
-from wccsim.cluster import parse_scheduler
+from wccsim.cluster import batches, parse_scheduler
 from wccsim.errors import InputError
 from wccsim.network.grid import NetworkSetup
 from wccsim.sweeper import prepare, sweep
@@ -168,7 +168,7 @@ def test_workers_that_cannot_see_the_clients_files_give_identical_results(tiny, 
         worker = subprocess.Popen(
             ["unshare", "-m", "sh", "-c", f"mount -t tmpfs tmpfs {client_dir} && exec {sys.executable} -m "
              f"distributed.cli.dask_worker {cluster.scheduler_address} --nworkers 1 --nthreads 1 "
-             f"--local-directory {worker_dir} --no-dashboard"],
+             f"--local-directory {worker_dir} --no-dashboard --preload wccsim.cluster"],
             cwd=worker_dir, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         try:
@@ -176,9 +176,22 @@ def test_workers_that_cannot_see_the_clients_files_give_identical_results(tiny, 
                 client.wait_for_workers(1, timeout=60)
                 seen = client.run(os.path.exists, str(client_dir / "tiny.npz"))
                 assert list(seen.values()) == [False]
+                preloaded = client.run(lambda: "wccsim.simulate" in sys.modules)  # dask_setup ran at start
+                assert list(preloaded.values()) == [True]
             monkeypatch.chdir(client_dir)
             sweep(HW.name, "tiny.npz", tmp_path / "dask", scheduler=cluster.scheduler_address, **ARGS)
         finally:
             worker.terminate()
             worker.wait(30)
     assert snapshot(tmp_path / "dask") == snapshot(ref)
+
+
+def test_batches_keep_order_shrink_and_run_unknown_work_alone():
+    work = [float("inf")] + [10.0] * 8 + [1.0] * 8  # largest first, as the sweeper orders points
+    points = list(range(len(work)))
+    got = batches(points, work, workers=1)
+    assert [p for b in got for p in b] == points  # every point once, in the given order
+    assert got[0] == [0]  # a network point (infinite work) is a batch of its own
+    sizes = [sum(work[p] for p in b) for b in got[1:]]
+    assert sizes == sorted(sizes, reverse=True) and len(got) < len(points)  # fewer tasks, shrinking work
+    assert batches(points, work, workers=len(points) * 10) == [[p] for p in points]  # many workers: one each

@@ -25,6 +25,7 @@ import ctypes
 import ctypes.util
 import functools
 import hashlib
+import math
 import re
 import socket
 from pathlib import Path
@@ -33,9 +34,11 @@ from typing import Callable, Iterator
 from wccsim.atomic import write_bytes
 from wccsim.errors import InputError
 
-__all__ = ["CONNECT_TIMEOUT_S", "parse_scheduler", "connect", "run_points"]
+__all__ = ["CONNECT_TIMEOUT_S", "BATCHES_PER_WORKER", "parse_scheduler", "connect", "run_points", "batches",
+           "dask_setup"]
 
 CONNECT_TIMEOUT_S = 10.0  # s, bound on each of: TCP connect, dask handshake + identity reply, Client start
+BATCHES_PER_WORKER = 4  # guided self-scheduling: each batch ~1/(4 x workers) of the work left (`batches`)
 
 _FIELD = ("options", "scheduler")
 _ADDRESS = re.compile(r"(?:(?P<scheme>tcp|tls)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d+)")
@@ -80,10 +83,11 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Iterator[obje
         yield client
 
 
-def run_points(client, compute: Callable, ctx, points: list) -> Iterator[tuple[str, list]]:
-    """Run ``compute(ctx, p)`` for each point on the cluster, submitted in the given order; yields results
-    as they finish. `ctx` must offer ``input_files()`` (paths the points read) and ``with_files(mapping)``
-    (the same context reading the mapped local copies instead)."""
+def run_points(client, compute: Callable, ctx, points: list, work: Callable) -> Iterator[tuple[str, list]]:
+    """Run ``compute(ctx, p)`` for each point on the cluster, in batches (`batches`, by ``work(p)``, the
+    estimated cost of a point) submitted in the given order; yields each point's result as its batch
+    finishes. `ctx` must offer ``input_files()`` (paths the points read) and ``with_files(mapping)`` (the
+    same context reading the mapped local copies instead)."""
     from distributed import as_completed
 
     shipped = {}
@@ -91,9 +95,38 @@ def run_points(client, compute: Callable, ctx, points: list) -> Iterator[tuple[s
         data = Path(path).read_bytes()
         shipped[path] = (hashlib.sha256(data).hexdigest(), client.scatter(data, broadcast=True, hash=False))
     ctx_future = client.scatter(ctx, broadcast=True, hash=False)
-    futures = [client.submit(_on_worker, compute, ctx_future, shipped, p, pure=False) for p in points]
+    workers = max(1, sum(client.nthreads().values()))
+    futures = [client.submit(_on_worker, compute, ctx_future, shipped, batch, pure=False)
+               for batch in batches(points, [work(p) for p in points], workers)]
     for fut in as_completed(futures):
-        yield fut.result()
+        yield from fut.result()
+
+
+def batches(points: list, work: list[float], workers: int) -> list[list]:
+    """Consecutive runs of `points` (guided self-scheduling): each batch takes points until its estimated
+    work reaches 1/(`BATCHES_PER_WORKER` x `workers`) of the work not yet batched, at least one point; a
+    point of unknown (infinite) work is a batch of its own. With the points largest first, batches shrink
+    towards the end, so the last ones finish close together; each costs dask one task instead of one per
+    point (a few ms of scheduler, worker and client CPU each, measured in docs/cluster.md)."""
+    out, i = [], 0
+    while i < len(points):
+        finite = [w for w in work[i:] if math.isfinite(w)]
+        target = sum(finite) / (BATCHES_PER_WORKER * workers)
+        j, done = i + 1, work[i]
+        while j < len(points) and math.isfinite(done) and math.isfinite(work[j]) and done < target:
+            done += work[j]
+            j += 1
+        out.append(points[i:j])
+        i = j
+    return out
+
+
+def dask_setup(worker) -> None:
+    """Dask preload (``dask worker --preload wccsim.cluster``): set the allocator and import the simulator
+    when the worker starts, not during the first sweep (about 1 s of CPU per worker process)."""
+    _tune_allocator()
+    import wccsim.options  # noqa: F401 - numpy, numba, pandas and the datapath, as a point needs them
+    import wccsim.simulate  # noqa: F401
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -135,11 +168,12 @@ async def _identity(address: str, timeout_s: float):
 _LOCAL_FILES: dict[str, Path] = {}
 
 
-def _on_worker(compute: Callable, ctx, shipped: dict, p):
-    """Task body on a worker: allocator set once, inputs as local copies, then ``compute(ctx, p)``."""
+def _on_worker(compute: Callable, ctx, shipped: dict, batch: list) -> list:
+    """Task body on a worker: allocator set once, inputs as local copies, then ``compute(ctx, p)`` for each
+    point of the batch."""
     _tune_allocator()
-    local = {path: _local_copy(sha, Path(path).name, data) for path, (sha, data) in shipped.items()}
-    return compute(ctx.with_files(local), p)
+    local = ctx.with_files({path: _local_copy(sha, Path(path).name, data) for path, (sha, data) in shipped.items()})
+    return [compute(local, p) for p in batch]
 
 
 def _local_copy(sha256: str, name: str, data: bytes) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -211,7 +212,7 @@ def execute(ctx: _Context, points: list, jobs: int, client=None) -> Iterator[Ite
     first (`_largest_first`). A pool's workers start on entry, before the caller starts anything else (a
     progress bar's thread)."""
     if client is not None:
-        yield run_points(client, compute_point, ctx, _largest_first(ctx, points))
+        yield run_points(client, compute_point, ctx, _largest_first(ctx, points), functools.partial(_point_work, ctx))
     elif jobs <= 1 or len(points) <= 1:
         yield (compute_point(ctx, p) for p in points)
     else:
@@ -410,15 +411,17 @@ def _layer_work(info, n: int) -> int:
     return int(n) * (info.cin * info.h * info.w + 2 * info.cout * info.ho * info.wo + info.macs // 64)
 
 
-def _largest_first(ctx: _Context, points: list) -> list:
-    """Network points first (they run a whole network), then layer points by decreasing estimated work
-    (ties in grid order), so no large point is left to run alone at the end."""
-    def work(p):
-        if isinstance(p, NetworkPoint) or not ctx.layer_work:
-            return float("inf")
-        return ctx.layer_work[p.layer_index]
+def _point_work(ctx: _Context, p: Point | NetworkPoint) -> float:
+    """Estimated work of a point (`_layer_work`); infinite for a network point (it runs a whole network)."""
+    if isinstance(p, NetworkPoint) or not ctx.layer_work:
+        return float("inf")
+    return ctx.layer_work[p.layer_index]
 
-    return sorted(points, key=work, reverse=True)  # stable: equal work keeps grid order
+
+def _largest_first(ctx: _Context, points: list) -> list:
+    """Network points first, then layer points by decreasing estimated work (ties in grid order), so no
+    large point is left to run alone at the end."""
+    return sorted(points, key=functools.partial(_point_work, ctx), reverse=True)  # stable: ties keep grid order
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
