@@ -135,13 +135,16 @@ def test_shipped_files_are_the_trace_model_and_image_files(tiny, tmp_path):
     ctx, _, _ = prepare(HW, tiny, [1], [8], [8], None, None, 1)
     image = tmp_path / "line.png"
     image.write_bytes(b"png")
-    net = NetworkSetup(str(tmp_path / "m.onnx"), "sha", (str(image), "skimage:text"), ("a", "b"), None, "auto", 0.3)
+    calib = tmp_path / "calib.png"
+    calib.write_bytes(b"png2")
+    net = NetworkSetup(str(tmp_path / "m.onnx"), "sha", (str(image), "skimage:text"), ("a", "b"), None, "auto", 0.3,
+                       (str(calib), "skimage:coins"), ("c", "d"), "disjoint")
     ctx = dataclasses.replace(ctx, network=net)
-    assert ctx.input_files() == (ctx.trace_path, net.model_path, str(image))
-    local = dict(zip(ctx.input_files(), ("/w/t.npz", "/w/m.onnx", "/w/line.png")))
+    assert ctx.input_files() == (ctx.trace_path, net.model_path, str(image), str(calib))
+    local = dict(zip(ctx.input_files(), ("/w/t.npz", "/w/m.onnx", "/w/line.png", "/w/calib.png")))
     moved = ctx.with_files(local)
-    assert (moved.trace_path, moved.network.model_path, moved.network.images) == \
-        ("/w/t.npz", "/w/m.onnx", ("/w/line.png", "skimage:text"))
+    assert (moved.trace_path, moved.network.model_path, moved.network.images, moved.network.calib_images) == \
+        ("/w/t.npz", "/w/m.onnx", ("/w/line.png", "skimage:text"), ("/w/calib.png", "skimage:coins"))
     assert moved.network.key() == net.key() and moved.hws == ctx.hws  # journal keys do not change
 
 
