@@ -33,6 +33,9 @@ from typing import Callable, Iterator
 
 from wccsim.atomic import write_bytes
 from wccsim.errors import InputError
+# Not used here: imported so that a worker preloading this module (`dask_setup`) loads numpy, numba, pandas and
+# the datapath when it starts, as every point needs them.
+from wccsim import options as _options, simulate as _simulate  # noqa: F401
 
 __all__ = ["CONNECT_TIMEOUT_S", "BATCHES_PER_WORKER", "parse_scheduler", "connect", "run_points", "batches",
            "dask_setup"]
@@ -124,9 +127,7 @@ def batches(points: list, work: list[float], workers: int) -> list[list]:
 def dask_setup(worker) -> None:
     """Dask preload (``dask worker --preload wccsim.cluster``): set the allocator and import the simulator
     when the worker starts, not during the first sweep (about 1 s of CPU per worker process)."""
-    _tune_allocator()
-    import wccsim.options  # noqa: F401 - numpy, numba, pandas and the datapath, as a point needs them
-    import wccsim.simulate  # noqa: F401
+    _tune_allocator()  # the simulator itself came with this module's imports (`wccsim.options`, `wccsim.simulate`)
 
 
 # ------------------------------------------------------------------------------------------- helpers
