@@ -47,10 +47,9 @@ from wccsim.simulate.layer import Layer
 from wccsim.trace import Qdq
 
 __all__ = ["LayerParams", "PlainParams", "DeployedQuant", "FixedScales", "fixed_scales", "input_sample",
-           "input_params", "input_int_bits", "quantize_input", "output_sample", "layer_samples",
-           "output_params", "quantize_weights", "fixed_weights",
-           "quantize_bias", "output_requant", "output_scale", "level_scales", "position_scales", "group_bits",
-           "coef_params", "plain_params"]
+           "input_params", "input_int_bits", "quantize_input", "output_sample", "layer_samples", "output_params",
+           "quantize_weights", "fixed_weights", "quantize_bias", "output_requant", "output_scale", "level_scales",
+           "position_scales", "group_bits", "coef_params", "plain_params"]
 
 
 @dataclass(frozen=True)
