@@ -21,8 +21,8 @@ The profile
 buckets are cProfile *tottime* summed by the file a function lives in, plus the cumulative time of the
 named entry points (session start-up, calibration, hooks). cProfile sees the main thread only: the
 calibration runs in one thread per calibration image (`wccsim.network.calibration.float_layer_inputs`),
-so its wall time is the entry point ``calibrate_network`` and its inner work is not in the buckets. Output: a table on stdout and
-``bench/network_results.json``.
+so its wall time is the entry point ``calibrate_network`` and its inner work is not in the buckets.
+Output: a table on stdout and ``bench/network_results.json``.
 """
 
 from __future__ import annotations

@@ -55,9 +55,9 @@ from wccsim.reference import wcc_dropped
 from wccsim.rules import Selection, band_groups, band_levels, padded_shape, uniform_bits
 from wccsim.simulate.layer import Layer, output_block, output_stages, prepare
 from wccsim.simulate.params import (
-    FixedScales, LayerParams, PlainParams, coef_params, fixed_weights, input_int_bits, input_params, input_sample, layer_samples,
-    level_scales, output_params, output_requant, output_scale, plain_params, position_scales, quantize_bias,
-    quantize_input, quantize_weights,
+    FixedScales, LayerParams, PlainParams, coef_params, fixed_weights, input_int_bits, input_params, input_sample,
+    layer_samples, level_scales, output_params, output_requant, output_scale, plain_params, position_scales,
+    quantize_bias, quantize_input, quantize_weights,
 )
 from wccsim.simulate.plain import plain_image, plain_result
 from wccsim.simulate.record import Outcome, make_stage
