@@ -17,9 +17,8 @@ set, the float network and the spliced float network per image, the isolated per
 spliced network per quantized scheme per image, metrics, costs) / (evaluation images x quantized schemes
 (WCC, uniform n-bit, int8: ``wccsim.network.hooks.QUANT_MODES``)), over onnxruntime's float forward of
 the whole network on the same preprocessed input (a warm session, best of ``--repeats``); target <= 20x.
-The profile
-buckets are cProfile *tottime* summed by the file a function lives in, plus the cumulative time of the
-named entry points (session start-up, calibration, hooks). cProfile sees the main thread only: the
+The profile buckets are cProfile *tottime* summed by the file a function lives in, plus the cumulative
+time of the named entry points (session start-up, calibration, hooks). cProfile sees the main thread only: the
 calibration runs in one thread per calibration image (`wccsim.network.calibration.float_layer_inputs`),
 so its wall time is the entry point ``calibrate_network`` and its inner work is not in the buckets.
 Output: a table on stdout and ``bench/network_results.json``.
