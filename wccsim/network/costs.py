@@ -53,7 +53,8 @@ def spliced_totals(hw, opts, shapes_per_image: Sequence[Sequence[LayerShape]]) -
     rows = []
     for scheme in COST_SCHEMES:
         cost, rate, a, w, eff = scheme_cost(hw, opts, scheme)
-        sums = [[sum(getattr(c, col) for c in map(cost, shapes)) for col in SUMMED] for shapes in shapes_per_image]
+        costs = [[cost(s) for s in shapes] for shapes in shapes_per_image]  # once per layer, not per column
+        sums = [[sum(getattr(c, col) for c in image) for col in SUMMED] for image in costs]
         rows.append({"hw": hw.name, "scheme": scheme, "cfg_rate": opts.rate, "rate": rate, "act_bits": a,
                      "weight_bits": w, "eff_bits_per_act": float(eff),
                      "layers": len(shapes_per_image[0]) if shapes_per_image else 0,

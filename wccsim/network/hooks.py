@@ -17,8 +17,10 @@ import numpy as np
 from wccsim.network.splice import SplicedConv
 from wccsim.reference import ref_conv
 from wccsim.simulate import calibrate_layer, calibrate_plain, run_datapath, run_plain
+from wccsim.simulate.layer import prepare
+from wccsim.simulate.params import layer_samples
 
-__all__ = ["Mode", "QUANT_MODES", "float_hook", "LayerMode", "wcc_mode", "plain_mode", "layer_modes"]
+__all__ = ["Mode", "QUANT_MODES", "float_hook", "LayerMode", "shared_samples", "wcc_mode", "plain_mode", "layer_modes"]
 
 
 class Mode(enum.Enum):
@@ -39,22 +41,35 @@ def float_hook(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int) 
 
 @dataclass(frozen=True)
 class LayerMode:
-    """A quantized mode of a spliced layer: ``calibrate(xs, conv) -> params`` on the calibration set (the
-    layer's float inputs, one (N, Cin, H, W) array per image) and ``run(x, params, conv) -> y`` (float64)
-    on any input with those fixed parameters."""
-    calibrate: Callable[[list, SplicedConv], Any]
+    """A quantized mode of a spliced layer: ``calibrate(xs, conv, shared) -> params`` on the calibration
+    set (the layer's float inputs, one (N, Cin, H, W) array per image; ``shared``: a dict the modes of
+    one layer share, see `shared_samples`) and ``run(x, params, conv) -> y`` (float64) on any input with
+    those fixed parameters."""
+    calibrate: Callable[[list, SplicedConv, dict], Any]
     run: Callable[[np.ndarray, Any, SplicedConv], np.ndarray]
+
+
+def shared_samples(shared: dict, xs: list, conv: SplicedConv, spec) -> tuple:
+    """`wccsim.simulate.params.layer_samples` of the layer on its calibration inputs for `spec`'s
+    calibration method, computed once per layer and method in ``shared`` (the samples read the method
+    only, not the bit widths: the modes' input and output histograms and float reference are the same)."""
+    key = spec.quant.calib
+    if key not in shared:
+        shared[key] = layer_samples([prepare(x, conv.w, conv.b, conv.stride) for x in xs], spec)
+    return shared[key]
 
 
 def wcc_mode(spec, rate: float) -> LayerMode:
     """The bit-accurate WCC datapath at `rate`: `calibrate_layer` on the set, `run_datapath` per input."""
-    return LayerMode(lambda xs, c: calibrate_layer(xs, c.w, c.b, spec, rate, c.stride),
+    return LayerMode(lambda xs, c, sh: calibrate_layer(xs, c.w, c.b, spec, rate, c.stride,
+                                                       shared_samples(sh, xs, c, spec)),
                      lambda x, p, c: run_datapath(x, p, spec, rate, c.stride, keep=False).y)
 
 
 def plain_mode(spec, act_bits: int) -> LayerMode:
     """The plain path (quantize, MAC, requantize) at `act_bits` inputs: `calibrate_plain`, `run_plain`."""
-    return LayerMode(lambda xs, c: calibrate_plain(xs, c.w, c.b, spec, act_bits, c.stride),
+    return LayerMode(lambda xs, c, sh: calibrate_plain(xs, c.w, c.b, spec, act_bits, c.stride,
+                                                       shared_samples(sh, xs, c, spec)),
                      lambda x, p, c: run_plain(x, p, spec, c.stride, keep=False).y)
 
 

@@ -47,9 +47,9 @@ from wccsim.simulate.layer import Layer
 from wccsim.trace import Qdq
 
 __all__ = ["LayerParams", "PlainParams", "DeployedQuant", "FixedScales", "fixed_scales", "input_sample",
-           "input_params", "input_int_bits", "quantize_input", "output_params", "quantize_weights", "fixed_weights",
-           "quantize_bias", "output_requant", "output_scale", "level_scales", "position_scales", "group_bits",
-           "coef_params", "plain_params"]
+           "input_params", "input_int_bits", "quantize_input", "output_sample", "layer_samples", "output_params",
+           "quantize_weights", "fixed_weights", "quantize_bias", "output_requant", "output_scale", "level_scales",
+           "position_scales", "group_bits", "coef_params", "plain_params"]
 
 
 @dataclass(frozen=True)
@@ -178,18 +178,31 @@ def quantize_input(x_n: np.ndarray, qp: QuantParams) -> tuple[np.ndarray, np.nda
     return xq, x_int.astype(int_dtype(input_int_bits(qp)))
 
 
-def output_params(layers: Sequence[Layer], bits: int, spec: DatapathSpec) -> QuantParams:
-    """Output quantizer calibrated on ``ref_conv``'s output of the layer's input (one `Layer`) or of every
-    input of a calibration set (one `Layer` each), computed image by image, block by block (`CalibSample`
-    keeps what the method reads)."""
-    q = spec.quant
-    sample = CalibSample(q.calib)
+def output_sample(layers: Sequence[Layer], spec: DatapathSpec) -> CalibSample:
+    """Histogram of ``ref_conv``'s output of the layer's input (one `Layer`) or of every input of a
+    calibration set (one `Layer` each), computed image by image, block by block (`CalibSample` keeps what
+    the method reads); read by every scheme's output quantizer (`output_params`)."""
+    sample = CalibSample(spec.quant.calib)
     for layer in layers:
         for n in range(layer.xs.shape[0]):
             x_n = layer.image(n)
             for blk in layer.blocks():
                 sample.add(layer.ref_block(x_n, blk))
-    return sample.params(bits, ActSign.AUTO, q.percentile)
+    return sample
+
+
+def layer_samples(layers: Sequence[Layer], spec: DatapathSpec) -> tuple[CalibSample, CalibSample]:
+    """(`input_sample`, `output_sample`) of ``layers``: what every scheme's input and output quantizers
+    read, computed once where several schemes are calibrated on the same inputs."""
+    return input_sample(layers, spec), output_sample(layers, spec)
+
+
+def output_params(layers: Sequence[Layer], bits: int, spec: DatapathSpec,
+                  sample: CalibSample | None = None) -> QuantParams:
+    """Output quantizer at ``bits`` calibrated on `output_sample` of ``layers`` (``sample``: that sample,
+    when the caller already has it)."""
+    sample = output_sample(layers, spec) if sample is None else sample
+    return sample.params(bits, ActSign.AUTO, spec.quant.percentile)
 
 
 def quantize_weights(w2: np.ndarray, bits: int, spec: DatapathSpec) -> tuple[np.ndarray, np.ndarray]:

@@ -12,11 +12,12 @@ from typing import Sequence
 
 import numpy as np
 
+from wccsim.calibrate import CalibSample
 from wccsim.datapath.mac import mac_array
 from wccsim.hw import DatapathSpec
 from wccsim.rules import check_bits
 from wccsim.simulate.layer import Layer, output_block, output_stages, prepare
-from wccsim.simulate.params import PlainParams, input_sample, output_params, plain_params, quantize_input
+from wccsim.simulate.params import PlainParams, layer_samples, output_params, plain_params, quantize_input
 from wccsim.simulate.record import Outcome, make_stage
 
 __all__ = ["BaselineResult", "plain_image", "plain_result", "simulate_plain", "calibrate_plain", "run_plain"]
@@ -41,22 +42,24 @@ class BaselineResult:
 
 
 def plain_image(n: int, x_n: np.ndarray, blocks: list, p: PlainParams, spec: DatapathSpec, out: Outcome):
-    """Image ``n``: quantize, MAC over pixels, bias, requantize; yields (blk, dequantized output block)."""
+    """Image ``n``: quantize, MAC over pixels (all output channels in one product, as WCC's `coef_mac`:
+    one matrix product instead of a matrix-vector product per thin block), then per channel block bias and
+    requantize; yields (blk, dequantized output block)."""
     _, cin, h, w = x_n.shape
     xq, x_int = quantize_input(x_n, p.in_qp)                                                 # 1. input
     out.counters["input_nonzeros"] += int(np.count_nonzero(x_int))
     out.pieces.add(n, "input_q", xq)
     del xq
-    cols = x_int.reshape(1, cin, h * w)
+    acc, ovf = mac_array(p.weight_q, x_int.reshape(1, cin, h * w), spec.mac)                 # 2. MAC
+    out.counters.update(acc_overflows=ovf)
+    acc = acc.reshape(1, -1, h, w)
     for blk in blocks:
-        acc, ovf = mac_array(p.weight_q[blk], cols, spec.mac)                                # 2. MAC
-        acc = acc.reshape(1, -1, h, w)
-        y, sat = output_block(acc, blk, p.bias_q, p.out_qp.zero_point, p.out_requant,       # 3. bias,
-                              p.out_scale, spec.requant.mode, n, out)                       #    requant
-        out.counters.update(acc_overflows=ovf, output_saturations=sat)
-        out.pieces.add(n, "acc", acc)
+        y, sat = output_block(acc[:, blk], blk, p.bias_q, p.out_qp.zero_point, p.out_requant,  # 3. bias,
+                              p.out_scale, spec.requant.mode, n, out)                          #    requant
+        out.counters.update(output_saturations=sat)
+        out.pieces.add(n, "acc", acc[:, blk])
         yield blk, y
-        del acc, y  # free this block before the next is made
+        del y  # free this block before the next is made
 
 
 def plain_result(layer: Layer, p: PlainParams, spec: DatapathSpec, act_bits: int, weight_bits: int,
@@ -109,7 +112,8 @@ def simulate_plain(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: Dat
 
 
 def calibrate_plain(xs: Sequence[np.ndarray], w: np.ndarray, b: np.ndarray | None, spec: DatapathSpec,
-                    act_bits: int, stride: int = 1) -> PlainParams:
+                    act_bits: int, stride: int = 1, samples: tuple[CalibSample, CalibSample] | None = None
+                    ) -> PlainParams:
     """Calibrate the plain path offline on a calibration set, for `run_plain` (fixed scales).
 
     Parameters
@@ -119,13 +123,15 @@ def calibrate_plain(xs: Sequence[np.ndarray], w: np.ndarray, b: np.ndarray | Non
     w, b, spec, act_bits, stride
         As in `simulate_plain` (weights at ``spec.quant.weight_bits``, output register
         ``spec.quant.act_bits``).
+    samples : (input sample, output sample), optional
+        As in `wccsim.simulate.calibrate_layer`.
 
     Returns
     -------
     PlainParams
     """
     act_bits = check_bits(act_bits, "layer", "act_bits")
-    return _params([prepare(x, w, b, stride) for x in xs], spec, act_bits)
+    return _params([prepare(x, w, b, stride) for x in xs], spec, act_bits, samples)
 
 
 def run_plain(x: np.ndarray, p: PlainParams, spec: DatapathSpec, stride: int = 1,
@@ -141,9 +147,11 @@ def run_plain(x: np.ndarray, p: PlainParams, spec: DatapathSpec, stride: int = 1
     return plain_result(layer, p, spec, p.in_qp.bits, spec.quant.weight_bits, out)
 
 
-def _params(layers: list[Layer], spec: DatapathSpec, act_bits: int) -> PlainParams:
-    out_qp = output_params(layers, spec.quant.act_bits, spec)
-    return plain_params(layers, spec, act_bits, spec.quant.weight_bits, out_qp, input_sample(layers, spec))
+def _params(layers: list[Layer], spec: DatapathSpec, act_bits: int,
+            samples: tuple[CalibSample, CalibSample] | None = None) -> PlainParams:
+    x_sample, y_sample = layer_samples(layers, spec) if samples is None else samples
+    out_qp = output_params(layers, spec.quant.act_bits, spec, y_sample)
+    return plain_params(layers, spec, act_bits, spec.quant.weight_bits, out_qp, x_sample)
 
 
 def _compare(layer: Layer, p: PlainParams, spec: DatapathSpec, keep: bool) -> BaselineResult:

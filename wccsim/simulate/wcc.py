@@ -56,8 +56,8 @@ from wccsim.rules import Selection, band_groups, band_levels, padded_shape, unif
 from wccsim.simulate.layer import Layer, output_block, output_stages, prepare
 from wccsim.simulate.params import (
     FixedScales, LayerParams, PlainParams, coef_params, fixed_weights, input_int_bits, input_params, input_sample,
-    level_scales, output_params, output_requant, output_scale, plain_params, position_scales, quantize_bias,
-    quantize_input, quantize_weights,
+    layer_samples, level_scales, output_params, output_requant, output_scale, plain_params, position_scales,
+    quantize_bias, quantize_input, quantize_weights,
 )
 from wccsim.simulate.plain import plain_image, plain_result
 from wccsim.simulate.record import Outcome, make_stage
@@ -163,10 +163,12 @@ def _front_stages(images: list[_Image], in_qp: QuantParams, spec: DatapathSpec) 
 # ------------------------------------------------------------------------------- calibration
 
 def _calibrate(layers: Sequence[Layer], spec: DatapathSpec, rate: float, keep: bool, x_sample: CalibSample,
-               fixed: FixedScales | None = None) -> tuple[LayerParams, list[_Image]]:
+               fixed: FixedScales | None = None, y_sample: CalibSample | None = None
+               ) -> tuple[LayerParams, list[_Image]]:
     """`calibrate_layer` on prepared layers (one, or one per calibration input, same weights; ``x_sample``:
-    their `input_sample`); also returns the images' stages 1-4a it had to compute. With ``fixed``, the
-    deployed model's input, weight and output quantizers replace their calibration."""
+    their `input_sample`, ``y_sample``: their `output_sample` if already computed); also returns the
+    images' stages 1-4a it had to compute. With ``fixed``, the deployed model's input, weight and output
+    quantizers replace their calibration."""
     q = spec.quant
     in_qp = input_params(x_sample, q.act_bits, spec) if fixed is None else fixed.input_qp
     images = [im for layer in layers for im in _images(layer, in_qp, spec, rate, keep)]
@@ -181,13 +183,14 @@ def _calibrate(layers: Sequence[Layer], spec: DatapathSpec, rate: float, keep: b
     w2 = layers[0].w2
     wq, s_w = quantize_weights(w2, q.weight_bits, spec) if fixed is None else fixed_weights(w2, fixed)
     bq, bias_sat = quantize_bias(layers[0].b, ref * s_w, wq.shape[0])
-    out_qp = output_params(layers, q.act_bits, spec) if fixed is None else fixed.output_qp
+    out_qp = output_params(layers, q.act_bits, spec, y_sample) if fixed is None else fixed.output_qp
     params = LayerParams(in_qp, wq, s_w, coef_scale, ref, coef, bq, bias_sat, out_qp, output_requant(ref, s_w, out_qp))
     return params, images
 
 
 def calibrate_layer(x: np.ndarray | Sequence[np.ndarray], w: np.ndarray, b: np.ndarray | None, spec: DatapathSpec,
-                    rate: float, stride: int = 1) -> LayerParams:
+                    rate: float, stride: int = 1, samples: tuple[CalibSample, CalibSample] | None = None
+                    ) -> LayerParams:
     """Calibrate one 1x1 conv layer offline (float) for `run_datapath`.
 
     The coefficient scale is calibrated on the real values of the coefficients the datapath keeps, so
@@ -206,6 +209,9 @@ def calibrate_layer(x: np.ndarray | Sequence[np.ndarray], w: np.ndarray, b: np.n
         Kept fraction of the padded Haar positions.
     stride : int
         1x1 conv stride.
+    samples : (input sample, output sample), optional
+        `wccsim.simulate.params.layer_samples` of these inputs with this ``spec``'s calibration method,
+        when other schemes calibrated on the same inputs already computed them (the same result).
 
     Returns
     -------
@@ -215,7 +221,8 @@ def calibrate_layer(x: np.ndarray | Sequence[np.ndarray], w: np.ndarray, b: np.n
     if not xs:
         raise InputError(_WHERE, "x", "at least one calibration input", "none")
     layers = [prepare(xi, w, b, stride) for xi in xs]
-    return _calibrate(layers, spec, rate, False, input_sample(layers, spec))[0]
+    x_sample, y_sample = layer_samples(layers, spec) if samples is None else samples
+    return _calibrate(layers, spec, rate, False, x_sample, y_sample=y_sample)[0]
 
 
 # ------------------------------------------------------------------------------- stages 4b-8
