@@ -156,6 +156,7 @@ LAYER = LayerShape("pw", LayerKind.CONV1X1, 64, 32, 1, 1, 1, 64, 64)  # P = 4096
 def _coef_hw(ll_bits: int, mode=TopkMode.EXACT, bits: int | None = None):
     spec = spec_to_dict(load_hw(HW))
     spec["coef"] = dict(spec["coef"], ll_bits=ll_bits, **({} if bits is None else {"bits": bits}))
+    spec["haar"] = dict(spec["haar"], normalize="per_level")  # the hand-computed widths below: 11-bit coefficients
     hw = hw_from_dict(spec)
     return dataclasses.replace(hw, datapath=dataclasses.replace(
         hw.datapath, topk=dataclasses.replace(hw.datapath.topk, mode=mode)))
