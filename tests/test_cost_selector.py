@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 
 from wccsim.cost import layer_cost
-from wccsim.hw import Placement, TopkMode, load_hw
+from wccsim.hw import Normalize, Placement, TopkMode, load_hw
 from wccsim.shape import LayerKind, LayerShape
 
 ROOT = Path(__file__).resolve().parents[1]
-EDGE = load_hw(ROOT / "hw_configs" / "edge_npu.yaml")  # ifmap 256 KB, ofmap 128 KB, l2, 3 levels, T = 64
+_HW = load_hw(ROOT / "hw_configs" / "edge_npu.yaml")  # ifmap 256 KB, ofmap 128 KB, l2, 3 levels, T = 64
+# the hand-computed widths below are per_level Haar's (11-bit coefficients); edge_npu.yaml is deferred
+EDGE = dataclasses.replace(_HW, datapath=dataclasses.replace(
+    _HW.datapath, haar=dataclasses.replace(_HW.datapath.haar, normalize=Normalize.PER_LEVEL)))
 LAYER = LayerShape("pw", LayerKind.CONV1X1, 64, 32, 1, 1, 1, 64, 64)  # P = 4096 positions
 P, COEF = 4096, 64 * 4096                 # coefficients held at 8 bits
 ENERGIES = P * (2 * 11 + 6) // 8          # l2 of 11-bit coefficients (8 + 3 levels) over 64 = 2^6 channels
