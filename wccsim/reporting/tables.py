@@ -266,17 +266,18 @@ def hw_roofs(meta: dict, hw_name: str) -> tuple[float, float] | None:
 
 
 def spills(res: Results, focus: dict) -> tuple[str, pd.DataFrame]:
-    """Per hardware config, how many WCC layers of the focus setting (rate, act_bits, weight_bits) have a top-k
-    selection that does not fit on chip and spill to DRAM (``topk_spill``), and the table of those layers."""
+    """Per hardware config, how many WCC layers of the focus setting (coefficient design, rate, act_bits,
+    weight_bits) have a top-k selection that does not fit on chip and spill to DRAM (``topk_spill``), and the
+    table of those layers."""
     df = res.layers
-    keys = ["cfg_rate", "cfg_act_bits", "cfg_weight_bits"]
+    keys = [k for k in CONFIG_KEYS if k != "hw"]
     wcc = df[(df.scheme == "wcc") & (df[keys] == pd.Series({k: focus[k] for k in keys})).all(axis=1)]
     lines = []
     for hw, g in wcc.groupby("hw", sort=True):
         mode = hw_spec(res.meta, hw).get("topk", {}).get("mode", "?")
         moved = (g.topk_spill_write_bytes + g.topk_spill_read_bytes).sum() / 1e6
         lines.append(f"{hw} ({mode} top-k): {int(g.topk_spill.sum())} of {len(g)} WCC layers spill at rate "
-                     f"{focus['cfg_rate']:g}, {focus['cfg_act_bits']}-bit ({moved:.2f} MB written and read back).")
+                     f"{focus['cfg_rate']:g}, {focus['cfg_act_bits']}-bit, coef {focus['cfg_coef']} ({moved:.2f} MB written and read back).")
     rows = wcc[wcc.topk_spill == 1]
     table = pd.DataFrame({"hw": rows.hw, "layer": rows.layer, "selector holds kB": (rows.topk_buffer_bytes / 1e3).round(1),
                           "spill written kB": (rows.topk_spill_write_bytes / 1e3).round(1),
