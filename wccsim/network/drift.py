@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from wccsim.errors import InputError
-from wccsim.metrics import error_stats
+from wccsim.metrics import ErrorSum
 
 __all__ = ["OutputKind", "KIND_METRICS", "ALPHA_THRESHOLD", "SAD_UNIT", "output_kind", "resolve_output_kind",
            "pick_output", "tensor_error", "binary_iou", "argmax_agreement", "matte_error", "class_agreement",
@@ -97,9 +97,9 @@ def pick_output(outputs: Sequence[str], name: str | None) -> str:
 def tensor_error(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
     """`wccsim.metrics.error_stats` (MSE, SQNR in dB, max |err|) plus the relative L2 error
     ||got - ref|| / ||ref|| (nan for an all-zero reference)."""
-    s = error_stats(ref, got)
-    ref_energy = float(np.sum(np.square(np.asarray(ref, np.float64))))
-    rel = math.sqrt(s.mse * np.size(ref) / ref_energy) if ref_energy > 0 else math.nan
+    acc = ErrorSum().add(ref, got)                       # one pass over the pair, its sums kept
+    s = acc.stats()
+    rel = math.sqrt(acc.err_energy / acc.ref_energy) if acc.ref_energy > 0 else math.nan
     return {"mse": s.mse, "sqnr_db": s.sqnr_db, "max_abs": s.max_abs, "rel_l2": rel}
 
 
