@@ -20,15 +20,10 @@ from wccsim.options import configure_datapath
 from wccsim.rules import uniform_bits
 from wccsim.shape import LayerShape
 
-__all__ = ["COST_SCHEMES", "pointwise_shape", "scheme_cost", "spliced_totals"]
+__all__ = ["COST_SCHEMES", "scheme_cost", "spliced_totals"]
 
 # The costed schemes of a network run, with the `wccsim.network.hooks.Mode` value that computes each.
 COST_SCHEMES = {"wcc": "wcc", "uniform_nbit": "uniform", "int8": "int8"}
-
-
-def pointwise_shape(name: str, cin: int, cout: int, h: int, w: int, stride: int) -> LayerShape:
-    """The cost model's shape of a spliced 1x1 layer with an (N, cin, h, w) input."""
-    return LayerShape.pointwise(name, cin, cout, h, w, stride)
 
 
 def scheme_cost(hw, opts, scheme: str):

@@ -30,7 +30,7 @@ import numpy as np
 from wccsim.capture.images import PRESETS, load_image
 from wccsim.errors import InputError
 from wccsim.network.calibration import calibrate_network, calibration_sets, fixed_hook
-from wccsim.network.costs import pointwise_shape, scheme_cost
+from wccsim.network.costs import scheme_cost
 from wccsim.network.drift import empty_output, output_drift, output_kind
 from wccsim.network.hooks import float_hook, plain_mode, wcc_mode
 from wccsim.network.preprocess import network_input, resolve_preset
@@ -38,6 +38,7 @@ from wccsim.network.simulate import check_threshold, load_model
 from wccsim.network.splice import plan_graph, run_plan
 from wccsim.options import configure_datapath
 from wccsim.results import NETWORK_METRICS, NETWORK_SCHEMES, hw_coef_design, network_aggregate
+from wccsim.shape import LayerShape
 
 __all__ = ["NetworkSetup", "prepare_network", "network_rows"]
 
@@ -179,7 +180,7 @@ def _used(rate: float, act_bits: int, weight_bits: int, eff: float) -> dict:
 
 def _shape(conv, x: np.ndarray):
     """The cost model's shape of a spliced 1x1 layer from its input (N, Cin, H, W)."""
-    return pointwise_shape(conv.name, conv.w.shape[1], conv.w.shape[0], x.shape[2], x.shape[3], conv.stride)
+    return LayerShape.pointwise(conv.name, conv.w.shape[1], conv.w.shape[0], x.shape[2], x.shape[3], conv.stride)
 
 
 def _sha256(path) -> str:

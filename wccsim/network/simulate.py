@@ -34,7 +34,7 @@ import pandas as pd
 from wccsim.capture.images import load_image
 from wccsim.errors import InputError
 from wccsim.network.calibration import DISJOINT, calibrate_network, calibration_sets, fixed_hook
-from wccsim.network.costs import pointwise_shape, spliced_totals
+from wccsim.network.costs import spliced_totals
 from wccsim.network.drift import OutputKind, empty_output, output_drift, pick_output, resolve_output_kind, tensor_error
 from wccsim.network.hooks import QUANT_MODES, Mode, float_hook, layer_modes
 from wccsim.network.preprocess import AUTO, image_label, network_input, normalization, resolve_preset
@@ -42,14 +42,13 @@ from wccsim.network.splice import Hook, Plan, plan_graph, run_plan
 from wccsim.options import configure_datapath, make_options, progress_bar, resolve_hw
 from wccsim.results import network_aggregate, savings
 from wccsim.rules import uniform_bits
+from wccsim.shape import LayerShape
 
 if TYPE_CHECKING:  # onnx is an optional extra, imported where a model is loaded
     import onnx
 
 __all__ = ["ImageRun", "NetworkResult", "check_threshold", "load_model", "simulate_image",
            "simulate_network"]
-
-_QUANT_MODES = QUANT_MODES
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ def _float_pass(plan: Plan, feeds: Mapping, hooks: Mapping[Mode, Hook]) -> tuple
         taps[conv.name] = y
         row = _layer_row(conv, x)
         ref = np.asarray(y, np.float64)  # converted once for the modes' error figures (exact)
-        for mode in _QUANT_MODES:
+        for mode in QUANT_MODES:
             err = tensor_error(ref, hooks[mode](x, conv.w, conv.b, conv.stride))
             row.update({f"{mode.value}_isolated_mse": err["mse"], f"{mode.value}_isolated_sqnr_db": err["sqnr_db"]})
         rows.append(row)
@@ -136,13 +135,13 @@ def simulate_image(plan: Plan, reference_session, spec: str, label: str, x: np.n
     reference = dict(zip(names, reference_session.run(names, feeds)))             # 1. float network
     spliced, taps, rows = _float_pass(plan, feeds, hooks)                         # 2. spliced float
     outputs = {Mode.FLOAT: spliced}
-    for mode in _QUANT_MODES:                                                     # 3. WCC, uniform
+    for mode in QUANT_MODES:                                                     # 3. WCC, uniform
         outputs[mode], prop = _quant_pass(plan, feeds, hooks[mode], taps, mode)
         for row, p in zip(rows, prop):
             row.update(p)
     reproduction = {n: _reproduction(reference[n], spliced[n]) for n in plan.outputs}
     drift = {mode: {n: output_drift(reference[n], outputs[mode][n], threshold, k) for n, k in measured.items()}
-             for mode in _QUANT_MODES}
+             for mode in QUANT_MODES}
     empty = {n: empty_output(reference[n], threshold, k) for n, k in measured.items()}
     return ImageRun(spec, label, picture, reference, outputs, reproduction, drift, rows, empty)
 
@@ -180,13 +179,13 @@ def _finite(v):
 def _aggregates(runs: Sequence[ImageRun], measured: Mapping[str, OutputKind]) -> dict:
     """mode -> measured output -> `network_aggregate` over the evaluation images."""
     return {m: {n: network_aggregate([r.drift[m][n] for r in runs], [r.empty[n] for r in runs])
-                for n in measured} for m in _QUANT_MODES}
+                for n in measured} for m in QUANT_MODES}
 
 
 def _cost_records(hw, opts, runs: Sequence[ImageRun]) -> list[dict]:
     """Cost totals of the spliced layers per scheme (`wccsim.network.costs.spliced_totals`, mean over the
     images) with `wccsim.results.savings` against int8 (``dram_bytes`` etc.; producers' input writes in)."""
-    shapes = [[pointwise_shape(r["layer"], r["cin"], r["cout"], r["h"], r["w"], r["stride"]) for r in run.layers]
+    shapes = [[LayerShape.pointwise(r["layer"], r["cin"], r["cout"], r["h"], r["w"], r["stride"]) for r in run.layers]
               for run in runs]
     tot = savings(spliced_totals(hw, opts, shapes))
     return [{k: _finite(v.item() if hasattr(v, "item") else v) for k, v in rec.items()}
@@ -201,14 +200,14 @@ def _summarize(model_path, hw, opts, bits: int, threshold: float, preset, plan: 
         return {"image": r.spec, "label": r.label, "input_shape": list(r.picture.shape[:2]), "empty": r.empty,
                 "reproduction": {n: {k: _finite(v) for k, v in e.items()} for n, e in r.reproduction.items()},
                 "drift": {m.value: {n: {k: _finite(v) for k, v in d.items()} for n, d in r.drift[m].items()}
-                          for m in _QUANT_MODES}}
+                          for m in QUANT_MODES}}
 
     agg = _aggregates(runs, measured)
     keys = {n: list(runs[0].drift[Mode.WCC][n]) for n in measured}
 
     def pick(suffix):
         return {m.value: {n: {k: _finite(agg[m][n][k + suffix]) for k in keys[n]} for n in measured}
-                for m in _QUANT_MODES}
+                for m in QUANT_MODES}
 
     optimistic = calibration != DISJOINT
     return {
@@ -296,7 +295,7 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
     modes = layer_modes(hw.datapath, hw8.datapath, opts.rate, bits)              # 4. calibration, once
     params = calibrate_network(plan, calib_inputs, modes)
     del calib_inputs
-    hooks = {Mode.FLOAT: float_hook, **{m: fixed_hook(plan, modes[m], params[m]) for m in _QUANT_MODES},
+    hooks = {Mode.FLOAT: float_hook, **{m: fixed_hook(plan, modes[m], params[m]) for m in QUANT_MODES},
              **(hooks or {})}
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     target = pick_output(plan.outputs, output)                                   # the measured output, its kind
