@@ -192,7 +192,11 @@ def test_dask_local_cluster_gives_the_same_table(tiny, tmp_path):
     ref = sweep(HW, tiny, tmp_path / "local", **args)
     with distributed.LocalCluster(n_workers=1, processes=False, threads_per_worker=2,
                                   dashboard_address=None) as cluster:
+        (worker,) = cluster.workers.values()
+        profiler = {"profile", "profile-cycle"}
+        assert profiler <= set(worker.periodic_callbacks)  # dask's default: its sampling profiler on
         df = sweep(HW, tiny, tmp_path / "dask", scheduler=cluster.scheduler_address, **args)
+        assert not profiler & set(worker.periodic_callbacks)  # stopped by the first task (no preload here)
     pd.testing.assert_frame_equal(df, ref)
     assert snapshot(tmp_path / "dask") == snapshot(tmp_path / "local")
 

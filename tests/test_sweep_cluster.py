@@ -181,6 +181,8 @@ def test_workers_that_cannot_see_the_clients_files_give_identical_results(tiny, 
                 assert list(seen.values()) == [False]
                 preloaded = client.run(lambda: "wccsim.simulate" in sys.modules)  # dask_setup ran at start
                 assert list(preloaded.values()) == [True]
+                profiler = client.run(lambda dask_worker: {"profile", "profile-cycle"} & set(dask_worker.periodic_callbacks))
+                assert list(profiler.values()) == [set()]  # removed by the preload before the worker started it
             monkeypatch.chdir(client_dir)
             sweep(HW.name, "tiny.npz", tmp_path / "dask", scheduler=cluster.scheduler_address, **ARGS)
         finally:

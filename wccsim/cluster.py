@@ -9,10 +9,12 @@
 3. `run_points` sends the context once per worker (scattered) and the bytes of every input file the points
    read (trace, ONNX model, image files), so workers need not see the client's paths: each worker writes
    them once, content-addressed, under its local directory and runs the points on those copies.
-4. On each worker process, before its first point, the allocator is set back to glibc's defaults-like
-   thresholds (`_tune_allocator`): the dask Nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``,
-   which also freezes glibc's mmap threshold at 128 KiB, so every large numpy temporary is mmap'd, faulted
-   in and unmapped again; measured, that tripled a sweep's time, mostly in the kernel.
+4. On each worker process, before its first point (`_set_up`), the allocator is set back to glibc's
+   defaults-like thresholds (`_tune_allocator`): the dask Nanny starts workers with
+   ``MALLOC_TRIM_THRESHOLD_=65536``, which also freezes glibc's mmap threshold at 128 KiB, so every large
+   numpy temporary is mmap'd, faulted in and unmapped again; measured, that tripled a sweep's time, mostly
+   in the kernel. And dask's statistical profiler, which walks every thread's stack every 10 ms while
+   holding the GIL, is stopped (`_stop_profiler`; measured in docs/cluster.md).
 
 ``distributed`` is an optional extra: it is imported only inside these functions.
 """
@@ -125,9 +127,9 @@ def batches(points: list, work: list[float], workers: int) -> list[list]:
 
 
 def dask_setup(worker) -> None:
-    """Dask preload (``dask worker --preload wccsim.cluster``): set the allocator and import the simulator
+    """Dask preload (``dask worker --preload wccsim.cluster``): set the worker up and import the simulator
     when the worker starts, not during the first sweep (about 1 s of CPU per worker process)."""
-    _tune_allocator()  # the simulator itself came with this module's imports (`wccsim.options`, `wccsim.simulate`)
+    _set_up(worker)  # the simulator itself came with this module's imports (`wccsim.options`, `wccsim.simulate`)
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -170,9 +172,11 @@ _LOCAL_FILES: dict[str, Path] = {}
 
 
 def _on_worker(compute: Callable, ctx, shipped: dict, batch: list) -> list:
-    """Task body on a worker: allocator set once, inputs as local copies, then ``compute(ctx, p)`` for each
+    """Task body on a worker: worker set up once, inputs as local copies, then ``compute(ctx, p)`` for each
     point of the batch."""
-    _tune_allocator()
+    from distributed import get_worker
+
+    _set_up(get_worker())
     local = ctx.with_files({path: _local_copy(sha, Path(path).name, data) for path, (sha, data) in shipped.items()})
     return [compute(local, p) for p in batch]
 
@@ -190,9 +194,25 @@ def _local_copy(sha256: str, name: str, data: bytes) -> str:
 
 
 @functools.cache
+def _set_up(worker) -> None:
+    """Once per worker: the allocator (`_tune_allocator`) and no dask profiler (`_stop_profiler`)."""
+    _tune_allocator()
+    _stop_profiler(worker)
+
+
+def _stop_profiler(worker) -> None:
+    """Stop dask's statistical profiler on `worker` (its periodic callbacks ``profile`` and ``profile-cycle``,
+    present when ``distributed.worker.profile.enabled``): every 10 ms it walks every thread's stack under the
+    GIL, which the simulator's tasks pay for and never read. Removed before the worker starts them (preload)
+    or stopped on the worker's event loop (first task)."""
+    for name in ("profile", "profile-cycle"):
+        callback = worker.periodic_callbacks.pop(name, None)
+        if callback is not None:
+            worker.loop.add_callback(callback.stop)
+
+
 def _tune_allocator() -> None:
-    """Set glibc's trim and mmap thresholds to the values its dynamic rule reaches (see module doc), once
-    per process; on a C library without `mallopt` (musl, macOS) there is no such setting: nothing is done."""
+    """Set glibc's trim and mmap thresholds to the values its dynamic rule reaches (see module doc); on a C library without `mallopt` (musl, macOS) there is no such setting: nothing is done."""
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None
     if libc is None or not hasattr(libc, "mallopt"):
