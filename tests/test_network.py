@@ -74,7 +74,7 @@ def test_toy_graph_spliced_equals_onnxruntime_and_lists_unhandled():
     assert [c.name for c in plan.layers] == ["c1", "c2"]
     assert plan.layers[1].stride == 2 and plan.layers[1].b is not None
     reasons = {u.name: u.reason for u in plan.unhandled}
-    assert reasons == {"grouped": "group=2", "padded": "pads=[1, 1, 1, 1]"}
+    assert reasons == {"grouped": "group 2", "padded": "pads [1, 1, 1, 1]"}
     x = np.random.default_rng(2).standard_normal((1, 4, 9, 7)).astype(np.float32)
     ref = _ort(model, {"x": x})
     got = run_plan(plan, {"x": x}, _f64_conv)

@@ -38,6 +38,7 @@ import numpy as np
 from wccsim.capture import qdq
 from wccsim.capture.images import image_batch
 from wccsim.capture.layer_check import checked_layer, write_captured
+from wccsim.capture.onnx_graph import NotPointwise, fold_constants, pointwise_conv, session
 from wccsim.errors import InputError
 from wccsim.trace import LayerData, LayerInfo
 
@@ -119,7 +120,7 @@ def capture_onnx(model_path: str | Path, batch: np.ndarray, *,
     import onnxruntime as ort
 
     model = onnx.load(str(model_path))
-    consts = _constants(model.graph)
+    consts, _ = fold_constants(model.graph)
     dq = qdq.fold_dequantize(model.graph, consts)                   # QDQ weights and biases -> float
     convs, skipped = _find_convs(model.graph, consts)
     input_name = next(i.name for i in model.graph.input if i.name not in consts)
@@ -158,76 +159,26 @@ def capture_onnx(model_path: str | Path, batch: np.ndarray, *,
     return meta, layers
 
 
-def _constants(graph) -> dict[str, np.ndarray]:
-    """Initializers and ``Constant`` node outputs (``value`` tensors) by name."""
-    from onnx import helper, numpy_helper
-
-    out = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    for n in graph.node:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value":
-                    out[n.output[0]] = numpy_helper.to_array(helper.get_attribute_value(a))
-    return out
-
-
-def _attrs(node) -> dict:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _find_convs(graph, consts: dict) -> tuple[list[dict], list[dict]]:
-    """Split Conv/ConvTranspose nodes into captured 1x1 layers and skipped nodes with reasons."""
+    """Split Conv/ConvTranspose nodes into captured 1x1 layers (`pointwise_conv`) and skipped nodes with
+    reasons."""
     convs, skipped, names = [], [], set()
     for i, node in enumerate(n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")):
         label = node.name or f"{node.op_type}_{i}"
-        reason = _skip_reason(node, consts)
-        if reason:
-            skipped.append({"node": label, "reason": reason})
+        conv = pointwise_conv(node, consts)
+        if isinstance(conv, NotPointwise):
+            skipped.append({"node": label, "reason": conv.reason})
             continue
         name = re.sub(r"[^A-Za-z0-9_\-]", "_", label)
         name = name if name not in names else f"{name}_{i}"
         names.add(name)
-        w = consts[node.input[1]]
-        b = consts[node.input[2]].astype(np.float32) if len(node.input) > 2 and node.input[2] else None
-        convs.append({"name": name, "node": label, "x": node.input[0], "y": node.output[0],
-                      "w": w.reshape(w.shape[0], w.shape[1]).astype(np.float32), "b": b,
-                      "stride": int(_attrs(node).get("strides", [1, 1])[0])})
+        convs.append({"name": name, "node": label, "x": conv.x, "y": conv.y, "w": conv.w, "b": conv.b,
+                      "stride": conv.stride})
     return convs, skipped
 
 
-def _skip_reason(node, consts: dict) -> str | None:
-    """Why WCC (a 1x1, group 1, unpadded conv with constant weights) does not apply, or None."""
-    if node.op_type != "Conv":
-        return node.op_type
-    if node.input[1] not in consts or (len(node.input) > 2 and node.input[2] and node.input[2] not in consts):
-        return "weights computed at run time"
-    a, kernel = _attrs(node), consts[node.input[1]].shape[2:]
-    group = f", group {a['group']}" if a.get("group", 1) != 1 else ""
-    if tuple(kernel) != (1, 1) or group:
-        return f"kernel {'x'.join(map(str, kernel))}{group}"
-    if any(a.get("pads", [0])):
-        return f"pads {list(a['pads'])}"
-    strides = list(a.get("strides", [1, 1]))
-    if len(set(strides)) != 1:
-        return f"unequal strides {strides}"
-    return None
-
-
-def _session(model_bytes: bytes, optimize: bool = True):
-    """onnxruntime CPU session; ``optimize=False`` runs every node as written (no graph optimizations)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if not optimize:
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-
-
 def _run_exposed(model, input_name: str, batch: np.ndarray, optimize: bool = True) -> dict[str, np.ndarray]:
-    """Run with the input and output of every Conv/ConvTranspose added as graph outputs (`_session`)."""
+    """Run with the input and output of every Conv/ConvTranspose added as graph outputs (`wccsim.capture.onnx_graph.session`)."""
     from onnx import TensorProto, helper
 
     present = {o.name for o in model.graph.output}
@@ -237,7 +188,7 @@ def _run_exposed(model, input_name: str, batch: np.ndarray, optimize: bool = Tru
         if t not in present and t != input_name:
             model.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
             present.add(t)
-    sess = _session(model.SerializeToString(), optimize)
+    sess = session(model.SerializeToString(), optimize=optimize)
     names = [o.name for o in sess.get_outputs()]
     values = dict(zip(names, sess.run(names, {input_name: batch})))
     values[input_name] = batch
@@ -246,7 +197,7 @@ def _run_exposed(model, input_name: str, batch: np.ndarray, optimize: bool = Tru
 
 def run_onnx(model_path: str | Path, batch: np.ndarray) -> list[np.ndarray]:
     """onnxruntime's outputs (CPU, graph order) of the model with one input fed `batch` (float32)."""
-    sess = _session(Path(model_path).read_bytes())
+    sess = session(Path(model_path).read_bytes())
     return sess.run(None, {sess.get_inputs()[0].name: np.asarray(batch, np.float32)})
 
 
@@ -263,7 +214,7 @@ def _run_single_conv(w: np.ndarray, b: np.ndarray | None, stride: int, x: np.nda
                               [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    return _session(model.SerializeToString()).run(["Y"], {"X": x.astype(np.float32)})[0]
+    return session(model.SerializeToString()).run(["Y"], {"X": x.astype(np.float32)})[0]
 
 
 def _model_conv_macs(graph, consts: dict, values: dict) -> int | None:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wccsim.capture.onnx_graph import attributes, session
 from wccsim.errors import InputError
 from wccsim.trace import Qdq
 
@@ -76,12 +77,6 @@ class Link:
     yq: str
 
 
-def _attr(node, name: str, default):
-    from onnx import helper
-
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
-
-
 def _zero_point(node, consts: dict) -> np.ndarray:
     """The zero point input of a (De)QuantizeLinear node; ONNX's default is uint8 0."""
     if len(node.input) > 2 and node.input[2]:
@@ -98,7 +93,7 @@ def fold_dequantize(graph, consts: dict) -> dict[str, Dequantized]:
             scale, zp = np.asarray(consts[n.input[1]], np.float32), _zero_point(n, consts)
             if scale.size == 1:                                      # per tensor, whatever its rank
                 scale, zp = scale.reshape(()), zp.reshape(())
-            d = Dequantized(np.asarray(consts[n.input[0]]), scale, zp, int(_attr(n, "axis", 1)), n.input[0])
+            d = Dequantized(np.asarray(consts[n.input[0]]), scale, zp, int(attributes(n).get("axis", 1)), n.input[0])
             out[n.output[0]] = d
             consts[n.output[0]] = d.real()
     return out
@@ -132,7 +127,6 @@ def integer_outputs(model_path: str | Path, input_name: str, batch: np.ndarray, 
     ``(xq, yq)`` (its input and output integers in that run) and the operator it ran as: ``QLinearConv`` or
     ``ConvInteger`` (an integer convolution), else ``Conv`` (float, between the QDQ nodes)."""
     import onnx
-    import onnxruntime as ort
     from onnx import helper
 
     model = onnx.load(str(model_path))
@@ -144,11 +138,9 @@ def integer_outputs(model_path: str | Path, input_name: str, batch: np.ndarray, 
                 model.graph.output.append(helper.make_tensor_value_info(name, dtype, None))
                 present.add(name)
     with tempfile.TemporaryDirectory() as tmp:
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        optimized = onnx.load(opts.optimized_model_filepath)
+        optimized_path = Path(tmp) / "optimized.onnx"
+        sess = session(model.SerializeToString(), optimized_path=optimized_path)
+        optimized = onnx.load(str(optimized_path))
     names = list(dict.fromkeys(n for link in layer_links.values() for n in (link.xq, link.yq)))
     values = dict(zip(names, sess.run(names, {input_name: batch})))
     weight_input = {"QLinearConv": 3, "ConvInteger": 1}

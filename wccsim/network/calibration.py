@@ -30,7 +30,8 @@ import numpy as np
 
 from wccsim.errors import InputError
 from wccsim.network.hooks import LayerMode, float_hook
-from wccsim.network.splice import Hook, Plan, SplicedConv, run_plan
+from wccsim.capture.onnx_graph import PointwiseConv
+from wccsim.network.splice import Hook, Plan, run_plan
 
 __all__ = ["EVAL_IMAGES", "CALIB_IMAGES", "DISJOINT", "ON_EVAL", "image_id", "calibration_sets",
            "float_layer_inputs", "calibrate_network", "fixed_hook"]
@@ -69,7 +70,7 @@ def calibration_sets(images: Sequence[str] | None, calib_images: Sequence[str] |
 
 
 def float_layer_inputs(plan: Plan, inputs: Sequence[np.ndarray],
-                       visit: Callable[[SplicedConv, list], None]) -> None:
+                       visit: Callable[[PointwiseConv, list], None]) -> None:
     """Run every input through the spliced float network in lockstep and call ``visit(conv, xs)`` once
     per spliced layer, in network order, with the float inputs of that layer for all inputs (the float
     network's own activations, `wccsim.reference.ref_conv` in float64 for the 1x1 layers).

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from wccsim.network.splice import SplicedConv
+from wccsim.capture.onnx_graph import PointwiseConv
 from wccsim.reference import ref_conv
 from wccsim.simulate import calibrate_layer, calibrate_plain, run_datapath, run_plain
 from wccsim.simulate.layer import prepare
@@ -45,11 +45,11 @@ class LayerMode:
     set (the layer's float inputs, one (N, Cin, H, W) array per image; ``shared``: a dict the modes of
     one layer share, see `shared_samples`) and ``run(x, params, conv) -> y`` (float64) on any input with
     those fixed parameters."""
-    calibrate: Callable[[list, SplicedConv, dict], Any]
-    run: Callable[[np.ndarray, Any, SplicedConv], np.ndarray]
+    calibrate: Callable[[list, PointwiseConv, dict], Any]
+    run: Callable[[np.ndarray, Any, PointwiseConv], np.ndarray]
 
 
-def shared_samples(shared: dict, xs: list, conv: SplicedConv, spec) -> tuple:
+def shared_samples(shared: dict, xs: list, conv: PointwiseConv, spec) -> tuple:
     """`wccsim.simulate.params.layer_samples` of the layer on its calibration inputs for `spec`'s
     calibration method, computed once per layer and method in ``shared`` (the samples read the method
     only, not the bit widths: the modes' input and output histograms and float reference are the same)."""

@@ -6,10 +6,10 @@ eligible 1x1 convolutions, computed by a hook). `run_plan` walks the steps, feed
 table of named tensors, so an error made in one spliced layer reaches every later layer exactly as on
 the chip. Works on any graph: it needs no knowledge of the operators it hands to onnxruntime.
 
-A Conv node is *eligible* (WCC applies) when it is in the default domain, its weight is a constant
-(initializer or Constant node) of shape (Cout, Cin, 1, 1), group == 1, all pads are zero, auto_pad is
-NOTSET or VALID and both strides are equal. Dilation has no effect on a 1x1 kernel. Every other Conv
-with a 1x1 kernel is run by onnxruntime in float and listed in `Plan.unhandled` with the reason.
+A Conv node is *eligible* (WCC applies) by the rule trace capture uses too,
+`wccsim.capture.onnx_graph.pointwise_conv`: default domain, a constant weight of shape (Cout, Cin, 1, 1),
+group 1, no padding, equal strides, a constant bias or none. Every other Conv with a 1x1 kernel is run by
+onnxruntime in float and listed in `Plan.unhandled` with the reason.
 """
 
 from __future__ import annotations
@@ -19,25 +19,16 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
+from wccsim.capture.onnx_graph import NotPointwise, PointwiseConv, fold_constants, pointwise_conv, session
+
 if TYPE_CHECKING:  # onnx is an optional extra: imported by the functions that need it
     import onnx
 
-__all__ = ["SplicedConv", "Segment", "Unhandled", "Plan", "Hook", "plan_graph", "run_plan"]
+__all__ = ["Segment", "Unhandled", "Plan", "Hook", "plan_graph", "run_plan"]
 
 Hook = Callable[[np.ndarray, np.ndarray, "np.ndarray | None", int], np.ndarray]
 """``hook(x, w, b, stride) -> y``: x float32 (N, Cin, H, W), w (Cout, Cin), b (Cout,) or None,
 stride a positive int; y float32 (N, Cout, ceil(H/stride), ceil(W/stride))."""
-
-
-@dataclass(frozen=True)
-class SplicedConv:
-    """One eligible 1x1 convolution: tensor names, constant weight (Cout, Cin) float32, bias, stride."""
-    name: str
-    x: str
-    y: str
-    w: np.ndarray
-    b: np.ndarray | None
-    stride: int
 
 
 @dataclass(frozen=True)
@@ -69,40 +60,9 @@ class Plan:
     _sessions: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
-    def layers(self) -> tuple[SplicedConv, ...]:
+    def layers(self) -> tuple[PointwiseConv, ...]:
         """The spliced 1x1 convolutions, in execution order."""
-        return tuple(s for s in self.steps if isinstance(s, SplicedConv))
-
-
-def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:
-    """Value of a Constant node's tensor-valued attribute, or None (sparse / string forms)."""
-    from onnx import helper, numpy_helper
-
-    for a in node.attribute:
-        if a.name == "value":
-            return numpy_helper.to_array(a.t)
-        if a.name in ("value_float", "value_int"):
-            return np.array(helper.get_attribute_value(a),
-                            np.float32 if a.name == "value_float" else np.int64)
-        if a.name in ("value_floats", "value_ints"):
-            return np.array(helper.get_attribute_value(a),
-                            np.float32 if a.name == "value_floats" else np.int64)
-    return None
-
-
-def _fold_constants(graph: onnx.GraphProto) -> tuple[dict, list]:
-    """Initializers and Constant-node values as one name -> array table; the remaining nodes."""
-    from onnx import numpy_helper
-
-    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    nodes = []
-    for n in graph.node:
-        v = _constant_value(n) if n.op_type == "Constant" and n.domain in ("", "ai.onnx") else None
-        if v is None:
-            nodes.append(n)
-        else:
-            consts[n.output[0]] = v
-    return consts, nodes
+        return tuple(s for s in self.steps if isinstance(s, PointwiseConv))
 
 
 def _subgraph_free_names(g: onnx.GraphProto) -> set[str]:
@@ -142,58 +102,15 @@ def _toposort(nodes: list, available: set[str]) -> list:
     return [nodes[i] for i in order]
 
 
-def _attr(node: onnx.NodeProto, name: str, default):
-    from onnx import helper
-
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
-def _eligibility(node: onnx.NodeProto, consts: Mapping[str, np.ndarray]) -> tuple[SplicedConv | None, str]:
-    """(SplicedConv, "") when WCC applies to a Conv node; (None, reason) for 1x1 ones it does not;
-    (None, "") for anything else (not a 1x1 Conv: not worth listing)."""
-    if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
-        return None, ""
-    w = consts.get(node.input[1])
-    if w is None:
-        ks = _attr(node, "kernel_shape", None)
-        return None, ("weight is not a constant" if ks is not None and all(k == 1 for k in ks) else "")
-    if w.ndim < 3 or any(k != 1 for k in w.shape[2:]):
-        return None, ""
-    reasons = []
-    if w.ndim != 4:
-        reasons.append(f"{w.ndim - 2}-D convolution")
-    if _attr(node, "group", 1) != 1:
-        reasons.append(f"group={_attr(node, 'group', 1)}")
-    if any(p != 0 for p in _attr(node, "pads", [0])):
-        reasons.append(f"pads={list(_attr(node, 'pads', []))}")
-    auto_pad = _attr(node, "auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    if auto_pad not in ("NOTSET", "VALID"):
-        reasons.append(f"auto_pad={auto_pad}")
-    strides = list(_attr(node, "strides", [1, 1]))
-    if len(set(strides)) != 1:
-        reasons.append(f"strides={strides}")
-    b = consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-    if len(node.input) > 2 and node.input[2] and b is None:
-        reasons.append("bias is not a constant")
-    if reasons:
-        return None, ", ".join(reasons)
-    return SplicedConv(name=node.name or node.output[0], x=node.input[0], y=node.output[0],
-                       w=np.asarray(w, np.float32).reshape(w.shape[0], -1),
-                       b=None if b is None else np.asarray(b, np.float32), stride=int(strides[0])), ""
-
-
 def _segments(order: list, consts: Mapping) -> tuple[list, list[Unhandled]]:
-    """Group the ordered nodes into steps: SplicedConv or a list of onnxruntime nodes."""
+    """Group the ordered nodes into steps: PointwiseConv or a list of onnxruntime nodes; the 1x1 Convs left
+    to onnxruntime (`wccsim.capture.onnx_graph.pointwise_conv`) with their reasons."""
     steps, unhandled, run = [], [], []
     for n in order:
-        conv, reason = _eligibility(n, consts)
-        if reason:
-            unhandled.append(Unhandled(n.name or n.output[0], reason))
-        if conv is None:
+        conv = pointwise_conv(n, consts)
+        if isinstance(conv, NotPointwise):
+            if conv.kernel_1x1:
+                unhandled.append(Unhandled(n.name or n.output[0], conv.reason))
             run.append(n)
             continue
         if run:
@@ -206,13 +123,13 @@ def _segments(order: list, consts: Mapping) -> tuple[list, list[Unhandled]]:
 
 
 def _reads(step) -> set[str]:
-    if isinstance(step, SplicedConv):
+    if isinstance(step, PointwiseConv):
         return {step.x}
     return set().union(*(_node_reads(n) for n in step))
 
 
 def _writes(step) -> set[str]:
-    if isinstance(step, SplicedConv):
+    if isinstance(step, PointwiseConv):
         return {step.y}
     return {o for n in step for o in n.output if o}
 
@@ -221,7 +138,7 @@ def _finish_segments(raw: list, consts: Mapping, outputs: tuple[str, ...]) -> li
     """Turn node lists into Segments whose inputs/outputs are the tensors crossing their boundary."""
     steps = []
     for i, step in enumerate(raw):
-        if isinstance(step, SplicedConv):
+        if isinstance(step, PointwiseConv):
             steps.append(step)
             continue
         later = set(outputs).union(*(_reads(s) for s in raw[i + 1:]))
@@ -258,11 +175,11 @@ def plan_graph(model: onnx.ModelProto) -> Plan:
     Returns
     -------
     Plan
-        ``steps`` alternate between `Segment` and `SplicedConv`; ``unhandled`` lists the 1x1 Convs left
+        ``steps`` alternate between `Segment` and `PointwiseConv`; ``unhandled`` lists the 1x1 Convs left
         to onnxruntime, with the reason.
     """
     g = model.graph
-    consts, nodes = _fold_constants(g)
+    consts, nodes = fold_constants(g)
     inputs = tuple(i.name for i in g.input if i.name not in consts)
     outputs = tuple(o.name for o in g.output)
     order = _toposort(nodes, set(inputs) | set(consts))
@@ -275,7 +192,6 @@ def plan_graph(model: onnx.ModelProto) -> Plan:
 def _session(plan: Plan, index: int, feeds: Mapping[str, np.ndarray]):
     """onnxruntime session of segment `index`, built on first use with the fed tensors' element types."""
     import onnx
-    import onnxruntime as ort
     from onnx import helper, numpy_helper
 
     seg = plan.steps[index]
@@ -291,21 +207,18 @@ def _session(plan: Plan, index: int, feeds: Mapping[str, np.ndarray]):
         sub = helper.make_model(graph, opset_imports=list(plan.model.opset_import),
                                 ir_version=plan.model.ir_version)
         sub.functions.extend(plan.model.functions)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        plan._sessions[key] = ort.InferenceSession(sub.SerializeToString(), opts,
-                                                   providers=["CPUExecutionProvider"])
+        plan._sessions[key] = session(sub.SerializeToString())
     return plan._sessions[key]
 
 
-def _apply_conv(conv: SplicedConv, x: np.ndarray, hook: Hook) -> np.ndarray:
+def _apply_conv(conv: PointwiseConv, x: np.ndarray, hook: Hook) -> np.ndarray:
     """Run the hook on one spliced layer in float32 and hand back the graph's dtype."""
     y = hook(np.asarray(x, np.float32), conv.w, conv.b, conv.stride)
     return np.asarray(y, dtype=x.dtype)
 
 
 def run_plan(plan: Plan, feeds: Mapping[str, np.ndarray], hook: Hook,
-             on_layer: Callable[[SplicedConv, np.ndarray, np.ndarray], None] | None = None
+             on_layer: Callable[[PointwiseConv, np.ndarray, np.ndarray], None] | None = None
              ) -> dict[str, np.ndarray]:
     """Execute a plan: onnxruntime for segments, `hook` for every spliced 1x1 convolution.
 
@@ -326,7 +239,7 @@ def run_plan(plan: Plan, feeds: Mapping[str, np.ndarray], hook: Hook,
     """
     table = dict(feeds)
     for i, step in enumerate(plan.steps):
-        if isinstance(step, SplicedConv):
+        if isinstance(step, PointwiseConv):
             x = table[step.x] if step.x in table else np.asarray(plan.constants[step.x])
             table[step.y] = _apply_conv(step, x, hook)
             if on_layer is not None:
