@@ -82,10 +82,9 @@ def _hist_add(x, bits, eshift, emask, ebias, mshift, cnt, s1, s2, lo, hi):
         if e == emask:
             bad += 1
             continue
-        v = np.float64(x[i])
-        side = 0
-        if v < 0.0:
-            v, side = -v, 1
+        xv = np.float64(x[i])
+        v = abs(xv)
+        side = 1 if xv < 0.0 else 0
         e -= ebias
         if v == 0.0 or e < _EXP_LO:
             b = 0
@@ -96,10 +95,8 @@ def _hist_add(x, bits, eshift, emask, ebias, mshift, cnt, s1, s2, lo, hi):
         cnt[side, b] += 1
         s1[side, b] += v
         s2[side, b] += v * v
-        if v < lo[side, b]:
-            lo[side, b] = v
-        if v > hi[side, b]:
-            hi[side, b] = v
+        lo[side, b] = min(lo[side, b], v)  # min/max, not branches: ReLU zeros and sorted runs mispredict
+        hi[side, b] = max(hi[side, b], v)
     return bad
 
 
