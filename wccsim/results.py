@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from wccsim.cost import COST_COLUMNS, SUMMED
@@ -148,8 +149,8 @@ def _total_row(key: dict, g: pd.DataFrame) -> dict:
                layers=len(g))
     in_elems = (g["cin"] * g["h"] * g["w"]).astype(float)
     row["eff_bits_per_act"] = float((g["eff_bits_per_act"] * in_elems).sum() / in_elems.sum())
-    for col in (*SUMMED, *COUNTERS):
-        row[col] = g[col].sum().item()
+    for col in (*SUMMED, *COUNTERS):  # numpy on the column: pandas' Series.sum arithmetic, without its ~0.1 ms
+        row[col] = np.nansum(g[col].to_numpy()).item()
     row["memory_bound_layers"] = int((g["bound"] == "memory").sum())
     elems = g["out_elems"].astype(float)
     err = float((g["mse_total"] * elems).sum())
