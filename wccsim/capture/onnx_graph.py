@@ -78,10 +78,10 @@ def pointwise_conv(node, consts: dict[str, np.ndarray]) -> PointwiseConv | NotPo
     """The node as a `PointwiseConv` when WCC applies to it, else why not (`NotPointwise`).
 
     Reasons: the op type (``ConvTranspose``, ...), ``kernel KxK[, group G]``, ``weights computed at run
-    time``, ``N-D convolution``, ``group G``, ``pads [...]``, ``auto_pad MODE``, ``unequal strides [...]``,
-    ``bias computed at run time`` (several joined by ``, ``). A 1x1 kernel with stride s and ``auto_pad``
-    SAME_* needs no padding, but it is kept in float like any other padding mode: the rule reads the
-    attributes, not the shapes.
+    time``, ``N-D convolution``, ``group G``, ``pads [...]``, ``unequal strides [...]``, ``bias computed at
+    run time`` (several joined by ``, ``). ``auto_pad`` is no reason: with a 1x1 kernel and stride s every
+    mode pads nothing (SAME's total padding ``max(0, (ceil(H/s) - 1) s + 1 - H)`` is 0) and gives
+    ``ceil(H/s)`` outputs, the subsampled input's size.
     """
     if node.op_type != "Conv" or node.domain not in _ONNX_DOMAINS or len(node.input) < 2:
         return NotPointwise(node.op_type, False)
@@ -102,10 +102,6 @@ def pointwise_conv(node, consts: dict[str, np.ndarray]) -> PointwiseConv | NotPo
         reasons.append(f"group {group}")
     if any(p != 0 for p in a.get("pads", [0])):
         reasons.append(f"pads {list(a['pads'])}")
-    auto_pad = a.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    if auto_pad not in ("NOTSET", "VALID"):
-        reasons.append(f"auto_pad {auto_pad}")
     strides = list(a.get("strides", [1, 1]))
     if len(set(strides)) != 1:
         reasons.append(f"unequal strides {strides}")
