@@ -251,3 +251,13 @@ def test_cli_deeplab_user_weights_capture_and_run(tmp_path):
                "--weights", str(tmp_path / "W.pth"), "--image", "skimage:astronaut", "--size", "64x64",
                "-o", str(tmp_path / "d21.npz"))
     assert bad.returncode == 2 and "classifier.4.weight" in bad.stderr  # 21 classes by default, 5 in W.pth
+
+
+def test_a_1x1_conv_with_same_or_valid_padding_is_captured_and_numeric_padding_is_not():
+    torch = pytest.importorskip("torch", reason="torch extra not installed")
+    from wccsim.capture.torch import _skip_reason
+
+    x = torch.zeros(1, 3, 5, 7)
+    for padding in ("same", "valid", 0, (0, 0)):
+        assert _skip_reason(torch.nn.Conv2d(3, 4, 1, padding=padding), x) is None, padding
+    assert _skip_reason(torch.nn.Conv2d(3, 4, 1, padding=1), x) == "pads [1, 1]"

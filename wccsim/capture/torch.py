@@ -160,7 +160,7 @@ def _skip_reason(mod, x) -> str | None:
     group = f", group {mod.groups}" if mod.groups != 1 else ""
     if tuple(mod.kernel_size) != (1, 1) or group:
         return f"kernel {mod.kernel_size[0]}x{mod.kernel_size[1]}{group}"
-    if mod.padding != "valid" and any(mod.padding):
+    if not isinstance(mod.padding, str) and any(mod.padding):  # "valid" and "same" pad a 1x1 kernel by 0
         return f"pads {list(mod.padding)}"
     if len(set(mod.stride)) != 1:
         return f"unequal strides {list(mod.stride)}"
