@@ -280,3 +280,12 @@ def test_calib_sample_combines_images_and_refuses_non_finite():
     assert s.add(a.astype(np.float32)).seen == 17000
     with pytest.raises(ValueError, match="2 NaN or infinite"):
         CalibSample(CalibMethod.MAX).add(np.array([1.0, np.nan, np.inf]))
+
+
+@pytest.mark.parametrize("method", list(CalibMethod))
+def test_a_clip_asked_twice_is_the_same_and_an_add_recomputes_it(method):
+    x = np.random.default_rng(7).standard_normal(5000) * 10
+    s = CalibSample(method).add(x)
+    assert s.clip(8, True) == s.clip(8, True) == clip_value(x, method, 8, True)
+    s.add(x * 10)  # a wider block: the clip follows it, it does not come from the first call
+    assert s.clip(8, True) == clip_value(np.concatenate([x, x * 10]), method, 8, True) > clip_value(x, method, 8, True)

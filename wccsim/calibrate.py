@@ -187,9 +187,11 @@ class CalibSample:
         self._cnt = np.zeros((2, _NBINS), dtype=np.int64)
         self._s1, self._s2 = np.zeros((2, _NBINS)), np.zeros((2, _NBINS))
         self._lo, self._hi = np.full((2, _NBINS), np.inf), np.full((2, _NBINS), -np.inf)
+        self._clips: dict = {}  # (bits, signed, percentile) -> clip value, until the next `add`
 
     def add(self, block: np.ndarray) -> "CalibSample":
         """Add the next block (any shape, any order; finite real values); returns self."""
+        self._clips.clear()
         flat = np.ravel(block)
         if flat.dtype not in _LAYOUTS:
             flat = flat.astype(np.float64)
@@ -226,7 +228,15 @@ class CalibSample:
         return out
 
     def clip(self, bits: int, signed: bool, percentile: float = 99.99) -> float:
-        """Clipping value ``alpha`` (real units, >= 0); see `clip_value`."""
+        """Clipping value ``alpha`` (real units, >= 0); see `clip_value`. Computed once per (bits, signed,
+        percentile) and sample contents: the schemes of a layer ask for the same clips (e.g. int8 and WCC
+        for the 8-bit output)."""
+        key = (bits, bool(signed), percentile)
+        if key not in self._clips:
+            self._clips[key] = self._clip(bits, signed, percentile)
+        return self._clips[key]
+
+    def _clip(self, bits: int, signed: bool, percentile: float) -> float:
         cnt, s1, s2, lo, hi = self._bins(signed)
         if cnt.size == 0:
             return 0.0
