@@ -28,9 +28,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from wccsim.capture.onnx_graph import PointwiseConv
 from wccsim.errors import InputError
 from wccsim.network.hooks import LayerMode, float_hook
-from wccsim.capture.onnx_graph import PointwiseConv
 from wccsim.network.splice import Hook, Plan, run_plan
 
 __all__ = ["EVAL_IMAGES", "CALIB_IMAGES", "DISJOINT", "ON_EVAL", "image_id", "calibration_sets",
