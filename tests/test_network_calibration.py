@@ -158,6 +158,15 @@ def test_calibrate_network_feeds_every_image_to_every_layer(tiny):
     assert set(params["wcc"]) == {"c1", "c2", "c3"}
 
 
+def test_calibration_progress_counts_the_spliced_layers(tiny, capsys):
+    plan = plan_graph(onnx.load(tiny["model"]))
+    xs = [network_input(load_image("skimage:coins"), PRESETS["ppocr_det"], SIZE)[0]]
+    calibrate_network(plan, xs, {}, progress=True)
+    assert "/3 [" in capsys.readouterr().err  # a bar over the 3 spliced layers, drawn on stderr
+    calibrate_network(plan, xs, {}, progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_empty_maps_are_counted_apart_and_worst_is_no_better_than_mean(tiny):
     res = simulate_network(tiny["model"], ["skimage:camera", tiny["black"], "skimage:chelsea"], HW, rate=0.5,
                            size=SIZE, calib_images=["skimage:coins"], calib="max")

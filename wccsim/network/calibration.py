@@ -32,6 +32,7 @@ from wccsim.capture.onnx_graph import PointwiseConv
 from wccsim.errors import InputError
 from wccsim.network.hooks import LayerMode, float_hook
 from wccsim.network.splice import Hook, Plan, run_plan
+from wccsim.options import progress_bar
 
 __all__ = ["EVAL_IMAGES", "CALIB_IMAGES", "DISJOINT", "ON_EVAL", "image_id", "calibration_sets",
            "float_layer_inputs", "calibrate_network", "fixed_hook"]
@@ -114,9 +115,11 @@ def float_layer_inputs(plan: Plan, inputs: Sequence[np.ndarray],
         raise errors[0]
 
 
-def calibrate_network(plan: Plan, inputs: Sequence[np.ndarray], modes: Mapping[Any, LayerMode]) -> dict:
+def calibrate_network(plan: Plan, inputs: Sequence[np.ndarray], modes: Mapping[Any, LayerMode],
+                      progress: bool = False) -> dict:
     """Fixed parameters of every spliced layer for every mode, calibrated on the float network's layer
-    inputs of the calibration `inputs` (preprocessed, float32 NCHW, one per image).
+    inputs of the calibration `inputs` (preprocessed, float32 NCHW, one per image); `progress`: a bar over
+    the spliced layers on stderr (None: when stderr is a terminal).
 
     Returns
     -------
@@ -125,13 +128,18 @@ def calibrate_network(plan: Plan, inputs: Sequence[np.ndarray], modes: Mapping[A
     if not inputs:
         raise InputError("--calib-image", "", "at least one calibration image", "none")
     params = {m: {} for m in modes}
+    bar = progress_bar(None, f"calibration on {len(inputs)} images (layers)", progress, total=len(plan.layers))
 
     def visit(conv, xs):
         shared: dict = {}  # what the modes of this layer share (`wccsim.network.hooks.shared_samples`)
         for m, mode in modes.items():
             params[m][conv.name] = mode.calibrate(xs, conv, shared)
+        bar.update(1)
 
-    float_layer_inputs(plan, inputs, visit)
+    try:
+        float_layer_inputs(plan, inputs, visit)
+    finally:
+        bar.close()
     return params
 
 

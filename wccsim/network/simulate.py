@@ -273,6 +273,9 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
         without it they are an `InputError`.
     hooks : mapping Mode -> Hook, optional
         Replace the per-layer computations (e.g. a float stand-in for the datapath in tests).
+    progress : bool, optional
+        Bars on stderr over the calibration's layers and the evaluation images (default: when stderr is a
+        terminal).
 
     Returns
     -------
@@ -293,7 +296,7 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
     pictures = [(spec, *network_input(load_image(spec), preset, size)) for spec in evals]  # 3. inputs
     calib_inputs = [network_input(load_image(spec), preset, size)[0] for spec in calibs]
     modes = layer_modes(hw.datapath, hw8.datapath, opts.rate, bits)              # 4. calibration, once
-    params = calibrate_network(plan, calib_inputs, modes)
+    params = calibrate_network(plan, calib_inputs, modes, progress)
     del calib_inputs
     hooks = {Mode.FLOAT: float_hook, **{m: fixed_hook(plan, modes[m], params[m]) for m in QUANT_MODES},
              **(hooks or {})}
