@@ -18,6 +18,7 @@ from wccsim.options import resolve_hw as load_hw  # noqa: E402
 from wccsim.network.calibration import (  # noqa: E402
     CALIB_IMAGES, EVAL_IMAGES, calibrate_network, calibration_sets, float_layer_inputs,
 )
+from wccsim.errors import InputError  # noqa: E402
 from wccsim.network.drift import empty_output  # noqa: E402
 from wccsim.network.grid import network_rows, prepare_network  # noqa: E402
 from wccsim.network.hooks import float_hook, plain_mode, wcc_mode  # noqa: E402
@@ -229,3 +230,29 @@ def test_sweep_network_rows_have_mean_worst_and_calibration_columns(tiny):
     assert on_eval.calibration == "on_eval"
     with pytest.raises(Exception, match="calibrate-on-eval"):
         prepare_network(tiny["model"], ["skimage:camera"], size=SIZE, calib_images=["skimage:camera"])
+
+
+def test_sweep_network_points_take_the_network_commands_model_flags(tiny):
+    """--output-kind, --output, --mean/--std/--channel-order reach the sweep's network points as they reach
+    ``wccsim network``: the rows' kind and metrics follow the kind, the normalization the inputs; a preset's
+    own normalization with every output measured keeps the journal key of a sweep without these options."""
+    hw = load_hw(HW)
+    opts = make_options(hw, 0.5, None, calib="max")
+    spec = configure_datapath(hw, opts)
+    args = dict(size=SIZE, preprocess="ppocr_det", calib_images=["skimage:coins"])
+    plain = prepare_network(tiny["model"], ["skimage:camera"], **args)
+    as_logits = prepare_network(tiny["model"], ["skimage:camera"], output_kind="logits", **args)
+    renormed = prepare_network(tiny["model"], ["skimage:camera"], mean=(0.2, 0.3, 0.4), std=(0.5, 0.6, 0.7),
+                               channel_order="rgb", **args)
+    (p,), (lg,), (rn,) = (network_rows(s, spec, opts, "wcc") for s in (plain, as_logits, renormed))
+    assert (p["kind"], lg["kind"]) == ("prob_map", "logits") and lg["output"] == "prob"
+    assert not math.isnan(p["iou"]) and math.isnan(lg["iou"]) and lg["sqnr_db"] == p["sqnr_db"]
+    assert rn["sqnr_db"] != p["sqnr_db"]  # other inputs reached the network
+    assert len(plain.key()) == 6 and len(as_logits.key()) == len(renormed.key()) == 8
+    assert renormed.meta()["normalization"] == {"channel_order": "rgb", "mean_rgb": [0.2, 0.3, 0.4],
+                                                "std_rgb": [0.5, 0.6, 0.7]}
+    assert as_logits.meta()["outputs"] == {"prob": "logits"} and plain.meta()["outputs"] is None
+    with pytest.raises(InputError, match="--output"):
+        prepare_network(tiny["model"], ["skimage:camera"], output="nope", **args)
+    with pytest.raises(InputError, match="--output-kind"):
+        prepare_network(tiny["model"], ["skimage:camera"], output_kind="class", **args)  # (N, 1, H, W) is no class

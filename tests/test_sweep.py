@@ -211,6 +211,9 @@ BAD = {
     "unknown glob": ["--layers", "fc*"],
     "missing trace": ["--trace", "missing.npz"],
     "missing hw": ["--hw", "missing.yaml"],
+    "mean without onnx": ["--mean", "0.5,0.5,0.5"],
+    "output kind without onnx": ["--output-kind", "alpha"],
+    "bad mean": ["--mean", "0.5,x,0.5"],
 }
 
 

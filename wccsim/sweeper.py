@@ -240,7 +240,9 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
           progress: bool | None = None,
           onnx=None, images: Sequence[str] = (), size: tuple[int, int] | None = None, preprocess: str | None = None,
           threshold: float | None = None, calib_images: Sequence[str] | None = None,
-          calibrate_on_eval: bool = False) -> pd.DataFrame:
+          calibrate_on_eval: bool = False, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+          channel_order: str | None = None, output: str | None = None, output_kind: str | None = None
+          ) -> pd.DataFrame:
     """Run the cartesian product of hardware configs, rates and bit widths over a trace, resumably.
 
     Parameters
@@ -262,6 +264,9 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
         preset ``auto``, threshold 0.3); rows go to ``network.csv`` (`wccsim.network.grid`)
     calib_images, calibrate_on_eval : the network points' calibration images (default: a set disjoint from
         `images`) and the permission to calibrate on evaluated images (`wccsim.network.calibration`)
+    mean, std, channel_order, output, output_kind : as ``wccsim network``: the preset's normalization
+        overridden, and one measured graph output (``output``; ``output_kind`` alone measures the first) of
+        the given kind; default: every graph output, kinds detected
 
     Returns
     -------
@@ -270,7 +275,8 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
     if scheduler is not None and jobs != 1:
         raise InputError("options", "jobs", "1 (the default) with --scheduler: points run on the cluster", jobs)
     address = None if scheduler is None else parse_scheduler(scheduler)
-    network = _network_options(onnx, images, size, preprocess, threshold, calib_images, calibrate_on_eval)
+    network = _network_options(onnx, images, size, preprocess, threshold, calib_images, calibrate_on_eval,
+                               mean, std, channel_order, output, output_kind)
     ctx, points, meta = prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, network,  # 1.
                                 coef)
     check_output_dir(out)
@@ -377,22 +383,25 @@ def _with_designs(yamls: tuple, coef) -> tuple:
     return tuple(specs)
 
 
-def _network_options(onnx, images, size, preprocess, threshold, calib_images=None,
-                     calibrate_on_eval=False) -> dict | None:
+def _network_options(onnx, images, size, preprocess, threshold, calib_images=None, calibrate_on_eval=False,
+                     mean=None, std=None, channel_order=None, output=None, output_kind=None) -> dict | None:
     """The network options as `prepare_network` keywords, or None; network options without a model (or a
     model without images) are one-line `InputError`s."""
     images = _as_list(images) if images is not None else []
     if onnx is None:
         given = [n for n, v in (("image", images), ("size", size), ("preprocess", preprocess),
                                 ("threshold", threshold), ("calib_image", calib_images),
-                                ("calibrate_on_eval", calibrate_on_eval or None)) if v not in (None, [])]
+                                ("calibrate_on_eval", calibrate_on_eval or None), ("mean", mean), ("std", std),
+                                ("channel_order", channel_order), ("output", output),
+                                ("output_kind", output_kind)) if v not in (None, [])]
         if given:
             raise InputError("options", given[0], "--onnx MODEL with the network options", "no --onnx")
         return None
     return {"onnx": onnx, "images": images, "size": size, "preprocess": "auto" if preprocess is None else preprocess,
             "threshold": 0.3 if threshold is None else threshold,
             "calib_images": _as_list(calib_images) if calib_images is not None else None,
-            "calibrate_on_eval": calibrate_on_eval}
+            "calibrate_on_eval": calibrate_on_eval, "mean": mean, "std": std, "channel_order": channel_order,
+            "output": output, "output_kind": output_kind}
 
 
 def _network_frame(rows) -> pd.DataFrame:

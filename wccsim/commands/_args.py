@@ -66,3 +66,18 @@ def colours(text: str) -> tuple[float, ...]:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected three numbers R,G,B, got {text!r}") from None
+
+
+def model_io_args(p) -> None:
+    """--mean, --std, --channel-order (the preset's normalization overridden), --output and --output-kind (the
+    measured graph output and its kind): the same flags on ``wccsim network`` and ``wccsim sweep --onnx``."""
+    p.add_argument("--mean", type=colours, default=None, metavar="R,G,B",
+                   help="per-colour mean subtracted from v/255 (default: the preset's)")
+    p.add_argument("--std", type=colours, default=None, metavar="R,G,B",
+                   help="per-colour std dividing v/255 - mean (default: the preset's)")
+    p.add_argument("--channel-order", default=None,
+                   help="rgb or bgr, the channel order the model takes (default: the preset's)")
+    p.add_argument("--output", default=None, metavar="NAME",
+                   help="graph output to measure (default: the first)")
+    p.add_argument("--output-kind", default=None,
+                   help="prob_map, seg_logits, alpha, logits or class (default: detected from the float output)")

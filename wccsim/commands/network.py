@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from wccsim import api
-from wccsim.commands._args import bits, colours, number, rate
+from wccsim.commands._args import bits, model_io_args, number, rate
 
 
 __all__ = ["register", "format_summary", "verdict"]
@@ -30,16 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--preprocess", default="auto",
                    help=f"auto or one of {', '.join(api.PRESETS)} (auto: PP-OCR det or cls from the model's "
                         "output rank)")
-    p.add_argument("--mean", type=colours, default=None, metavar="R,G,B",
-                   help="per-colour mean subtracted from v/255 (default: the preset's)")
-    p.add_argument("--std", type=colours, default=None, metavar="R,G,B",
-                   help="per-colour std dividing v/255 - mean (default: the preset's)")
-    p.add_argument("--channel-order", default=None,
-                   help="rgb or bgr, the channel order the model takes (default: the preset's)")
-    p.add_argument("--output", default=None, metavar="NAME",
-                   help="graph output to measure (default: the first)")
-    p.add_argument("--output-kind", default=None,
-                   help="prob_map, seg_logits, alpha, logits or class (default: detected from the float output)")
+    model_io_args(p)
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default: runs/network_<model>)")
     p.set_defaults(func=main)
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from wccsim import api
+from wccsim.commands._args import model_io_args
 from wccsim.errors import InputError
 
 __all__ = ["format_totals", "register", "parse_list"]
@@ -36,6 +37,7 @@ def register(subparsers) -> None:
     net.add_argument("--size", default=None, metavar="HxW", help="network input size in pixels")
     net.add_argument("--preprocess", default=None, help="auto (default), ppocr_det, ppocr_cls or ppocr_rec")
     net.add_argument("--threshold", default=None, help="probability-map threshold for the IoU (default 0.3)")
+    model_io_args(net)  # default here: every graph output measured; --output or --output-kind: one (the first)
     net.add_argument("--calib-image", action="append", default=None, metavar="IMG",
                      help="calibration image (repeatable; default: skimage photographs apart from --image)")
     net.add_argument("--calibrate-on-eval", action="store_true",
@@ -64,7 +66,9 @@ def main(args: argparse.Namespace) -> int:
                coef=None if args.coef is None else parse_list("coef", args.coef, str), layers=args.layers,
                calib=args.calib, jobs=jobs, scheduler=args.scheduler, onnx=args.onnx, images=args.image,
                size=api.parse_size(args.size) if args.size else None, preprocess=args.preprocess,
-               threshold=threshold, calib_images=args.calib_image, calibrate_on_eval=args.calibrate_on_eval)
+               threshold=threshold, calib_images=args.calib_image, calibrate_on_eval=args.calibrate_on_eval,
+               mean=args.mean, std=args.std, channel_order=args.channel_order, output=args.output,
+               output_kind=args.output_kind)
     print(format_totals(api.savings(api.totals(df))))
     if args.onnx is None:
         print(f"\nwrote {args.out}/layers.csv, totals.csv, sweep.json ({len(df)} rows)")

@@ -27,13 +27,15 @@ from typing import Sequence
 
 import numpy as np
 
-from wccsim.capture.images import PRESETS, load_image
+from wccsim.capture.images import PRESETS, Preprocess, load_image
+from wccsim.capture.onnx_graph import session
 from wccsim.errors import InputError
 from wccsim.network.calibration import calibrate_network, calibration_sets, fixed_hook
 from wccsim.network.costs import scheme_cost
-from wccsim.network.drift import empty_output, output_drift, output_kind
+from wccsim.network.drift import (OutputKind, empty_output, output_drift, output_kind, pick_output,
+                                  resolve_output_kind)
 from wccsim.network.hooks import float_hook, plain_mode, wcc_mode
-from wccsim.network.preprocess import network_input, resolve_preset
+from wccsim.network.preprocess import network_input, normalization, resolve_preset
 from wccsim.network.simulate import check_threshold, load_model
 from wccsim.network.splice import plan_graph, run_plan
 from wccsim.options import configure_datapath
@@ -50,38 +52,51 @@ class NetworkSetup:
     """Validated network options of a sweep (picklable: workers rebuild the model from the path).
 
     ``image_ids`` / ``calib_ids`` identify the evaluation / calibration images in journal keys (the spec,
-    plus the SHA-256 of a file's bytes); ``calibration`` is "disjoint" or "on_eval"."""
+    plus the SHA-256 of a file's bytes); ``calibration`` is "disjoint" or "on_eval"; ``preset`` the
+    preprocessing with any ``--mean``/``--std``/``--channel-order`` override; ``outputs`` the measured graph
+    outputs with their kinds (None: every output, kind detected)."""
     model_path: str
     model_sha256: str
     images: tuple[str, ...]
     image_ids: tuple[str, ...]
     size: tuple[int, int] | None
-    preprocess: str
+    preset: Preprocess
     threshold: float
     calib_images: tuple[str, ...]
     calib_ids: tuple[str, ...]
     calibration: str
+    outputs: tuple[tuple[str, str], ...] | None = None
 
     def key(self) -> list:
-        """The JSON-ready identity of the network part of a journal key."""
-        return [self.model_sha256, list(self.image_ids), None if self.size is None else list(self.size),
-                self.preprocess, self.threshold, list(self.calib_ids)]
+        """The JSON-ready identity of the network part of a journal key (a preset's own normalization and every
+        output measured add nothing, so such keys are those of sweeps before these options existed)."""
+        key = [self.model_sha256, list(self.image_ids), None if self.size is None else list(self.size),
+               self.preset.name, self.threshold, list(self.calib_ids)]
+        if self.preset != PRESETS[self.preset.name] or self.outputs is not None:
+            key += [normalization(self.preset), None if self.outputs is None else [list(o) for o in self.outputs]]
+        return key
 
     def meta(self) -> dict:
         """sweep.json's ``network`` entry."""
         return {"model": Path(self.model_path).name, "sha256": self.model_sha256, "images": list(self.images),
-                "size": None if self.size is None else list(self.size), "preprocess": self.preprocess,
-                "threshold": self.threshold, "calib_images": list(self.calib_images),
-                "calibration": self.calibration}
+                "size": None if self.size is None else list(self.size), "preprocess": self.preset.name,
+                "normalization": normalization(self.preset), "threshold": self.threshold,
+                "calib_images": list(self.calib_images), "calibration": self.calibration,
+                "outputs": None if self.outputs is None else {n: k for n, k in self.outputs}}
 
 
 def prepare_network(onnx, images: Sequence[str], size=None, preprocess: str = "auto",
                     threshold: float = 0.3, calib_images: Sequence[str] | None = None,
-                    calibrate_on_eval: bool = False) -> NetworkSetup:
-    """Validate the network options (model, evaluation and calibration images, size, preset, threshold)
-    before anything is written (`wccsim.network.calibration.calibration_sets` for the two image sets).
+                    calibrate_on_eval: bool = False, mean: Sequence[float] | None = None,
+                    std: Sequence[float] | None = None, channel_order: str | None = None, output: str | None = None,
+                    output_kind: str | None = None) -> NetworkSetup:
+    """Validate the network options (model, evaluation and calibration images, size, preset and its
+    overrides, threshold, measured output and kind) before anything is written
+    (`wccsim.network.calibration.calibration_sets` for the two image sets).
 
-    Every image is loaded and preprocessed once here, so a bad image or size is refused up front.
+    Every image is loaded and preprocessed once here, so a bad image or size is refused up front; with
+    ``output`` or ``output_kind`` the float network runs once on the first image, so an unknown output or
+    a kind its shape cannot have is refused up front too.
     """
     images = tuple(str(i) for i in images)
     if not images:
@@ -91,12 +106,16 @@ def prepare_network(onnx, images: Sequence[str], size=None, preprocess: str = "a
         raise InputError("options", "size", "(H, W) positive integers", size)
     threshold = check_threshold(threshold)
     model = load_model(onnx)
-    preset = resolve_preset(model, preprocess)
-    for spec in (*images, *calibs):
-        network_input(load_image(spec), preset, size)
+    preset = resolve_preset(model, preprocess, mean, std, channel_order)
+    xs = [network_input(load_image(spec), preset, size)[0] for spec in (*images, *calibs)]
+    outputs = None
+    if output is not None or output_kind is not None:
+        name = pick_output([o.name for o in model.graph.output], output)
+        ref = session(model.SerializeToString()).run([name], {_input_name(model): xs[0]})[0]
+        outputs = ((name, resolve_output_kind(output_kind, ref).value),)
     return NetworkSetup(str(Path(onnx).resolve()), _sha256(onnx), images, _ids(images),
-                        None if size is None else (int(size[0]), int(size[1])), preset.name, threshold,
-                        calibs, _ids(calibs), calibration)
+                        None if size is None else (int(size[0]), int(size[1])), preset, threshold,
+                        calibs, _ids(calibs), calibration, outputs)
 
 
 def network_rows(setup: NetworkSetup, hw, opts, scheme: str) -> list[dict]:
@@ -121,22 +140,24 @@ def network_rows(setup: NetworkSetup, hw, opts, scheme: str) -> list[dict]:
     """
     net = _cached_network(setup)
     hook, cost, used = _scheme(net, hw, opts, scheme)
+    kinds = ({n: output_kind(net.references[0][n]) for n in net.plan.outputs} if setup.outputs is None else
+             {n: OutputKind(k) for n, k in setup.outputs})
     drifts, counts = [], []
     for x, ref in zip(net.inputs, net.references):
         shapes = []
         outs = run_plan(net.plan, {net.plan.inputs[0]: x}, hook,
                         lambda conv, xi, yi: shapes.append(_shape(conv, xi)))
-        drifts.append({n: output_drift(ref[n], outs[n], setup.threshold) for n in net.plan.outputs})
+        drifts.append({n: output_drift(ref[n], outs[n], setup.threshold, kinds[n]) for n in kinds})
         counts.append(np.sum([cost(s) for s in shapes], axis=0) if shapes else np.zeros(3))
     macs, bops, bops_hw = np.mean(counts, axis=0)
     rows = []
-    for name in net.plan.outputs:
+    for name, kind in kinds.items():
         row = {"hw": hw.name, "cfg_coef": hw_coef_design(hw), "cfg_rate": opts.rate, "cfg_act_bits": opts.act_bits,
                "cfg_weight_bits": opts.weight_bits, "scheme": scheme, **used, "output": name,
-               "kind": output_kind(net.references[0][name]).value, "images": len(net.inputs),
+               "kind": kind.value, "images": len(net.inputs),
                "layers": len(net.plan.layers), "macs": float(macs), "bops": float(bops), "bops_hw": float(bops_hw),
                "calib_images": len(setup.calib_images), "calibration": setup.calibration}
-        agg = network_aggregate([d[name] for d in drifts], [empty_output(r[name], setup.threshold)
+        agg = network_aggregate([d[name] for d in drifts], [empty_output(r[name], setup.threshold, kind)
                                                             for r in net.references])
         row.update({c: agg.get(c, np.nan) for m in NETWORK_METRICS for c in (m, f"{m}_worst")})
         row["empty_images"] = agg["empty_images"]
@@ -187,6 +208,11 @@ def _sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _input_name(model) -> str:
+    inits = {t.name for t in model.graph.initializer}
+    return next(i.name for i in model.graph.input if i.name not in inits)
+
+
 def _ids(specs: Sequence[str]) -> tuple[str, ...]:
     return tuple(spec if spec.startswith("skimage:") else f"{Path(spec).name}@{_sha256(spec)}" for spec in specs)
 
@@ -206,16 +232,14 @@ def _cached_network(setup: NetworkSetup) -> _Network:
     """Plan, preprocessed evaluation and calibration inputs and float-network outputs, built once per
     process per setup."""
     if setup not in _NETWORKS:
-        import onnxruntime as ort
-
         model = load_model(setup.model_path)
         plan = plan_graph(model)
 
         def prep(specs):
-            return tuple(network_input(load_image(s), PRESETS[setup.preprocess], setup.size)[0] for s in specs)
+            return tuple(network_input(load_image(s), setup.preset, setup.size)[0] for s in specs)
         inputs = prep(setup.images)
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        names = [o.name for o in session.get_outputs()]
-        refs = tuple(dict(zip(names, session.run(names, {plan.inputs[0]: x}))) for x in inputs)
+        sess = session(model.SerializeToString())
+        names = [o.name for o in sess.get_outputs()]
+        refs = tuple(dict(zip(names, sess.run(names, {plan.inputs[0]: x}))) for x in inputs)
         _NETWORKS[setup] = _Network(plan, inputs, refs, prep(setup.calib_images))
     return _NETWORKS[setup]
