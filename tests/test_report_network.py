@@ -235,3 +235,10 @@ def test_network_csv_cut_short_exits_2(sweep_dir, tmp_path, capsys):
 
 def test_config_keys_name_the_design():
     assert "cfg_coef" in CONFIG_KEYS and all(f"{m}_worst" in NEW for m in NETWORK_METRICS)
+
+
+def test_a_drop_reads_below_int8_for_a_score_and_above_for_an_error():
+    from wccsim.reporting.tables import worse_side
+
+    assert [worse_side(m) for m in ("iou", "sqnr_db", "miou", "top1_agree")] == ["below"] * 4
+    assert [worse_side(m) for m in ("mae", "sad", "kl_nats", "mse")] == ["above"] * 4

@@ -28,7 +28,7 @@ from wccsim.reporting.plots import (
 from wccsim.reporting.inputs import read_json
 from wccsim.reporting.tables import (
     DEFAULT_SCORE_DROP, Results, coef_headline, focus_config, headline, hw_roofs, load_network, load_results,
-    main_output, spills, summary_table,
+    main_output, spills, summary_table, worse_side,
 )
 from wccsim.results import NETWORK_METRICS, quality_metric
 
@@ -210,7 +210,8 @@ def budget_notes(summary: pd.DataFrame, net: pd.DataFrame | None, budget_db: flo
     unit = " dB" if r.net_metric.endswith("_db") else ""
     main = net[net.output == main_output(net)]
     parts = [f"Quality budget judged on the whole-network output '{main_output(net)}' for "
-             f"{', '.join(sorted(on_net.scheme.unique()))}: its {r.net_metric} at most {r.net_budget:g}{unit} below "
+             f"{', '.join(sorted(on_net.scheme.unique()))}: its {r.net_metric} at most {r.net_budget:g}{unit} "
+             f"{worse_side(r.net_metric)} "
              f"int8's, on the mean over the {int(main.images.max())} evaluation image(s) and on the worst image "
              f"(against int8's worst); on {layer} for the schemes without network points "
              f"({', '.join(sorted(summary[summary.quality_basis == 'layer'].scheme.unique())) or 'none'})."]

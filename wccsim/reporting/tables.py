@@ -24,7 +24,7 @@ from wccsim.results import (
 
 __all__ = ["Results", "LAYER_KINDS", "NETWORK_OPTIONAL", "CALIBRATIONS", "DEFAULT_SCORE_DROP", "load_results",
            "load_network", "main_output", "network_quality_table", "summary_table", "headline", "coef_headline",
-           "focus_config", "hw_spec", "hw_roofs", "spills"]
+           "focus_config", "hw_spec", "hw_roofs", "spills", "worse_side"]
 
 # What each layers.csv column holds: the label columns are text, every other column of COLUMNS a number.
 LAYER_KINDS = {c: TEXT if c in ("hw", "cfg_coef", "layer", "scheme", "bound", "tiling") else NUMBER for c in COLUMNS}
@@ -216,13 +216,20 @@ def _quality(r, max_sqnr_drop_db: float, over: bool = False) -> str:
     if r.quality_basis == "network":
         fmt = ".2f" if r.net_metric.endswith("_db") else ".3f"
         unit = " dB" if r.net_metric.endswith("_db") else ""
+        side = worse_side(r.net_metric)
         worst = "" if pd.isna(r.net_worst) else \
-            f", worst image {r.net_worst:{fmt}}{unit} ({r.net_drop_worst:{fmt}}{unit} below int8's worst)"
-        text = (f"network output {r.net_metric} {r.net_mean:{fmt}}{unit} mean ({r.net_drop:{fmt}}{unit} below "
+            f", worst image {r.net_worst:{fmt}}{unit} ({r.net_drop_worst:{fmt}}{unit} {side} int8's worst)"
+        text = (f"network output {r.net_metric} {r.net_mean:{fmt}}{unit} mean ({r.net_drop:{fmt}}{unit} {side} "
                 f"int8){worst}")
         return text + (f": {r.shortfall:{fmt}}{unit} over the {r.net_budget:g}{unit} budget" if over else "")
     text = f"layer-aggregate SQNR {r.sqnr_drop_db:.2f} dB below int8"
     return text + (f" ({r.shortfall:.2f} dB over the {max_sqnr_drop_db:g} dB budget)" if over else "")
+
+
+def worse_side(metric: str) -> str:
+    """How a quality drop reads for `metric`: 'below' int8 for a score (`HIGHER_IS_BETTER`), 'above' for an
+    error (MAE, SAD, KL, MSE)."""
+    return "below" if metric in HIGHER_IS_BETTER else "above"
 
 
 def _setting(r) -> str:
