@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from test_run import HW, ROOT, snapshot, write_tiny_trace
+from wccsim.capture.images import PRESETS
 from wccsim.cli import main
 from wccsim.cluster import batches, parse_scheduler
 from wccsim.errors import InputError
@@ -137,8 +138,8 @@ def test_shipped_files_are_the_trace_model_and_image_files(tiny, tmp_path):
     image.write_bytes(b"png")
     calib = tmp_path / "calib.png"
     calib.write_bytes(b"png2")
-    net = NetworkSetup(str(tmp_path / "m.onnx"), "sha", (str(image), "skimage:text"), ("a", "b"), None, "auto", 0.3,
-                       (str(calib), "skimage:coins"), ("c", "d"), "disjoint")
+    net = NetworkSetup(str(tmp_path / "m.onnx"), "sha", (str(image), "skimage:text"), ("a", "b"), None,
+                       PRESETS["ppocr_det"], 0.3, (str(calib), "skimage:coins"), ("c", "d"), "disjoint")
     ctx = dataclasses.replace(ctx, network=net)
     assert ctx.input_files() == (ctx.trace_path, net.model_path, str(image), str(calib))
     local = dict(zip(ctx.input_files(), ("/w/t.npz", "/w/m.onnx", "/w/line.png", "/w/calib.png")))
