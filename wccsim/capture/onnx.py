@@ -38,7 +38,7 @@ import numpy as np
 from wccsim.capture import qdq
 from wccsim.capture.images import image_batch
 from wccsim.capture.layer_check import checked_layer, write_captured
-from wccsim.capture.onnx_graph import NotPointwise, fold_constants, pointwise_conv, session
+from wccsim.capture.onnx_graph import NotPointwise, fed_inputs, fold_constants, pointwise_conv, session
 from wccsim.errors import InputError
 from wccsim.trace import LayerData, LayerInfo
 
@@ -123,7 +123,7 @@ def capture_onnx(model_path: str | Path, batch: np.ndarray, *,
     consts, _ = fold_constants(model.graph)
     dq = qdq.fold_dequantize(model.graph, consts)                   # QDQ weights and biases -> float
     convs, skipped = _find_convs(model.graph, consts)
-    input_name = next(i.name for i in model.graph.input if i.name not in consts)
+    input_name = fed_inputs(model.graph)[0]
     links = qdq.links(model.graph, convs, dq, consts)
     values = _run_exposed(model, input_name, batch, optimize=not dq)
     ints, ops = qdq.integer_outputs(model_path, input_name, batch, links, consts) if links else ({}, {})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PointwiseConv", "NotPointwise", "attributes", "fold_constants", "pointwise_conv", "session"]
+__all__ = ["PointwiseConv", "NotPointwise", "attributes", "fed_inputs", "fold_constants", "pointwise_conv", "session"]
 
 _ONNX_DOMAINS = ("", "ai.onnx")
 
@@ -57,6 +57,13 @@ def _constant_value(node) -> np.ndarray | None:
         if a.name in ("value_int", "value_ints"):
             return np.array(helper.get_attribute_value(a), np.int64)
     return None
+
+
+def fed_inputs(graph) -> tuple[str, ...]:
+    """The graph inputs a caller feeds: its inputs that are not initializers (exporters before IR version 4
+    list every initializer among the inputs too)."""
+    inits = {t.name for t in graph.initializer}
+    return tuple(i.name for i in graph.input if i.name not in inits)
 
 
 def fold_constants(graph) -> tuple[dict[str, np.ndarray], list]:

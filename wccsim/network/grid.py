@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from wccsim.capture.images import PRESETS, Preprocess, load_image
-from wccsim.capture.onnx_graph import session
+from wccsim.capture.onnx_graph import fed_inputs, session
 from wccsim.errors import InputError
 from wccsim.network.calibration import calibrate_network, calibration_sets, fixed_hook
 from wccsim.network.costs import scheme_cost
@@ -111,7 +111,7 @@ def prepare_network(onnx, images: Sequence[str], size=None, preprocess: str = "a
     outputs = None
     if output is not None or output_kind is not None:
         name = pick_output([o.name for o in model.graph.output], output)
-        ref = session(model.SerializeToString()).run([name], {_input_name(model): xs[0]})[0]
+        ref = session(model.SerializeToString()).run([name], {fed_inputs(model.graph)[0]: xs[0]})[0]
         outputs = ((name, resolve_output_kind(output_kind, ref).value),)
     return NetworkSetup(str(Path(onnx).resolve()), _sha256(onnx), images, _ids(images),
                         None if size is None else (int(size[0]), int(size[1])), preset, threshold,
@@ -206,11 +206,6 @@ def _shape(conv, x: np.ndarray):
 
 def _sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _input_name(model) -> str:
-    inits = {t.name for t in model.graph.initializer}
-    return next(i.name for i in model.graph.input if i.name not in inits)
 
 
 def _ids(specs: Sequence[str]) -> tuple[str, ...]:

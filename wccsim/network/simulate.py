@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from wccsim.capture.images import load_image
+from wccsim.capture.onnx_graph import fed_inputs, session
 from wccsim.errors import InputError
 from wccsim.network.calibration import DISJOINT, calibrate_network, calibration_sets, fixed_hook
 from wccsim.network.costs import spliced_totals
@@ -87,10 +88,9 @@ def load_model(path) -> onnx.ModelProto:
         model = onnx.load(str(p))
     except Exception as e:  # protobuf decode errors of a non-ONNX file
         raise InputError("--onnx", str(p), "an ONNX model", f"unreadable ({type(e).__name__})") from None
-    inits = {t.name for t in model.graph.initializer}
-    inputs = [i.name for i in model.graph.input if i.name not in inits]
+    inputs = fed_inputs(model.graph)
     if len(inputs) != 1:
-        raise InputError("--onnx", str(p), "a network with exactly one image input", f"inputs {inputs}")
+        raise InputError("--onnx", str(p), "a network with exactly one image input", f"inputs {list(inputs)}")
     return model
 
 
@@ -281,8 +281,6 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
     -------
     NetworkResult
     """
-    import onnxruntime as ort
-
     evals, calibs, calibration = calibration_sets(images, calib_images, calibrate_on_eval)
     hw = resolve_hw(hw)                                                          # 1. hardware, options
     opts = make_options(hw, rate, act_bits, calib=calib)
@@ -300,11 +298,11 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
     del calib_inputs
     hooks = {Mode.FLOAT: float_hook, **{m: fixed_hook(plan, modes[m], params[m]) for m in QUANT_MODES},
              **(hooks or {})}
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    float_session = session(model.SerializeToString())
     target = pick_output(plan.outputs, output)                                   # the measured output, its kind
-    measured = {target: resolve_output_kind(output_kind, session.run([target], {plan.inputs[0]: pictures[0][1]})[0])}
+    measured = {target: resolve_output_kind(output_kind, float_session.run([target], {plan.inputs[0]: pictures[0][1]})[0])}
     labels = _unique_labels(evals)
-    runs = [simulate_image(plan, session, spec, label, x, pic, hooks, threshold, measured)  # 5. runs per image
+    runs = [simulate_image(plan, float_session, spec, label, x, pic, hooks, threshold, measured)  # 5. runs per image
             for label, (spec, x, pic) in zip(labels, progress_bar(pictures, "images", progress))]
     rows = [dict(image=r.label, layer_index=i, **row) for r in runs for i, row in enumerate(r.layers)]
     summary = _summarize(model_path, hw, opts, bits, threshold, preset, plan, runs, measured, calibs,  # 6.

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
-from wccsim.capture.onnx_graph import NotPointwise, PointwiseConv, fold_constants, pointwise_conv, session
+from wccsim.capture.onnx_graph import (NotPointwise, PointwiseConv, fed_inputs, fold_constants, pointwise_conv,
+                                       session)
 
 if TYPE_CHECKING:  # onnx is an optional extra: imported by the functions that need it
     import onnx
@@ -180,7 +181,7 @@ def plan_graph(model: onnx.ModelProto) -> Plan:
     """
     g = model.graph
     consts, nodes = fold_constants(g)
-    inputs = tuple(i.name for i in g.input if i.name not in consts)
+    inputs = fed_inputs(g)
     outputs = tuple(o.name for o in g.output)
     order = _toposort(nodes, set(inputs) | set(consts))
     raw, unhandled = _segments(order, consts)
