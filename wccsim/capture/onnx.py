@@ -178,7 +178,8 @@ def _find_convs(graph, consts: dict) -> tuple[list[dict], list[dict]]:
 
 
 def _run_exposed(model, input_name: str, batch: np.ndarray, optimize: bool = True) -> dict[str, np.ndarray]:
-    """Run with the input and output of every Conv/ConvTranspose added as graph outputs (`wccsim.capture.onnx_graph.session`)."""
+    """Run with the input and output of every Conv/ConvTranspose added as graph outputs
+    (`wccsim.capture.onnx_graph.session`)."""
     from onnx import TensorProto, helper
 
     present = {o.name for o in model.graph.output}
