@@ -70,12 +70,18 @@ _LAYOUTS = {np.dtype(np.float64): (np.uint64, 52, 0x7FF, 1022, 45),
             np.dtype(np.float32): (np.uint32, 23, 0xFF, 126, 16)}
 
 
-@numba.njit(cache=True)
-def _hist_add(x, bits, eshift, emask, ebias, mshift, cnt, s1, s2, lo, hi):
-    """Add the flat block ``x`` (``bits``: the same memory as unsigned integers) to the (2, _NBINS) bin
-    arrays (row 0: x >= 0, row 1: x < 0, by |x|; bin = frexp exponent and top 7 fraction bits), in
-    element order; returns the number of non-finite values (skipped)."""
+_CNT, _S1, _S2, _LO, _HI = range(5)  # a bin's record: count, sum, sum of squares, minimum, maximum
+
+
+@numba.njit(cache=True, nogil=True)
+def _hist_add(x, bits, eshift, emask, ebias, mshift, h):
+    """Add the flat block ``x`` (``bits``: the same memory as unsigned integers) to the (2, _NBINS, 5) bin
+    records ``h`` (row 0: x >= 0, row 1: x < 0, by |x|; bin = frexp exponent and top 7 fraction bits; a
+    record's five fields side by side, one cache line per update), in element order; returns the number of
+    non-finite values (skipped). Zeros are counted in a register and added once at the end (they change
+    no sum): ReLU outputs are half zeros, all in one bin, which made every second update wait on the last."""
     bad = 0
+    zeros = 0
     for i in range(x.size):
         u = bits[i]
         e = np.int64((u >> eshift) & emask)
@@ -83,21 +89,62 @@ def _hist_add(x, bits, eshift, emask, ebias, mshift, cnt, s1, s2, lo, hi):
             bad += 1
             continue
         xv = np.float64(x[i])
+        if xv == 0.0:
+            zeros += 1
+            continue
         v = abs(xv)
         side = 1 if xv < 0.0 else 0
         e -= ebias
-        if v == 0.0 or e < _EXP_LO:
+        if e < _EXP_LO:
             b = 0
         elif e > _EXP_HI:
             b = _NBINS - 1
         else:
             b = (e - _EXP_LO) * _BPO + np.int64((u >> mshift) & (_BPO - 1))
-        cnt[side, b] += 1
-        s1[side, b] += v
-        s2[side, b] += v * v
-        lo[side, b] = min(lo[side, b], v)  # min/max, not branches: ReLU zeros and sorted runs mispredict
-        hi[side, b] = max(hi[side, b], v)
+        r = h[side, b]
+        r[_CNT] += 1.0
+        r[_S1] += v
+        r[_S2] += v * v
+        r[_LO] = min(r[_LO], v)  # min/max, not branches: sorted runs mispredict
+        r[_HI] = max(r[_HI], v)
+    if zeros:
+        r = h[0, 0]
+        r[_CNT] += zeros
+        r[_LO] = min(r[_LO], 0.0)
+        r[_HI] = max(r[_HI], 0.0)
     return bad
+
+
+@numba.njit(cache=True, nogil=True)
+def _compact(h, signed):
+    """`CalibSample._bins` of the (2, _NBINS, 5) records ``h``: the non-empty bins ascending, as count
+    (int64), sum, sum of squares, min, max (signed: both sides' records of a bin combined; unsigned: the
+    negative values as one bin of zeros in front)."""
+    neg = 0.0
+    for b in range(h.shape[1]):
+        neg += h[1, b, _CNT]
+    lead = 1 if not signed and neg > 0 else 0
+    k = lead
+    for b in range(h.shape[1]):
+        k += h[0, b, _CNT] > 0 or (signed and h[1, b, _CNT] > 0)
+    cnt = np.zeros(k, np.int64)
+    s1, s2, lo, hi = np.zeros(k), np.zeros(k), np.zeros(k), np.zeros(k)
+    if lead:
+        cnt[0] = np.int64(neg)
+    j = lead
+    for b in range(h.shape[1]):
+        p, n = h[0, b], h[1, b]
+        if signed and n[_CNT] > 0:
+            cnt[j] = np.int64(p[_CNT] + n[_CNT])
+            s1[j], s2[j] = p[_S1] + n[_S1], p[_S2] + n[_S2]
+            lo[j], hi[j] = min(p[_LO], n[_LO]), max(p[_HI], n[_HI])
+        elif p[_CNT] > 0:
+            cnt[j] = np.int64(p[_CNT])
+            s1[j], s2[j], lo[j], hi[j] = p[_S1], p[_S2], p[_LO], p[_HI]
+        else:
+            continue
+        j += 1
+    return cnt, s1, s2, lo, hi
 
 
 @numba.njit(cache=True)
@@ -144,14 +191,19 @@ def _sse_grid(cnt, mean, var, lo, hi, cum_n, cum_s1, cum_s2, amax, qmax, grid):
     return out
 
 
-def _mse_clip(cnt, s1, s2, lo, hi, amax: float, qmax: int) -> float:
-    """The MSE clipping value of a histogram (`CalibSample._bins`), on the grid ``amax * i / 128``."""
+def _moments(cnt, s1, s2, lo, hi) -> tuple:
+    """What `_mse_clip` reads of the bins (`CalibSample._bins`): count, mean, the sum of squared deviations,
+    min, max, and the prefix sums of count, sum and sum of squares with a leading 0."""
     n = cnt.astype(np.float64)
     one = lo == hi                                 # one distinct value: moments exact by construction
     mean = np.where(one, lo, s1 / n)
     var = np.where(one, 0.0, np.maximum(s2 - s1 * mean, 0.0))
-    cum = [np.concatenate(([0.0], np.cumsum(a))) for a in (n, s1, s2)]
-    sse = _sse_grid(n, mean, var, lo, hi, *cum, float(amax), float(qmax), _MSE_GRID)
+    return (n, mean, var, lo, hi, *(np.concatenate(([0.0], np.cumsum(a))) for a in (n, s1, s2)))
+
+
+def _mse_clip(moments: tuple, amax: float, qmax: int) -> float:
+    """The MSE clipping value of a histogram (its `_moments`), on the grid ``amax * i / 128``."""
+    sse = _sse_grid(*moments, float(amax), float(qmax), _MSE_GRID)
     return amax * (int(np.argmin(sse)) + 1) / _MSE_GRID
 
 
@@ -184,10 +236,9 @@ class CalibSample:
         if not isinstance(method, CalibMethod):
             raise ValueError(f"clip_value: unknown method {method!r}")
         self.method = method
-        self._cnt = np.zeros((2, _NBINS), dtype=np.int64)
-        self._s1, self._s2 = np.zeros((2, _NBINS)), np.zeros((2, _NBINS))
-        self._lo, self._hi = np.full((2, _NBINS), np.inf), np.full((2, _NBINS), -np.inf)
-        self._clips: dict = {}  # (bits, signed, percentile) -> clip value, until the next `add`
+        self._h = np.zeros((2, _NBINS, 5))  # bin records (`_hist_add`); counts exact in float64 below 2^53
+        self._h[..., _LO], self._h[..., _HI] = np.inf, -np.inf
+        self._clips: dict = {}  # clip values and bins (`_cached`), until the next `add`
 
     def add(self, block: np.ndarray) -> "CalibSample":
         """Add the next block (any shape, any order; finite real values); returns self."""
@@ -196,7 +247,7 @@ class CalibSample:
         if flat.dtype not in _LAYOUTS:
             flat = flat.astype(np.float64)
         view, *layout = _LAYOUTS[flat.dtype]
-        bad = _hist_add(flat, flat.view(view), *layout, self._cnt, self._s1, self._s2, self._lo, self._hi)
+        bad = _hist_add(flat, flat.view(view), *layout, self._h)
         if bad:
             raise ValueError(f"CalibSample: expected finite values, found {bad} NaN or infinite")
         return self
@@ -204,40 +255,34 @@ class CalibSample:
     @property
     def seen(self) -> int:
         """Number of values added."""
-        return int(self._cnt.sum())
+        return int(self._h[..., _CNT].sum())
 
     @property
     def lo(self) -> float:
         """Smallest value added (inf when empty)."""
-        if self._cnt[1].any():
-            return -float(self._hi[1].max())
-        return float(self._lo[0].min())
+        if self._h[1, :, _CNT].any():
+            return -float(self._h[1, :, _HI].max())
+        return float(self._h[0, :, _LO].min())
 
     def _bins(self, signed: bool):
         """Non-empty bins of |x| (signed) or max(x, 0) (unsigned), ascending: count, sum, sum of squares,
         min, max (1-D each)."""
-        c, s1, s2, lo, hi = self._cnt[0], self._s1[0], self._s2[0], self._lo[0], self._hi[0]
-        if signed:
-            c, s1, s2 = c + self._cnt[1], s1 + self._s1[1], s2 + self._s2[1]
-            lo, hi = np.minimum(lo, self._lo[1]), np.maximum(hi, self._hi[1])
-        keep = c > 0
-        out = [c[keep], s1[keep], s2[keep], lo[keep], hi[keep]]
-        neg = int(self._cnt[1].sum())
-        if not signed and neg:                      # negative values count as 0
-            out = [np.concatenate(([v], a)) for v, a in zip((neg, 0.0, 0.0, 0.0, 0.0), out)]
-        return out
+        return _compact(self._h, signed)
 
     def clip(self, bits: int, signed: bool, percentile: float = 99.99) -> float:
         """Clipping value ``alpha`` (real units, >= 0); see `clip_value`. Computed once per (bits, signed,
         percentile) and sample contents: the schemes of a layer ask for the same clips (e.g. int8 and WCC
         for the 8-bit output)."""
-        key = (bits, bool(signed), percentile)
+        return self._cached(("clip", bits, bool(signed), percentile), self._clip, bits, bool(signed), percentile)
+
+    def _cached(self, key: tuple, fn, *args):
+        """``fn(*args)``, computed once per ``key`` until the next `add`."""
         if key not in self._clips:
-            self._clips[key] = self._clip(bits, signed, percentile)
+            self._clips[key] = fn(*args)
         return self._clips[key]
 
     def _clip(self, bits: int, signed: bool, percentile: float) -> float:
-        cnt, s1, s2, lo, hi = self._bins(signed)
+        cnt, s1, s2, lo, hi = self._cached(("bins", signed), self._bins, signed)
         if cnt.size == 0:
             return 0.0
         amax = max(float(hi[-1]), 0.0)
@@ -247,7 +292,8 @@ class CalibSample:
             if not 0 < percentile <= 100:
                 raise ValueError(f"clip_value: percentile must be in (0, 100], got {percentile}")
             return _percentile(cnt, lo, hi, percentile)
-        return _mse_clip(cnt, s1, s2, lo, hi, amax, levels(bits, signed)[1])
+        moments = self._cached(("moments", signed), _moments, cnt, s1, s2, lo, hi)
+        return _mse_clip(moments, amax, levels(bits, signed)[1])
 
     def params(self, bits: int, sign: ActSign, percentile: float = 99.99) -> QuantParams:
         """Activation quantizer; see `act_params`."""

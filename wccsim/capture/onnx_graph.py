@@ -124,13 +124,16 @@ def pointwise_conv(node, consts: dict[str, np.ndarray]) -> PointwiseConv | NotPo
 
 
 def session(model_bytes: bytes, *, optimize: bool = True, optimized_path: str | Path | None = None):
-    """onnxruntime CPU session, warnings off; ``optimize=False`` runs every node as written (no graph
+    """onnxruntime CPU session, warnings off, its worker threads sleeping between runs (onnxruntime's
+    default spins them after each run, which takes the cores from the numpy and numba work between the
+    runs of a spliced network: 5x slower on LR-ASPP); ``optimize=False`` runs every node as written (no graph
     optimizations); ``optimized_path``: where onnxruntime writes the graph it optimized (to read which nodes
     it fused into integer convolutions)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if optimized_path is not None:
