@@ -160,14 +160,18 @@ def _first_bin(v, s, qmax, target):
     return a
 
 
-@numba.njit(cache=True)
-def _sse_grid(cnt, mean, var, lo, hi, cum_n, cum_s1, cum_s2, amax, qmax, grid):
-    """(grid,) float64 squared quantize-dequantize error of the histogram at ``alpha = amax * i / grid``
-    (i = 1..grid), scale ``alpha / qmax``; bins ascending and disjoint; cum_* = prefix sums with a leading 0
-    (module docstring)."""
-    out = np.empty(grid)
+@numba.njit(cache=True, nogil=True)
+def _best_candidate(cnt, mean, var, lo, hi, cum_n, cum_s1, cum_s2, amax, qmax, grid):
+    """Index i (0-based) of the smallest squared quantize-dequantize error of the histogram over the
+    candidates ``alpha = amax * (i + 1) / grid``, scale ``alpha / qmax`` (the smallest index among equal
+    errors, as ``argmin``); bins ascending and disjoint; cum_* = prefix sums with a leading 0 (module
+    docstring). Every term of a candidate's error is >= 0, so a candidate stops being summed once its partial
+    error exceeds the best so far (it cannot be a minimum): the result is that of summing every candidate
+    whole, in about half the time. Candidates run from the largest down, so that equal errors keep the
+    smallest index."""
     nb = cnt.size
-    for i in range(grid):
+    best, best_i = np.inf, grid - 1
+    for i in range(grid - 1, -1, -1):
         alpha = amax * (i + 1) / grid
         s = alpha / qmax
         c = qmax * s
@@ -176,6 +180,8 @@ def _sse_grid(cnt, mean, var, lo, hi, cum_n, cum_s1, cum_s2, amax, qmax, grid):
         n, t1, t2 = cum_n[nb] - cum_n[j1], cum_s1[nb] - cum_s1[j1], cum_s2[nb] - cum_s2[j1]
         sse = cum_s2[j0] + max(t2 - 2.0 * c * t1 + c * c * n, 0.0)
         for b in range(j0, j1):
+            if sse > best:
+                break
             kl = min(np.rint(lo[b] / s), qmax)
             kh = min(np.rint(hi[b] / s), qmax)
             if kl == kh:
@@ -187,8 +193,9 @@ def _sse_grid(cnt, mean, var, lo, hi, cum_n, cum_s1, cum_s2, amax, qmax, grid):
                 nh = min(np.floor(uh + 0.5), qmax)
                 fl, fh = ul - nl, uh - nh
                 sse += cnt[b] * s * s * max((nh - nl) / 12.0 + (fh ** 3 - fl ** 3) / 3.0, 0.0) / (uh - ul)
-        out[i] = sse
-    return out
+        if sse <= best:
+            best, best_i = sse, i
+    return best_i
 
 
 def _moments(cnt, s1, s2, lo, hi) -> tuple:
@@ -203,8 +210,7 @@ def _moments(cnt, s1, s2, lo, hi) -> tuple:
 
 def _mse_clip(moments: tuple, amax: float, qmax: int) -> float:
     """The MSE clipping value of a histogram (its `_moments`), on the grid ``amax * i / 128``."""
-    sse = _sse_grid(*moments, float(amax), float(qmax), _MSE_GRID)
-    return amax * (int(np.argmin(sse)) + 1) / _MSE_GRID
+    return amax * (int(_best_candidate(*moments, float(amax), float(qmax), _MSE_GRID)) + 1) / _MSE_GRID
 
 
 def _percentile(cnt, lo, hi, percentile: float) -> float:
