@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from wccsim.calibrate import QuantParams, requant_params
 from wccsim.datapath.mac import int_matmul
 from wccsim.datapath.requant import (
-    INT32_MAX, INT32_MIN, out_range, quantize_multiplier, requantize, rounding_divide_by_pot,
+    INT32_MAX, INT32_MIN, bias_requant_dequant, out_range, quantize_multiplier, requantize, rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
 )
 from wccsim.hw import RequantMode
@@ -262,3 +262,40 @@ def test_plain_int8_baseline_float32_equals_onnxruntime(per_channel):
                                st_["weight_q"].values, st_["bias_q"].values)
     y_ort = _run_ort(model, st_["input_q"].values.astype(np.int8))
     np.testing.assert_array_equal(st_["output_q"].values, y_ort.astype(np.int64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), channels=st.integers(1, 5), h=st.integers(1, 4), w=st.integers(1, 5),
+       acc_dtype=st.sampled_from([np.int32, np.int64]), per_channel=st.booleans(), bits=st.integers(2, 16),
+       signed=st.booleans(), zp=st.integers(-3, 3), in_bits=st.sampled_from([8, 32]))
+def test_bias_requant_dequant_equals_the_stages(seed, channels, h, w, acc_dtype, per_channel, bits, signed, zp,
+                                                 in_bits):
+    """The fused stage 8 gives the integers, dequantized values and saturation count of bias + `requantize`
+    + dequantize, per tensor and per channel, with saturation at every step (wide accumulators, left shifts,
+    clamps)."""
+    rng = np.random.default_rng(seed)
+    lim = np.iinfo(acc_dtype).max // 4
+    acc = rng.integers(-lim, lim, (1, channels, h, w), dtype=np.int64).astype(acc_dtype)
+    bias = rng.integers(-(1 << 31), 1 << 31, channels, dtype=np.int64)
+    scale = rng.uniform(1e-6, 2.0, (1, channels, 1, 1)) if per_channel else float(rng.uniform(1e-6, 2.0))
+    out_qp = QuantParams(float(rng.uniform(0.01, 1.0)), zp, bits, signed)
+    rp = requant_params(rng.uniform(1e-7, 4.0, (1, channels, 1, 1)) if per_channel else float(rng.uniform(1e-7, 4.0)),
+                        out_qp, in_bits=in_bits)
+    q, sat = requantize(acc + bias[None, :, None, None], rp, RequantMode.FIXED_POINT)
+    want = np.multiply(q - zp if zp else q, scale)
+    got = np.empty(acc.shape)
+    assert bias_requant_dequant(acc, bias, rp, zp, scale, got) == sat
+    np.testing.assert_array_equal(got, want)
+
+
+def test_bias_requant_dequant_declines_what_it_does_not_model():
+    """Per-position parameters and a non-contiguous destination are left to the stages (None, nothing
+    written)."""
+    acc = np.arange(12, dtype=np.int64).reshape(1, 2, 2, 3)
+    rp = requant_params(np.full((1, 1, 1, 3), 0.5), QuantParams(1.0, 0, 8, True))
+    out = np.full(acc.shape, 7.0)
+    assert bias_requant_dequant(acc, np.zeros(2, np.int64), rp, 0, 1.0, out) is None
+    assert (out == 7.0).all()
+    per_tensor = requant_params(0.5, QuantParams(1.0, 0, 8, True))
+    strided = np.empty((1, 2, 2, 6))[..., ::2]
+    assert bias_requant_dequant(acc, np.zeros(2, np.int64), per_tensor, 0, 1.0, strided) is None

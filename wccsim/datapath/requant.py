@@ -45,7 +45,7 @@ from wccsim.hw import RequantMode
 
 __all__ = [
     "INT32_MIN", "INT32_MAX", "RequantParams", "saturating_rounding_doubling_high_mul",
-    "rounding_divide_by_pot", "quantize_multiplier", "out_range", "requantize",
+    "rounding_divide_by_pot", "quantize_multiplier", "out_range", "requantize", "bias_requant_dequant",
 ]
 
 INT32_MIN = -(1 << 31)
@@ -328,6 +328,58 @@ def _fixed_point_rows(acc, left, multiplier, shift, prow, zero_point, lo, hi, ou
                 sat += s
                 out[r, d] = y
     return sat
+
+
+@numba.njit(cache=True)
+def _requant_dequant_rows(acc, bias, left, multiplier, shift, zero_point, lo, hi, out_zero_point, scale, out):
+    """Stage 8 in one pass over the rows of 2-D ``acc`` (any integer dtype, one row per output channel):
+    ``acc + bias[r]`` in int64, `_fixed_point_one` with row ``r``'s parameters, and the dequantized output
+    ``(q - out_zero_point) * scale[r]`` (float64, as numpy computes it) into ``out``; returns the
+    saturations."""
+    sat = 0
+    for r in range(acc.shape[0]):
+        b, lf, m, sh, sc = bias[r], left[r], multiplier[r], shift[r], scale[r]
+        for d in range(acc.shape[1]):
+            q, s = _fixed_point_one(np.int64(acc[r, d]) + b, lf, m, sh, zero_point, lo, hi)
+            sat += s
+            out[r, d] = np.float64(q - out_zero_point) * sc
+    return sat
+
+
+def _rows(v, rows: int, dtype) -> np.ndarray | None:
+    """One value, a (rows,) vector or a (1, rows, 1, 1) per-channel array as a (rows,) array; None for
+    anything else (per-position parameters)."""
+    a = np.asarray(v, dtype=dtype)
+    if a.size == 1:
+        return np.full(rows, a.reshape(-1)[0], dtype)
+    return np.ascontiguousarray(a.reshape(rows)) if a.shape in ((rows,), (1, rows, 1, 1)) else None
+
+
+def bias_requant_dequant(acc: np.ndarray, bias: np.ndarray, params: RequantParams, out_zero_point: int, out_scale,
+                         out: np.ndarray) -> int | None:
+    """Bias, ``FIXED_POINT`` requantization and dequantization of (1, B, H, W) integers in one pass.
+
+    The same integers and counts as ``requantize(acc + bias[None, :, None, None], params, FIXED_POINT)``
+    followed by ``(q - out_zero_point) * out_scale``, without the intermediate arrays (for callers that
+    record neither; `wccsim.simulate.layer.output_block`). ``bias`` (B,) int64; ``params`` per tensor or per
+    channel (fields broadcasting to (1, B, 1, 1)), shifts 0..31, int32 multipliers; ``out_scale`` a float or
+    per channel; ``out`` (1, B, H, W) float64, C-contiguous. Returns the saturations, or None (nothing
+    written) where these conditions do not hold.
+    """
+    rows = acc.shape[1] if acc.ndim == 4 and acc.shape[0] == 1 else 0
+    if not rows or not out.flags.c_contiguous or out.shape != acc.shape or out.dtype != np.float64:
+        return None
+    if not (_in(params.left_shift, 0, 31) and _in(params.shift, 0, 31)
+            and _in(params.multiplier, INT32_MIN, INT32_MAX)):
+        return None
+    fields = [_rows(v, rows, np.int64) for v in (bias, params.left_shift, params.multiplier, params.shift)]
+    scale = _rows(out_scale, rows, np.float64)
+    if scale is None or any(f is None for f in fields):
+        return None
+    lo, hi = out_range(params.out_bits, params.signed)
+    acc2 = np.ascontiguousarray(acc).reshape(rows, -1)
+    return int(_requant_dequant_rows(acc2, *fields, int(params.zero_point), lo, hi, int(out_zero_point), scale,
+                                     out.reshape(rows, -1)))
 
 
 def _uniform(v) -> int | None:

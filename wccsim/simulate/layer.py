@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wccsim.datapath.chain import bias_requant, channels
-from wccsim.datapath.requant import RequantParams
+from wccsim.datapath.requant import RequantParams, bias_requant_dequant
 from wccsim.hw import RequantMode
 from wccsim.reference import conv_args, ref_conv
 from wccsim.simulate.record import Outcome, Pieces, make_stage
@@ -59,13 +59,20 @@ def output_block(acc_spatial: np.ndarray, blk: slice, bias_q: np.ndarray, zero_p
                  out_scale, mode: RequantMode, n: int, out: Outcome) -> tuple[np.ndarray, int]:
     """Stage 8 for output channels ``blk`` of image ``n`` (integers (1, B, H, W)); records pre_requant and
     output_q and returns the dequantized block (float64, written into the kept output when there is one)
-    and the saturations. The bias is added in place when nothing is recorded and the integers are int64."""
+    and the saturations. When nothing is recorded or compared, with ``FIXED_POINT`` requantization, the three
+    steps run as one pass (`wccsim.datapath.requant.bias_requant_dequant`: the same integers and counts);
+    otherwise the bias is added in place when nothing is recorded and the integers are int64."""
+    scale = out_scale[:, blk] if np.ndim(out_scale) else out_scale
+    if not out.pieces.keep and out.expect_q is None and mode is RequantMode.FIXED_POINT:
+        dest = out.dest(n, blk, acc_spatial.shape)
+        sat = bias_requant_dequant(acc_spatial, bias_q[blk], channels(rp, blk), zero_point, scale, dest)
+        if sat is not None:
+            return dest, sat
     in_place = not out.pieces.keep and acc_spatial.dtype == np.int64
     pre, q, sat = bias_requant(acc_spatial, bias_q[blk], channels(rp, blk), mode, in_place)
     out.mismatches(n, blk, q)
     out.pieces.add(n, "pre_requant", pre)
     out.pieces.add(n, "output_q", q)
-    scale = out_scale[:, blk] if np.ndim(out_scale) else out_scale
     return np.multiply(q - zero_point if zero_point else q, scale, out=out.dest(n, blk, q.shape)), sat
 
 
