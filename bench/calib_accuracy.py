@@ -30,14 +30,21 @@ class _Recording(cal.CalibSample):
     """CalibSample that keeps the values it is fed and the (bits, signed) it is asked."""
     made: list = []
 
-    def __init__(self, method):
-        super().__init__(method)
+    def __init__(self, method, _records=None):
+        super().__init__(method, _records)
         self.blocks, self.asked = [], set()
         _Recording.made.append(self)
 
     def add(self, block):
         self.blocks.append(np.array(block, dtype=np.float64).ravel())
         return super().add(block)
+
+    @staticmethod
+    def add_columns(samples, q, scale, group):
+        real = q * np.asarray(scale)
+        for g, s in enumerate(samples):
+            s.blocks.append(np.array(real[..., np.asarray(group) == g], dtype=np.float64).ravel())
+        cal.CalibSample.add_columns(samples, q, scale, group)
 
     def clip(self, bits, signed, percentile=99.99):
         self.asked.add((bits, signed))

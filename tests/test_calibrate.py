@@ -178,14 +178,21 @@ def _trace_tensors():
     from wccsim.trace import open_trace
 
     class Recording(CalibSample):
-        def __init__(self, method):
-            super().__init__(method)
+        def __init__(self, method, _records=None):
+            super().__init__(method, _records)
             self.blocks, self.asked = [], set()
             recorded.append(self)
 
         def add(self, block):
             self.blocks.append(np.array(block, dtype=np.float64).ravel())
             return super().add(block)
+
+        @staticmethod
+        def add_columns(samples, q, scale, group):
+            real = q * np.asarray(scale)
+            for g, s in enumerate(samples):
+                s.blocks.append(np.array(real[..., np.asarray(group) == g], dtype=np.float64).ravel())
+            CalibSample.add_columns(samples, q, scale, group)
 
         def clip(self, bits, signed, percentile=99.99):
             self.asked.add((bits, signed))
@@ -289,3 +296,38 @@ def test_a_clip_asked_twice_is_the_same_and_an_add_recomputes_it(method):
     assert s.clip(8, True) == s.clip(8, True) == clip_value(x, method, 8, True)
     s.add(x * 10)  # a wider block: the clip follows it, it does not come from the first call
     assert s.clip(8, True) == clip_value(np.concatenate([x, x * 10]), method, 8, True) > clip_value(x, method, 8, True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_groups=st.integers(1, 4), rows=st.integers(1, 6), k=st.integers(1, 40),
+       dtype=st.sampled_from([np.int16, np.int32, np.int64]), zeros=st.booleans())
+def test_add_columns_equals_adding_each_groups_real_values(seed, n_groups, rows, k, dtype, zeros):
+    """`CalibSample.add_columns` fills each group's histogram exactly as adding ``(q * scale)[..., group == g]``
+    (the same bins, hence the same clips), blocks combining as `add`'s do."""
+    rng = np.random.default_rng(seed)
+    fast, slow = CalibSample.group(n_groups, CalibMethod.MSE), [CalibSample(CalibMethod.MSE) for _ in range(n_groups)]
+    for _ in range(2):  # two blocks (images)
+        q = rng.integers(-3000, 3000, (1, rows, k)).astype(dtype)
+        if zeros:
+            q[rng.random(q.shape) < 0.3] = 0
+        scale = np.exp2(rng.integers(-6, 2, (1, 1, k))) * rng.uniform(0.5, 1.5)
+        group = rng.integers(0, n_groups, k)
+        CalibSample.add_columns(fast, q, scale, group)
+        for g, s in enumerate(slow):
+            s.add((q * scale)[..., group == g])
+    for f, s in zip(fast, slow):
+        for signed in (True, False):
+            for a, b in zip(f._bins(signed), s._bins(signed)):
+                np.testing.assert_array_equal(a, b)
+        assert f.clip(8, True) == s.clip(8, True) and f.seen == s.seen
+
+
+def test_add_columns_refuses_what_it_cannot_place():
+    """Samples not made together, float values, and groups beyond the samples are refused."""
+    q, scale = np.ones((1, 2, 3), np.int32), np.ones(3)
+    with pytest.raises(ValueError, match="CalibSample.group"):
+        CalibSample.add_columns([CalibSample(CalibMethod.MSE), CalibSample(CalibMethod.MSE)], q, scale, np.zeros(3))
+    with pytest.raises(ValueError, match="integer values"):
+        CalibSample.add_columns(CalibSample.group(1, CalibMethod.MSE), q * 1.0, scale, np.zeros(3))
+    with pytest.raises(ValueError, match="groups 0..1"):
+        CalibSample.add_columns(CalibSample.group(2, CalibMethod.MSE), q, scale, np.array([0, 1, 2]))

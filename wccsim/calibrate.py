@@ -73,45 +73,90 @@ _LAYOUTS = {np.dtype(np.float64): (np.uint64, 52, 0x7FF, 1022, 45),
 _CNT, _S1, _S2, _LO, _HI = range(5)  # a bin's record: count, sum, sum of squares, minimum, maximum
 
 
+@numba.njit(cache=True, inline="always")
+def _bin(u, eshift, emask, ebias, mshift):
+    """Bin of the value whose bits are ``u`` (frexp exponent and top 7 fraction bits; `_LAYOUTS`), -1 when
+    it is not finite."""
+    e = np.int64((u >> eshift) & emask)
+    if e == emask:
+        return -1
+    e -= ebias
+    if e < _EXP_LO:
+        return 0
+    if e > _EXP_HI:
+        return _NBINS - 1
+    return (e - _EXP_LO) * _BPO + np.int64((u >> mshift) & (_BPO - 1))
+
+
+@numba.njit(cache=True, inline="always")
+def _put(h, xv, b):
+    """Add the non-zero value ``xv`` to bin ``b`` of the (2, _NBINS, 5) records ``h`` (row 0: x >= 0, row 1:
+    x < 0, by |x|)."""
+    v = abs(xv)
+    r = h[1 if xv < 0.0 else 0, b]
+    r[_CNT] += 1.0
+    r[_S1] += v
+    r[_S2] += v * v
+    r[_LO] = min(r[_LO], v)  # min/max, not branches: sorted runs mispredict
+    r[_HI] = max(r[_HI], v)
+
+
+@numba.njit(cache=True, inline="always")
+def _put_zeros(h, zeros):
+    """Add ``zeros`` values 0.0 to the records ``h`` (they change no sum)."""
+    if zeros:
+        r = h[0, 0]
+        r[_CNT] += zeros
+        r[_LO] = min(r[_LO], 0.0)
+        r[_HI] = max(r[_HI], 0.0)
+
+
 @numba.njit(cache=True, nogil=True)
 def _hist_add(x, bits, eshift, emask, ebias, mshift, h):
     """Add the flat block ``x`` (``bits``: the same memory as unsigned integers) to the (2, _NBINS, 5) bin
-    records ``h`` (row 0: x >= 0, row 1: x < 0, by |x|; bin = frexp exponent and top 7 fraction bits; a
-    record's five fields side by side, one cache line per update), in element order; returns the number of
-    non-finite values (skipped). Zeros are counted in a register and added once at the end (they change
-    no sum): ReLU outputs are half zeros, all in one bin, which made every second update wait on the last."""
+    records ``h`` (a record's five fields side by side, one cache line per update), in element order;
+    returns the number of non-finite values (skipped). Zeros are counted in a register and added once at the
+    end (they change no sum): ReLU outputs are half zeros, all in one bin, which made every second update
+    wait on the last."""
     bad = 0
     zeros = 0
     for i in range(x.size):
-        u = bits[i]
-        e = np.int64((u >> eshift) & emask)
-        if e == emask:
+        b = _bin(bits[i], eshift, emask, ebias, mshift)
+        if b < 0:
             bad += 1
             continue
         xv = np.float64(x[i])
         if xv == 0.0:
             zeros += 1
             continue
-        v = abs(xv)
-        side = 1 if xv < 0.0 else 0
-        e -= ebias
-        if e < _EXP_LO:
-            b = 0
-        elif e > _EXP_HI:
-            b = _NBINS - 1
-        else:
-            b = (e - _EXP_LO) * _BPO + np.int64((u >> mshift) & (_BPO - 1))
-        r = h[side, b]
-        r[_CNT] += 1.0
-        r[_S1] += v
-        r[_S2] += v * v
-        r[_LO] = min(r[_LO], v)  # min/max, not branches: sorted runs mispredict
-        r[_HI] = max(r[_HI], v)
-    if zeros:
-        r = h[0, 0]
-        r[_CNT] += zeros
-        r[_LO] = min(r[_LO], 0.0)
-        r[_HI] = max(r[_HI], 0.0)
+        _put(h, xv, b)
+    _put_zeros(h, zeros)
+    return bad
+
+
+@numba.njit(cache=True, nogil=True)
+def _hist_add_columns(q, scale, group, h):
+    """Add ``float64(q[r, j]) * scale[j]`` of the 2-D integer ``q``, row by row, to the records ``h[group[j]]``
+    ((G, 2, _NBINS, 5)): each group's values in the order of ``q[:, group == g]`` (C order), without making
+    that array. Returns the number of non-finite values (skipped)."""
+    k = q.shape[1]
+    buf = np.empty(k)
+    bits = buf.view(np.uint64)
+    zeros = np.zeros(h.shape[0], np.int64)
+    bad = 0
+    for r in range(q.shape[0]):
+        for j in range(k):
+            buf[j] = np.float64(q[r, j]) * scale[j]
+        for j in range(k):
+            b = _bin(bits[j], 52, 0x7FF, 1022, 45)
+            if b < 0:
+                bad += 1
+            elif buf[j] == 0.0:
+                zeros[group[j]] += 1
+            else:
+                _put(h[group[j]], buf[j], b)
+    for g in range(h.shape[0]):
+        _put_zeros(h[g], zeros[g])
     return bad
 
 
@@ -228,6 +273,13 @@ def _percentile(cnt, lo, hi, percentile: float) -> float:
     return v0 + (pos - j) * (v1 - v0)
 
 
+def _empty_records(n: int) -> np.ndarray:
+    """(n, 2, _NBINS, 5) empty bin records: counts and sums 0, minima +inf, maxima -inf."""
+    h = np.zeros((n, 2, _NBINS, 5))
+    h[..., _LO], h[..., _HI] = np.inf, -np.inf
+    return h
+
+
 class CalibSample:
     """The histogram of a tensor fed block by block, so a tensor (or a set of calibration images) never has
     to exist whole; every clipping method reads it (module docstring).
@@ -238,13 +290,41 @@ class CalibSample:
     method : CalibMethod
     """
 
-    def __init__(self, method: CalibMethod):
+    def __init__(self, method: CalibMethod, _records: np.ndarray | None = None):
         if not isinstance(method, CalibMethod):
             raise ValueError(f"clip_value: unknown method {method!r}")
         self.method = method
-        self._h = np.zeros((2, _NBINS, 5))  # bin records (`_hist_add`); counts exact in float64 below 2^53
-        self._h[..., _LO], self._h[..., _HI] = np.inf, -np.inf
+        if _records is None:
+            _records = _empty_records(1)[0]
+        self._h = _records  # (2, _NBINS, 5) bin records (`_hist_add`); counts exact in float64 below 2^53
         self._clips: dict = {}  # clip values and bins (`_cached`), until the next `add`
+
+    @classmethod
+    def group(cls, n: int, method: CalibMethod) -> list["CalibSample"]:
+        """``n`` samples whose records are one array (for `add_columns`)."""
+        records = _empty_records(n)
+        return [cls(method, records[i]) for i in range(n)]
+
+    @staticmethod
+    def add_columns(samples: list["CalibSample"], q: np.ndarray, scale: np.ndarray, group: np.ndarray) -> None:
+        """Add the real values ``q * scale`` of integer ``q`` (..., k) with real units ``scale`` (k,) per column
+        to ``samples[group[j]]`` by column ``j``: the same as ``samples[i].add((q * scale)[..., group == i])`` for
+        every i, in one pass and without those arrays. ``samples``: made by `group`."""
+        base = samples[0]._h.base
+        if base is None or base.shape[0] != len(samples) or any(s._h.base is not base for s in samples):
+            raise ValueError("CalibSample.add_columns: samples made by CalibSample.group expected")
+        q2 = np.ascontiguousarray(q).reshape(-1, q.shape[-1])
+        scale, group = (np.ascontiguousarray(a, t).reshape(-1) for a, t in ((scale, np.float64), (group, np.int64)))
+        if q2.dtype.kind not in "iu" or scale.size != q2.shape[1] or group.size != q2.shape[1]:
+            raise ValueError(f"CalibSample.add_columns: integer values (..., k) with k scales and groups expected, "
+                             f"found {q2.dtype} {np.shape(q)}, {scale.size} scales, {group.size} groups")
+        if group.size and (group.min() < 0 or group.max() >= len(samples)):
+            raise ValueError(f"CalibSample.add_columns: groups 0..{len(samples) - 1} expected")
+        for s in samples:
+            s._clips.clear()
+        bad = _hist_add_columns(q2, scale, group, base)
+        if bad:
+            raise ValueError(f"CalibSample: expected finite values, found {bad} NaN or infinite")
 
     def add(self, block: np.ndarray) -> "CalibSample":
         """Add the next block (any shape, any order; finite real values); returns self."""

@@ -174,11 +174,9 @@ def _calibrate(layers: Sequence[Layer], spec: DatapathSpec, rate: float, keep: b
     images = [im for layer in layers for im in _images(layer, in_qp, spec, rate, keep)]
     groups = band_groups(spec.haar.levels, spec.coef.granularity)
     col_groups = [groups[im.front.kept_band[0, 0]] for im in images]
-    samples = [CalibSample(q.calib) for _ in range(groups.max() + 1)]
-    for g, im in zip(col_groups, images):
-        real = im.front.kept * im.kept_scale                                                 # real units
-        for i, sample in enumerate(samples):
-            sample.add(real if len(samples) == 1 else real[..., g == i])
+    samples = CalibSample.group(int(groups.max()) + 1, q.calib)
+    for g, im in zip(col_groups, images):                                   # real units, by scale group
+        CalibSample.add_columns(samples, im.front.kept, im.kept_scale, g)
     coef_scale, ref, coef = coef_params(samples, in_qp.scale, spec)
     w2 = layers[0].w2
     wq, s_w = quantize_weights(w2, q.weight_bits, spec) if fixed is None else fixed_weights(w2, fixed)
