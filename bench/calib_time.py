@@ -6,10 +6,10 @@ Usage::
 
 In one process: a warm-up run (numba's first calls), then ``--runs`` runs of `wccsim.runner.run` on the
 whole trace (the work of ``wccsim run`` without writing its files), each with `CalibSample`'s construction
-(its bin records, ``__init__`` and ``group``; the samples ``group`` makes count twice, which errs high), ``add`` and ``add_columns`` (histogram filling; the coefficients' conversion to real units
-and split into scale groups happen inside ``add_columns``) and ``clip`` (clip values) timed by wrapping them. Share =
-(construction + add + clip) / run, per run;
-the reported figure is the median run's. Not counted as calibration: the float convolution
+(its bin records: ``__init__`` and ``group``; the samples ``group`` makes count twice, which errs high),
+``add`` and ``add_columns`` (histogram filling; the coefficients' conversion to real units and split into
+scale groups happen inside ``add_columns``) and ``clip`` (clip values) timed by wrapping them. Share =
+(construction + filling + clip) / run, per run; the reported figure is the median run's. Not counted as calibration: the float convolution
 that produces the outputs to calibrate on (`simulate_layer` needs it for its error figures anyway).
 Output: a table on stdout and ``bench/calib_time_results.json``.
 """

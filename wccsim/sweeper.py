@@ -387,21 +387,25 @@ def _network_options(onnx, images, size, preprocess, threshold, calib_images=Non
                      mean=None, std=None, channel_order=None, output=None, output_kind=None) -> dict | None:
     """The network options as `prepare_network` keywords, or None; network options without a model (or a
     model without images) are one-line `InputError`s."""
-    images = _as_list(images) if images is not None else []
+    options = {"images": _as_list(images) if images is not None else [], "size": size, "preprocess": preprocess,
+               "threshold": threshold, "calib_images": _as_list(calib_images) if calib_images is not None else None,
+               "calibrate_on_eval": calibrate_on_eval, "mean": mean, "std": std, "channel_order": channel_order,
+               "output": output, "output_kind": output_kind}
     if onnx is None:
-        given = [n for n, v in (("image", images), ("size", size), ("preprocess", preprocess),
-                                ("threshold", threshold), ("calib_image", calib_images),
-                                ("calibrate_on_eval", calibrate_on_eval or None), ("mean", mean), ("std", std),
-                                ("channel_order", channel_order), ("output", output),
-                                ("output_kind", output_kind)) if v not in (None, [])]
-        if given:
-            raise InputError("options", given[0], "--onnx MODEL with the network options", "no --onnx")
+        given = [n for n, v in options.items() if v is not None and v is not False and not _empty_list(v)]
+        if given:  # named as the flag: --image, --calib-image
+            raise InputError("options", _FLAG_NAMES.get(given[0], given[0]), "--onnx MODEL with the network options",
+                             "no --onnx")
         return None
-    return {"onnx": onnx, "images": images, "size": size, "preprocess": "auto" if preprocess is None else preprocess,
-            "threshold": 0.3 if threshold is None else threshold,
-            "calib_images": _as_list(calib_images) if calib_images is not None else None,
-            "calibrate_on_eval": calibrate_on_eval, "mean": mean, "std": std, "channel_order": channel_order,
-            "output": output, "output_kind": output_kind}
+    return {"onnx": onnx, **options, "preprocess": "auto" if preprocess is None else preprocess,
+            "threshold": 0.3 if threshold is None else threshold}
+
+
+_FLAG_NAMES = {"images": "image", "calib_images": "calib_image"}
+
+
+def _empty_list(v) -> bool:
+    return isinstance(v, list) and not v
 
 
 def _network_frame(rows) -> pd.DataFrame:
