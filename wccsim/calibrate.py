@@ -135,10 +135,10 @@ def _hist_add(x, bits, eshift, emask, ebias, mshift, h):
 
 
 @numba.njit(cache=True, nogil=True)
-def _hist_add_columns(q, scale, group, h):
+def _hist_add_columns(q, scale, group, h, eshift, emask, ebias, mshift):
     """Add ``float64(q[r, j]) * scale[j]`` of the 2-D integer ``q``, row by row, to the records ``h[group[j]]``
     ((G, 2, _NBINS, 5)): each group's values in the order of ``q[:, group == g]`` (C order), without making
-    that array. Returns the number of non-finite values (skipped)."""
+    that array (``eshift``...: float64's `_LAYOUTS`). Returns the number of non-finite values (skipped)."""
     k = q.shape[1]
     buf = np.empty(k)
     bits = buf.view(np.uint64)
@@ -148,7 +148,7 @@ def _hist_add_columns(q, scale, group, h):
         for j in range(k):
             buf[j] = np.float64(q[r, j]) * scale[j]
         for j in range(k):
-            b = _bin(bits[j], 52, 0x7FF, 1022, 45)
+            b = _bin(bits[j], eshift, emask, ebias, mshift)
             if b < 0:
                 bad += 1
             elif buf[j] == 0.0:
@@ -322,7 +322,7 @@ class CalibSample:
             raise ValueError(f"CalibSample.add_columns: groups 0..{len(samples) - 1} expected")
         for s in samples:
             s._clips.clear()
-        bad = _hist_add_columns(q2, scale, group, base)
+        bad = _hist_add_columns(q2, scale, group, base, *_LAYOUTS[np.dtype(np.float64)][1:])
         if bad:
             raise ValueError(f"CalibSample: expected finite values, found {bad} NaN or infinite")
 
