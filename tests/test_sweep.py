@@ -314,6 +314,30 @@ def test_network_points_resume_from_a_cut_journal_and_are_never_recomputed(net_s
     assert computed == [] and snapshot(out) == snapshot(net_sweep)
 
 
+def test_coefficient_designs_share_the_network_points_that_do_not_read_them(net_sweep, tiny, tmp_path,
+                                                                               monkeypatch):
+    """With two coefficient designs, float, int8 and uniform points run once per hardware config and their
+    rows (relabelled) are those of a sweep with the other design alone; WCC runs per design."""
+    import wccsim.sweeper as sw
+
+    computed = []
+    real = sw.compute_point
+    monkeypatch.setattr(sw, "compute_point", lambda ctx, p: computed.append(p) or real(ctx, p))
+    out = tmp_path / "two"
+    sweep(HW, tiny, out, onnx=_cls_model(), coef=["per_tensor", "per_level"], **NET_ARGS)
+    net_computed = [p for p in computed if isinstance(p, sw.NetworkPoint)]
+    assert sorted((p.scheme, p.rate, p.hw_index) for p in net_computed) == [
+        ("float", 1.0, 0), ("int8", 1.0, 0), ("uniform_nbit", 0.5, 0), ("uniform_nbit", 1.0, 0),
+        ("wcc", 0.5, 0), ("wcc", 0.5, 1), ("wcc", 1.0, 0), ("wcc", 1.0, 1)]
+    net = pd.read_csv(out / "network.csv")
+    assert sorted(set(net.cfg_coef)) == ["per_level:fixed_point", "per_tensor:fixed_point"]
+    alone = tmp_path / "alone"
+    sweep(HW, tiny, alone, onnx=_cls_model(), coef=["per_level"], **NET_ARGS)
+    ref = pd.read_csv(alone / "network.csv")
+    mine = net[net.cfg_coef == "per_level:fixed_point"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, ref)
+
+
 def test_network_sweep_jobs_2_gives_identical_files(net_sweep, tiny, tmp_path):
     r = subprocess.run(_cli(tiny, tmp_path / "j2", "--rates", "1,0.5", "--act-bits", "8", "--weight-bits", "8",
                             "--onnx", str(_cls_model()), "--image", "skimage:text", "--jobs", "2"),

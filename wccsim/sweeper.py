@@ -95,6 +95,12 @@ class _Context:
     network: object = None  # wccsim.network.grid.NetworkSetup or None
     layer_work: tuple = ()  # estimated cost of each trace layer (`_layer_work`), for largest-first scheduling
 
+    def design_free(self, hw_index: int) -> int:
+        """The first spec of the same hardware config as spec ``hw_index``: the one whose network points of
+        the schemes without coefficients (`_COEF_FREE`) stand for every coefficient design of that config."""
+        name = self.hws[hw_index].name
+        return next(i for i, h in enumerate(self.hws) if h.name == name)
+
     def input_files(self) -> tuple[str, ...]:
         """The files the points read (trace; with a network its model and image files), for shipping."""
         if self.network is None:
@@ -132,15 +138,21 @@ def plan_network_points(n_hw: int, rates, act_bits, weight_bits) -> list[Network
     return points
 
 
+_COEF_FREE = ("float", "int8", "uniform_nbit")  # network schemes that never read the coefficient design
+
+
 def point_key(ctx: _Context, p: Point | NetworkPoint) -> str:
     """Journal key: identifies a point across runs (wccsim version, trace, calibration, hw spec hash, setting,
     layer; for a network point the model, images, size, preset, threshold and scheme instead of the trace and
-    layer), so a changed input, YAML or release recomputes instead of reusing stale rows."""
+    layer), so a changed input, YAML or release recomputes instead of reusing stale rows. A network point of
+    a scheme in `_COEF_FREE` has the key of its hardware config's first coefficient design: computed once,
+    its rows serve every design (`_network_rows`)."""
     hw = ctx.hws[p.hw_index]
     calib = None if ctx.calib is None else ctx.calib.value
     if isinstance(p, NetworkPoint):
-        return json.dumps(["network", __version__, *ctx.network.key(), calib, ctx.hw_hashes[p.hw_index], hw.name,
-                           hw_coef_design(hw), p.scheme, p.rate, p.act_bits, p.weight_bits])
+        index = ctx.design_free(p.hw_index) if p.scheme in _COEF_FREE else p.hw_index
+        return json.dumps(["network", __version__, *ctx.network.key(), calib, ctx.hw_hashes[index], hw.name,
+                           hw_coef_design(ctx.hws[index]), p.scheme, p.rate, p.act_bits, p.weight_bits])
     return json.dumps([__version__, ctx.trace_sha256, calib, ctx.hw_hashes[p.hw_index], hw.name, hw_coef_design(hw),
                        p.rate, p.act_bits, p.weight_bits, p.layer])
 
@@ -289,7 +301,7 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
         net_points = plan_network_points(len(ctx.hws), grid["rates"], grid["act_bits"], grid["weight_bits"]) \
             if ctx.network else []
         every = net_points + points                                          # long network points first
-        pending = [p for p in every if point_key(ctx, p) not in done]
+        pending = _to_compute(ctx, every, done)
         journal = Journal(journal_path)
         try:                                                                 # 4. compute the rest
             with execute(ctx, pending, jobs, client) as results:
@@ -301,7 +313,7 @@ def sweep(hws, trace, out, *, rates: Iterable[float] = (1.0, 0.5, 0.25, 0.125),
         finally:
             journal.close()
         df = rows_to_frame(r for p in points for r in done[point_key(ctx, p)])  # 6. sorted table
-        net = _network_frame(r for p in net_points for r in done[point_key(ctx, p)]) if ctx.network else None
+        net = _network_frame(_network_rows(ctx, net_points, done)) if ctx.network else None
         write_outputs(out, df, meta, done, journal_path, net)               # 7. atomic outputs
     return df
 
@@ -406,6 +418,25 @@ _FLAG_NAMES = {"images": "image", "calib_images": "calib_image"}
 
 def _empty_list(v) -> bool:
     return isinstance(v, list) and not v
+
+
+def _to_compute(ctx: _Context, points: list, done: dict) -> list:
+    """The points whose key is neither finished nor already taken by an earlier point, in order."""
+    seen, out = set(done), []
+    for p in points:
+        key = point_key(ctx, p)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def _network_rows(ctx: _Context, net_points: list, done: dict) -> Iterator[dict]:
+    """The rows of every network point, labelled with its own coefficient design (a `_COEF_FREE` point's
+    rows were computed under its config's first design)."""
+    for p in net_points:
+        design = hw_coef_design(ctx.hws[p.hw_index])
+        yield from ({**r, "cfg_coef": design} for r in done[point_key(ctx, p)])
 
 
 def _network_frame(rows) -> pd.DataFrame:
