@@ -331,3 +331,20 @@ def test_add_columns_refuses_what_it_cannot_place():
         CalibSample.add_columns(CalibSample.group(1, CalibMethod.MSE), q * 1.0, scale, np.zeros(3))
     with pytest.raises(ValueError, match="groups 0..1"):
         CalibSample.add_columns(CalibSample.group(2, CalibMethod.MSE), q, scale, np.array([0, 1, 2]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(sorted(_DISTS)), st.integers(4, 3000), st.integers(2, 12), st.booleans(),
+       st.integers(0, 2**32 - 1))
+def test_mse_search_picks_the_argmin_of_every_candidate_summed_whole(dist, n, bits, signed, seed):
+    """The pruned, coarse-first MSE search returns the first minimum of the 128 candidates' whole errors."""
+    import wccsim.calibrate as cal
+
+    x = _DISTS[dist](np.random.default_rng(seed), n)
+    sample = CalibSample(CalibMethod.MSE).add(x)
+    bins = sample._bins(signed)
+    if bins[0].size == 0 or bins[4][-1] <= 0:
+        return
+    moments, amax, qmax = cal._moments(*bins), float(bins[4][-1]), float(levels(bits, signed)[1])
+    whole = [cal._candidate_sse(*moments, amax * (i + 1) / 128 / qmax, qmax, np.inf) for i in range(128)]
+    assert cal._best_candidate(*moments, amax, qmax, 128) == int(np.argmin(whole))
