@@ -112,13 +112,13 @@ def _put_zeros(h, zeros):
         r[_HI] = max(r[_HI], 0.0)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
 def _hist_add(x, bits, eshift, emask, ebias, mshift, h):
     """Add the flat block ``x`` (``bits``: the same memory as unsigned integers) to the (2, _NBINS, 5) bin
-    records ``h`` (a record's five fields side by side, one cache line per update), in element order;
-    returns the number of non-finite values (skipped). Zeros are counted in a register and added once at the
-    end (they change no sum): ReLU outputs are half zeros, all in one bin, which made every second update
-    wait on the last."""
+    records ``h`` (a record's five fields side by side: one or two cache lines per update, not five), in
+    element order; returns the number of non-finite values (skipped). Zeros are counted in a register and
+    added once at the end (they change no sum): ReLU outputs are half zeros, all in one bin, which made
+    every second update wait on the last."""
     bad = 0
     zeros = 0
     for i in range(x.size):
@@ -135,7 +135,7 @@ def _hist_add(x, bits, eshift, emask, ebias, mshift, h):
     return bad
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
 def _hist_add_columns(q, scale, group, h, eshift, emask, ebias, mshift):
     """Add ``float64(q[r, j]) * scale[j]`` of the 2-D integer ``q``, row by row, to the records ``h[group[j]]``
     ((G, 2, _NBINS, 5)): each group's values in the order of ``q[:, group == g]`` (C order), without making
@@ -161,7 +161,7 @@ def _hist_add_columns(q, scale, group, h, eshift, emask, ebias, mshift):
     return bad
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
 def _compact(h, signed):
     """`CalibSample._bins` of the (2, _NBINS, 5) records ``h``: the non-empty bins ascending, as count
     (int64), sum, sum of squares, min, max (signed: both sides' records of a bin combined; unsigned: the
@@ -206,7 +206,7 @@ def _first_bin(v, s, qmax, target):
     return a
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
 def _best_candidate(cnt, mean, var, lo, hi, cum_n, cum_s1, cum_s2, amax, qmax, grid):
     """Index i (0-based) of the smallest squared quantize-dequantize error of the histogram over the
     candidates ``alpha = amax * (i + 1) / grid``, scale ``alpha / qmax`` (the smallest index among equal
@@ -299,6 +299,12 @@ def _clear(records):
         r[_CNT], r[_S1], r[_S2], r[_LO], r[_HI] = 0.0, 0.0, 0.0, np.inf, -np.inf
 
 
+def _refuse_non_finite(bad: int) -> None:
+    """The error for ``bad`` NaN or infinite values a histogram kernel skipped (none: nothing)."""
+    if bad:
+        raise ValueError(f"CalibSample: expected finite values, found {bad} NaN or infinite")
+
+
 class CalibSample:
     """The histogram of a tensor fed block by block, so a tensor (or a set of calibration images) never has
     to exist whole; every clipping method reads it (module docstring).
@@ -341,9 +347,7 @@ class CalibSample:
             raise ValueError(f"CalibSample.add_columns: groups 0..{len(samples) - 1} expected")
         for s in samples:
             s._clips.clear()
-        bad = _hist_add_columns(q2, scale, group, base, *_LAYOUTS[np.dtype(np.float64)][1:])
-        if bad:
-            raise ValueError(f"CalibSample: expected finite values, found {bad} NaN or infinite")
+        _refuse_non_finite(_hist_add_columns(q2, scale, group, base, *_LAYOUTS[np.dtype(np.float64)][1:]))
 
     def add(self, block: np.ndarray) -> "CalibSample":
         """Add the next block (any shape, any order; finite real values); returns self."""
@@ -352,9 +356,7 @@ class CalibSample:
         if flat.dtype not in _LAYOUTS:
             flat = flat.astype(np.float64)
         view, *layout = _LAYOUTS[flat.dtype]
-        bad = _hist_add(flat, flat.view(view), *layout, self._h)
-        if bad:
-            raise ValueError(f"CalibSample: expected finite values, found {bad} NaN or infinite")
+        _refuse_non_finite(_hist_add(flat, flat.view(view), *layout, self._h))
         return self
 
     @property

@@ -212,7 +212,8 @@ def _stop_profiler(worker) -> None:
 
 
 def _tune_allocator() -> None:
-    """Set glibc's trim and mmap thresholds to the values its dynamic rule reaches (see module doc); on a C library without `mallopt` (musl, macOS) there is no such setting: nothing is done."""
+    """Set glibc's trim and mmap thresholds to the values its dynamic rule reaches (see module doc); on a C
+    library without `mallopt` (musl, macOS) there is no such setting: nothing is done."""
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None
     if libc is None or not hasattr(libc, "mallopt"):

@@ -369,8 +369,7 @@ def bias_requant_dequant(acc: np.ndarray, bias: np.ndarray, params: RequantParam
     rows = acc.shape[1] if acc.ndim == 4 and acc.shape[0] == 1 else 0
     if not rows or not out.flags.c_contiguous or out.shape != acc.shape or out.dtype != np.float64:
         return None
-    if not (_in(params.left_shift, 0, 31) and _in(params.shift, 0, 31)
-            and _in(params.multiplier, INT32_MIN, INT32_MAX)):
+    if not _kernel_params(params):
         return None
     fields = [_rows(v, rows, np.int64) for v in (bias, params.left_shift, params.multiplier, params.shift)]
     scale = _rows(out_scale, rows, np.float64)
@@ -404,6 +403,13 @@ def _in(v, lo: int, hi: int) -> bool:
     return a.size > 0 and int(a.min()) >= lo and int(a.max()) <= hi
 
 
+def _kernel_params(params: RequantParams) -> bool:
+    """Whether the ``FIXED_POINT`` kernels (`_fixed_point_one`) take ``params``: shifts 0..31, int32
+    multipliers (otherwise the numpy stages run, and raise where the parameters are invalid)."""
+    return (_in(params.left_shift, 0, 31) and _in(params.shift, 0, 31)
+            and _in(params.multiplier, INT32_MIN, INT32_MAX))
+
+
 def _requantize_fused(acc: np.ndarray, params: RequantParams) -> tuple[np.ndarray, int] | None:
     """`requantize` FIXED_POINT through `_fixed_point_fused` (per-tensor parameters) or
     `_fixed_point_rows` (parameter arrays broadcasting to the values' shape: per channel, per column, per
@@ -412,8 +418,7 @@ def _requantize_fused(acc: np.ndarray, params: RequantParams) -> tuple[np.ndarra
     fields = (params.left_shift, params.multiplier, params.shift)
     if acc.size == 0 or np.broadcast_shapes(acc.shape, *(np.shape(v) for v in fields)) != acc.shape:
         return None
-    if not (_in(params.left_shift, 0, 31) and _in(params.shift, 0, 31)
-            and _in(params.multiplier, INT32_MIN, INT32_MAX)):
+    if not _kernel_params(params):
         return None
     lo, hi = out_range(params.out_bits, params.signed)
     zp = int(params.zero_point)

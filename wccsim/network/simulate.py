@@ -300,7 +300,8 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
              **(hooks or {})}
     float_session = session(model.SerializeToString())
     target = pick_output(plan.outputs, output)                                   # the measured output, its kind
-    measured = {target: resolve_output_kind(output_kind, float_session.run([target], {plan.inputs[0]: pictures[0][1]})[0])}
+    first = float_session.run([target], {plan.inputs[0]: pictures[0][1]})[0]
+    measured = {target: resolve_output_kind(output_kind, first)}
     labels = _unique_labels(evals)
     runs = [simulate_image(plan, float_session, spec, label, x, pic, hooks, threshold, measured)  # 5. runs per image
             for label, (spec, x, pic) in zip(labels, progress_bar(pictures, "images", progress))]

@@ -63,13 +63,14 @@ def output_block(acc_spatial: np.ndarray, blk: slice, bias_q: np.ndarray, zero_p
     steps run as one pass (`wccsim.datapath.requant.bias_requant_dequant`: the same integers and counts);
     otherwise the bias is added in place when nothing is recorded and the integers are int64."""
     scale = out_scale[:, blk] if np.ndim(out_scale) else out_scale
+    rp_blk = channels(rp, blk)
     if not out.pieces.keep and out.expect_q is None and mode is RequantMode.FIXED_POINT:
         dest = out.dest(n, blk, acc_spatial.shape)
-        sat = bias_requant_dequant(acc_spatial, bias_q[blk], channels(rp, blk), zero_point, scale, dest)
+        sat = bias_requant_dequant(acc_spatial, bias_q[blk], rp_blk, zero_point, scale, dest)
         if sat is not None:
             return dest, sat
     in_place = not out.pieces.keep and acc_spatial.dtype == np.int64
-    pre, q, sat = bias_requant(acc_spatial, bias_q[blk], channels(rp, blk), mode, in_place)
+    pre, q, sat = bias_requant(acc_spatial, bias_q[blk], rp_blk, mode, in_place)
     out.mismatches(n, blk, q)
     out.pieces.add(n, "pre_requant", pre)
     out.pieces.add(n, "output_q", q)
