@@ -8,11 +8,12 @@ Two measurements, each the median of ``--runs`` runs after a warm-up (numba's fi
 cache), with `CalibSample`'s construction (its bin records: ``__init__`` and ``group``; the samples ``group``
 makes count twice, which errs high), ``add`` and ``add_columns`` (histogram filling; the coefficients'
 conversion to real units and split into scale groups happen inside ``add_columns``) and ``clip`` (clip
-values) timed by wrapping them:
+values) timed by wrapping them (`timing.time_method`, in the fresh process too: bench/timing.py imports
+the standard library only):
 
 - ``command``: the command as users run it, ``wccsim run --hw HW --trace TRACE --out DIR``, in a fresh
   process each time: share = calibration / the process's wall time (start-up, imports, trace, simulation,
-  files). The issue measured its 38 % this way (1.9 of 5.1 s). numba's one-time start-up, which lands in
+  files). The issue's 38 % (1.9 of 5.1 s) reads as such a share. numba's one-time start-up, which lands in
   the first kernel a process calls, is paid before the command by a MAC kernel and reported apart.
 - ``in_process``: `wccsim.runner.run` called in one process (no start-up, no files): share = calibration /
   the call's time; stricter.
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import envinfo  # noqa: E402
 from report import format_table, target  # noqa: E402
+from timing import time_method  # noqa: E402
 
 import wccsim.calibrate as cal  # noqa: E402
 from wccsim.atomic import write_text  # noqa: E402
@@ -47,24 +49,6 @@ RESULTS = Path(__file__).resolve().parent / "calib_time_results.json"
 LIMIT = 0.10
 
 
-def timed(cls, name: str, clock: dict):
-    """Wrap method ``name`` of ``cls`` so that its wall time adds up in ``clock[name]``; returns the original
-    attribute as the class holds it (a static or class method stays one)."""
-    held = cls.__dict__[name]
-    kind = type(held) if isinstance(held, (staticmethod, classmethod)) else None
-    original = held.__func__ if kind else held
-
-    def wrapper(self, *args, **kwargs):
-        t = time.perf_counter()
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            clock[name] += time.perf_counter() - t
-
-    setattr(cls, name, kind(wrapper) if kind else wrapper)
-    return held
-
-
 TIMED = ("__init__", "group", "add", "add_columns", "clip")
 
 # the command in a fresh process, with the same wrappers; writes {"rc", "calib_s", "numba_start_s"} to the file
@@ -72,29 +56,21 @@ TIMED = ("__init__", "group", "add", "add_columns", "clip")
 # process calls first, in `wccsim run` a histogram; it is paid here first, by a MAC kernel, and reported apart.
 _CHILD = """
 import json, sys, time
+sys.path.insert(0, %r)
 import numpy as np
 import wccsim.calibrate as cal
+from timing import time_method
 from wccsim.datapath.mac import int_matmul
 t = time.perf_counter()
 int_matmul(np.ones((1, 1), np.int8), np.ones((1, 1, 1), np.int8))  # numba's one-time start-up, outside the timers
 numba_start = time.perf_counter() - t
-spent = [0.0]
-def wrap(held):
-    kind = type(held) if isinstance(held, (staticmethod, classmethod)) else None
-    fn = held.__func__ if kind else held
-    def wrapper(*args, **kwargs):
-        t = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            spent[0] += time.perf_counter() - t
-    return kind(wrapper) if kind else wrapper
-for name in %r:
-    setattr(cal.CalibSample, name, wrap(cal.CalibSample.__dict__[name]))
+clock = dict.fromkeys(%r, 0.0)
+for name in clock:
+    time_method(cal.CalibSample, name, clock)
 from wccsim.cli import main
 rc = main(sys.argv[2:])
-open(sys.argv[1], "w").write(json.dumps({"rc": rc, "calib_s": spent[0], "numba_start_s": numba_start}))
-""" % (TIMED,)
+open(sys.argv[1], "w").write(json.dumps({"rc": rc, "calib_s": sum(clock.values()), "numba_start_s": numba_start}))
+""" % (str(Path(__file__).resolve().parent), TIMED)
 
 
 def command_run(hw: str, trace: str) -> dict:
@@ -123,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = [command_run(args.hw, args.trace) for _ in range(args.runs)]
     run(args.hw, args.trace, progress=False)  # warm-up: numba's first calls in this process
     clock = {name: 0.0 for name in TIMED}
-    originals = {name: timed(cal.CalibSample, name, clock) for name in clock}
+    originals = {name: time_method(cal.CalibSample, name, clock) for name in clock}
     runs = []
     try:
         for _ in range(args.runs):

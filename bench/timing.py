@@ -13,7 +13,7 @@ import statistics
 import time
 from typing import Callable
 
-__all__ = ["calibrate_number", "time_side_by_side", "fit_exponent"]
+__all__ = ["calibrate_number", "time_side_by_side", "fit_exponent", "time_method"]
 
 
 def calibrate_number(fn: Callable[[], object], min_repeat_s: float) -> int:
@@ -53,3 +53,21 @@ def fit_exponent(sizes: list[float], times_s: list[float]) -> float:
     """Least-squares slope of log(time) against log(size): time ~ size**exponent."""
     import numpy as np
     return float(np.polyfit(np.log(np.asarray(sizes, float)), np.log(np.asarray(times_s, float)), 1)[0])
+
+
+def time_method(cls, name: str, clock: dict):
+    """Wrap method ``name`` of ``cls`` so that its wall time adds up in ``clock[name]``; returns the original
+    attribute as the class holds it (a static or class method stays one), to put back with ``setattr``."""
+    held = cls.__dict__[name]
+    kind = type(held) if isinstance(held, (staticmethod, classmethod)) else None
+    original = held.__func__ if kind else held
+
+    def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            clock[name] += time.perf_counter() - t
+
+    setattr(cls, name, kind(wrapper) if kind else wrapper)
+    return held
