@@ -363,11 +363,12 @@ def bias_requant_dequant(acc: np.ndarray, bias: np.ndarray, params: RequantParam
     followed by ``(q - out_zero_point) * out_scale``, without the intermediate arrays (for callers that
     record neither; `wccsim.simulate.layer.output_block`). ``bias`` (B,) int64; ``params`` per tensor or per
     channel (fields broadcasting to (1, B, 1, 1)), shifts 0..31, int32 multipliers; ``out_scale`` a float or
-    per channel; ``out`` (1, B, H, W) float64, C-contiguous. Returns the saturations, or None (nothing
+    per channel; ``out`` (1, B, H, W) float64 or float32 (each float64 value stored rounded to nearest, as
+    ``astype`` does), C-contiguous. Returns the saturations, or None (nothing
     written) where these conditions do not hold.
     """
     rows = acc.shape[1] if acc.ndim == 4 and acc.shape[0] == 1 else 0
-    if not rows or not out.flags.c_contiguous or out.shape != acc.shape or out.dtype != np.float64:
+    if not rows or not out.flags.c_contiguous or out.shape != acc.shape or out.dtype not in (np.float64, np.float32):
         return None
     if not _kernel_params(params):
         return None

@@ -43,8 +43,9 @@ def float_hook(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int) 
 class LayerMode:
     """A quantized mode of a spliced layer: ``calibrate(xs, conv, shared) -> params`` on the calibration
     set (the layer's float inputs, one (N, Cin, H, W) array per image; ``shared``: a dict the modes of
-    one layer share, see `shared_samples`) and ``run(x, params, conv) -> y`` (float64) on any input with
-    those fixed parameters."""
+    one layer share, see `shared_samples`) and ``run(x, params, conv) -> y`` (float32, the spliced network's
+    activations: each dequantized float64 value rounded to nearest) on any input with those fixed
+    parameters."""
     calibrate: Callable[[list, PointwiseConv, dict], Any]
     run: Callable[[np.ndarray, Any, PointwiseConv], np.ndarray]
 
@@ -63,14 +64,15 @@ def wcc_mode(spec, rate: float) -> LayerMode:
     """The bit-accurate WCC datapath at `rate`: `calibrate_layer` on the set, `run_datapath` per input."""
     return LayerMode(lambda xs, c, sh: calibrate_layer(xs, c.w, c.b, spec, rate, c.stride,
                                                        shared_samples(sh, xs, c, spec)),
-                     lambda x, p, c: run_datapath(x, p, spec, rate, c.stride, keep=False).y)
+                     lambda x, p, c: run_datapath(x, p, spec, rate, c.stride, keep=False,
+                                                         y_dtype=np.float32).y)
 
 
 def plain_mode(spec, act_bits: int) -> LayerMode:
     """The plain path (quantize, MAC, requantize) at `act_bits` inputs: `calibrate_plain`, `run_plain`."""
     return LayerMode(lambda xs, c, sh: calibrate_plain(xs, c.w, c.b, spec, act_bits, c.stride,
                                                        shared_samples(sh, xs, c, spec)),
-                     lambda x, p, c: run_plain(x, p, spec, c.stride, keep=False).y)
+                     lambda x, p, c: run_plain(x, p, spec, c.stride, keep=False, y_dtype=np.float32).y)
 
 
 def layer_modes(spec, spec8, rate: float, uniform_bits: int) -> dict[Mode, LayerMode]:

@@ -33,6 +33,11 @@ class Layer:
         """Strided image ``n`` as (1, Cin, H, W) float64."""
         return np.ascontiguousarray(self.xs[n:n + 1], dtype=np.float64)
 
+    def codes_input(self, n: int) -> np.ndarray:
+        """Strided image ``n`` as (1, Cin, H, W) in the input's own float dtype: what the input quantizer
+        reads (`wccsim.calibrate.quantize` widens each value to float64 itself, exactly)."""
+        return self.xs[n:n + 1]
+
     def blocks(self) -> list[slice]:
         """Output channel blocks of about `_BLOCK_ELEMS` outputs each (at least one channel)."""
         cout, hw = self.w2.shape[0], self.xs.shape[2] * self.xs.shape[3]

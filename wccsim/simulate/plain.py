@@ -135,14 +135,14 @@ def calibrate_plain(xs: Sequence[np.ndarray], w: np.ndarray, b: np.ndarray | Non
 
 
 def run_plain(x: np.ndarray, p: PlainParams, spec: DatapathSpec, stride: int = 1,
-              keep: bool = True) -> BaselineResult:
+              keep: bool = True, y_dtype: type = np.float64) -> BaselineResult:
     """The plain path on ``x`` with fixed, offline parameters ``p`` (from `calibrate_plain` with the same
     ``spec``), as a chip runs it: integer stages only (no float reference, ``errors`` is empty); the output
-    is always kept, the stages with ``keep``."""
+    is always kept (as ``y_dtype``, see `wccsim.simulate.run_datapath`), the stages with ``keep``."""
     layer = prepare(x, p.weight_q, None, stride)
-    out = Outcome(keep, layer.output_shape, keep_y=True)
+    out = Outcome(keep, layer.output_shape, keep_y=True, y_dtype=y_dtype)
     for n in range(layer.xs.shape[0]):
-        for _ in plain_image(n, layer.image(n), layer.blocks(), p, spec, out):
+        for _ in plain_image(n, layer.codes_input(n), layer.blocks(), p, spec, out):
             pass  # each block's output lands in out.y
     return plain_result(layer, p, spec, p.in_qp.bits, spec.quant.weight_bits, out)
 

@@ -69,15 +69,17 @@ class Pieces:
 
 class Outcome:
     """One scheme's results over the layer: error sums vs the references, counters, recorded pieces and
-    (``keep_y``, default ``keep``) the output (N, Cout, Ho, Wo) float64, written block by block.
+    (``keep_y``, default ``keep``) the output (N, Cout, Ho, Wo) float64 (or ``y_dtype``: float32 stores each
+    float64 value rounded to nearest, as ``astype`` does), written block by block.
     ``expect_q`` (N, Cout, Ho, Wo), optional: the framework's output integers the scheme's are compared with
     (`mismatches`)."""
 
-    def __init__(self, keep: bool, shape: tuple, keep_y: bool | None = None, expect_q: np.ndarray | None = None):
+    def __init__(self, keep: bool, shape: tuple, keep_y: bool | None = None, expect_q: np.ndarray | None = None,
+                 y_dtype: type = np.float64):
         self.errors: dict[str, ErrorSum] = {}
         self.counters: Counter = Counter()
         self.pieces = Pieces(keep)
-        self.y = np.empty(shape) if (keep if keep_y is None else keep_y) else None
+        self.y = np.empty(shape, y_dtype) if (keep if keep_y is None else keep_y) else None
         self.expect_q = expect_q
 
     def mismatches(self, n: int, blk: slice, q: np.ndarray) -> None:

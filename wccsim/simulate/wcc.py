@@ -132,7 +132,7 @@ def _images(layer: Layer, in_qp: QuantParams, spec: DatapathSpec, rate: float, k
     in_bits = input_int_bits(in_qp)
     scales = level_scales(in_qp.scale, spec.haar)[band_levels(spec.haar.levels) - 1]     # per band
     for n in range(layer.xs.shape[0]):
-        xq, x_int = quantize_input(layer.image(n), in_qp)                                    # 1. input
+        xq, x_int = quantize_input(layer.codes_input(n), in_qp)                              # 1. input
         f = chain.front(x_int, in_bits, spec, rate, keep)                                    # 2-4a.
         out.append(_Image(f, scales[f.kept_band], xq if keep else None))
     return out
@@ -301,7 +301,7 @@ def _check_params(params: LayerParams, spec: DatapathSpec, cin: int) -> None:
 
 
 def run_datapath(x: np.ndarray, params: LayerParams, spec: DatapathSpec, rate: float,
-                 stride: int = 1, keep: bool = True) -> DatapathResult:
+                 stride: int = 1, keep: bool = True, y_dtype: type = np.float64) -> DatapathResult:
     """Run the integer WCC datapath (stages 1-8) on ``x`` with fixed, offline parameters.
 
     Only integer stages run (quantize, Haar, top-k, gather + coefficient requant, MAC, zero-fill,
@@ -321,6 +321,8 @@ def run_datapath(x: np.ndarray, params: LayerParams, spec: DatapathSpec, rate: f
         1x1 conv stride (the input is subsampled first).
     keep : bool
         Record the stages (False: output, selection and counters only).
+    y_dtype : float64 or float32
+        The output's dtype (float32: each dequantized float64 value rounded to nearest, as ``astype``).
 
     Returns
     -------
@@ -331,7 +333,7 @@ def run_datapath(x: np.ndarray, params: LayerParams, spec: DatapathSpec, rate: f
         raise InputError(_WHERE, "x", f"a non-empty (N, {params.weight_q.shape[1]}, H, W) array", x.shape)
     _check_params(params, spec, x.shape[1])
     layer = prepare(x, params.weight_q, None, stride)
-    return _run(layer, params, _images(layer, params.input_qp, spec, rate, keep), spec, keep)
+    return _run(layer, params, _images(layer, params.input_qp, spec, rate, keep), spec, keep, y_dtype)
 
 
 def calibrate_and_run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: DatapathSpec, rate: float,
@@ -350,9 +352,10 @@ def calibrate_and_run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: 
     return params, _run(layer, params, images, spec, keep)
 
 
-def _run(layer: Layer, params: LayerParams, images: list[_Image], spec: DatapathSpec, keep: bool) -> DatapathResult:
-    """Stages 4b-8 of every image from its stages 1-4a; the output is always kept."""
-    out = Outcome(keep, layer.output_shape, keep_y=True)
+def _run(layer: Layer, params: LayerParams, images: list[_Image], spec: DatapathSpec, keep: bool,
+         y_dtype: type = np.float64) -> DatapathResult:
+    """Stages 4b-8 of every image from its stages 1-4a; the output is always kept (as ``y_dtype``)."""
+    out = Outcome(keep, layer.output_shape, keep_y=True, y_dtype=y_dtype)
     for n, im in enumerate(images):
         for _ in _wcc_image(n, im, layer.blocks(), params, spec, out):
             pass  # each block's output lands in out.y
