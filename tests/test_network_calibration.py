@@ -147,6 +147,30 @@ def test_fixed_params_do_not_depend_on_the_other_evaluation_images(tiny):
     assert own["images"][0]["drift"]["wcc"] != alone["images"][0]["drift"]["wcc"]
 
 
+def test_images_in_threads_give_the_serial_results(tiny):
+    """``jobs``: evaluation images simulated at once, one thread each (BLAS at one thread): the same summary
+    and per-layer rows, in image order, as one image at a time; a bad value is one `InputError`, and the
+    command exits 2 on it."""
+    kw = dict(rate=0.5, size=SIZE, calib_images=["skimage:coins"], calib="mse")
+    images = ["skimage:camera", "skimage:chelsea", "skimage:rocket"]
+    serial = simulate_network(tiny["model"], images, HW, jobs=1, **kw)
+    threaded = simulate_network(tiny["model"], images, HW, jobs=3, **kw)
+    assert threaded.summary == serial.summary
+    assert threaded.layers.equals(serial.layers)
+    assert list(threaded.layers["image"].unique()) == ["camera", "chelsea", "rocket"]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InputError, match="jobs"):
+            simulate_network(tiny["model"], images, HW, jobs=bad, **kw)
+
+
+def test_network_command_refuses_a_bad_jobs_count(tiny, tmp_path, capsys):
+    rc = main(["network", "--onnx", str(tiny["model"]), "--hw", str(HW), "--rate", "0.5", "--size", "32x64",
+               "--image", "skimage:camera", "--jobs", "0", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "jobs" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_calibrate_network_feeds_every_image_to_every_layer(tiny):
     plan = plan_graph(onnx.load(tiny["model"]))
     spec = configure_datapath(load_hw(HW), make_options(load_hw(HW), 0.5, None)).datapath

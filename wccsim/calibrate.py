@@ -112,7 +112,7 @@ def _put_zeros(h, zeros):
         r[_HI] = max(r[_HI], 0.0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _hist_add(x, bits, eshift, emask, ebias, mshift, h):
     """Add the flat block ``x`` (``bits``: the same memory as unsigned integers) to the (2, _NBINS, 5) bin
     records ``h`` (a record's five fields side by side: one or two cache lines per update, not five), in
@@ -135,7 +135,7 @@ def _hist_add(x, bits, eshift, emask, ebias, mshift, h):
     return bad
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _hist_add_columns(q, scale, group, h, eshift, emask, ebias, mshift):
     """Add ``float64(q[r, j]) * scale[j]`` of the 2-D integer ``q``, row by row, to the records ``h[group[j]]``
     ((G, 2, _NBINS, 5)): each group's values in the order of ``q[:, group == g]`` (C order), without making
@@ -161,7 +161,7 @@ def _hist_add_columns(q, scale, group, h, eshift, emask, ebias, mshift):
     return bad
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _compact(h, signed):
     """`CalibSample._bins` of the (2, _NBINS, 5) records ``h``: the non-empty bins ascending, as count
     (int64), sum, sum of squares, min, max (signed: both sides' records of a bin combined; unsigned: the
@@ -193,7 +193,7 @@ def _compact(h, signed):
     return cnt, s1, s2, lo, hi
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _first_bin(v, s, qmax, target):
     """First index b of the ascending ``v`` with ``min(rint(v[b] / s), qmax) >= target`` (v.size if none)."""
     a, z = 0, v.size
@@ -206,7 +206,7 @@ def _first_bin(v, s, qmax, target):
     return a
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _best_candidate(cnt, mean, var, lo, hi, cum_n, cum_s1, cum_s2, amax, qmax, grid):
     """Index i (0-based) of the smallest squared quantize-dequantize error of the histogram over the
     candidates ``alpha = amax * (i + 1) / grid``, scale ``alpha / qmax`` (the smallest index among equal
@@ -291,7 +291,7 @@ def _empty_records(n: int) -> np.ndarray:
     return h
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _clear(records):
     """Empty every (5,) record of the 2-D ``records`` in one pass."""
     for i in range(records.shape[0]):
@@ -489,7 +489,7 @@ def quantize(x: np.ndarray, qp: QuantParams, scale: float | np.ndarray | None = 
     return np.clip(q, qmin, qmax).astype(np.int64)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _quantize_fused(x, scale, zero_point, qmin, qmax, out):
     """out[i] = clip(rint(float64(x[i]) / scale) + zero_point, qmin, qmax), as `quantize`'s numpy formula."""
     for i in range(x.size):

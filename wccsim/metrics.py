@@ -88,7 +88,7 @@ def _flat_float(a) -> np.ndarray:
     return np.ascontiguousarray(a if a.dtype in (np.float32, np.float64) else a.astype(np.float64))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _block_sums(ref, test):
     """(sum (test - ref)^2, sum ref^2, max |test - ref|) in float64, in one pass over flat arrays; each sum
     over runs of `_RUN` elements, then over the runs. A NaN or infinity makes a sum non-finite."""

@@ -31,6 +31,8 @@ def register(subparsers) -> None:
                    help=f"auto or one of {', '.join(api.PRESETS)} (auto: PP-OCR det or cls from the model's "
                         "output rank)")
     model_io_args(p)
+    p.add_argument("--jobs", type=number(int), default=None, metavar="N",
+                   help="evaluation images simulated at once, one thread each (default: the usable CPUs)")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default: runs/network_<model>)")
     p.set_defaults(func=main)
 
@@ -152,7 +154,7 @@ def main(args: argparse.Namespace) -> int:
                                   calib=args.calib, mean=args.mean, std=args.std,
                                   channel_order=args.channel_order, output=args.output,
                                   output_kind=args.output_kind, calib_images=args.calib_image,
-                                  calibrate_on_eval=args.calibrate_on_eval)
+                                  calibrate_on_eval=args.calibrate_on_eval, jobs=args.jobs)
     written = api.write_network_outputs(result, out)
     print(format_summary(result.summary), end="")
     print(f"\n{verdict(result.summary)}", end="")

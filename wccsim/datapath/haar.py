@@ -461,7 +461,7 @@ def _load_row(xp, r, h, w, buf):
             buf[j] = 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _fwd_level1(xp, h, w, r0, r1, ta, cp, hl, wl, rnd, odd, lo, hi):
     """Forward level 1 of one plane: xp (h, w) (rows loaded into r0, r1 with the padding) -> y1 into ta,
     y2..y4 into cp. Returns the clips. (Each level is its own function: inlined into the plane loop,
@@ -476,7 +476,7 @@ def _fwd_level1(xp, h, w, r0, r1, ta, cp, hl, wl, rnd, odd, lo, hi):
     return sat
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _fwd_level(cur, nxt, cp, hl, wl, rnd, odd, lo, hi):
     """Forward level >= 2 of one plane: low band cur (2hl, 2wl) -> y1 into nxt, y2..y4 into cp. Returns
     the clips."""
@@ -489,7 +489,7 @@ def _fwd_level(cur, nxt, cp, hl, wl, rnd, odd, lo, hi):
     return sat
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _forward_kernel(x, coef, lows, keep, levels, hp, wp, rnd, odd, lo, hi):
     """All levels of the forward unit, one (n, c) plane at a time, padding implicit. x (N, C, H, W) any
     integer dtype; writes coef (N, C, P) in layout order and, if ``keep``, lows (N, C, Q) (low bands of
@@ -579,7 +579,7 @@ def _inv_row_sat(low, ol, src, o2, o3, o4, ds, d0, od0, d1, od1, w, lo, hi, rnd,
     return np.int64(0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _inverse_plane(src, outp, bufa, bufb, rb0, rb1, levels, hp, wp, h, w, rnd, odd, fin, lo, hi):
     """The whole inverse unit on one plane: src (P,) layout-order coefficients (any integer dtype,
     saturated to ``[lo, hi]`` as loaded) -> outp (h, w) int64, cropped. ``rnd, odd``: PER_LEVEL's
@@ -619,7 +619,7 @@ def _inverse_plane(src, outp, bufa, bufb, rb0, rb1, levels, hp, wp, h, w, rnd, o
     return sat
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _inverse_dense_kernel(coef, out, levels, hp, wp, h, w, rnd, odd, fin, lo, hi):
     """`_inverse_plane` over every plane of coef (N, C, P) -> out (N, C, h, w); returns the clips."""
     n_, c_, p_ = coef.shape
@@ -633,7 +633,7 @@ def _inverse_dense_kernel(coef, out, levels, hp, wp, h, w, rnd, odd, fin, lo, hi
     return sat
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _inverse_kept_kernel(acc, idx, out, levels, hp, wp, h, w, rnd, odd, fin, lo, hi):
     """Zero-fill of the kept columns acc (N, C, k) at positions idx (N, k) into one (P,) plane scratch,
     then `_inverse_plane`; out (N, C, h, w). Only the kept positions are ever nonzero, so the scratch

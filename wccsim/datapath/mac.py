@@ -94,26 +94,26 @@ def _convert_loop(src, out, lo, hi, mode):
     return count
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _convert(src, out, lo, hi, mode):
     """`_convert_loop` into a separate array."""
     return _convert_loop(src, out, lo, hi, mode)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _convert_f32_in_place(buf, lo, hi, mode):
     """`_convert_loop` from a float32 buffer into the same memory viewed as int32 (one view inside the
     kernel, so the compiler sees one array and vectorizes; two aliasing arguments would not)."""
     return _convert_loop(buf, buf.view(np.int32), lo, hi, mode)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _convert_in_place(acc, lo, hi, mode):
     """`_convert_loop` on an integer array in place."""
     return _convert_loop(acc, acc, lo, hi, mode)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _add(src, acc):
     """``acc[i] += src[i]`` (exact integer floats or ints; the sums fit ``acc``'s dtype)."""
     for i in range(src.size):
@@ -137,7 +137,7 @@ def _finish(src: np.ndarray, out_dtype: type, lo: int | None, hi: int | None,
     return out, int(_convert(flat, out.reshape(-1), lo, hi, mode))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _to_float32_minmax(x, out):
     """``out[i] = float32(x[i])`` and ``(min(x), max(x))`` as int64, in one pass (``x`` non-empty)."""
     lo = x[0]
@@ -328,7 +328,7 @@ def _saturate_each_add(wq: np.ndarray, xq: np.ndarray, lo: int, hi: int, out_dty
     return acc.astype(out_dtype), count
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _saturating_sums(w, x, n, o, j, lo, hi):
     """For each (n[i], o[i], j[i]): ``acc = clip(acc + w[o, c] * x[n, c, j], lo, hi)`` for c = 0, 1, ...;
     the final values and whether any addition clipped."""

@@ -289,7 +289,7 @@ def _fixed_point_one(x, left, multiplier, shift, zero_point, lo, hi):
     return c, sat
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _fixed_point_fused(acc, left, multiplier, shift, zero_point, lo, hi, out):
     """``FIXED_POINT`` with per-tensor parameters in one pass over flat ``acc`` (any integer dtype) into
     int64 ``out``.
@@ -306,7 +306,7 @@ def _fixed_point_fused(acc, left, multiplier, shift, zero_point, lo, hi, out):
     return sat
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _fixed_point_rows(acc, left, multiplier, shift, prow, zero_point, lo, hi, out):
     """`_fixed_point_fused` on the rows of 2-D ``acc`` (any integer dtype) into 2-D int64 ``out``, row ``r``
     with the parameters of row ``prow[r]`` of the 2-D int64 arrays ``left``, ``multiplier``, ``shift``:
@@ -330,7 +330,7 @@ def _fixed_point_rows(acc, left, multiplier, shift, prow, zero_point, lo, hi, ou
     return sat
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _requant_dequant_rows(acc, bias, left, multiplier, shift, zero_point, lo, hi, out_zero_point, scale, out):
     """Stage 8 in one pass over the rows of 2-D ``acc`` (any integer dtype, one row per output channel):
     ``acc + bias[r]`` in int64, `_fixed_point_one` with row ``r``'s parameters, and the dequantized output

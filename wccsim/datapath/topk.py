@@ -203,7 +203,7 @@ def gather(coef: np.ndarray, idx: np.ndarray, dtype=None) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _gather_kernel(coef, idx, out):
     """out[n, c, j] = coef[n, c, idx[n, j]] (values cast to out's dtype)."""
     for n in range(coef.shape[0]):
@@ -344,7 +344,7 @@ def _combine(a, b, metric):
     return a + b
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _energy_kernel(coef, metric, shifts, shifted, out):
     """Energies of (N, C, P) int64/int32 ``coef`` into ``out`` (N, P) int64, one pass over ``coef``.
 
@@ -394,7 +394,7 @@ def _energy_kernel(coef, metric, shifts, shifted, out):
     return lo, hi
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _sample_window(row, lo, hi, need, hist):
     """Key window [wl, wh] that likely holds the need-th largest key of ``row`` (keys in [lo, hi]): from a
     histogram of one key per ``step`` (a power of two, at least 4), widened by 3 standard deviations of the
@@ -440,7 +440,7 @@ def _sample_window(row, lo, hi, need, hist):
 # emits no negative-index wraparound, which otherwise keeps these loops from vectorizing.
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _nth_equal(row, t, nth):
     """Position of the nth (1-based) key equal to t; the row holds at least nth of them."""
     seen = 0
@@ -476,7 +476,7 @@ def _add_store8(typingctx, dst, j, src, base):
     return types.void(dst, types.int64, src, types.int64), codegen
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _compact(flags, p_, out):
     """Write the positions of the 1 bytes among the first p_ 0/1 bytes of ``flags`` (uint64 words) to ``out``
     in ascending order; returns their count.
@@ -502,7 +502,7 @@ def _compact(flags, p_, out):
     return j
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _flag_above(keys, thr, bits, flags):
     """bits = flags = keys > thr (bool and uint8 0/1)."""
     for i in range(keys.size):
@@ -511,7 +511,7 @@ def _flag_above(keys, thr, bits, flags):
         flags[i] = keep
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _exact_kernel(keys, k, bitmap, idx):
     """Exact top-k of each row of non-negative int64 ``keys`` (N, P) into ``bitmap`` (N, P) and ``idx``
     (N, k); False (outputs unfinished) if a key is negative.

@@ -24,12 +24,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from wccsim.capture.images import load_image
 from wccsim.capture.onnx_graph import fed_inputs, session
@@ -163,6 +167,16 @@ def _reproduction(ref: np.ndarray, got: np.ndarray) -> dict:
     return err
 
 
+def _jobs(jobs, images: int) -> int:
+    """Images simulated at once: ``jobs`` (a positive integer; else an `InputError`), by default the CPUs this
+    process may use; never more than ``images``."""
+    if jobs is None:
+        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    elif isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InputError("options", "jobs", "a positive integer", jobs)
+    return max(1, min(jobs, images))
+
+
 def check_threshold(threshold) -> float:
     """The IoU binarization threshold as a float in (0, 1); anything else is an `InputError`."""
     if not isinstance(threshold, (int, float)) or not 0.0 < float(threshold) < 1.0:
@@ -235,7 +249,7 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
                      std: Sequence[float] | None = None, channel_order: str | None = None, output: str | None = None,
                      output_kind: str | None = None, calib_images: Sequence[str] | None = None,
                      calibrate_on_eval: bool = False, hooks: Mapping[Mode, Hook] | None = None,
-                     progress: bool | None = None) -> NetworkResult:
+                     progress: bool | None = None, jobs: int | None = None) -> NetworkResult:
     """Run an ONNX network on images with its 1x1 convolutions on the WCC datapath; measure the drift.
 
     Parameters
@@ -275,6 +289,11 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
     progress : bool, optional
         Bars on stderr over the calibration's layers and the evaluation images (default: when stderr is a
         terminal).
+    jobs : int >= 1, optional
+        Evaluation images simulated at once, one thread each (default: the CPUs this process may use, at
+        most the number of images). Every datapath kernel releases the GIL. With more than one, the BLAS
+        libraries use one thread each during calibration and evaluation (their idle workers busy-wait
+        between calls and would take the cores the threads need). The results do not depend on it.
 
     Returns
     -------
@@ -293,7 +312,9 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
     pictures = [(spec, *network_input(load_image(spec), preset, size)) for spec in evals]  # 3. inputs
     calib_inputs = [network_input(load_image(spec), preset, size)[0] for spec in calibs]
     modes = layer_modes(hw.datapath, hw8.datapath, opts.rate, bits)              # 4. calibration, once
-    params = calibrate_network(plan, calib_inputs, modes, progress)
+    jobs = _jobs(jobs, len(pictures))
+    with threadpool_limits(1, "blas") if jobs > 1 else nullcontext():
+        params = calibrate_network(plan, calib_inputs, modes, progress)
     del calib_inputs
     hooks = {Mode.FLOAT: float_hook, **{m: fixed_hook(plan, modes[m], params[m]) for m in QUANT_MODES},
              **(hooks or {})}
@@ -302,8 +323,14 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
     first = float_session.run([target], {plan.inputs[0]: pictures[0][1]})[0]
     measured = {target: resolve_output_kind(output_kind, first)}
     labels = _unique_labels(evals)
-    runs = [simulate_image(plan, float_session, spec, label, x, pic, hooks, threshold, measured)  # 5. runs per image
-            for label, (spec, x, pic) in zip(labels, progress_bar(pictures, "images", progress))]
+
+    def run_image(job):                                                          # 5. runs per image
+        label, (spec, x, pic) = job
+        return simulate_image(plan, float_session, spec, label, x, pic, hooks, threshold, measured)
+
+    with ThreadPoolExecutor(jobs) as pool, threadpool_limits(1, "blas") if jobs > 1 else nullcontext():
+        runs = list(progress_bar(pool.map(run_image, zip(labels, pictures)), "images", progress,
+                                 total=len(pictures)))
     rows = [dict(image=r.label, layer_index=i, **row) for r in runs for i, row in enumerate(r.layers)]
     summary = _summarize(model_path, hw, opts, bits, threshold, preset, plan, runs, measured, calibs,  # 6.
                          calibration)
