@@ -31,10 +31,8 @@ Choices (tested in tests/test_layer.py):
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -185,35 +183,18 @@ def output_sample(layers: Sequence[Layer], spec: DatapathSpec) -> CalibSample:
     calibration set (one `Layer` each), computed image by image, block by block (`CalibSample` keeps what
     the method reads); read by every scheme's output quantizer (`output_params`)."""
     sample = CalibSample(spec.quant.calib)
-    jobs = ((layer, x_n, blk) for layer in layers for n in range(layer.xs.shape[0]) for x_n in [layer.image(n)]
-            for blk in layer.blocks())
-    for y in _ahead(lambda job: job[0].ref_block(job[1], job[2]), jobs):
-        sample.add(y)
+    for layer in layers:
+        for n in range(layer.xs.shape[0]):
+            x_n = layer.image(n)
+            for blk in layer.blocks():
+                sample.add(layer.ref_block(x_n, blk))
     return sample
-
-
-def _ahead(fn, items: Iterable):
-    """Yield ``fn(item)`` for each of ``items`` in order, computing the next one in a background thread while
-    the caller works on the current (at most two results alive; ``items`` is read lazily, in this thread): a
-    float64 GEMM beside a histogram pass (both release the GIL)."""
-    it = iter(items)
-    with ThreadPoolExecutor(1) as pool:
-        nxt = next((pool.submit(fn, item) for item in it), None)
-        while nxt is not None:
-            cur = nxt.result()
-            nxt = next((pool.submit(fn, item) for item in it), None)
-            yield cur
-            del cur
 
 
 def layer_samples(layers: Sequence[Layer], spec: DatapathSpec) -> tuple[CalibSample, CalibSample]:
     """(`input_sample`, `output_sample`) of ``layers``: what every scheme's input and output quantizers
-    read, computed once where several schemes are calibrated on the same inputs. The input histogram fills
-    in a background thread beside the output's (each sample in its own order: the same result)."""
-    with ThreadPoolExecutor(1) as pool:
-        x_sample = pool.submit(input_sample, layers, spec)
-        y_sample = output_sample(layers, spec)
-        return x_sample.result(), y_sample
+    read, computed once where several schemes are calibrated on the same inputs."""
+    return input_sample(layers, spec), output_sample(layers, spec)
 
 
 def output_params(layers: Sequence[Layer], bits: int, spec: DatapathSpec,
