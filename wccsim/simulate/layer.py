@@ -14,10 +14,14 @@ from wccsim.hw import RequantMode
 from wccsim.reference import conv_args, ref_conv
 from wccsim.simulate.record import Outcome, Pieces, make_stage
 
-__all__ = ["Layer", "prepare", "output_block", "output_stages", "BIAS_BITS"]
+__all__ = ["Layer", "prepare", "output_block", "output_stages", "BIAS_BITS", "RUN_BLOCK_ELEMS"]
 
 BIAS_BITS = 32
-_BLOCK_ELEMS = 1 << 16  # outputs per channel block: 512 KiB per float64 block array (cache-sized)
+_BLOCK_ELEMS = 1 << 16  # outputs per channel block: 512 KiB per float64 block array (cache-sized; bounds the
+#                         working set of the comparisons, `simulate_layer`)
+RUN_BLOCK_ELEMS = 1 << 18  # the same for `run_datapath` / `run_plain`, which keep the whole output anyway:
+#                            fewer blocks, less per-block Python (a 256x256 map is 2^16 outputs per channel;
+#                            2^16 was 5-7 % slower per image on LR-ASPP)
 
 
 @dataclass(frozen=True)
@@ -38,10 +42,11 @@ class Layer:
         reads (`wccsim.calibrate.quantize` widens each value to float64 itself, exactly)."""
         return self.xs[n:n + 1]
 
-    def blocks(self) -> list[slice]:
-        """Output channel blocks of about `_BLOCK_ELEMS` outputs each (at least one channel)."""
+    def blocks(self, elems: int | None = None) -> list[slice]:
+        """Output channel blocks of about ``elems`` outputs each (default `_BLOCK_ELEMS`; at least one
+        channel)."""
         cout, hw = self.w2.shape[0], self.xs.shape[2] * self.xs.shape[3]
-        step = max(1, min(cout, _BLOCK_ELEMS // max(1, hw)))
+        step = max(1, min(cout, (elems or _BLOCK_ELEMS) // max(1, hw)))
         return [slice(c, min(c + step, cout)) for c in range(0, cout, step)]
 
     def ref_block(self, x_n: np.ndarray, blk: slice) -> np.ndarray:

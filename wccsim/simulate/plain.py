@@ -16,7 +16,7 @@ from wccsim.calibrate import CalibSample
 from wccsim.datapath.mac import mac_array
 from wccsim.hw import DatapathSpec
 from wccsim.rules import check_bits
-from wccsim.simulate.layer import Layer, output_block, output_stages, prepare
+from wccsim.simulate.layer import RUN_BLOCK_ELEMS, Layer, output_block, output_stages, prepare
 from wccsim.simulate.params import PlainParams, layer_samples, output_params, plain_params, quantize_input
 from wccsim.simulate.record import Outcome, make_stage
 
@@ -142,7 +142,7 @@ def run_plain(x: np.ndarray, p: PlainParams, spec: DatapathSpec, stride: int = 1
     layer = prepare(x, p.weight_q, None, stride)
     out = Outcome(keep, layer.output_shape, keep_y=True, y_dtype=y_dtype)
     for n in range(layer.xs.shape[0]):
-        for _ in plain_image(n, layer.codes_input(n), layer.blocks(), p, spec, out):
+        for _ in plain_image(n, layer.codes_input(n), layer.blocks(RUN_BLOCK_ELEMS), p, spec, out):
             pass  # each block's output lands in out.y
     return plain_result(layer, p, spec, p.in_qp.bits, spec.quant.weight_bits, out)
 

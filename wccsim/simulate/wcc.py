@@ -53,7 +53,7 @@ from wccsim.errors import InputError
 from wccsim.hw import DatapathSpec
 from wccsim.reference import wcc_dropped
 from wccsim.rules import Selection, band_groups, band_levels, padded_shape, uniform_bits
-from wccsim.simulate.layer import Layer, output_block, output_stages, prepare
+from wccsim.simulate.layer import RUN_BLOCK_ELEMS, Layer, output_block, output_stages, prepare
 from wccsim.simulate.params import (
     FixedScales, LayerParams, PlainParams, coef_params, fixed_weights, input_int_bits, input_params, input_sample,
     layer_samples, level_scales, output_params, output_requant, output_scale, plain_params, position_scales,
@@ -357,7 +357,7 @@ def _run(layer: Layer, params: LayerParams, images: list[_Image], spec: Datapath
     """Stages 4b-8 of every image from its stages 1-4a; the output is always kept (as ``y_dtype``)."""
     out = Outcome(keep, layer.output_shape, keep_y=True, y_dtype=y_dtype)
     for n, im in enumerate(images):
-        for _ in _wcc_image(n, im, layer.blocks(), params, spec, out):
+        for _ in _wcc_image(n, im, layer.blocks(RUN_BLOCK_ELEMS), params, spec, out):
             pass  # each block's output lands in out.y
     return _wcc_result(DatapathResult, images, params, spec, out, layer)
 
