@@ -290,10 +290,10 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
         Bars on stderr over the calibration's layers and the evaluation images (default: when stderr is a
         terminal).
     jobs : int >= 1, optional
-        Evaluation images simulated at once, one thread each (default: the CPUs this process may use, at
-        most the number of images). Every datapath kernel releases the GIL. With more than one, the BLAS
-        libraries use one thread each during calibration and evaluation (their idle workers busy-wait
-        between calls and would take the cores the threads need). The results do not depend on it.
+        Images preprocessed and evaluation images simulated at once, one thread each (default: the CPUs
+        this process may use, at most the number of evaluation images). Every datapath kernel releases the
+        GIL. With more than one, the BLAS libraries use one thread each throughout (their idle workers
+        busy-wait between calls and would take the cores the threads need). The results do not depend on it.
 
     Returns
     -------
@@ -309,27 +309,25 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
     model = load_model(model_path)                                               # 2. model, plan, preset
     plan = plan_graph(model)
     preset = resolve_preset(model, preprocess, mean, std, channel_order)
-    pictures = [(spec, *network_input(load_image(spec), preset, size)) for spec in evals]  # 3. inputs
-    calib_inputs = [network_input(load_image(spec), preset, size)[0] for spec in calibs]
-    modes = layer_modes(hw.datapath, hw8.datapath, opts.rate, bits)              # 4. calibration, once
-    jobs = _jobs(jobs, len(pictures))
-    with threadpool_limits(1, "blas") if jobs > 1 else nullcontext():
-        params = calibrate_network(plan, calib_inputs, modes, progress)
-    del calib_inputs
-    hooks = {Mode.FLOAT: float_hook, **{m: fixed_hook(plan, modes[m], params[m]) for m in QUANT_MODES},
-             **(hooks or {})}
-    float_session = session(model.SerializeToString())
-    target = pick_output(plan.outputs, output)                                   # the measured output, its kind
-    first = float_session.run([target], {plan.inputs[0]: pictures[0][1]})[0]
-    measured = {target: resolve_output_kind(output_kind, first)}
-    labels = _unique_labels(evals)
-
-    def run_image(job):                                                          # 5. runs per image
-        label, (spec, x, pic) = job
-        return simulate_image(plan, float_session, spec, label, x, pic, hooks, threshold, measured)
-
+    modes = layer_modes(hw.datapath, hw8.datapath, opts.rate, bits)
+    jobs = _jobs(jobs, len(evals))
     with ThreadPoolExecutor(jobs) as pool, threadpool_limits(1, "blas") if jobs > 1 else nullcontext():
-        runs = list(progress_bar(pool.map(run_image, zip(labels, pictures)), "images", progress,
+        def inputs(specs):
+            return list(pool.map(lambda spec: network_input(load_image(spec), preset, size), specs))
+        pictures = [(spec, *p) for spec, p in zip(evals, inputs(evals))]         # 3. inputs
+        params = calibrate_network(plan, [p[0] for p in inputs(calibs)], modes, progress)  # 4. calibration
+        hooks = {Mode.FLOAT: float_hook, **{m: fixed_hook(plan, modes[m], params[m]) for m in QUANT_MODES},
+                 **(hooks or {})}
+        float_session = session(model.SerializeToString())
+        target = pick_output(plan.outputs, output)                               # the measured output, its kind
+        first = float_session.run([target], {plan.inputs[0]: pictures[0][1]})[0]
+        measured = {target: resolve_output_kind(output_kind, first)}
+
+        def run_image(job):                                                      # 5. runs per image
+            label, (spec, x, pic) = job
+            return simulate_image(plan, float_session, spec, label, x, pic, hooks, threshold, measured)
+
+        runs = list(progress_bar(pool.map(run_image, zip(_unique_labels(evals), pictures)), "images", progress,
                                  total=len(pictures)))
     rows = [dict(image=r.label, layer_index=i, **row) for r in runs for i, row in enumerate(r.layers)]
     summary = _summarize(model_path, hw, opts, bits, threshold, preset, plan, runs, measured, calibs,  # 6.
