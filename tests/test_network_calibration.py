@@ -1,5 +1,6 @@
 """Calibration apart from evaluation (issue 18), mean and worst image, empty outputs, the network verdict."""
 
+import dataclasses
 import json
 import math
 import shutil
@@ -171,16 +172,37 @@ def test_network_command_refuses_a_bad_jobs_count(tiny, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_calibrate_network_feeds_every_image_to_every_layer(tiny):
+def _same(a, b) -> bool:
+    """Equal field by field, arrays element by element (dtype and shape included)."""
+    if dataclasses.is_dataclass(a):
+        return type(a) is type(b) and all(_same(getattr(a, f.name), getattr(b, f.name))
+                                          for f in dataclasses.fields(a))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    return type(a) is type(b) and a == b
+
+
+@pytest.mark.parametrize("calib", ["mse", "percentile", "max"])
+def test_calibrate_network_is_each_layer_calibrated_on_its_float_inputs(tiny, calib):
+    """Every layer's parameters, every field, for WCC and the plain path, are what `calibrate_layer` /
+    `calibrate_plain` give on the float network's inputs of that layer on all calibration images (the
+    output histograms read float64 outputs the images' threads computed: the same values, in the same
+    order)."""
     plan = plan_graph(onnx.load(tiny["model"]))
-    spec = configure_datapath(load_hw(HW), make_options(load_hw(HW), 0.5, None)).datapath
-    xs = [network_input(load_image(s), PRESETS["ppocr_det"], SIZE)[0] for s in ("skimage:coins", "skimage:camera")]
+    hw = load_hw(HW)
+    spec = configure_datapath(hw, make_options(hw, 0.5, None, calib=calib)).datapath
+    xs = [network_input(load_image(s), PRESETS["ppocr_det"], size)[0]
+          for s, size in (("skimage:coins", SIZE), ("skimage:camera", (64, 32)))]
     params = calibrate_network(plan, xs, {"wcc": wcc_mode(spec, 0.5), "u4": plain_mode(spec, 4)})
-    firsts = []
-    float_layer_inputs(plan, xs, lambda conv, got: firsts.append(list(got)) if conv.name == "c1" else None)
-    want = calibrate_layer(firsts[0], plan.layers[0].w, plan.layers[0].b, spec, 0.5)
-    assert params["wcc"]["c1"].input_qp == want.input_qp and params["u4"]["c1"].in_qp.bits == 4
-    assert set(params["wcc"]) == {"c1", "c2", "c3"}
+    inputs = {}
+    float_layer_inputs(plan, xs, lambda conv, got: inputs.setdefault(conv.name, list(got)))
+    assert set(params["wcc"]) == set(inputs) == {"c1", "c2", "c3"}
+    for conv in plan.layers:
+        want = calibrate_layer(inputs[conv.name], conv.w, conv.b, spec, 0.5, conv.stride)
+        assert _same(params["wcc"][conv.name], want), conv.name
+        want = calibrate_plain(inputs[conv.name], conv.w, conv.b, spec, 4, conv.stride)
+        assert _same(params["u4"][conv.name], want) and want.in_qp.bits == 4, conv.name
 
 
 def test_calibration_progress_counts_the_spliced_layers(tiny, capsys):

@@ -11,8 +11,10 @@ output). `fixed_hook` then runs the evaluation images with those frozen paramete
 (`wccsim.network.hooks`): an image's result does not depend on which other images are evaluated.
 
 Memory: the calibration images advance through the network in lockstep (one thread each, meeting at a
-barrier before every spliced layer), so only one layer's inputs of all calibration images, plus each
-image's live tensors, exist at a time; never every layer's inputs of every image.
+barrier before every spliced layer), so only one layer's inputs and float64 outputs of all calibration
+images (each image's thread computes the output its histograms read, `wccsim.simulate.params.output_blocks`,
+before the barrier: in parallel, the same blocks in the same order), plus each image's live tensors, exist
+at a time; never every layer's of every image.
 
 Default image sets (scikit-image photographs bundled with the package, no download): evaluation
 `EVAL_IMAGES`, calibration `CALIB_IMAGES`, disjoint. Calibrating on an evaluated image is refused unless
@@ -33,6 +35,8 @@ from wccsim.errors import InputError
 from wccsim.network.hooks import LayerMode, float_hook
 from wccsim.network.splice import Hook, Plan, run_plan
 from wccsim.options import progress_bar
+from wccsim.simulate.layer import prepare
+from wccsim.simulate.params import output_blocks
 
 __all__ = ["EVAL_IMAGES", "CALIB_IMAGES", "DISJOINT", "ON_EVAL", "image_id", "calibration_sets",
            "float_layer_inputs", "calibrate_network", "fixed_hook"]
@@ -70,11 +74,12 @@ def calibration_sets(images: Sequence[str] | None, calib_images: Sequence[str] |
     return evals, calib, ON_EVAL if shared else DISJOINT
 
 
-def float_layer_inputs(plan: Plan, inputs: Sequence[np.ndarray],
-                       visit: Callable[[PointwiseConv, list], None]) -> None:
+def float_layer_inputs(plan: Plan, inputs: Sequence[np.ndarray], visit: Callable[[PointwiseConv, list], None],
+                       per_input: Callable[[PointwiseConv, np.ndarray], Any] | None = None) -> None:
     """Run every input through the spliced float network in lockstep and call ``visit(conv, xs)`` once
     per spliced layer, in network order, with the float inputs of that layer for all inputs (the float
-    network's own activations, `wccsim.reference.ref_conv` in float64 for the 1x1 layers).
+    network's own activations, `wccsim.reference.ref_conv` in float64 for the 1x1 layers), or with
+    ``per_input(conv, x)`` of each, computed in the input's own thread.
 
     One thread per input runs `run_plan`; they meet at a barrier before each spliced layer, whose action
     calls ``visit``; an error in any thread (or in ``visit``) breaks the barrier and is raised here.
@@ -83,6 +88,7 @@ def float_layer_inputs(plan: Plan, inputs: Sequence[np.ndarray],
     slots: list = [None] * n
     errors: list = []
     order = iter(plan.layers)
+    by_weight = {id(c.w): c for c in plan.layers}  # a hook sees the layer's weights (see `fixed_hook`)
 
     def action():
         try:
@@ -95,7 +101,7 @@ def float_layer_inputs(plan: Plan, inputs: Sequence[np.ndarray],
 
     def worker(i: int):
         def hook(x, w, b, stride):
-            slots[i] = x
+            slots[i] = x if per_input is None else per_input(by_weight[id(w)], x)
             barrier.wait()
             return float_hook(x, w, b, stride)
         try:
@@ -130,14 +136,20 @@ def calibrate_network(plan: Plan, inputs: Sequence[np.ndarray], modes: Mapping[A
     params = {m: {} for m in modes}
     bar = progress_bar(None, f"calibration on {len(inputs)} images (layers)", progress, total=len(plan.layers))
 
-    def visit(conv, xs):
-        shared: dict = {}  # what the modes of this layer share (`wccsim.network.hooks.shared_samples`)
+    def with_outputs(conv, x):  # in the image's thread: the float64 output the output histograms read
+        return x, list(output_blocks(prepare(x, conv.w, conv.b, conv.stride)))
+
+    def visit(conv, items):
+        xs = [x for x, _ in items]
+        # what the modes of this layer share (`wccsim.network.hooks.shared_samples`)
+        shared: dict = {"outputs": [y for _, ys in items for y in ys]}
+        del items
         for m, mode in modes.items():
             params[m][conv.name] = mode.calibrate(xs, conv, shared)
         bar.update(1)
 
     try:
-        float_layer_inputs(plan, inputs, visit)
+        float_layer_inputs(plan, inputs, visit, with_outputs)
     finally:
         bar.close()
     return params

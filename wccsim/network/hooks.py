@@ -53,10 +53,13 @@ class LayerMode:
 def shared_samples(shared: dict, xs: list, conv: PointwiseConv, spec) -> tuple:
     """`wccsim.simulate.params.layer_samples` of the layer on its calibration inputs for `spec`'s
     calibration method, computed once per layer and method in ``shared`` (the samples read the method
-    only, not the bit widths: the modes' input and output histograms and float reference are the same)."""
+    only, not the bit widths: the modes' input and output histograms and float reference are the same).
+    ``shared["outputs"]``, when the caller put it there: the layer's float64 reference output on the set,
+    `wccsim.simulate.params.output_blocks` of each input in order (computed already)."""
     key = spec.quant.calib
     if key not in shared:
-        shared[key] = layer_samples([prepare(x, conv.w, conv.b, conv.stride) for x in xs], spec)
+        layers = [prepare(x, conv.w, conv.b, conv.stride) for x in xs]
+        shared[key] = layer_samples(layers, spec, shared.get("outputs"))
     return shared[key]
 
 

@@ -32,7 +32,7 @@ Choices (tested in tests/test_layer.py):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -178,23 +178,33 @@ def quantize_input(x_n: np.ndarray, qp: QuantParams) -> tuple[np.ndarray, np.nda
     return xq, x_int.astype(int_dtype(input_int_bits(qp)))
 
 
-def output_sample(layers: Sequence[Layer], spec: DatapathSpec) -> CalibSample:
+def output_blocks(layer: Layer) -> Iterator[np.ndarray]:
+    """``ref_conv``'s output of the layer, image by image, channel block by channel block: (1, B, H, W)
+    float64 arrays, in the order `output_sample` reads them."""
+    for n in range(layer.xs.shape[0]):
+        x_n = layer.image(n)
+        for blk in layer.blocks():
+            yield layer.ref_block(x_n, blk)
+
+
+def output_sample(layers: Sequence[Layer], spec: DatapathSpec,
+                  outputs: Iterable[np.ndarray] | None = None) -> CalibSample:
     """Histogram of ``ref_conv``'s output of the layer's input (one `Layer`) or of every input of a
     calibration set (one `Layer` each), computed image by image, block by block (`CalibSample` keeps what
-    the method reads); read by every scheme's output quantizer (`output_params`)."""
+    the method reads); read by every scheme's output quantizer (`output_params`). ``outputs``: those blocks
+    computed already (`output_blocks` of each layer, in order; e.g. in one thread per image)."""
     sample = CalibSample(spec.quant.calib)
-    for layer in layers:
-        for n in range(layer.xs.shape[0]):
-            x_n = layer.image(n)
-            for blk in layer.blocks():
-                sample.add(layer.ref_block(x_n, blk))
+    for y in (y for layer in layers for y in output_blocks(layer)) if outputs is None else outputs:
+        sample.add(y)
     return sample
 
 
-def layer_samples(layers: Sequence[Layer], spec: DatapathSpec) -> tuple[CalibSample, CalibSample]:
-    """(`input_sample`, `output_sample`) of ``layers``: what every scheme's input and output quantizers
-    read, computed once where several schemes are calibrated on the same inputs."""
-    return input_sample(layers, spec), output_sample(layers, spec)
+def layer_samples(layers: Sequence[Layer], spec: DatapathSpec,
+                  outputs: Iterable[np.ndarray] | None = None) -> tuple[CalibSample, CalibSample]:
+    """(`input_sample`, `output_sample`) of ``layers`` (``outputs`` as in `output_sample`): what every
+    scheme's input and output quantizers read, computed once where several schemes are calibrated on the
+    same inputs."""
+    return input_sample(layers, spec), output_sample(layers, spec, outputs)
 
 
 def output_params(layers: Sequence[Layer], bits: int, spec: DatapathSpec,
