@@ -11,10 +11,10 @@ output). `fixed_hook` then runs the evaluation images with those frozen paramete
 (`wccsim.network.hooks`): an image's result does not depend on which other images are evaluated.
 
 Memory: the calibration images advance through the network in lockstep (one thread each, meeting at a
-barrier before every spliced layer), so only one layer's inputs and float64 outputs of all calibration
-images (each image's thread computes the output its histograms read, `wccsim.simulate.params.output_blocks`,
-before the barrier: in parallel, the same blocks in the same order), plus each image's live tensors, exist
-at a time; never every layer's of every image.
+barrier before every spliced layer; a layer is calibrated while they compute the next), so only two layers'
+inputs and float64 outputs of all calibration images (each image's thread computes the output its
+histograms read, `wccsim.simulate.params.output_blocks`, before the barrier: in parallel, the same blocks in
+the same order), plus each image's live tensors, exist at a time; never every layer's of every image.
 
 Default image sets (scikit-image photographs bundled with the package, no download): evaluation
 `EVAL_IMAGES`, calibration `CALIB_IMAGES`, disjoint. Calibrating on an evaluated image is refused unless
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -82,7 +83,10 @@ def float_layer_inputs(plan: Plan, inputs: Sequence[np.ndarray], visit: Callable
     ``per_input(conv, x)`` of each, computed in the input's own thread.
 
     One thread per input runs `run_plan`; they meet at a barrier before each spliced layer, whose action
-    calls ``visit``; an error in any thread (or in ``visit``) breaks the barrier and is raised here.
+    hands the layer to ``visit`` in one more thread and lets the inputs go on: a layer is visited while the
+    float network computes the next one (the next barrier waits for that visit first, so visits run one at
+    a time, in network order, and at most two layers' items are alive). An error in any thread (or in
+    ``visit``) breaks the barrier and is raised here.
     """
     n = len(inputs)
     slots: list = [None] * n
@@ -90,9 +94,16 @@ def float_layer_inputs(plan: Plan, inputs: Sequence[np.ndarray], visit: Callable
     order = iter(plan.layers)
     by_weight = {id(c.w): c for c in plan.layers}  # a hook sees the layer's weights (see `fixed_hook`)
 
+    visiting: list = []  # the previous layer's visit (a Future), at most one
+
+    def finish_visit():
+        while visiting:
+            visiting.pop().result()
+
     def action():
         try:
-            visit(next(order), list(slots))
+            finish_visit()
+            visiting.append(pool.submit(visit, next(order), list(slots)))
         except BaseException as e:  # re-raised by the caller: a thread must not die silently
             errors.append(e)
             raise
@@ -112,11 +123,16 @@ def float_layer_inputs(plan: Plan, inputs: Sequence[np.ndarray], visit: Callable
             errors.append(e)
             barrier.abort()
 
-    threads = [threading.Thread(target=worker, args=(i,), name=f"calib-{i}") for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(1) as pool:
+        threads = [threading.Thread(target=worker, args=(i,), name=f"calib-{i}") for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        try:
+            finish_visit()
+        except BaseException as e:
+            errors.append(e)
     if errors:
         raise errors[0]
 
