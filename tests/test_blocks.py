@@ -95,17 +95,18 @@ def test_run_datapath_keep_false_same_output(data):
 def test_float32_output_and_input_are_the_float64_paths_values(data, spec, stride):
     """The network's hooks run on float32 activations and want float32 outputs (`y_dtype`): the same
     values as the float64 path rounded to float32, from a float32 input as from its float64 copy (the
-    quantizer widens each value exactly); odd sizes, WCC and the plain path."""
+    quantizer widens each value exactly), and without recorded stages the input codes straight in the MAC's
+    narrow dtype; odd sizes, WCC and the plain path."""
     x, w, b = data
     x32 = x[:, :, 1:, :-2].astype(np.float32)  # odd height, strided below
     x64 = x32.astype(np.float64)
     params = calibrate_layer(x64, w, b, spec, 0.5, stride)
-    ref = run_datapath(x64, params, spec, 0.5, stride, keep=False)
+    ref = run_datapath(x64, params, spec, 0.5, stride)  # stages recorded: the int64 codes path
     got = run_datapath(x32, params, spec, 0.5, stride, keep=False, y_dtype=np.float32)
     assert got.y.dtype == np.float32 and np.array_equal(got.y, ref.y.astype(np.float32))
     assert got.counters == ref.counters
     plain = calibrate_plain([x64], w, b, spec, 6, stride)
-    ref_p = run_plain(x64, plain, spec, stride, keep=False)
+    ref_p = run_plain(x64, plain, spec, stride)
     got_p = run_plain(x32, plain, spec, stride, keep=False, y_dtype=np.float32)
     assert got_p.y.dtype == np.float32 and np.array_equal(got_p.y, ref_p.y.astype(np.float32))
     assert got_p.counters == ref_p.counters and got_p.input_nonzero_fraction == ref_p.input_nonzero_fraction

@@ -471,8 +471,10 @@ def weight_params(w: np.ndarray, bits: int, granularity: WeightGranularity) -> f
     raise ValueError(f"weight_params: unknown granularity {granularity!r}")
 
 
-def quantize(x: np.ndarray, qp: QuantParams, scale: float | np.ndarray | None = None) -> np.ndarray:
-    """``clip(rint(x / scale) + zero_point, qmin, qmax)`` as int64 (round half to even).
+def quantize(x: np.ndarray, qp: QuantParams, scale: float | np.ndarray | None = None,
+             dtype: type = np.int64) -> np.ndarray:
+    """``clip(rint(x / scale) + zero_point, qmin, qmax)`` as int64 (round half to even), or as the integer
+    ``dtype`` given (one that holds ``qmin..qmax``).
 
     ``scale`` overrides ``qp.scale`` (e.g. per-channel weight scales shaped to broadcast).
     """
@@ -481,17 +483,18 @@ def quantize(x: np.ndarray, qp: QuantParams, scale: float | np.ndarray | None = 
     x = np.asarray(x)
     if np.ndim(s) == 0 and x.dtype in (np.float32, np.float64):  # per-tensor: one fused pass, bit-exact
         x = np.ascontiguousarray(x)                                # with the numpy formula below
-        out = np.empty(x.shape, dtype=np.int64)
+        out = np.empty(x.shape, dtype=dtype)
         _quantize_fused(x.reshape(-1), float(s), float(qp.zero_point), float(qmin), float(qmax),
                         out.reshape(-1))
         return out
     q = np.rint(x.astype(np.float64) / s) + qp.zero_point
-    return np.clip(q, qmin, qmax).astype(np.int64)
+    return np.clip(q, qmin, qmax).astype(dtype)
 
 
 @numba.njit(cache=True, nogil=True)
 def _quantize_fused(x, scale, zero_point, qmin, qmax, out):
-    """out[i] = clip(rint(float64(x[i]) / scale) + zero_point, qmin, qmax), as `quantize`'s numpy formula."""
+    """out[i] = clip(rint(float64(x[i]) / scale) + zero_point, qmin, qmax), as `quantize`'s numpy formula
+    (``out``: any integer dtype holding qmin..qmax)."""
     for i in range(x.size):
         q = np.rint(np.float64(x[i]) / scale) + zero_point
         out[i] = np.int64(min(max(q, qmin), qmax))

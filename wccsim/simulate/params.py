@@ -165,10 +165,12 @@ def input_params(sample: CalibSample, bits: int, spec: DatapathSpec) -> QuantPar
     return sample.params(bits, q.act_sign, q.percentile)
 
 
-def quantize_input(x_n: np.ndarray, qp: QuantParams) -> tuple[np.ndarray, np.ndarray]:
-    """Quantize one (strided) image; returns the codes (zero point included, int64) and codes - zero
-    point in the narrowest integer dtype holding them (`input_int_bits`; int8 for signed 8-bit without
-    zero point: cheap for the MAC). A `DeployedQuant` saturates to the full register range."""
+def quantize_input(x_n: np.ndarray, qp: QuantParams, codes: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+    """Quantize one (strided) image; returns the codes (zero point included, int64; None without ``codes``)
+    and codes - zero point in the narrowest integer dtype holding them (`input_int_bits`; int8 for signed
+    8-bit without zero point: cheap for the MAC). A `DeployedQuant` saturates to the full register range."""
+    if not codes and not isinstance(qp, DeployedQuant) and not qp.zero_point:  # one pass, no int64 codes
+        return None, quantize(x_n, qp, dtype=int_dtype(input_int_bits(qp)))
     if isinstance(qp, DeployedQuant):
         xq = np.clip(np.rint(np.asarray(x_n, np.float64) / qp.scale) + qp.zero_point,
                      *out_range(qp.bits, qp.signed)).astype(np.int64)

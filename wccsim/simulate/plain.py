@@ -46,7 +46,7 @@ def plain_image(n: int, x_n: np.ndarray, blocks: list, p: PlainParams, spec: Dat
     one matrix product instead of a matrix-vector product per thin block), then per channel block bias and
     requantize; yields (blk, dequantized output block)."""
     _, cin, h, w = x_n.shape
-    xq, x_int = quantize_input(x_n, p.in_qp)                                                 # 1. input
+    xq, x_int = quantize_input(x_n, p.in_qp, out.pieces.keep)                               # 1. input
     out.counters["input_nonzeros"] += int(np.count_nonzero(x_int))
     out.pieces.add(n, "input_q", xq)
     del xq

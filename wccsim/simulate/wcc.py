@@ -132,7 +132,7 @@ def _images(layer: Layer, in_qp: QuantParams, spec: DatapathSpec, rate: float, k
     in_bits = input_int_bits(in_qp)
     scales = level_scales(in_qp.scale, spec.haar)[band_levels(spec.haar.levels) - 1]     # per band
     for n in range(layer.xs.shape[0]):
-        xq, x_int = quantize_input(layer.codes_input(n), in_qp)                              # 1. input
+        xq, x_int = quantize_input(layer.codes_input(n), in_qp, keep)                        # 1. input
         f = chain.front(x_int, in_bits, spec, rate, keep)                                    # 2-4a.
         out.append(_Image(f, scales[f.kept_band], xq if keep else None))
     return out
