@@ -21,8 +21,9 @@ The evaluation images are the command's default set (`wccsim.network.calibration
 first ``--images`` of them), calibrated on its default calibration set (4 images): the calibration is a
 fixed cost shared by the images, so the figure depends on how many are evaluated; each row also gives the
 time per image and scheme without the calibration (the marginal cost of one more image). The timed call
-runs without a profiler, ``--calls`` times (the fastest kept: noise only adds time); one more call runs
-under cProfile for the breakdown (``--no-profile`` skips it).
+runs without a profiler, ``--calls`` times (the fastest kept: noise only adds time); one more call, with
+one job (the evaluation images one after the other in the calling thread), runs under cProfile for the
+breakdown (``--no-profile`` skips it).
 The profile buckets are cProfile *tottime* summed by the file a function lives in, plus the cumulative
 time of the named entry points (session start-up, calibration, hooks). cProfile sees the main thread only: the
 calibration runs in one thread per calibration image (`wccsim.network.calibration.float_layer_inputs`),
@@ -181,10 +182,11 @@ def bench_network(name: str, args, side: int, images: list[str], tmp: Path) -> t
     ratio = per / ort["forward_s"]
     marginal = (wall - calib) / runs
     profile = None
-    if args.profile:
+    if args.profile:  # with jobs=1: the images in this thread, where cProfile sees them
         prof = cProfile.Profile()
         prof.enable()
-        call()
+        simulate_network(model, images, args.hw, rate=args.rate, size=(side, side), preprocess=preset,
+                         progress=False, jobs=1)
         prof.disable()
         profile = profile_breakdown(prof)
     detail = {"model": str(src), "onnx": str(model), "size": [side, side], "preprocess": preset, "images": images,

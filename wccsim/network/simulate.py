@@ -293,7 +293,8 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
         Images preprocessed and evaluation images simulated at once, one thread each (default: the CPUs
         this process may use, at most the number of evaluation images). Every datapath kernel releases the
         GIL. With more than one, the BLAS libraries use one thread each throughout (their idle workers
-        busy-wait between calls and would take the cores the threads need). The results do not depend on it.
+        busy-wait between calls and would take the cores the threads need); with one, everything but the
+        calibration runs in the calling thread. The results do not depend on it.
 
     Returns
     -------
@@ -311,9 +312,11 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
     preset = resolve_preset(model, preprocess, mean, std, channel_order)
     modes = layer_modes(hw.datapath, hw8.datapath, opts.rate, bits)
     jobs = _jobs(jobs, len(evals))
-    with ThreadPoolExecutor(jobs) as pool, threadpool_limits(1, "blas") if jobs > 1 else nullcontext():
+    with (ThreadPoolExecutor(jobs) if jobs > 1 else nullcontext()) as pool, \
+            threadpool_limits(1, "blas") if jobs > 1 else nullcontext():
+        each = pool.map if pool else map  # one job: in this thread
         def inputs(specs):
-            return list(pool.map(lambda spec: network_input(load_image(spec), preset, size), specs))
+            return list(each(lambda spec: network_input(load_image(spec), preset, size), specs))
         pictures = [(spec, *p) for spec, p in zip(evals, inputs(evals))]         # 3. inputs
         params = calibrate_network(plan, [p[0] for p in inputs(calibs)], modes, progress)  # 4. calibration
         hooks = {Mode.FLOAT: float_hook, **{m: fixed_hook(plan, modes[m], params[m]) for m in QUANT_MODES},
@@ -327,7 +330,7 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
             label, (spec, x, pic) = job
             return simulate_image(plan, float_session, spec, label, x, pic, hooks, threshold, measured)
 
-        runs = list(progress_bar(pool.map(run_image, zip(_unique_labels(evals), pictures)), "images", progress,
+        runs = list(progress_bar(each(run_image, zip(_unique_labels(evals), pictures)), "images", progress,
                                  total=len(pictures)))
     rows = [dict(image=r.label, layer_index=i, **row) for r in runs for i, row in enumerate(r.layers)]
     summary = _summarize(model_path, hw, opts, bits, threshold, preset, plan, runs, measured, calibs,  # 6.
