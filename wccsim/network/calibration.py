@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from wccsim.capture.onnx_graph import PointwiseConv
 from wccsim.errors import InputError
@@ -141,7 +142,8 @@ def calibrate_network(plan: Plan, inputs: Sequence[np.ndarray], modes: Mapping[A
                       progress: bool = False) -> dict:
     """Fixed parameters of every spliced layer for every mode, calibrated on the float network's layer
     inputs of the calibration `inputs` (preprocessed, float32 NCHW, one per image); `progress`: a bar over
-    the spliced layers on stderr (None: when stderr is a terminal).
+    the spliced layers on stderr (None: when stderr is a terminal). The BLAS libraries run one thread each
+    meanwhile (`float_layer_inputs` runs one thread per image and one for the layer being calibrated).
 
     Returns
     -------
@@ -164,8 +166,9 @@ def calibrate_network(plan: Plan, inputs: Sequence[np.ndarray], modes: Mapping[A
             params[m][conv.name] = mode.calibrate(xs, conv, shared)
         bar.update(1)
 
-    try:
-        float_layer_inputs(plan, inputs, visit, with_outputs)
+    try:  # BLAS at one thread: its idle workers busy-wait between calls, taking the cores these threads need
+        with threadpool_limits(1, "blas"):
+            float_layer_inputs(plan, inputs, visit, with_outputs)
     finally:
         bar.close()
     return params
