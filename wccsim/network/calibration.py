@@ -76,6 +76,12 @@ def calibration_sets(images: Sequence[str] | None, calib_images: Sequence[str] |
     return evals, calib, ON_EVAL if shared else DISJOINT
 
 
+def _by_weight(plan: Plan) -> dict:
+    """The plan's spliced layers by the identity of their weights: a hook sees a layer's weights, not its
+    name (``conv.w``, the array `run_plan` passes; the plan keeps it alive)."""
+    return {id(c.w): c for c in plan.layers}
+
+
 def float_layer_inputs(plan: Plan, inputs: Sequence[np.ndarray], visit: Callable[[PointwiseConv, list], None],
                        per_input: Callable[[PointwiseConv, np.ndarray], Any] | None = None) -> None:
     """Run every input through the spliced float network in lockstep and call ``visit(conv, xs)`` once
@@ -93,7 +99,7 @@ def float_layer_inputs(plan: Plan, inputs: Sequence[np.ndarray], visit: Callable
     slots: list = [None] * n
     errors: list = []
     order = iter(plan.layers)
-    by_weight = {id(c.w): c for c in plan.layers}  # a hook sees the layer's weights (see `fixed_hook`)
+    by_weight = _by_weight(plan)
 
     visiting: list = []  # the previous layer's visit (a Future), at most one
 
@@ -177,9 +183,8 @@ def calibrate_network(plan: Plan, inputs: Sequence[np.ndarray], modes: Mapping[A
 def fixed_hook(plan: Plan, mode: LayerMode, params: Mapping[str, Any]) -> Hook:
     """Hook running each spliced layer of `plan` with its fixed parameters (`calibrate_network`).
 
-    A hook sees the layer's weights, not its name: the layer is found by the identity of ``conv.w``, the
-    array `run_plan` passes (the plan keeps it alive)."""
-    by_weight = {id(c.w): c for c in plan.layers}
+    The layer is found by its weights (`_by_weight`)."""
+    by_weight = _by_weight(plan)
 
     def hook(x, w, b, stride):
         conv = by_weight.get(id(w))
