@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from test_haar import _slow_inverse
 from test_layer import smooth_maps
 from test_requant import mbqm_ref
-from wccsim.datapath.rescale import RESCALE_MULT_BITS, rescale, rescale_params
+from wccsim.datapath.rescale import RESCALE_MULT_BITS, RescaleParams, _rescale_columns, rescale, rescale_params
 from wccsim.errors import InputError
 from wccsim.hw import (
     CoefGranularity, CoefScale, CoefSpec, DatapathSpec, HaarSpec, Normalize, QuantSpec,
@@ -201,6 +201,35 @@ def test_rescale_unit_corners(mode):
     assert sat == (1 if mode is CoefScale.FLOAT else 0)   # float32(2^31 - 1) = 2^31 saturates
     with pytest.raises(ValueError):
         rescale_params(np.array([1.5]), mode)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 2), rows=st.integers(1, 5), k=st.integers(1, 9), acc_bits=st.integers(8, 32),
+       mode=st.sampled_from([CoefScale.FIXED_POINT, CoefScale.POW2]), dtype=st.sampled_from([np.int32, np.int64]),
+       lead=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_rescale_in_one_pass_is_the_plain_integer_rescale(n, rows, k, acc_bits, mode, dtype, lead, seed):
+    """`rescale` with one record entry per column ((k,) or (1, 1, k)) runs one numba pass: every value and
+    the saturation count equal the plain-integer rescale of each element (`_rescale_one`), extremes of the
+    register included."""
+    rng = np.random.default_rng(seed)
+    real = np.exp2(-rng.integers(0, 12, k).astype(float))
+    if mode is CoefScale.FIXED_POINT:
+        real = real * rng.uniform(0.5, 1.0, k)
+    p = rescale_params(real, mode)
+    if lead:
+        p = RescaleParams(*(getattr(p, f)[None, None, :] for f in ("multiplier", "shift", "float_scale",
+                                                                    "real_scale")))
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    x = rng.integers(lo, hi, (n, rows, k), endpoint=True)
+    x.reshape(-1)[:2] = [lo, hi][:x.size]
+    y, sat = rescale(x.astype(dtype), p, mode, acc_bits)
+    flat = RescaleParams(*(np.asarray(getattr(p, f)).reshape(-1) for f in ("multiplier", "shift", "float_scale",
+                                                                            "real_scale")))
+    want = np.array([[[_rescale_one(int(v), flat, j, mode, acc_bits) for j, v in enumerate(row)] for row in img]
+                     for img in x])
+    np.testing.assert_array_equal(y, want)
+    assert y.dtype == np.int64 and sat == 0  # ratios <= 1: no value grows (module docstring)
+    assert _rescale_columns(x.astype(dtype), p, acc_bits) is not None  # the one-pass kernel ran
 
 
 def test_coef_yaml_is_validated():

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
-from wccsim.datapath.shifts import saturate
+from wccsim.datapath.shifts import saturate, signed_range
 from wccsim.hw import CoefScale
 
 __all__ = ["RESCALE_MULT_BITS", "RescaleParams", "rescale_params", "rescale"]
@@ -90,6 +91,10 @@ def rescale(acc: np.ndarray, p: RescaleParams, mode: CoefScale, acc_bits: int) -
     """
     if acc_bits > 32:
         raise ValueError(f"rescale: acc_bits must be at most 32, got {acc_bits}")
+    if mode in (CoefScale.FIXED_POINT, CoefScale.POW2):
+        fused = _rescale_columns(acc, p, acc_bits)
+        if fused is not None:
+            return fused
     x = np.asarray(acc, dtype=np.int64)
     if mode is CoefScale.FLOAT:
         y = np.rint(x.astype(np.float32) * p.float_scale).astype(np.int64)
@@ -100,3 +105,46 @@ def rescale(acc: np.ndarray, p: RescaleParams, mode: CoefScale, acc_bits: int) -
     else:
         raise ValueError(f"rescale: unknown mode {mode!r}")
     return saturate(y, acc_bits)
+
+
+def _columns(v, shape: tuple) -> np.ndarray | None:
+    """A field of one value or one per last-axis column (every other axis 1) as a (shape[-1],) int64
+    array; None for anything else."""
+    a = np.asarray(v)
+    if a.size == 1:
+        return np.full(shape[-1], a.reshape(-1)[0], np.int64)
+    if a.ndim <= len(shape) and a.shape[-1:] == shape[-1:] and a.size == shape[-1]:
+        return np.ascontiguousarray(a.reshape(-1), dtype=np.int64)
+    return None
+
+
+def _rescale_columns(acc: np.ndarray, p: RescaleParams, acc_bits: int) -> tuple[np.ndarray, int] | None:
+    """``FIXED_POINT`` / ``POW2`` in one pass (`_fixed_columns`) when the record has one entry per
+    last-axis column (or one for all) and ``acc`` holds integers; None otherwise (the numpy stages run)."""
+    acc = np.asarray(acc)
+    if acc.ndim == 0 or acc.size == 0 or not (acc.dtype.kind == "i" or (acc.dtype.kind == "u" and
+                                                                        acc.dtype.itemsize <= 4)):
+        return None
+    m, s = _columns(p.multiplier, acc.shape), _columns(p.shift, acc.shape)
+    if m is None or s is None:
+        return None
+    half = np.where(s > 0, np.int64(1) << np.maximum(s - 1, 0), 0)
+    lo, hi = signed_range(acc_bits)
+    x = np.ascontiguousarray(acc).reshape(-1, acc.shape[-1])
+    out = np.empty(x.shape, np.int64)
+    sat = _fixed_columns(x, m, half, s, lo, hi, out)
+    return out.reshape(acc.shape), int(sat)
+
+
+@numba.njit(cache=True, nogil=True)
+def _fixed_columns(x, multiplier, half, shift, lo, hi, out):
+    """``out[r, j] = clip((x[r, j] * multiplier[j] + half[j]) >> shift[j], lo, hi)`` in int64 (the numpy
+    stages of `rescale` and `saturate`, per element); returns the number clipped."""
+    sat = 0
+    for r in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            y = (np.int64(x[r, j]) * multiplier[j] + half[j]) >> shift[j]
+            c = min(max(y, lo), hi)
+            sat += c != y
+            out[r, j] = c
+    return sat
