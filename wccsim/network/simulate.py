@@ -285,7 +285,8 @@ def simulate_network(model_path, images: Sequence[str] | None, hw, *, rate: floa
         Allow calibration images that are evaluation images (an optimistic result, said in the summary);
         without it they are an `InputError`.
     hooks : mapping Mode -> Hook, optional
-        Replace the per-layer computations (e.g. a float stand-in for the datapath in tests).
+        Replace the per-layer computations (e.g. a float stand-in for the datapath in tests); called from
+        `jobs` threads at once.
     progress : bool, optional
         Bars on stderr over the calibration's layers and the evaluation images (default: when stderr is a
         terminal).
