@@ -162,9 +162,9 @@ def bench_network(name: str, args, side: int, images: list[str], tmp: Path) -> t
     inputs = [network_input(load_image(s), PRESETS[preset], (side, side))[0] for s in images]  # as the call feeds
     ort = ort_forward(model, inputs, args.repeats)
 
-    def call():
+    def call(jobs=None):
         return simulate_network(model, images, args.hw, rate=args.rate, size=(side, side), preprocess=preset,
-                                progress=False)
+                                progress=False, jobs=jobs)
 
     calls = []  # (wall, calibration) per timed call; they run without the profiler (its overhead is ~10 %)
     for _ in range(args.calls or (1 if args.quick else 3)):
@@ -185,8 +185,7 @@ def bench_network(name: str, args, side: int, images: list[str], tmp: Path) -> t
     if args.profile:  # with jobs=1: the images in this thread, where cProfile sees them
         prof = cProfile.Profile()
         prof.enable()
-        simulate_network(model, images, args.hw, rate=args.rate, size=(side, side), preprocess=preset,
-                         progress=False, jobs=1)
+        call(jobs=1)
         prof.disable()
         profile = profile_breakdown(prof)
     detail = {"model": str(src), "onnx": str(model), "size": [side, side], "preprocess": preset, "images": images,
