@@ -232,8 +232,15 @@ def test_empty_maps_are_counted_apart_and_worst_is_no_better_than_mean(tiny):
             worst = s["worst"][mode][out][m]
             if mean is not None:
                 assert worst <= mean + 1e-12 if m in HIGHER_IS_BETTER else worst >= mean - 1e-12
-    agg = network_aggregate([{"iou": 1.0, "mse": 1.0}, {"iou": 0.5, "mse": 3.0}], [True, False])
-    assert agg == {"iou": 0.5, "iou_worst": 0.5, "mse": 2.0, "mse_worst": 3.0, "empty_images": 1}
+        for m in ("sqnr_db", "rel_l2"):  # relative to a near-zero signal on the empty map: left out too
+            vals = [img["drift"][mode][out][m] for img in s["images"]]
+            assert s["mean"][mode][out][m] == pytest.approx((vals[0] + vals[2]) / 2)
+        mse = [img["drift"][mode][out]["mse"] for img in s["images"]]  # absolute errors keep every image
+        assert s["mean"][mode][out]["mse"] == pytest.approx(sum(mse) / 3) and s["worst"][mode][out]["mse"] == max(mse)
+    agg = network_aggregate([{"iou": 1.0, "sqnr_db": -80.0, "rel_l2": 9.0, "mse": 1.0},
+                             {"iou": 0.5, "sqnr_db": 5.0, "rel_l2": 0.5, "mse": 3.0}], [True, False])
+    assert agg == {"iou": 0.5, "iou_worst": 0.5, "sqnr_db": 5.0, "sqnr_db_worst": 5.0, "rel_l2": 0.5,
+                   "rel_l2_worst": 0.5, "mse": 2.0, "mse_worst": 3.0, "empty_images": 1}
     assert math.isnan(network_aggregate([{"iou": 1.0}], [True])["iou"])
 
 

@@ -18,7 +18,7 @@ from wccsim.cost import COST_COLUMNS, SUMMED
 from wccsim.errors import InputError
 
 __all__ = ["SCHEMES", "COUNTERS", "CONFIG_KEYS", "COLUMNS", "TOTAL_COLUMNS", "NETWORK_SCHEMES", "NETWORK_METRICS",
-           "NETWORK_COLUMNS", "HIGHER_IS_BETTER", "IOU_METRICS", "SAVINGS", "coef_design", "hw_coef_design",
+           "NETWORK_COLUMNS", "HIGHER_IS_BETTER", "RELATIVE_METRICS", "SAVINGS", "coef_design", "hw_coef_design",
            "network_aggregate", "quality_metric", "rows_to_frame", "totals", "savings", "saving_phrase"]
 
 SCHEMES = ("wcc", "int8", "uniform_nbit", "zvc")
@@ -43,7 +43,7 @@ TOTAL_COLUMNS = (
 
 # network.csv: one row per (config, scheme, graph output); float and int8 are one point per hw. Each metric
 # column is the mean over the evaluation images (`network_aggregate`), ``<metric>_worst`` the worst image;
-# ``empty_images`` counts the images whose float output is empty (left out of the IoU-type metrics),
+# ``empty_images`` counts the images whose float output is empty (left out of `RELATIVE_METRICS`),
 # ``calib_images`` the calibration images, ``calibration`` "disjoint" or "on_eval" (optimistic).
 NETWORK_SCHEMES = ("float", "int8", "wcc", "uniform_nbit")
 # Every output's error metrics, then those of the output kinds (`wccsim.network.drift.KIND_METRICS`).
@@ -51,8 +51,11 @@ NETWORK_METRICS = ("mse", "sqnr_db", "max_abs", "rel_l2", "iou", "argmax_agree",
                    "top1_agree", "kl_nats")
 # The metrics where a larger value means closer to the float network (the others are errors).
 HIGHER_IS_BETTER = frozenset({"sqnr_db", "iou", "argmax_agree", "miou", "top1_agree"})
-# Metrics with no meaning on an empty reference output (`wccsim.network.drift.empty_output`).
-IOU_METRICS = frozenset({"iou"})
+# Metrics measured against what the float output holds (its positive pixels, its energy): on an empty
+# reference output (`wccsim.network.drift.empty_output`) they weigh a few stray pixels against nothing (IoU
+# 1.0 or 0.0, SQNR down to -80 dB), so such an image is left out of their means and worsts. The absolute
+# errors (mse, max_abs, mae, sad) keep it.
+RELATIVE_METRICS = frozenset({"iou", "sqnr_db", "rel_l2"})
 NETWORK_COLUMNS = (
     "hw", "cfg_coef", "cfg_rate", "cfg_act_bits", "cfg_weight_bits", "scheme", "rate", "act_bits", "weight_bits",
     "eff_bits_per_act", "output", "kind", "images", "layers", "macs", "bops", "bops_hw", *NETWORK_METRICS,
@@ -106,13 +109,13 @@ def network_aggregate(per_image: Sequence[Mapping[str, float]], empty: Sequence[
     -------
     dict
         ``<metric>``: mean of the finite values, ``<metric>_worst``: their min (`HIGHER_IS_BETTER`) or max,
-        both over the non-empty images only for `IOU_METRICS` (nan when no value is left);
+        both over the non-empty images only for `RELATIVE_METRICS` (nan when no value is left);
         ``empty_images``: the number of empty images.
     """
     out = {}
     for m in dict.fromkeys(k for d in per_image for k in d):
         vals = [float(d[m]) for d, e in zip(per_image, empty)
-                if m in d and math.isfinite(d[m]) and not (e and m in IOU_METRICS)]
+                if m in d and math.isfinite(d[m]) and not (e and m in RELATIVE_METRICS)]
         out[m] = sum(vals) / len(vals) if vals else math.nan
         out[f"{m}_worst"] = (min(vals) if m in HIGHER_IS_BETTER else max(vals)) if vals else math.nan
     out["empty_images"] = int(sum(bool(e) for e in empty))

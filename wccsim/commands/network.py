@@ -71,7 +71,7 @@ def format_summary(summary: dict) -> str:
     for name in summary["model"]["outputs"]:
         empty = summary["empty_images"][name]
         if empty:
-            lines.append(f"  {name}: {len(empty)} image(s) with an empty float output, left out of the IoU: "
+            lines.append(f"  {name}: {len(empty)} image(s) with an empty float output, left out of the IoU and SQNR: "
                          f"{', '.join(empty)}")
         kind_metrics = api.KIND_METRICS[api.OutputKind(summary["model"]["kinds"][name])]
         for mode in ("wcc", "uniform", "int8"):
@@ -115,7 +115,7 @@ def verdict(summary: dict) -> str:
         lines.append(f"  {name}: uniform " + _quality(summary, name, "uniform") + "; WCC - uniform: "
                      + _delta(summary, name, "wcc", "uniform"))
     if summary["empty_images"] and any(summary["empty_images"].values()):
-        lines.append("  " + "; ".join(f"{name}: {len(e)} image(s) with an empty float output not in the IoU"
+        lines.append("  " + "; ".join(f"{name}: {len(e)} image(s) with an empty float output not in the IoU and SQNR"
                                        for name, e in summary["empty_images"].items() if e))
     return "\n".join(lines) + "\n"
 

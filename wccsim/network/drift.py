@@ -169,7 +169,8 @@ def output_drift(ref: np.ndarray, got: np.ndarray, threshold: float,
 def empty_output(ref: np.ndarray, threshold: float, kind: OutputKind | None = None) -> bool:
     """Whether a float output has nothing to find: a ``prob_map`` with no pixel above `threshold`, an
     ``alpha`` matte with none above `ALPHA_THRESHOLD` (`output_kind` of `ref` when `kind` is None). Its IoU
-    (1.0 whatever the scheme does) is left out of means and worsts; the image is counted apart."""
+    (1.0 whatever the scheme does), SQNR and relative error (against a near-zero signal) are left out of
+    means and worsts (`wccsim.results.RELATIVE_METRICS`); the image is counted apart."""
     kind = output_kind(ref) if kind is None else kind
     cut = {OutputKind.PROB_MAP: threshold, OutputKind.ALPHA: ALPHA_THRESHOLD}.get(kind)
     return cut is not None and not bool(np.any(np.asarray(ref) > cut))

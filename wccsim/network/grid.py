@@ -134,9 +134,9 @@ def network_rows(setup: NetworkSetup, hw, opts, scheme: str) -> list[dict]:
     Returns
     -------
     list of dict, one per graph output, with `wccsim.results.NETWORK_COLUMNS`: metrics are means over the
-    evaluation images and ``<metric>_worst`` the worst image (`wccsim.results.network_aggregate`; IoU-type
-    metrics over the images whose float output is not empty), BOPs and MACs means over the images (the
-    sum over the spliced layers of one image).
+    evaluation images and ``<metric>_worst`` the worst image (`wccsim.results.network_aggregate`;
+    `wccsim.results.RELATIVE_METRICS` over the images whose float output is not empty), BOPs and MACs means
+    over the images (the sum over the spliced layers of one image).
     """
     net = _cached_network(setup)
     hook, cost, used = _scheme(net, hw, opts, scheme)

@@ -226,7 +226,8 @@ def budget_notes(summary: pd.DataFrame, net: pd.DataFrame | None, budget_db: flo
                      "figures may have been calibrated on the evaluation images and be optimistic.")
     if "empty_images" in net.columns and main.empty_images.max() > 0:
         parts.append(f"{int(main.empty_images.max())} evaluation image(s) have an empty float output and are left "
-                     f"out of the IoU-type means (reported apart in network.csv).")
+                     f"out of the IoU, SQNR and relative-error means and worsts, which have no meaning on an empty map "
+                     f"(their absolute errors still count; counted in network.csv's empty_images).")
     return " ".join(parts)
 
 
