@@ -187,3 +187,25 @@ def test_selector_buffer_and_spill_count_band_widths():
     # narrower LL_L: a tile of details only is the widest
     tiled = layer_cost(LAYER, _coef_hw(4, TopkMode.TILED), "wcc", 0.25, 8, 8)
     assert tiled.topk_buffer_bytes == 64 * 64 * 8 // 8 + 64 * 28 // 8
+
+
+# ------------------------------------------------------------------ --coef on one run
+
+def test_run_coef_flag_is_the_run_of_that_design(tiny, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["run", "--hw", str(HW), "--trace", str(tiny), "--coef", "per_band:pow2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    spec = apply_coef(load_hw(HW), parse_coef("per_band:pow2"))
+    pd.testing.assert_frame_equal(pd.read_csv(out / "layers.csv"), run(spec, tiny, rate=0.5), check_dtype=False)
+    assert "verdict (edge_npu, coef per_band:pow2, " in text
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["hw"]["coef"]["granularity"] == "per_band" and meta["hw"]["coef"]["scale"] == "pow2"
+
+
+@pytest.mark.parametrize("design", ["per_bnd", "per_band:shift"])
+def test_run_bad_coef_flag_is_one_line_exit_2_and_writes_nothing(tiny, tmp_path, capsys, design):
+    out = tmp_path / "r"
+    assert main(["run", "--hw", str(HW), "--trace", str(tiny), "--coef", design, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "coef" in err[0] and design in err[0]
+    assert not out.exists()

@@ -267,6 +267,21 @@ def test_verdict_numbers_are_the_savings_of_the_cost_rows(tiny, tmp_path, capsys
     assert f"IoU {d['iou']:.3f} (worst {s['worst']['wcc']['prob']['iou']:.3f})" in block
 
 
+def test_network_coef_flag_names_and_runs_that_design(tiny, tmp_path, capsys):
+    args = ["network", "--onnx", str(tiny["model"]), "--image", "skimage:camera", "--calib-image", "skimage:coins",
+            "--hw", str(HW), "--rate", "0.5", "--size", "32x64"]
+    runs = {}
+    for coef in ("per_tensor:float", None):
+        out = tmp_path / str(coef)
+        assert main(args + ["--out", str(out)] + (["--coef", coef] if coef else [])) == 0
+        runs[coef] = json.loads((out / "network.json").read_text()), capsys.readouterr().out
+    (flag, text), (yaml_run, _) = runs["per_tensor:float"], runs[None]
+    assert flag["coef"] == "per_tensor:float" and yaml_run["coef"] == "per_level:fixed_point"
+    assert "verdict (edge_npu, coef per_tensor:float, " in text
+    assert flag["images"][0]["drift"]["wcc"] != yaml_run["images"][0]["drift"]["wcc"]  # another quantizer ran
+    assert flag["images"][0]["drift"]["int8"] == yaml_run["images"][0]["drift"]["int8"]  # int8 reads no coef
+
+
 def test_sweep_network_rows_have_mean_worst_and_calibration_columns(tiny):
     setup = prepare_network(tiny["model"], ["skimage:camera", tiny["black"]], size=SIZE,
                             calib_images=["skimage:coins"])

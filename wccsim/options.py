@@ -90,11 +90,12 @@ def apply_coef(hw: HwSpec, design: CoefDesign | None) -> HwSpec:
     return hw_from_dict(spec, where=f"--coef {coef['granularity']}:{coef['scale']} on hw {hw.name}")
 
 
-def resolve_hw(hw):
-    """A `HwSpec` as given, or loaded from a YAML path (missing file -> `InputError`)."""
-    if isinstance(hw, HwSpec):
-        return hw
-    return load_hw(Path(hw))  # refuses a missing file, a directory, ... with a one-line InputError
+def resolve_hw(hw, coef: str | None = None):
+    """A `HwSpec` as given, or loaded from a YAML path (missing file -> `InputError`); with ``coef`` (a
+    design ``granularity[:scale]``, `parse_coef`) its coefficient quantizer replaced (`apply_coef`)."""
+    if not isinstance(hw, HwSpec):
+        hw = load_hw(Path(hw))  # refuses a missing file, a directory, ... with a one-line InputError
+    return hw if coef is None else apply_coef(hw, parse_coef(coef))
 
 
 def resolve_trace(trace):

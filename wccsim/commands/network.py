@@ -23,6 +23,9 @@ def register(subparsers) -> None:
     p.add_argument("--rate", required=True, type=rate, help="fraction of Haar positions kept, (0, 1]")
     p.add_argument("--act-bits", type=bits, default=None, help="activation bits 2..16 (default: YAML)")
     p.add_argument("--calib", default=None, help="calibration: max, percentile or mse (default: YAML)")
+    p.add_argument("--coef", default=None, metavar="DESIGN",
+                   help="coefficient quantizer design granularity[:scale] (per_tensor, per_level or per_band; "
+                        "float, pow2 or fixed_point) in place of the YAML's coef: (as wccsim sweep --coef)")
     p.add_argument("--threshold", type=number(float), default=0.3,
                    help="probability-map binarization threshold for the IoU (DB default 0.3)")
     p.add_argument("--size", default=None, metavar="HxW",
@@ -95,7 +98,7 @@ def verdict(summary: dict) -> str:
     w, u, i8 = cost["wcc"], cost["uniform_nbit"], cost["int8"]
     cal = summary["calibration"]
     n_img = len(summary["images"])
-    lines = [f"verdict ({summary['hw']}, the {int(w['layers'])} spliced 1x1 layers of "
+    lines = [f"verdict ({summary['hw']}, coef {summary['coef']}, the {int(w['layers'])} spliced 1x1 layers of "
              f"{Path(summary['model']['path']).name} summed, mean over the evaluation images; every other layer "
              f"runs in float and is not costed; savings = 100 x (1 - scheme / int8) on the same hardware; DRAM and "
              f"energy = the layers' own plus their inputs' writes by the producers; quality = network output vs "
@@ -149,7 +152,7 @@ def _delta(summary: dict, name: str, a: str, b: str) -> str:
 def main(args: argparse.Namespace) -> int:
     size = api.parse_size(args.size) if args.size else None
     out = api.check_output_dir(Path(args.out) if args.out else Path("runs") / f"network_{Path(args.onnx).stem}")
-    result = api.simulate_network(args.onnx, args.image, args.hw, rate=args.rate, act_bits=args.act_bits,
+    result = api.simulate_network(args.onnx, args.image, api.resolve_hw(args.hw, args.coef), rate=args.rate, act_bits=args.act_bits,
                                   threshold=args.threshold, size=size, preprocess=args.preprocess,
                                   calib=args.calib, mean=args.mean, std=args.std,
                                   channel_order=args.channel_order, output=args.output,

@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--weight-bits", type=bits, default=None, help="weight bits 2..16 (default: YAML)")
     p.add_argument("--layers", default=None, metavar="GLOB", help="only layers whose name matches GLOB")
     p.add_argument("--calib", default=None, help="calibration: max, percentile or mse (default: YAML)")
+    p.add_argument("--coef", default=None, metavar="DESIGN",
+                   help="coefficient quantizer design granularity[:scale] (per_tensor, per_level or per_band; "
+                        "float, pow2 or fixed_point) in place of the YAML's coef: (as wccsim sweep --coef)")
     p.add_argument("--scales", default="calibrate",
                    help="calibrate (default) or trace: a QDQ trace's own input/weight/output scales and zero "
                         "points (8/8 bits); adds framework_mismatches to the int8 rows")
@@ -47,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
     if args.format not in _FORMATS:
         raise InputError("options", "format", f"one of {list(_FORMATS)}", args.format)
     out = api.check_output_dir(Path(args.out) if args.out else default_out_dir(args.hw, args.trace))  # 0. first
-    hw = api.resolve_hw(args.hw)                                              # 1. inputs
+    hw = api.resolve_hw(args.hw, args.coef)                                   # 1. inputs
     opts = api.make_options(hw, args.rate, args.act_bits, args.weight_bits, args.layers, args.calib)
     trace = api.resolve_trace(args.trace)
     df = api.run(hw, trace, rate=opts.rate, act_bits=opts.act_bits, weight_bits=opts.weight_bits,
@@ -169,7 +172,7 @@ def verdict(tot) -> str:
     spill = int(w.topk_spill)                                  # layers whose selection spills (summed)
     spill_mb = (w.topk_spill_write_bytes + w.topk_spill_read_bytes) / 1e6
     gap_db, gap_mb = w.sqnr_total_db - u.sqnr_total_db, (w.dram_bytes - u.dram_bytes) / 1e6
-    lines = [f"verdict ({w.hw}, {int(w.layers)} layers; savings = 100 x (1 - scheme / int8) of the network totals "
+    lines = [f"verdict ({w.hw}, coef {w.cfg_coef}, {int(w.layers)} layers; savings = 100 x (1 - scheme / int8) of the network totals "
              f"on the same hardware; DRAM and energy = the layers' own plus their inputs' writes and top-k spills "
              f"by the producers; SQNR = layer aggregate):",
              f"  WCC at rate {w.cfg_rate:g}, {int(w.act_bits)}-bit: {saves(w.dram_saving_pct)} DRAM "

@@ -45,7 +45,7 @@ from wccsim.network.hooks import QUANT_MODES, Mode, float_hook, layer_modes
 from wccsim.network.preprocess import AUTO, image_label, network_input, normalization, resolve_preset
 from wccsim.network.splice import Hook, Plan, plan_graph, run_plan
 from wccsim.options import configure_datapath, make_options, progress_bar, resolve_hw
-from wccsim.results import network_aggregate, savings
+from wccsim.results import hw_coef_design, network_aggregate, savings
 from wccsim.rules import uniform_bits
 from wccsim.shape import LayerShape
 
@@ -227,7 +227,7 @@ def _summarize(model_path, hw, opts, bits: int, threshold: float, preset, plan: 
         "model": {"path": str(model_path), "sha256": hashlib.sha256(Path(model_path).read_bytes()).hexdigest(),
                   "input": plan.inputs[0], "outputs": list(measured),
                   "kinds": {n: k.value for n, k in measured.items()}, "graph_outputs": list(plan.outputs)},
-        "hw": hw.name, "rate": opts.rate, "act_bits": opts.act_bits, "weight_bits": opts.weight_bits,
+        "hw": hw.name, "coef": hw_coef_design(hw), "rate": opts.rate, "act_bits": opts.act_bits, "weight_bits": opts.weight_bits,
         "uniform_bits": bits, "calib": hw.datapath.quant.calib.value, "threshold": threshold,
         "preprocess": preset.name, "normalization": normalization(preset),
         "calibration": {"images": list(calib_images), "sets": calibration, "optimistic": optimistic,
