@@ -104,3 +104,34 @@ def test_torch_float_wcc_is_eq9(rate):
     if rate == 1.0:
         conv = np.einsum("oc,nchw->nohw", w, x) + b.reshape(1, -1, 1, 1)
         np.testing.assert_allclose(got, conv, rtol=0, atol=1e-4)
+
+
+def _quality_run(wcc, int8, uniform, worst_shift=0.0):
+    """A `network_quality.measure` record with the given mean (SQNR dB, IoU) per mode; worst = mean - shift."""
+    mean = {m: {"sqnr_db": v[0], "iou": v[1]} for m, v in (("wcc", wcc), ("int8", int8), ("uniform", uniform))}
+    worst = {m: {k: x - worst_shift for k, x in d.items()} for m, d in mean.items()}
+    return {"images": list("abcdefgh"), "empty_images": ["a"], "uniform_bits": 4, "mean": mean, "worst": worst}
+
+
+def test_network_quality_targets_judge_acceptance_1_and_2():
+    sys.path.insert(0, str(BENCH))
+    try:
+        from network_quality import targets
+    finally:
+        sys.path.remove(str(BENCH))
+    ok = {("per_level", 1.0): _quality_run((4.1, 0.65), (5.0, 0.669), (5.0, 0.669)),
+          ("per_band", 1.0): _quality_run((4.0, 0.6495), (5.0, 0.669), (5.0, 0.669)),
+          ("per_tensor", 1.0): _quality_run((1.0, 0.3), (5.0, 0.669), (5.0, 0.669)),
+          ("per_level", 0.5): _quality_run((4.4, 0.65), (5.0, 0.669), (1.3, 0.24), 0.5)}
+    rows = {r["id"]: r for r in targets(ok)}
+    assert {i: r["status"] for i, r in rows.items()} == {
+        "1 per_level SQNR": "PASS", "1 per_level IoU": "PASS", "1 per_band SQNR": "PASS", "1 per_band IoU": "PASS",
+        "1 per_tensor": "SKIP", "2 mean sqnr_db": "PASS", "2 mean iou": "PASS", "2 worst sqnr_db": "PASS",
+        "2 worst iou": "PASS"}
+    assert rows["1 per_band SQNR"]["measured"] == pytest.approx(-1.0)  # the bound itself passes
+    bad = dict(ok)
+    bad[("per_band", 1.0)] = _quality_run((3.9, 0.648), (5.0, 0.669), (5.0, 0.669))  # -1.1 dB, -0.021 IoU
+    bad[("per_level", 0.5)] = _quality_run((4.4, 0.24), (5.0, 0.669), (1.3, 0.24), 0.5)  # a tie is no win
+    rows = {r["id"]: r for r in targets(bad)}
+    assert [i for i, r in rows.items() if r["status"] == "FAIL"] == [
+        "1 per_band SQNR", "1 per_band IoU", "2 mean iou", "2 worst iou"]
