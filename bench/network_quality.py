@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = targets(runs)
     table = format_table(rows)
     print(table)
-    result = {"command": " ".join(["python", "bench/network_quality.py"] + (argv if argv is not None else sys.argv[1:])),
+    cmd = ["python", "bench/network_quality.py"] + (argv if argv is not None else sys.argv[1:])
+    result = {"command": " ".join(cmd),
               "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "environment": envinfo.collect(None), "model": str(model), "hw": args.hw, "size": args.size,
               "runs": list(runs.values()), "targets": rows, "table_markdown": table}

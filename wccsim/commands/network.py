@@ -152,7 +152,8 @@ def _delta(summary: dict, name: str, a: str, b: str) -> str:
 def main(args: argparse.Namespace) -> int:
     size = api.parse_size(args.size) if args.size else None
     out = api.check_output_dir(Path(args.out) if args.out else Path("runs") / f"network_{Path(args.onnx).stem}")
-    result = api.simulate_network(args.onnx, args.image, api.resolve_hw(args.hw, args.coef), rate=args.rate, act_bits=args.act_bits,
+    hw = api.resolve_hw(args.hw, args.coef)
+    result = api.simulate_network(args.onnx, args.image, hw, rate=args.rate, act_bits=args.act_bits,
                                   threshold=args.threshold, size=size, preprocess=args.preprocess,
                                   calib=args.calib, mean=args.mean, std=args.std,
                                   channel_order=args.channel_order, output=args.output,

@@ -172,9 +172,9 @@ def verdict(tot) -> str:
     spill = int(w.topk_spill)                                  # layers whose selection spills (summed)
     spill_mb = (w.topk_spill_write_bytes + w.topk_spill_read_bytes) / 1e6
     gap_db, gap_mb = w.sqnr_total_db - u.sqnr_total_db, (w.dram_bytes - u.dram_bytes) / 1e6
-    lines = [f"verdict ({w.hw}, coef {w.cfg_coef}, {int(w.layers)} layers; savings = 100 x (1 - scheme / int8) of the network totals "
-             f"on the same hardware; DRAM and energy = the layers' own plus their inputs' writes and top-k spills "
-             f"by the producers; SQNR = layer aggregate):",
+    lines = [f"verdict ({w.hw}, coef {w.cfg_coef}, {int(w.layers)} layers; savings = 100 x (1 - scheme / int8) of "
+             f"the network totals on the same hardware; DRAM and energy = the layers' own plus their inputs' writes "
+             f"and top-k spills by the producers; SQNR = layer aggregate):",
              f"  WCC at rate {w.cfg_rate:g}, {int(w.act_bits)}-bit: {saves(w.dram_saving_pct)} DRAM "
              f"({i8.dram_bytes / 1e6:.2f} -> {w.dram_bytes / 1e6:.2f} MB), {saves(w.energy_saving_pct)} energy, "
              f"{saves(w.cycle_saving_pct)} cycles, {saves(w.bops_saving_pct)} BOPs; SQNR {w.sqnr_total_db:.2f} dB "

@@ -227,9 +227,9 @@ def _summarize(model_path, hw, opts, bits: int, threshold: float, preset, plan: 
         "model": {"path": str(model_path), "sha256": hashlib.sha256(Path(model_path).read_bytes()).hexdigest(),
                   "input": plan.inputs[0], "outputs": list(measured),
                   "kinds": {n: k.value for n, k in measured.items()}, "graph_outputs": list(plan.outputs)},
-        "hw": hw.name, "coef": hw_coef_design(hw), "rate": opts.rate, "act_bits": opts.act_bits, "weight_bits": opts.weight_bits,
-        "uniform_bits": bits, "calib": hw.datapath.quant.calib.value, "threshold": threshold,
-        "preprocess": preset.name, "normalization": normalization(preset),
+        "hw": hw.name, "coef": hw_coef_design(hw), "rate": opts.rate, "act_bits": opts.act_bits,
+        "weight_bits": opts.weight_bits, "uniform_bits": bits, "calib": hw.datapath.quant.calib.value,
+        "threshold": threshold, "preprocess": preset.name, "normalization": normalization(preset),
         "calibration": {"images": list(calib_images), "sets": calibration, "optimistic": optimistic,
                         "note": ("calibrated on evaluation images: the result is optimistic" if optimistic else
                                  "scales fixed on calibration images disjoint from the evaluation images")},
