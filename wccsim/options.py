@@ -18,7 +18,7 @@ from wccsim.rules import check_bits, check_rate
 from wccsim.trace import open_trace
 
 __all__ = ["RunOptions", "CoefDesign", "make_options", "parse_coef", "apply_coef", "resolve_hw", "resolve_trace",
-           "select_layers", "configure_datapath", "progress_bar"]
+           "select_layers", "configure_datapath", "progress_bar", "check_jobs"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,13 @@ def apply_coef(hw: HwSpec, design: CoefDesign | None) -> HwSpec:
         coef["scale"] = design.scale.value
     spec["coef"] = coef
     return hw_from_dict(spec, where=f"--coef {coef['granularity']}:{coef['scale']} on hw {hw.name}")
+
+
+def check_jobs(jobs) -> int:
+    """``jobs`` (work items run at once) when it is a positive integer; anything else is an `InputError`."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InputError("options", "jobs", "a positive integer", jobs)
+    return jobs
 
 
 def resolve_hw(hw, coef: str | None = None):

@@ -49,7 +49,7 @@ from wccsim.errors import InputError
 from wccsim.hw import spec_hash, spec_to_dict
 from wccsim.network.grid import network_rows, prepare_network
 from wccsim.options import (
-    apply_coef, configure_datapath, make_options, parse_coef, progress_bar, resolve_hw, resolve_trace, select_layers,
+    apply_coef, check_jobs, configure_datapath, make_options, parse_coef, progress_bar, resolve_hw, resolve_trace, select_layers,
 )
 from wccsim.results import NETWORK_COLUMNS, SCHEMES, hw_coef_design, rows_to_frame, totals
 from wccsim.runner import layer_rows
@@ -333,8 +333,7 @@ def prepare(hws, trace, rates, act_bits, weight_bits, layers, calib, jobs, netwo
             raise InputError("options", name, "at least one value", "none")
     opts = [make_options(h, r, a, w, layers, calib)
             for h, r, a, w in itertools.product(specs, rates, act_bits, weight_bits)]
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InputError("options", "jobs", "a positive integer", jobs)
+    check_jobs(jobs)
     trace = resolve_trace(trace)
     chosen = select_layers(trace, layers)
     index = {info.name: i for i, info in enumerate(trace.layers)}

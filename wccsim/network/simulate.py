@@ -44,7 +44,7 @@ from wccsim.network.drift import OutputKind, empty_output, output_drift, pick_ou
 from wccsim.network.hooks import QUANT_MODES, Mode, float_hook, layer_modes
 from wccsim.network.preprocess import AUTO, image_label, network_input, normalization, resolve_preset
 from wccsim.network.splice import Hook, Plan, plan_graph, run_plan
-from wccsim.options import configure_datapath, make_options, progress_bar, resolve_hw
+from wccsim.options import check_jobs, configure_datapath, make_options, progress_bar, resolve_hw
 from wccsim.results import hw_coef_design, network_aggregate, savings
 from wccsim.rules import uniform_bits
 from wccsim.shape import LayerShape
@@ -172,9 +172,7 @@ def _jobs(jobs, images: int) -> int:
     process may use; never more than ``images``."""
     if jobs is None:
         jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    elif isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InputError("options", "jobs", "a positive integer", jobs)
-    return max(1, min(jobs, images))
+    return max(1, min(check_jobs(jobs), images))
 
 
 def check_threshold(threshold) -> float:
